@@ -1,0 +1,64 @@
+"""The ``outpost`` command line: a thin layer over the core API."""
+from __future__ import annotations
+
+import sys
+import traceback
+from importlib.metadata import entry_points
+
+import typer
+
+from core.config import Settings
+from core.errors import OutpostError
+
+app = typer.Typer(
+    name="outpost",
+    help="Outpost: offline MLOps — datasets, training, ONNX models and edge agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Sub-command groups register themselves here, one module per group.
+from core.cli import main_commands  # noqa: E402,F401
+
+# Packages above core (the desktop app) add their commands through this entry-point
+# group, so that core never imports them.
+COMMAND_PLUGINS = "outpost.commands"
+
+
+def _load_plugins() -> None:
+    for entry in entry_points(group=COMMAND_PLUGINS):
+        entry.load()(app)
+
+
+_load_plugins()
+
+
+
+def _log_internal_error() -> str:
+    """Keep the traceback in a log file; the user sees one line."""
+    try:
+        logs = Settings.from_env().logs_dir
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / "cli-errors.log"
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc() + "\n")
+        return f" (details in {path})"
+    except OSError:
+        return ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    # typer handles usage errors itself (exit 2); what reaches us is ours to word.
+    try:
+        app(args=argv, prog_name="outpost")
+    except OutpostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # a bug: one line for the user, the traceback in the log
+        where = _log_internal_error()
+        print(f"error: internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Numbered catalog migrations: ``NNNN_name.sql`` files applied in order, each in a transaction."""

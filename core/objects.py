@@ -1,0 +1,111 @@
+"""Content-addressed object store: files named by the sha256 of their bytes.
+
+Every object is written to a temporary file in the store, fsynced and renamed
+into place, so a crash or a full disk never leaves a half-written object under
+its final name.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from core.errors import NotFound, StorageError
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+
+    def ensure(self) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha: str) -> Path:
+        return self.root / sha[:2] / sha
+
+    def exists(self, sha: str) -> bool:
+        return self.path(sha).is_file()
+
+    def require(self, sha: str) -> Path:
+        path = self.path(sha)
+        if not path.is_file():
+            raise NotFound(f"object {sha[:12]} is missing from the object store {self.root}")
+        return path
+
+    @contextmanager
+    def temp_path(self, suffix: str = "") -> Iterator[Path]:
+        """A path in the store's temp folder, removed afterwards unless adopted."""
+        self.ensure()
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, suffix=suffix)
+        os.close(fd)
+        path = Path(name)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def adopt(self, tmp: Path) -> tuple[str, bool]:
+        """Move a finished temp file into the store. Returns (sha256, newly_created)."""
+        try:
+            sha = sha256_file(tmp)
+            final = self.path(sha)
+            if final.is_file():
+                tmp.unlink()
+                return sha, False
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+            return sha, True
+        except OSError as exc:
+            raise StorageError(f"could not write object to {self.root}: {exc.strerror or exc}") from exc
+
+    def put_bytes(self, data: bytes) -> tuple[str, bool]:
+        with self.temp_path() as tmp:
+            try:
+                tmp.write_bytes(data)
+            except OSError as exc:
+                raise StorageError(f"could not write object to {self.root}: {exc.strerror or exc}") from exc
+            return self.adopt(tmp)
+
+    def put_stream(self, src: BinaryIO) -> tuple[str, bool]:
+        with self.temp_path() as tmp:
+            try:
+                with tmp.open("wb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+            except OSError as exc:
+                raise StorageError(f"could not write object to {self.root}: {exc.strerror or exc}") from exc
+            return self.adopt(tmp)
+
+    def put_file(self, src: Path) -> tuple[str, bool]:
+        with src.open("rb") as fh:
+            return self.put_stream(fh)
+
+    def discard(self, sha: str) -> None:
+        """Remove an object that a failed transaction had just created."""
+        self.path(sha).unlink(missing_ok=True)

@@ -1,0 +1,82 @@
+"""The DuckDB catalog: migrations, persistence, and the single-writer lock."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from core.catalog import Catalog, known_migrations
+from core.config import Settings
+from core.errors import CatalogInUse, OutpostError
+from tests.conftest import run_cli
+
+
+def test_new_catalog_applies_every_migration_once(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    with Catalog.open(settings) as catalog:
+        applied = [n for n, _ in catalog.applied_migrations()]
+        assert applied == [m.number for m in known_migrations()]
+        assert settings.catalog_path.is_file()
+        assert settings.objects_dir.is_dir()
+    with Catalog.open(settings) as catalog:
+        assert [n for n, _ in catalog.applied_migrations()] == applied
+        assert catalog.migrate() == []
+
+
+def test_home_defaults_from_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env({"OUTPOST_HOME": str(tmp_path / "x")})
+    assert settings.catalog_path == (tmp_path / "x" / "catalog.duckdb").resolve()
+    assert Settings.from_env({}).home.name == "outpost"
+
+
+def test_catalog_from_newer_outpost_is_refused(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    with Catalog.open(settings) as catalog:
+        catalog.con.execute("INSERT INTO schema_migration (number, name) VALUES (9999, 'future')")
+    with pytest.raises(OutpostError, match="newer Outpost"):
+        Catalog.open(settings)
+
+
+def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    with Catalog.open(settings) as catalog:
+        with pytest.raises(RuntimeError):
+            with catalog.transaction() as cur:
+                cur.execute("INSERT INTO dataset (name) VALUES ('x')")
+                raise RuntimeError("boom")
+        assert catalog.con.execute("SELECT count(*) FROM dataset").fetchone() == (0,)
+
+
+def _hold_catalog(home: Path) -> subprocess.Popen[str]:
+    code = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from core.catalog import Catalog
+        from core.config import Settings
+        c = Catalog.open(Settings(home=Path({str(home)!r})))
+        print("held", flush=True)
+        sys.stdin.read()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_process_gets_one_clear_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    holder = _hold_catalog(home)
+    try:
+        result = run_cli(home, "info", "--json")
+        assert result.returncode == 1
+        assert result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"error: catalog is in use by another Outpost process: {home / 'catalog.duckdb'}"]
+        with pytest.raises(CatalogInUse):
+            Catalog.open(Settings(home=home))
+    finally:
+        holder.communicate("", timeout=30)
+    assert run_cli(home, "info", "--json").returncode == 0

@@ -1,0 +1,41 @@
+"""The layering in DESIGN.md is checked by tools, not by memory."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_import_contracts_hold() -> None:
+    proc = subprocess.run([str(BIN / "lint-imports")], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "broken" not in proc.stdout.lower() or "0 broken" in proc.stdout.lower()
+
+
+@pytest.mark.slow
+def test_mypy_passes_on_core_and_edge_agent() -> None:
+    proc = subprocess.run(
+        [str(BIN / "mypy"), "--no-error-summary"], cwd=REPO, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_agent_process_loads_no_heavy_library() -> None:
+    """Importing every edge_agent module pulls in none of the desktop's libraries."""
+    code = (
+        "import importlib, pkgutil, sys, edge_agent\n"
+        "for m in pkgutil.walk_packages(edge_agent.__path__, 'edge_agent.'):\n"
+        "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
+        "bad = sorted({n.split('.')[0] for n in sys.modules} & "
+        "{'duckdb','PySide6','sklearn','pandas','pyarrow','core','app','skl2onnx'})\n"
+        "print(','.join(bad))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"edge_agent pulled in: {proc.stdout.strip()}"
