@@ -102,3 +102,11 @@ class KeyFileError(AgentError):
 
 class TelemetryFileError(AgentError):
     """A telemetry export file is corrupt, truncated or signed by an unexpected agent."""
+
+
+class SchemaError(AgentError):
+    """A JSON document does not have the shape its schema requires."""
+
+
+class BundleMemberInvalid(BundleError):
+    """baseline.json or canary.json does not follow its schema."""
