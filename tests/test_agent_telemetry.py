@@ -1,0 +1,143 @@
+"""The telemetry outbox and its writer thread: sequence numbers, windows, the byte cap."""
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.histograms import binner_for
+from edge_agent.recorder import Recorder, RequestEvent
+from edge_agent.records import Baseline
+from edge_agent.telemetry import Outbox
+
+BASELINE = Baseline.from_dict({
+    "rows": 10,
+    "features": [
+        {"name": "temp", "kind": "numeric", "edges": [0.0, 10.0], "counts": [1, 1, 1],
+         "nulls": 0},
+        {"name": "site", "kind": "categorical", "categories": ["a", "b"], "counts": [1, 1, 1],
+         "nulls": 0}],
+    "prediction": {"name": "__prediction__", "kind": "categorical", "categories": ["0", "1"],
+                   "counts": [1, 1, 0], "nulls": 0},
+})
+INPUTS = [("temp", (-1, 1)), ("site", (-1, 1))]
+
+
+def event(i: int = 0, ts: float | None = None, **kw: object) -> RequestEvent:
+    base: dict[str, object] = dict(ts=ts or time.time(), model="m", version=1, status=200,
+                                   latency_us=100 + i, rows=1)
+    base.update(kw)
+    return RequestEvent(**base)  # type: ignore[arg-type]
+
+
+def all_seqs(outbox: Outbox) -> list[int]:
+    return [r["seq"] for r in outbox.read(0, 10**9)]
+
+
+def test_sequence_is_gapless_and_survives_restarts_and_acks(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    outbox = Outbox(path)
+    outbox.write([event(i).record() for i in range(5)])
+    outbox.ack(3)
+    outbox.close()
+    outbox = Outbox(path)
+    assert outbox.stats().last_seq == 5 and outbox.stats().backlog == 2
+    outbox.write([event(i).record() for i in range(3)])
+    assert all_seqs(outbox) == [4, 5, 6, 7, 8]
+    assert outbox.read(5, 2)[0] == {"seq": 6, **event(0, ts=outbox.read(5, 1)[0]["ts"]).record()}
+    assert [r["seq"] for r in outbox.read(5, 2)] == [6, 7]
+    outbox.ack(8)
+    outbox.close()
+    assert Outbox(path).stats().backlog == 0 and Outbox(path).stats().last_seq == 8
+
+
+def test_migrations_are_named_and_recorded_once(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    Outbox(path).close()
+    Outbox(path).close()
+    names = [r[0] for r in sqlite3.connect(path).execute(
+        "SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert names == ["001_records", "002_state", "003_open_windows"]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_cap_evicts_oldest_first_and_says_so(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "t.sqlite", max_bytes=20_000)
+    for _ in range(10):
+        outbox.write([event(i).record() for i in range(30)])
+    stats = outbox.stats()
+    assert stats.bytes <= 20_000 and stats.evicted > 0 and stats.last_seq > 300
+    records = outbox.read(0, 10**6)
+    notes = [r for r in records if r["kind"] == "evicted"]
+    assert sum(n["count"] for n in notes) == stats.evicted
+    kept = [r["seq"] for r in records if r["kind"] == "request"]
+    # what is left is the newest, contiguous run, and every gap is explained by a note
+    assert kept == list(range(kept[0], kept[-1] + 1)) or notes
+    explained = {s for n in notes for s in range(n["first_seq"], n["last_seq"] + 1)}
+    present = {r["seq"] for r in records}
+    assert explained | present == set(range(1, stats.last_seq + 1))
+    assert max(explained) < min(kept)
+
+
+def test_writer_flushes_in_batches_off_the_caller(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "t.sqlite")
+    seen: list[int] = []
+    recorder = Recorder(outbox, flush_s=0.05, on_flush=lambda evs, _s: seen.append(len(evs)))
+    recorder.start()
+    for i in range(200):
+        recorder.submit(event(i))
+    deadline = time.monotonic() + 5
+    while outbox.stats().backlog < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert outbox.stats().backlog == 200 and sum(seen) == 200 and max(seen) > 1
+    recorder.close()
+
+
+def test_histograms_use_the_baseline_bins_per_window(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "t.sqlite")
+    recorder = Recorder(outbox, window_s=3600, flush_s=60)
+    binner = binner_for(BASELINE, INPUTS)
+    assert binner is not None
+    temps = np.array([[-5.0], [0.0], [9.9], [10.0], [np.nan]], np.float32)
+    sites = np.array([["a"], ["b"], ["zzz"], [""], ["a"]], dtype=object)
+    now = time.time()
+    recorder.submit(event(ts=now, binner=binner, feeds={"temp": temps[:2], "site": sites[:2]},
+                          prediction=np.array([0, 1]), rows=2))
+    recorder.submit(event(ts=now, binner=binner, feeds={"temp": temps[2:], "site": sites[2:]},
+                          prediction=np.array([1, 1, 7]), rows=3))
+    recorder.submit(event(ts=now, status=400))
+    recorder.close()
+    hist = {r["feature"]: r for r in outbox.read(0, 100) if r["kind"] == "histogram"}
+    assert hist["temp"]["counts"] == [1, 2, 1] and hist["temp"]["nulls"] == 1
+    assert hist["site"]["counts"] == [2, 1, 1] and hist["site"]["nulls"] == 1
+    assert hist["__prediction__"]["counts"] == [1, 3, 1]
+    assert hist["temp"]["window_start"] == now - now % 3600
+    assert hist["temp"]["window_end"] <= time.time()
+    assert len([r for r in outbox.read(0, 100) if r["kind"] == "request"]) == 3
+
+
+def test_open_window_counts_survive_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    binner = binner_for(BASELINE, INPUTS)
+    recorder = Recorder(Outbox(path), window_s=3600, flush_s=0.05)
+    recorder.start()
+    feeds = {"temp": np.array([[1.0]], np.float32), "site": np.array([["a"]], dtype=object)}
+    recorder.submit(event(binner=binner, feeds=feeds))
+    time.sleep(0.5)  # flushed, window still open; now "crash": no close()
+    outbox = Outbox(path)
+    assert not [r for r in outbox.read(0, 100) if r["kind"] == "histogram"]
+    recorder2 = Recorder(outbox, window_s=3600, flush_s=60)
+    recorder2.submit(event(binner=binner, feeds=feeds))
+    recorder2.close()
+    hist = {r["feature"]: r for r in outbox.read(0, 100) if r["kind"] == "histogram"}
+    assert hist["temp"]["counts"] == [0, 2, 0]
+
+
+@pytest.mark.parametrize("shape", [(-1, 2)])
+def test_a_single_wide_input_maps_features_by_position(shape: tuple[int, ...]) -> None:
+    binner = binner_for(BASELINE, [("X", shape)])
+    assert binner is not None
+    assert [(c.input, c.column) for c in binner.columns] == [("X", 0), ("X", 1)]
