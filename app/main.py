@@ -1,12 +1,77 @@
-"""Start the desktop application."""
+"""Start the desktop application: open the catalog, build the window, run the event loop."""
 from __future__ import annotations
 
+import sys
+from types import TracebackType
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.context import AppContext, CatalogEvents
+from app.errors import ErrorSink
+from app.resources import app_icon
+from app.tasks import TaskRunner
+from app.theme import Theme
+from app.views.base import View
+from app.window import MainWindow
 from core.catalog import Catalog
 from core.config import Settings
+from core.errors import OutpostError
+
+
+def view_classes() -> list[type[View]]:
+    """The pages in navigation order; imported here so a test can build any subset."""
+    return []
+
+
+def gui_settings(settings: Settings) -> QSettings:
+    """Layout, last view and theme live beside the catalog they describe."""
+    return QSettings(str(settings.home / "gui.ini"), QSettings.Format.IniFormat)
+
+
+def create_window(catalog: Catalog, app: QApplication,
+                  views: list[type[View]] | None = None) -> MainWindow:
+    settings = gui_settings(catalog.settings)
+    theme = Theme(str(settings.value("theme", "light")))
+    theme.apply(app)
+    sink = ErrorSink(catalog.settings.logs_dir)
+    ctx = AppContext(catalog, TaskRunner(catalog, sink), sink, theme, CatalogEvents())
+    built = [cls(ctx) for cls in (view_classes() if views is None else views)]
+    return MainWindow(ctx, built, settings)
+
+
+def application() -> QApplication:
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("Outpost")
+    app.setOrganizationName("Outpost")
+    app.setWindowIcon(app_icon())
+    return app
 
 
 def run_gui() -> int:
-    # The Qt main window lands with the GUI issue; until then show what the catalog holds.
-    with Catalog.open(Settings.from_env()) as catalog:
-        print(f"Outpost catalog: {catalog.path}")
-    return 0
+    app = application()
+    try:
+        catalog = Catalog.open(Settings.from_env())
+    except OutpostError as exc:  # CatalogInUse above all: the CLI or another window holds it
+        QMessageBox.critical(None, "Outpost", str(exc))
+        return 1
+    try:
+        window = create_window(catalog, app)
+        previous_hook = sys.excepthook
+
+        def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+            # An exception escaping a slot: show it through the sink, keep the window running.
+            if isinstance(exc, Exception):
+                window.ctx.sink.report(exc.with_traceback(tb))
+            else:
+                previous_hook(kind, exc, tb)
+
+        sys.excepthook = hook
+        window.show()
+        window.offer_samples()
+        return app.exec()
+    finally:
+        catalog.close()
