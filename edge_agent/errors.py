@@ -110,3 +110,7 @@ class SchemaError(AgentError):
 
 class BundleMemberInvalid(BundleError):
     """baseline.json or canary.json does not follow its schema."""
+
+
+class VersionCorrupt(ModelUnavailable):
+    """An installed version's files no longer match its signed manifest."""

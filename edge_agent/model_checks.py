@@ -53,7 +53,7 @@ def _probe(domain: str, version: int) -> bool:
     opts.log_severity_level = 4
     try:
         ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception:  # noqa: BLE001 -- any load failure means "not supported"
+    except Exception:  # any load failure means "not supported"
         return False
     return True
 
@@ -171,6 +171,6 @@ def load_session(data: bytes, threads: int = 1) -> ort.InferenceSession:
     opts.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 -- onnxruntime raises several untyped errors
+    except Exception as exc:  # onnxruntime raises several untyped errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelInvalid(f"onnxruntime cannot load model.onnx: {first[:300]}") from exc

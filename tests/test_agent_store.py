@@ -1,0 +1,324 @@
+"""The model store with real ONNX models: installs, every refused bundle (the active model
+unchanged each time), downgrade protection, rollback, delete, restart checks, key rotation."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent import errors
+from edge_agent.identity import load_or_create_identity
+from edge_agent.keys import KeyRing
+from edge_agent.protocol import (
+    Ed25519PrivateKey,
+    generate_signing_key,
+    make_rotation_record,
+    public_key_b64,
+    verify_signature,
+)
+from edge_agent.store import ModelStore
+from tests.agent_helpers import (
+    NUMERIC,
+    SYMLINK_MODE,
+    identity_canary,
+    identity_model,
+    make_identity_bundle,
+    make_tabular_bundle,
+    many_members_zip,
+    read_members,
+    rezip,
+    tabular_model,
+    zip_with_raw_entry,
+)
+
+
+@pytest.fixture(scope="module")
+def key() -> Ed25519PrivateKey:
+    return generate_signing_key()
+
+
+def open_store(agent_dir: Path, key: Ed25519PrivateKey | None = None) -> ModelStore:
+    ring = KeyRing(agent_dir / "keys")
+    if key is not None:
+        ring.trust(key.public_key())
+    store = ModelStore(agent_dir, ring)
+    store.open()
+    return store
+
+
+@pytest.fixture
+def store(tmp_path: Path, key: Ed25519PrivateKey) -> ModelStore:
+    return open_store(tmp_path / "agent", key)
+
+
+def answer(store: ModelStore, name: str, x: float = 2.0) -> float:
+    m = store.get(name)
+    (y,) = m.session.run(None, {"x": np.array([[x]], dtype=np.float32)})
+    return float(y[0, 0])
+
+
+def version_dirs(store: ModelStore, name: str) -> list[str]:
+    return sorted(p.name for p in (store.root / "models" / name).iterdir() if p.is_dir())
+
+
+def test_install_tabular_classifier(tmp_path: Path, store: ModelStore,
+                                    key: Ed25519PrivateKey) -> None:
+    result = store.install(make_tabular_bundle(tmp_path, key, version=1))
+    assert result.to_dict() == {"model": "pumps", "version": 1, "status": "active",
+                                "canary": "passed"}
+    loaded = store.get("pumps")
+    assert [t.name for t in loaded.inputs] == ["temp", "pressure", "site"]
+    assert [t.datatype for t in loaded.inputs] == ["FP32", "FP32", "BYTES"]
+    assert loaded.baseline is not None and loaded.baseline.feature("site") is not None
+    assert loaded.manifest.labels == ["alarm", "normal"]
+    tm = tabular_model()
+    feeds = {c: np.array([[np.nan if v is None else v for v in tm.columns[c]]],
+                         dtype=np.float32).T for c in NUMERIC}
+    feeds["site"] = np.array([[s] for s in tm.columns["site"]], dtype=object)
+    label, proba = loaded.session.run(None, feeds)
+    assert label.tolist() == tm.canary["expected"]["label"]
+    assert np.allclose(proba, tm.canary["expected"]["probabilities"], atol=1e-5)
+    assert (store.root / "models" / "pumps" / "active").read_text().strip() == "1"
+
+
+def test_install_tabular_regressor(tmp_path: Path, store: ModelStore,
+                                   key: Ed25519PrivateKey) -> None:
+    store.install(make_tabular_bundle(tmp_path, key, model="yield", task="regression"))
+    assert store.get("yield").outputs[0].name == "variable"
+    assert store.get("yield").manifest.task == "regression"
+
+
+def _bad_bundle(tmp_path: Path, key: Ed25519PrivateKey, case: str) -> Path:
+    out = tmp_path / f"bad-{case}.outpost"
+    d = tmp_path / case
+    d.mkdir()
+    good = make_identity_bundle(d, key, version=2)
+    m = read_members(good)
+    if case == "bad_signature":
+        m["manifest.json"] = m["manifest.json"].replace(b'"version": 2', b'"version": 9')
+        return rezip(out, m)
+    if case == "unknown_key":
+        return make_identity_bundle(d / "..", generate_signing_key(), version=2,
+                                    model="adder")
+    if case == "hash_mismatch":
+        m["model.onnx"] = identity_model(opset=16)
+        return rezip(out, m)
+    if case == "dotdot":
+        return zip_with_raw_entry(out, m, "../../escape.txt", b"x")
+    if case == "absolute":
+        return zip_with_raw_entry(out, m, "/tmp/abs.txt", b"x")
+    if case == "symlink":
+        return zip_with_raw_entry(out, m, "model.link", b"/etc/passwd", mode=SYMLINK_MODE)
+    if case == "missing_member":
+        del m["baseline.json"]
+        return rezip(out, m)
+    if case == "member_count":
+        return many_members_zip(out, m, 10_001)
+    overrides: dict[str, object] = {
+        "corrupt_onnx": {"model_bytes": identity_model()[:-7]},
+        "too_new_opset": {"model_bytes": identity_model(opset=40), "opset": {"": 40}},
+        "failing_canary": {"canary": identity_canary(offset=5.0)},
+        "external_data": {"model_bytes": identity_model(external_data=True)},
+        "ratio_bomb": {"model_bytes": bytes(30 * 1024 * 1024)},
+    }[case]
+    assert isinstance(overrides, dict)
+    return make_identity_bundle(d / "..", key, version=2, **overrides)
+
+
+BAD = {
+    "bad_signature": errors.BundleSignatureInvalid,
+    "unknown_key": errors.BundleUnknownKey,
+    "hash_mismatch": errors.BundleMemberHashMismatch,
+    "dotdot": errors.BundleUnsafeMember,
+    "absolute": errors.BundleUnsafeMember,
+    "symlink": errors.BundleUnsafeMember,
+    "missing_member": errors.BundleMissingMember,
+    "corrupt_onnx": errors.ModelInvalid,
+    "too_new_opset": errors.ModelInvalid,
+    "failing_canary": errors.CanaryFailed,
+    "external_data": errors.ModelInvalid,
+    "ratio_bomb": errors.BundleZipBomb,
+    "member_count": errors.BundleZipBomb,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_bundle_refused_active_unchanged(tmp_path: Path, store: ModelStore,
+                                             key: Ed25519PrivateKey, case: str) -> None:
+    store.install(make_identity_bundle(tmp_path, key, version=1))
+    bad = _bad_bundle(tmp_path, key, case)
+    with pytest.raises(BAD[case]) as info:
+        store.install(bad)
+    assert info.value.http_status in (413, 422) and "\n" not in str(info.value)
+    assert store.get("adder").version == 1 and answer(store, "adder") == 3.0
+    assert version_dirs(store, "adder") == ["1"]
+    assert list((store.root / "staging").iterdir()) == []
+    assert not (tmp_path / "escape.txt").exists() and not Path("/tmp/abs.txt").exists()
+    reopened = open_store(store.root, key)
+    assert reopened.get("adder").version == 1 and reopened.models()[0].state == "ready"
+
+
+def test_opset_message_names_the_limit(tmp_path: Path, store: ModelStore,
+                                       key: Ed25519PrivateKey) -> None:
+    with pytest.raises(errors.ModelInvalid, match="supports up to 28"):
+        store.install(_bad_bundle(tmp_path, key, "too_new_opset"))
+    assert store.models() == []
+
+
+def test_downgrade_protection_survives_restart(tmp_path: Path, store: ModelStore,
+                                               key: Ed25519PrivateKey) -> None:
+    v1 = make_identity_bundle(tmp_path, key, version=1)
+    store.install(make_identity_bundle(tmp_path, key, version=3))
+    with pytest.raises(errors.DowngradeRefused, match="older than version 3") as info:
+        store.install(v1)
+    assert info.value.http_status == 409
+    store.install(make_identity_bundle(tmp_path, key, version=4))
+    store.delete("adder", 3)
+    reopened = open_store(store.root, key)
+    assert reopened.models()[0].highest_seen == 4
+    with pytest.raises(errors.DowngradeRefused):
+        reopened.install(v1)
+    res = reopened.install(v1, allow_rollback=True)
+    assert res.status == "active" and res.previous == 4 and reopened.get("adder").version == 1
+
+
+def test_rollback_activate_delete(tmp_path: Path, store: ModelStore,
+                                  key: Ed25519PrivateKey) -> None:
+    with pytest.raises(errors.ModelNotFound):
+        store.rollback("adder")
+    store.install(make_identity_bundle(tmp_path, key, version=1))
+    with pytest.raises(errors.VersionConflict):
+        store.rollback("adder")
+    store.install(make_identity_bundle(tmp_path, key, version=2,
+                                       model_bytes=identity_model(), canary=identity_canary()))
+    store.install(make_identity_bundle(tmp_path, key, version=3), activate=False)
+    assert store.get("adder").version == 2 and store.get("adder", 3).version == 3
+    store.activate("adder", 3)
+    assert store.rollback("adder") == 2
+    assert store.rollback("adder") == 1
+    with pytest.raises(errors.VersionConflict):
+        store.rollback("adder")
+    with pytest.raises(errors.VersionConflict) as info:
+        store.delete("adder", 1)
+    assert info.value.http_status == 409
+    store.delete("adder", 2)
+    with pytest.raises(errors.ModelNotFound):
+        store.get("adder", 2)
+    with pytest.raises(errors.ModelNotFound):
+        store.delete("adder", 2)
+    assert version_dirs(store, "adder") == ["1", "3"]
+    state = json.loads((store.root / "models/adder/state.json").read_text())
+    assert state["highest_seen"] == 3 and 2 not in state["history"]
+    status = store.models()[0].to_dict()
+    assert status == {"name": "adder", "active": 1, "versions": [1, 3], "highest_seen": 3,
+                      "state": "ready", "degraded": None}
+
+
+def test_reinstall_same_and_conflicting(tmp_path: Path, store: ModelStore,
+                                        key: Ed25519PrivateKey) -> None:
+    b = make_identity_bundle(tmp_path, key, version=1)
+    store.install(b)
+    again = store.install(b)
+    assert again.already_installed and again.status == "active"
+    (tmp_path / "other").mkdir()
+    different = make_identity_bundle(tmp_path / "other", key, version=1,
+                                     created="2027-01-01T00:00:00+00:00")
+    with pytest.raises(errors.VersionConflict):
+        store.install(different)
+
+
+def test_unknown_model_and_inactive(tmp_path: Path, store: ModelStore,
+                                    key: Ed25519PrivateKey) -> None:
+    with pytest.raises(errors.ModelNotFound) as info:
+        store.get("nope")
+    assert info.value.http_status == 404
+    store.install(make_identity_bundle(tmp_path, key, version=1), activate=False)
+    with pytest.raises(errors.ModelNotFound, match="no active"):
+        store.get("adder")
+    assert store.models()[0].state == "inactive"
+
+
+def test_corrupt_active_falls_back_to_last_good(tmp_path: Path, store: ModelStore,
+                                                key: Ed25519PrivateKey) -> None:
+    store.install(make_identity_bundle(tmp_path, key, version=1))
+    store.install(make_identity_bundle(tmp_path, key, version=2))
+    model = store.root / "models/adder/2/model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF
+    model.write_bytes(bytes(data))
+    reopened = open_store(store.root, key)
+    st = reopened.models()[0]
+    assert st.state == "degraded" and st.active == 1
+    assert st.degraded and "version 2" in st.degraded and "checksum" in st.degraded
+    assert answer(reopened, "adder") == 3.0
+    # A new good install clears the degradation.
+    reopened.install(make_identity_bundle(tmp_path, key, version=3))
+    assert reopened.models()[0].state == "ready"
+
+
+def test_nothing_loads_is_unavailable(tmp_path: Path, store: ModelStore,
+                                      key: Ed25519PrivateKey) -> None:
+    store.install(make_identity_bundle(tmp_path, key, version=1))
+    (store.root / "models/adder/1/manifest.json").write_text("{}")
+    reopened = open_store(store.root, key)
+    assert reopened.models()[0].state == "unavailable"
+    with pytest.raises(errors.ModelUnavailable) as info:
+        reopened.get("adder")
+    assert info.value.http_status == 503
+
+
+def test_key_rotation_persists(tmp_path: Path, store: ModelStore,
+                               key: Ed25519PrivateKey) -> None:
+    store.install(make_identity_bundle(tmp_path, key, version=1))
+    new = generate_signing_key()
+    with pytest.raises(errors.KeyRotationError):
+        store.rotate_key(make_rotation_record(key, new, 2))
+    store.rotate_key(make_rotation_record(key, new, 1))
+    (tmp_path / "n").mkdir()
+    with pytest.raises(errors.BundleUnknownKey):
+        store.install(make_identity_bundle(tmp_path, key, version=2))
+    reopened = open_store(store.root, key)  # restart with the old --trust-key again
+    assert reopened.keys.rotation == 1
+    assert [public_key_b64(k) for k in reopened.keys.trusted()] == [public_key_b64(new)]
+    assert reopened.get("adder").version == 1  # installed under the old key: still valid
+    reopened.install(make_identity_bundle(tmp_path / "n", new, version=2))
+    with pytest.raises(errors.KeyRotationError):  # replaying the record
+        reopened.rotate_key(make_rotation_record(key, new, 1))
+
+
+def test_install_while_serving(tmp_path: Path, store: ModelStore,
+                               key: Ed25519PrivateKey) -> None:
+    bundles = [make_identity_bundle(tmp_path, key, version=v) for v in range(1, 6)]
+    store.install(bundles[0])
+    stop, failures, seen = threading.Event(), [], set()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                m = store.get("adder")
+                seen.add(m.version)
+                m.session.run(None, {"x": np.zeros((1, 1), np.float32)})
+            except Exception as exc:  # noqa: BLE001 -- any failure is the test's finding
+                failures.append(exc)
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for b in bundles[1:]:
+        store.install(b)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == [] and store.get("adder").version == 5 and len(seen) >= 2
+
+
+def test_identity_created_once(tmp_path: Path) -> None:
+    a = load_or_create_identity(tmp_path)
+    b = load_or_create_identity(tmp_path)
+    assert a.agent_id == b.agent_id and a.public_key == b.public_key
+    assert (tmp_path / "identity.key").stat().st_mode & 0o777 == 0o600
+    assert verify_signature(a.key.public_key(), a.sign(b"nonce"), b"nonce")
