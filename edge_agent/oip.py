@@ -104,7 +104,7 @@ def _shape(raw: Any, name: str) -> tuple[int, ...]:
     return tuple(raw)
 
 
-def _json_array(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:
+def json_array(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:
     if type(data) is not list:
         raise _fail(f"input {name}: data must be a list")
     if datatype == "BYTES":
@@ -202,7 +202,7 @@ def _decode_input(raw: Any, binary: memoryview, pos: int) -> tuple[InferInput, i
         arr = _binary_array(binary[pos:pos + size], datatype, name, count)
         pos += size
     else:
-        arr = _json_array(raw.get("data"), datatype, name)
+        arr = json_array(raw.get("data"), datatype, name)
     if arr.size != count:
         raise _fail(f"input {name}: data has {arr.size} elements, shape {list(shape)} needs "
                     f"{count}")

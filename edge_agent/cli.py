@@ -1,0 +1,197 @@
+"""`outpost-agent`: serve, install, export-telemetry, init.
+
+Every failure the user can cause prints one line, `error: ...`, and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_agent.errors import AgentError
+
+TOKEN_FILE = "token"
+CONFIG_FILE = "config.json"
+
+
+class CliError(AgentError):
+    pass
+
+
+def _writable_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CliError(f"--dir {path} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise CliError(f"cannot listen on {host}:{port}: {why}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def read_token(token_file: Path | None, agent_dir: Path) -> str | None:
+    path = token_file or agent_dir / TOKEN_FILE
+    if token_file is None and not path.exists():
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise CliError(f"cannot read token file {path}: {exc.strerror}") from None
+    if len(token) < 8:
+        raise CliError(f"token file {path} holds no token of 8 or more characters")
+    return token
+
+
+def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untyped-def]
+    from edge_agent.keys import KeyRing
+    from edge_agent.signing import load_public_key
+
+    ring = KeyRing(agent_dir / "keys")
+    if trust_key is not None and not ring.trust(load_public_key(trust_key)):
+        print(f"warning: {trust_key} was retired by a key rotation; not trusted",
+              file=sys.stderr)
+    return ring
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from edge_agent.runtime import ServeOptions, serve
+
+    agent_dir = _writable_dir(Path(args.dir))
+    sock = _listen(args.host, args.port)
+    token = read_token(Path(args.token_file) if args.token_file else None, agent_dir)
+    options = ServeOptions(
+        agent_dir=agent_dir, token=token, keyring=_keyring(agent_dir, args.trust_key),
+        inbox=Path(args.inbox) if args.inbox else None,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        telemetry_max_bytes=int(args.telemetry_max_mb * 1024 * 1024),
+        window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us)
+    return serve(sock, options)
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from edge_agent.store import ModelStore
+
+    agent_dir = _writable_dir(Path(args.dir))
+    store = ModelStore(agent_dir, _keyring(agent_dir, args.trust_key))
+    store.open()
+    result = store.install(Path(args.bundle), activate=not args.no_activate,
+                           allow_rollback=args.rollback)
+    print(f"{result.model} version {result.version}: {result.status} "
+          f"(canary {result.canary})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from edge_agent.identity import load_or_create_identity
+    from edge_agent.telemetry import Outbox
+    from edge_agent.telemetry_format import write_telemetry_export
+
+    agent_dir = _writable_dir(Path(args.dir))
+    identity = load_or_create_identity(agent_dir)
+    outbox = Outbox(agent_dir / "telemetry.sqlite")
+    try:
+        records = outbox.read(0, 2**62)
+    finally:
+        outbox.close()
+    write_telemetry_export(Path(args.out), records, agent_id=identity.agent_id,
+                           identity_key=identity.key)
+    print(f"wrote {len(records)} telemetry records to {args.out}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    import json
+
+    from edge_agent.identity import load_or_create_identity
+    from edge_agent.signing import atomic_write
+
+    agent_dir = _writable_dir(Path(args.dir))
+    identity = load_or_create_identity(agent_dir)
+    token_path = agent_dir / TOKEN_FILE
+    if not token_path.exists():
+        atomic_write(token_path, secrets.token_urlsafe(32).encode() + b"\n", mode=0o600)
+    config = {"host": "127.0.0.1", "port": 8080, "token_file": str(token_path)}
+    atomic_write(agent_dir / CONFIG_FILE, json.dumps(config, indent=2).encode() + b"\n")
+    print(f"agent {identity.agent_id} in {agent_dir}; management token in {token_path}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from edge_agent.management import agent_version
+
+    parser = argparse.ArgumentParser(prog="outpost-agent",
+                                     description="Outpost edge agent: serve ONNX models.")
+    parser.add_argument("--version", action="version", version=f"outpost-agent {agent_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the installed models over HTTP")
+    serve.add_argument("--dir", required=True, help="agent folder (models, keys, telemetry)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (8080)")
+    serve.add_argument("--token-file", help="file holding the management bearer token "
+                       "(default: DIR/token, written by init)")
+    serve.add_argument("--trust-key", type=Path, help="public key file to trust for bundles")
+    serve.add_argument("--inbox", help="folder watched for bundles dropped by hand")
+    serve.add_argument("--max-body-mb", type=float, default=16.0,
+                       help="largest inference request body (16 MiB)")
+    serve.add_argument("--telemetry-max-mb", type=float, default=64.0,
+                       help="telemetry outbox cap; oldest records are evicted past it")
+    serve.add_argument("--window-s", type=float, default=60.0,
+                       help="histogram window length in seconds (60)")
+    serve.add_argument("--batch-max", type=int, default=1,
+                       help="adaptive batching: most requests run together (1 = off)")
+    serve.add_argument("--batch-delay-us", type=int, default=200,
+                       help="adaptive batching: longest wait for a batch to fill")
+    serve.set_defaults(fn=cmd_serve)
+    install = sub.add_parser("install", help="verify and install a bundle file")
+    install.add_argument("bundle", help="NAME-VERSION.outpost file")
+    install.add_argument("--dir", required=True, help="agent folder")
+    install.add_argument("--trust-key", type=Path, help="public key file to trust")
+    install.add_argument("--no-activate", action="store_true", help="install without activating")
+    install.add_argument("--rollback", action="store_true",
+                         help="allow a version older than the highest seen")
+    install.set_defaults(fn=cmd_install)
+    export = sub.add_parser("export-telemetry", help="write the outbox to a signed file")
+    export.add_argument("--dir", required=True, help="agent folder")
+    export.add_argument("--out", required=True, help="file to write (NDJSON)")
+    export.set_defaults(fn=cmd_export)
+    init = sub.add_parser("init", help="create the agent identity, a token and a config")
+    init.add_argument("--dir", required=True, help="agent folder")
+    init.set_defaults(fn=cmd_init)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # sqlite-utils imports pandas whenever it is installed (as on the desktop): the agent
+    # has no use for it, and it costs ~0.3 s of start-up and tens of MB.
+    sys.modules.setdefault("pandas", None)  # type: ignore[arg-type]
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except AgentError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 1

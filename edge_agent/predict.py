@@ -1,0 +1,87 @@
+"""`POST /v1/models/{name}/predict`: {"records": [{column: value}]} onto per-column inputs.
+
+Desktop-trained models take one ONNX input per raw column, shaped [-1, 1]: a
+record maps onto them by name. A missing category becomes "" (what the
+training pipeline imputes); a missing number becomes NaN, but only for inputs
+whose graph handles missing values. Unknown columns are refused, so a typo in
+a column name is an error, not a silent NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from edge_agent.oip import InferRequestInvalid, json_array
+from edge_agent.signature import Signature, TensorInfo
+
+_MISSING: Any = None
+
+
+def _fail(message: str) -> InferRequestInvalid:
+    return InferRequestInvalid(message)
+
+
+def parse_records(body: bytes) -> list[dict[str, Any]]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _fail(f"request is not valid JSON: {exc}") from None
+    records = doc.get("records") if type(doc) is dict else None
+    if type(records) is not list or not records:
+        raise _fail('body must be {"records": [{column: value, ...}, ...]} with >= 1 record')
+    if not all(type(r) is dict for r in records):
+        raise _fail("every record must be a JSON object")
+    return records
+
+
+def _column(spec: TensorInfo, records: list[dict[str, Any]]) -> np.ndarray[Any, Any]:
+    values = [r.get(spec.name, _MISSING) for r in records]
+    if spec.datatype == "BYTES":
+        values = ["" if v is None else v for v in values]
+    elif None in values:
+        if spec.datatype not in ("FP16", "FP32", "FP64") or not spec.takes_nan:
+            raise _fail(f"column {spec.name} is missing in a record, and the model cannot "
+                        "take a missing value there")
+        values = [np.nan if v is None else v for v in values]
+    if any(type(v) is bool for v in values) and spec.datatype != "BOOL":
+        raise _fail(f"column {spec.name}: true/false where a {spec.datatype} is expected")
+    arr = json_array(values, spec.datatype, f"column {spec.name}")
+    return arr.reshape(len(records), *([1] if len(spec.shape) == 2 else []))
+
+
+def records_to_feeds(signature: Signature, records: list[dict[str, Any]]
+                     ) -> dict[str, np.ndarray[Any, Any]]:
+    """One array per model input, from the records' columns of the same names."""
+    for spec in signature.inputs:
+        if spec.shape not in ((-1,), (-1, 1)):
+            raise _fail(f"model input {spec.name} has shape {list(spec.shape)}, not one value "
+                        "per row: use the /v2 infer endpoint")
+    known = {t.name for t in signature.inputs}
+    for record in records:
+        unknown = record.keys() - known
+        if unknown:
+            raise _fail(f"unknown columns {sorted(unknown)}; the model takes {sorted(known)}")
+    feeds = {spec.name: _column(spec, records) for spec in signature.inputs}
+    for spec in signature.inputs:
+        arr = feeds[spec.name]
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all() and (
+                np.isinf(arr).any() or not spec.takes_nan):
+            raise _fail(f"column {spec.name}: a value is not finite")
+    return feeds
+
+
+def encode_predictions(model: str, version: int, rows: int,
+                       outputs: list[tuple[str, np.ndarray[Any, Any]]]) -> bytes:
+    """{"model", "version", "predictions": first output per row, "outputs": {name: rows}}."""
+    def plain(arr: np.ndarray[Any, Any]) -> Any:
+        arr = arr.reshape(rows, -1) if arr.size else arr
+        arr = arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
+        return arr.tolist()
+
+    doc = {"model": model, "version": version,
+           "predictions": plain(outputs[0][1]) if outputs else [],
+           "outputs": {name: plain(arr) for name, arr in outputs}}
+    return orjson.dumps(doc)

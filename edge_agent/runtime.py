@@ -1,0 +1,105 @@
+"""Assembling a running agent: store, telemetry, metrics, app, and uvicorn around them.
+
+uvicorn with httptools and uvloop is the ASGI server: the fastest HTTP/1.1
+parser and event loop available to Python, and the conventional server for
+ASGI apps. The socket is bound before anything else so that "port in use" is
+one line and exit 1, not a traceback after models have loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent.keys import KeyRing
+
+log = logging.getLogger("edge_agent")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    agent_dir: Path
+    token: str | None
+    keyring: KeyRing
+    inbox: Path | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    telemetry_max_bytes: int = 64 * 1024 * 1024
+    window_s: float = 60.0
+    flush_s: float = 0.25
+    batch_max: int = 1
+    batch_delay_us: int = 200
+
+
+def build_app(options: ServeOptions) -> Any:
+    """The ASGI app over an opened store; the telemetry writer is already running."""
+    from edge_agent.identity import load_or_create_identity
+    from edge_agent.management import Management
+    from edge_agent.metrics import AgentMetrics
+    from edge_agent.recorder import Recorder
+    from edge_agent.server import AgentApp, Limits
+    from edge_agent.serving import ServedCache
+    from edge_agent.store import ModelStore
+    from edge_agent.telemetry import Outbox
+
+    identity = load_or_create_identity(options.agent_dir)
+    store = ModelStore(options.agent_dir, options.keyring)
+    store.open()
+    outbox = Outbox(options.agent_dir / "telemetry.sqlite", options.telemetry_max_bytes)
+    metrics = AgentMetrics(outbox.stats)
+    for status in store.models():
+        if status.degraded:
+            metrics.load_failed(status.name)
+    recorder = Recorder(outbox, window_s=options.window_s, flush_s=options.flush_s,
+                        on_flush=metrics.observe)
+    recorder.start()
+    cache = ServedCache(store)
+    management = Management(store, cache, outbox, identity, metrics, options.token,
+                            options.agent_dir)
+    limits = Limits(max_body_bytes=options.max_body_bytes, batch_max=options.batch_max,
+                    batch_delay_s=options.batch_delay_us / 1e6)
+    return AgentApp(cache, recorder, metrics, management, limits)
+
+
+def serve(sock: socket.socket, options: ServeOptions) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", stream=sys.stderr)
+    if options.token is None:
+        log.warning("no management token (run `outpost-agent init` or pass --token-file): "
+                    "management routes are disabled")
+    app = build_app(options)
+    watcher = _start_inbox(options, app)
+    config = uvicorn.Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
+                            http="httptools", lifespan="on", access_log=False,
+                            log_level="warning", timeout_graceful_shutdown=30,
+                            timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the signal that stopped it once it is done; by then the agent has
+    # drained and flushed, so the re-raised signal only has to end the process cleanly.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    host, port = sock.getsockname()[:2]
+    log.info("serving on http://%s:%d", host, port)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if watcher is not None:
+            watcher.stop()
+    log.info("stopped")
+    return 0
+
+
+def _start_inbox(options: ServeOptions, app: Any) -> Any:
+    if options.inbox is None:
+        return None
+    from edge_agent.inbox import InboxWatcher
+
+    watcher = InboxWatcher(options.inbox, app.management.store)
+    watcher.start()
+    return watcher
