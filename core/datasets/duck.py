@@ -1,0 +1,77 @@
+"""Running DuckDB statements for the dataset code: quoting, progress, cancel, one-line errors."""
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import duckdb
+
+from core.errors import Cancelled, InvalidInput, OutpostError, StorageError
+from core.progress import CancelToken, ProgressFn, report
+
+_POLL_S = 0.1
+_PREFIX = re.compile(r"^[A-Za-z ]*Error:\s*")
+
+
+def literal(value: str | Path) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def parquet_scan(path: Path) -> str:
+    return f"read_parquet({literal(path)})"
+
+
+def first_line(exc: BaseException) -> str:
+    """DuckDB messages span many lines (hints, the query); the user gets the first."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _PREFIX.sub("", text).strip()
+
+
+def translate(exc: duckdb.Error, what: str) -> OutpostError:
+    """Word a DuckDB failure as one line, keeping storage and user errors apart."""
+    if isinstance(exc, duckdb.InterruptException):
+        return Cancelled(what)
+    message = first_line(exc)
+    if isinstance(exc, duckdb.IOException | duckdb.OutOfMemoryException):
+        return StorageError(f"{what} failed: {message}")
+    return InvalidInput(f"{what} failed: {message}")
+
+
+def run(
+    cur: duckdb.DuckDBPyConnection,
+    sql: str,
+    stage: str,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[tuple[object, ...]]:
+    """Execute one statement; report its progress and interrupt it when cancelled."""
+    if progress is None and cancel is None:
+        return cur.execute(sql).fetchall()
+    cur.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(_POLL_S):
+            if cancel is not None and cancel.cancelled:
+                cur.interrupt()
+                return
+            percent = cur.query_progress()
+            if percent >= 0:
+                report(progress, stage, percent, 100)
+
+    watcher = threading.Thread(target=watch, name=f"duckdb-{stage}", daemon=True)
+    watcher.start()
+    try:
+        rows = cur.execute(sql).fetchall()
+    finally:
+        done.set()
+        watcher.join()
+    if cancel is not None and cancel.cancelled:
+        raise Cancelled(stage)
+    report(progress, stage, 100, 100)
+    return rows

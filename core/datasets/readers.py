@@ -1,0 +1,208 @@
+"""How DuckDB reads each supported file: the ``FROM`` expression and its failures.
+
+Each reader checks what DuckDB would otherwise paper over (renamed duplicate
+columns, a wrong encoding) and words DuckDB's multi-line errors as one line.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from core.datasets import sniff
+from core.datasets.duck import first_line, literal
+from core.errors import InvalidInput, NotFound, OutpostError, StorageError
+
+FORMATS = {
+    ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv",
+    ".parquet": "parquet", ".pq": "parquet",
+    ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson",
+}
+TEXT_FORMATS = {"csv", "tsv", "json", "ndjson"}
+NULLS = ("NA", "")
+_NULLSTR = "nullstr=[" + ", ".join(literal(n) for n in NULLS) + "]"
+_KEY_SAMPLE = 1000
+_RAGGED = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
+_CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_CONVERT = re.compile(r'Error when converting column "([^"]*)"\. (.*)')
+
+Scratch = Callable[[str], Path]  # a temp file in the object store, removed afterwards
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How to read the file this time; a failed read may ask for another attempt."""
+
+    encoding: str | None = None
+    full_sniff: bool = False
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    kind: str
+    relation: str  # what goes after FROM
+    details: dict[str, Any]
+    attempt: Attempt = field(default_factory=Attempt)
+    ascii_sample: bool = False
+
+
+def detect_format(path: Path) -> tuple[str, str]:
+    """(kind, name stem) from the file name; refuses what Outpost cannot read."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    named = suffixes[:-1] if compressed else suffixes
+    ext = named[-1] if named else ""
+    kind = FORMATS.get(ext)
+    if kind is None or (compressed and kind not in TEXT_FORMATS):
+        shown = "".join(path.suffixes[-2:] if compressed else path.suffixes[-1:]) or "(none)"
+        known = ", ".join(sorted(FORMATS))
+        raise InvalidInput(f"{path.name}: unsupported file type {shown}; "
+                           f"Outpost reads {known} (text ones also .gz)")
+    stem = path.name[: len(path.name) - len(ext) - (3 if compressed else 0)]
+    return kind, stem
+
+
+def check_file(path: Path) -> None:
+    if not path.exists():
+        raise NotFound(f"file not found: {path}")
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a directory, not a file")
+    if not path.is_file():
+        raise InvalidInput(f"{path} is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise InvalidInput(f"cannot read {path}: permission denied")
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"{path.name} is empty")
+
+
+def prepare(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch,
+            attempt: Attempt | None = None) -> Source:
+    attempt = attempt or Attempt()
+    try:
+        if kind in ("csv", "tsv"):
+            return _csv(cur, path, kind, scratch, attempt)
+        if kind == "parquet":
+            return _parquet(cur, path)
+        return _json(cur, path, kind, attempt)
+    except duckdb.Error as exc:
+        raise explain(path, exc) from exc
+
+
+def retry(source: Source, exc: duckdb.Error) -> Attempt | None:
+    """Another way to read ``source`` after DuckDB failed on it, if there is one."""
+    message = str(exc)
+    if source.kind not in ("csv", "tsv"):
+        return None if source.attempt.full_sniff or "sample_size" not in message else replace(
+            source.attempt, full_sniff=True)
+    if "Invalid unicode" in message and source.attempt.encoding is None and source.ascii_sample:
+        # Only ASCII in the sample, a non-UTF-8 byte further on: a cp1252 file.
+        return replace(source.attempt, encoding=sniff.SINGLE_BYTE)
+    converting = _CONVERT.search(message) or "Could not convert" in message
+    if converting and not source.attempt.full_sniff:
+        # A value past DuckDB's type-sniffing sample does not fit: sniff types over all rows.
+        return replace(source.attempt, full_sniff=True)
+    return None
+
+
+def explain(path: Path, exc: duckdb.Error) -> OutpostError:
+    """One line for a failure to read ``path``."""
+    message = str(exc)
+    name = path.name
+    if isinstance(exc, duckdb.IOException) and "write" in message.lower():
+        return StorageError(f"could not write the dataset object: {first_line(exc)}")
+    line = _CSV_LINE.search(message)
+    ragged = _RAGGED.search(message)
+    if line and ragged:
+        return InvalidInput(
+            f"{name}: ragged rows: line {line[1]} has {ragged[2]} fields, expected {ragged[1]}")
+    if "Invalid unicode" in message:
+        where = f" (line {line[1]})" if line else ""
+        return sniff.InvalidText(f"{name} is not valid UTF-8{where}")
+    converting = _CONVERT.search(message)
+    if line and converting:
+        return InvalidInput(f"{name}: line {line[1]}, column {converting[1]!r}: {converting[2]}")
+    if "magic bytes" in message or "too small to be a Parquet file" in message:
+        return InvalidInput(f"{name} is not a valid Parquet file (truncated or corrupt)")
+    return InvalidInput(f"{name}: {first_line(exc).replace(str(path), name)}")
+
+
+def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch,
+         attempt: Attempt) -> Source:
+    sample = sniff.sample_text(path)
+    encoding = attempt.encoding or sample.encoding
+    read_path = path
+    if encoding not in ("utf-8", "utf-8-sig"):
+        read_path = scratch(".csv")
+        sniff.transcode(path, encoding, read_path)
+        sample = replace(sniff.sample_text(read_path), encoding=encoding)
+    forced = "\t" if kind == "tsv" else None
+    options = [_NULLSTR] + ([f"delim={literal(forced)}"] if forced else [])
+    if attempt.full_sniff:
+        options.append("sample_size=-1")
+    try:
+        row = cur.execute(
+            "SELECT Delimiter, Quote, HasHeader, SkipRows, Columns "
+            f"FROM sniff_csv({literal(read_path)}, {', '.join(options)})"
+        ).fetchone()
+    except duckdb.InvalidInputException as exc:
+        sniff.find_ragged(path, sample.text, forced, '"')
+        if "Invalid unicode" in str(exc):
+            raise
+        raise InvalidInput(
+            f"{path.name}: cannot work out its CSV layout: {first_line(exc)}") from exc
+    assert row is not None
+    delimiter, quote, header, skip, columns = row
+    quote = "" if quote == "(empty)" else quote
+    if len(columns) == 1:
+        sniff.find_ragged(path, sample.text, None, quote or '"')
+    if header:
+        sniff.check_header(path, sniff.header_fields(sample.text, delimiter, quote, int(skip)))
+    details = {"format": kind, "encoding": encoding, "delimiter": delimiter, "header": bool(header)}
+    relation = f"read_csv({literal(read_path)}, {', '.join(options)})"
+    return Source(path, kind, relation, details, attempt, sample.ascii_only)
+
+
+def _parquet(cur: duckdb.DuckDBPyConnection, path: Path) -> Source:
+    rows = cur.execute(
+        f"SELECT name, num_children FROM parquet_schema({literal(path)})").fetchall()
+    sniff.check_header(path, _top_level_names(rows))
+    return Source(path, "parquet", f"read_parquet({literal(path)})", {"format": "parquet"})
+
+
+def _top_level_names(rows: list[tuple[Any, ...]]) -> list[str]:
+    """parquet_schema lists the tree depth first; keep the root's direct children."""
+
+    def skip(i: int) -> int:
+        children = rows[i][1] or 0
+        i += 1
+        for _ in range(children):
+            i = skip(i)
+        return i
+
+    names, i = [], 1
+    for _ in range(rows[0][1] or 0):
+        names.append(str(rows[i][0]))
+        i = skip(i)
+    return names
+
+
+def _json(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, attempt: Attempt) -> Source:
+    fmt = "newline_delimited" if kind == "ndjson" else "auto"
+    sample = sniff.sample_text(path)
+    if sample.needs_transcoding:
+        raise sniff.InvalidText(f"{path.name}: JSON must be UTF-8 (found {sample.encoding})")
+    keys = cur.execute(
+        f"SELECT json_keys(json) FROM read_json_objects({literal(path)}, format={literal(fmt)}) "
+        f"LIMIT {_KEY_SAMPLE}"
+    ).fetchall()
+    for (record,) in keys:
+        sniff.check_header(path, list(record or []))
+    options = f", format={literal(fmt)}" + (", sample_size=-1" if attempt.full_sniff else "")
+    relation = f"read_json({literal(path)}{options})"
+    return Source(path, kind, relation, {"format": kind, "encoding": "utf-8"}, attempt)
