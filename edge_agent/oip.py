@@ -126,7 +126,13 @@ def json_array(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:
         info = np.iinfo(target)
         if arr.min() < info.min or arr.max() > info.max:
             raise _fail(f"input {name}: a value is out of range for {datatype}")
-    return arr.astype(target).ravel()
+        return arr.astype(target).ravel()
+    with np.errstate(over="ignore"):
+        out = arr.astype(target).ravel()
+    # JSON has no Inf or NaN: anything not finite now overflowed the narrower type.
+    if family == "FP" and not np.isfinite(out).all():
+        raise _fail(f"input {name}: a value is out of range for {datatype}")
+    return out
 
 
 def _uint64(data: list[Any], floats: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
@@ -150,8 +156,10 @@ def _json_strings(data: list[Any], name: str) -> np.ndarray[Any, Any]:
 
 
 def _binary_strings(raw: memoryview, name: str, count: int) -> np.ndarray[Any, Any]:
-    out = np.empty(count, dtype=object)
     pos, end = 0, len(raw)
+    if count * 4 > end:
+        raise _fail(f"input {name}: binary BYTES data is shorter than its shape")
+    out = np.empty(count, dtype=object)
     try:
         for i in range(count):
             if pos + 4 > end:

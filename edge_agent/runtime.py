@@ -28,6 +28,7 @@ class ServeOptions:
     keyring: KeyRing
     inbox: Path | None = None
     max_body_bytes: int = 16 * 1024 * 1024
+    body_timeout_s: float = 10.0
     telemetry_max_bytes: int = 64 * 1024 * 1024
     window_s: float = 60.0
     flush_s: float = 0.25
@@ -59,8 +60,9 @@ def build_app(options: ServeOptions) -> Any:
     recorder.start()
     cache = ServedCache(store)
     management = Management(store, cache, outbox, identity, metrics, options.token,
-                            options.agent_dir)
-    limits = Limits(max_body_bytes=options.max_body_bytes, batch_max=options.batch_max,
+                            options.agent_dir, body_timeout_s=options.body_timeout_s)
+    limits = Limits(max_body_bytes=options.max_body_bytes,
+                    body_timeout_s=options.body_timeout_s, batch_max=options.batch_max,
                     batch_delay_s=options.batch_delay_us / 1e6)
     return AgentApp(cache, recorder, metrics, management, limits)
 
