@@ -84,6 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         agent_dir=agent_dir, token=token, keyring=_keyring(agent_dir, args.trust_key),
         inbox=Path(args.inbox) if args.inbox else None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), body_timeout_s=args.body_timeout_s,
+        max_bundle_bytes=int(args.max_bundle_mb * 1024 * 1024),
         telemetry_max_bytes=int(args.telemetry_max_mb * 1024 * 1024),
         window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us)
     return serve(sock, options)
@@ -154,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--inbox", help="folder watched for bundles dropped by hand")
     serve.add_argument("--max-body-mb", type=float, default=16.0,
                        help="largest inference request body (16 MiB)")
+    serve.add_argument("--max-bundle-mb", type=float, default=512.0,
+                       help="largest bundle upload (512 MiB)")
     serve.add_argument("--body-timeout-s", type=float, default=10.0,
                        help="longest wait for an inference request body (10 s)")
     serve.add_argument("--telemetry-max-mb", type=float, default=64.0,

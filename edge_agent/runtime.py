@@ -29,6 +29,7 @@ class ServeOptions:
     inbox: Path | None = None
     max_body_bytes: int = 16 * 1024 * 1024
     body_timeout_s: float = 10.0
+    max_bundle_bytes: int = 512 * 1024 * 1024
     telemetry_max_bytes: int = 64 * 1024 * 1024
     window_s: float = 60.0
     flush_s: float = 0.25
@@ -48,7 +49,7 @@ def build_app(options: ServeOptions) -> Any:
     from edge_agent.telemetry import Outbox
 
     identity = load_or_create_identity(options.agent_dir)
-    store = ModelStore(options.agent_dir, options.keyring)
+    store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes)
     store.open()
     outbox = Outbox(options.agent_dir / "telemetry.sqlite", options.telemetry_max_bytes)
     metrics = AgentMetrics(outbox.stats)
@@ -60,7 +61,8 @@ def build_app(options: ServeOptions) -> Any:
     recorder.start()
     cache = ServedCache(store)
     management = Management(store, cache, outbox, identity, metrics, options.token,
-                            options.agent_dir, body_timeout_s=options.body_timeout_s)
+                            options.agent_dir, max_bundle_bytes=options.max_bundle_bytes,
+                            body_timeout_s=options.body_timeout_s)
     limits = Limits(max_body_bytes=options.max_body_bytes,
                     body_timeout_s=options.body_timeout_s, batch_max=options.batch_max,
                     batch_delay_s=options.batch_delay_us / 1e6)

@@ -1,6 +1,10 @@
 """The telemetry outbox and its writer thread: sequence numbers, windows, the byte cap."""
 from __future__ import annotations
 
+import http.client
+import json
+import signal
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -9,9 +13,11 @@ import numpy as np
 import pytest
 
 from edge_agent.histograms import binner_for
+from edge_agent.protocol import Ed25519PrivateKey, generate_signing_key
 from edge_agent.recorder import Recorder, RequestEvent
 from edge_agent.records import Baseline
 from edge_agent.telemetry import Outbox
+from tests.agent_helpers import AgentProcess, json_request, make_identity_bundle, running_agent
 
 BASELINE = Baseline.from_dict({
     "rows": 10,
@@ -141,3 +147,98 @@ def test_a_single_wide_input_maps_features_by_position(shape: tuple[int, ...]) -
     binner = binner_for(BASELINE, [("X", shape)])
     assert binner is not None
     assert [(c.input, c.column) for c in binner.columns] == [("X", 0), ("X", 1)]
+
+
+# --- against a live agent process ---------------------------------------------------------
+
+X = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1],
+                            "data": [1.0]}]}).encode()
+
+
+def outbox_records(agent_dir: Path) -> list[dict[str, object]]:
+    outbox = Outbox(agent_dir / "telemetry.sqlite")
+    try:
+        return outbox.read(0, 10**9)
+    finally:
+        outbox.close()
+
+
+def hammer(agent: AgentProcess, n: int) -> list[float]:
+    """n sequential infer requests on one connection; the time each one finished."""
+    conn = http.client.HTTPConnection("127.0.0.1", int(agent.url.rsplit(":", 1)[1]))
+    done = []
+    for _ in range(n):
+        conn.request("POST", "/v2/models/adder/infer", body=X)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        resp.read()
+        done.append(time.monotonic())
+    conn.close()
+    return done
+
+
+def assert_gapless(records: list[dict[str, object]]) -> None:
+    seqs = [int(r["seq"]) for r in records]  # type: ignore[call-overload]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+@pytest.fixture(scope="module")
+def adder_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Ed25519PrivateKey]:
+    tmp = tmp_path_factory.mktemp("bundle")
+    key = generate_signing_key()
+    return make_identity_bundle(tmp, key), key
+
+
+@pytest.mark.xdist_group("agent_telemetry")
+def test_kill_9_keeps_every_request_older_than_a_second_and_sigterm_keeps_all(
+        tmp_path: Path, adder_bundle: tuple[Path, Ed25519PrivateKey]) -> None:
+    bundle, key = adder_bundle
+    agent_dir = tmp_path / "agent"
+    with running_agent(agent_dir, trust_key=key) as agent:
+        status, _ = json_request(f"{agent.url}/v1/bundles", headers=agent.headers(),
+                                 data=bundle.read_bytes(), method="POST")
+        assert status == 200
+        done = hammer(agent, 150)
+        time.sleep(1.1)
+        done += hammer(agent, 100)
+        agent.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        agent.proc.wait()
+    old = sum(1 for t in done if t < killed - 1.0)
+    records = outbox_records(agent_dir)
+    assert len([r for r in records if r["kind"] == "request"]) >= old >= 150
+    assert_gapless(records)
+
+    with running_agent(agent_dir, trust_key=key) as agent:
+        hammer(agent, 80)
+        agent.proc.send_signal(signal.SIGTERM)
+        assert agent.proc.wait(15) == 0
+    after = outbox_records(agent_dir)
+    assert_gapless(after)
+    assert after[:len(records)] == records  # nothing rewritten, nothing renumbered
+    new = [r for r in after[len(records):] if r["kind"] == "request"]
+    assert len(new) == 80 and all(r["status"] == 200 for r in new)
+    assert any(r["kind"] == "histogram" for r in after[len(records):])
+
+
+@pytest.mark.xdist_group("agent_telemetry")
+def test_sigterm_finishes_the_request_in_flight(tmp_path: Path,
+                                                adder_bundle: tuple[Path, Ed25519PrivateKey]
+                                                ) -> None:
+    bundle, key = adder_bundle
+    with running_agent(tmp_path / "agent", trust_key=key) as agent:
+        json_request(f"{agent.url}/v1/bundles", headers=agent.headers(),
+                     data=bundle.read_bytes(), method="POST")
+        port = int(agent.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /v2/models/adder/infer HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(X) + X[:10])
+            time.sleep(0.2)
+            agent.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            sock.sendall(X[10:])
+            reply = sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        assert agent.proc.wait(15) == 0
+    requests = [r for r in outbox_records(tmp_path / "agent") if r["kind"] == "request"]
+    assert len(requests) == 1

@@ -1,0 +1,165 @@
+"""Management over HTTP against a live agent: upload, activate, rollback, delete, status,
+telemetry cursor and ack, identity proof, key rotation, metrics."""
+from __future__ import annotations
+
+import base64
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.protocol import (
+    Ed25519PrivateKey,
+    generate_signing_key,
+    make_rotation_record,
+    public_key_from_b64,
+    verify_signature,
+)
+from tests.agent_helpers import (
+    AgentProcess,
+    json_request,
+    make_identity_bundle,
+    read_members,
+    rezip,
+    running_agent,
+)
+
+pytestmark = pytest.mark.xdist_group("agent_management")
+X = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
+
+
+@pytest.fixture(scope="module")
+def key() -> Ed25519PrivateKey:
+    return generate_signing_key()
+
+
+@pytest.fixture
+def agent(tmp_path: Path, key: Ed25519PrivateKey) -> Iterator[AgentProcess]:
+    with running_agent(tmp_path / "agent", trust_key=key,
+                       extra_args=("--max-bundle-mb", "0.05")) as proc:
+        yield proc
+
+
+def call(agent: AgentProcess, method: str, path: str, body: Any = None,
+         data: bytes | None = None) -> tuple[int, Any]:
+    return json_request(agent.url + path, body, agent.headers(), method=method, data=data)
+
+
+def upload(agent: AgentProcess, bundle: Path, query: str = "") -> tuple[int, Any]:
+    return call(agent, "POST", f"/v1/bundles{query}", data=bundle.read_bytes())
+
+
+def active(agent: AgentProcess, model: str = "adder") -> int | None:
+    _, doc = call(agent, "GET", "/v1/status")
+    return next((m["active"] for m in doc["models"] if m["name"] == model), None)
+
+
+def served_version(agent: AgentProcess) -> str:
+    status, doc = json_request(f"{agent.url}/v2/models/adder/infer", X)
+    assert status == 200, doc
+    return str(doc["model_version"])
+
+
+def test_versions_lifecycle(agent: AgentProcess, key: Ed25519PrivateKey, tmp_path: Path
+                            ) -> None:
+    v1, v2, v3 = (make_identity_bundle(tmp_path, key, version=v) for v in (1, 2, 3))
+    assert upload(agent, v1) == (200, {"model": "adder", "version": 1, "status": "active",
+                                       "canary": "passed"})
+    status, doc = upload(agent, v2, "?activate=false")
+    assert status == 200 and doc["status"] == "installed" and served_version(agent) == "1"
+    assert call(agent, "POST", "/v1/models/adder/activate", {"version": 2})[0] == 200
+    assert served_version(agent) == "2"
+    assert upload(agent, v3)[0] == 200 and served_version(agent) == "3"
+    assert call(agent, "POST", "/v1/models/adder/rollback") == (200, {"model": "adder",
+                                                                      "active": 2})
+    assert served_version(agent) == "2"
+    assert call(agent, "DELETE", "/v1/models/adder/versions/2")[0] == 409
+    assert call(agent, "DELETE", "/v1/models/adder/versions/3") == (
+        200, {"model": "adder", "deleted": 3})
+    assert call(agent, "DELETE", "/v1/models/adder/versions/3")[0] == 404
+    assert call(agent, "POST", "/v1/models/adder/activate", {"version": 9})[0] == 404
+    assert call(agent, "POST", "/v1/models/adder/activate", {"v": 1})[0] == 400
+    assert call(agent, "POST", "/v1/models/nope/rollback")[0] == 404
+    assert served_version(agent) == "2"
+
+
+def test_refused_uploads_leave_the_active_version(agent: AgentProcess, key: Ed25519PrivateKey,
+                                                  tmp_path: Path) -> None:
+    for sub in ("old", "stranger", "tampered"):
+        (tmp_path / sub).mkdir()
+    assert upload(agent, make_identity_bundle(tmp_path, key, version=5))[0] == 200
+    old = make_identity_bundle(tmp_path / "old", key, version=4)
+    status, doc = upload(agent, old)
+    assert status == 409 and "older" in doc["error"]
+    stranger = make_identity_bundle(tmp_path / "stranger", generate_signing_key(), version=6)
+    assert upload(agent, stranger)[0] == 422
+    members = read_members(make_identity_bundle(tmp_path / "tampered", key, version=7))
+    members["model.onnx"] = members["model.onnx"] + b"\0"
+    assert upload(agent, rezip(tmp_path / "tampered.outpost", members))[0] == 422
+    assert call(agent, "POST", "/v1/bundles", data=b"not a zip")[0] == 422
+    assert call(agent, "POST", "/v1/bundles", data=b"\0" * 60_000)[0] == 413
+    assert active(agent) == 5 and served_version(agent) == "5"
+    status, doc = upload(agent, old, "?rollback=true")
+    assert status == 200 and served_version(agent) == "4"
+
+
+def test_status_identity_and_metrics(agent: AgentProcess, key: Ed25519PrivateKey,
+                                     tmp_path: Path) -> None:
+    upload(agent, make_identity_bundle(tmp_path, key))
+    for _ in range(3):
+        served_version(agent)
+    status, doc = call(agent, "GET", "/v1/status")
+    assert status == 200
+    for field in ("agent_id", "public_key", "version", "python", "onnxruntime", "opset_max",
+                  "uptime_s", "disk_free_bytes", "telemetry", "models"):
+        assert field in doc, field
+    assert doc["models"][0]["state"] == "ready" and doc["opset_max"][""] >= 17
+    nonce = "00ff" * 8
+    status, ident = call(agent, "GET", f"/v1/identity?nonce={nonce}")
+    assert status == 200 and ident["agent_id"] == doc["agent_id"]
+    assert verify_signature(public_key_from_b64(ident["public_key"]),
+                            base64.b64decode(ident["signature"]), bytes.fromhex(nonce))
+    assert call(agent, "GET", "/v1/identity?nonce=zz")[0] == 400
+    deadline = time.monotonic() + 5
+    text = ""
+    while 'status="200"} 3.0' not in text and time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"{agent.url}/metrics").read().decode()
+        time.sleep(0.1)
+    assert 'outpost_requests_total{model="adder",status="200",version="1"} 3.0' in text
+    assert "outpost_request_latency_seconds_bucket" in text
+    assert "outpost_telemetry_backlog" in text and "outpost_telemetry_evicted_total 0.0" in text
+
+
+def test_telemetry_cursor_and_ack(agent: AgentProcess, key: Ed25519PrivateKey,
+                                  tmp_path: Path) -> None:
+    upload(agent, make_identity_bundle(tmp_path, key))
+    for _ in range(5):
+        served_version(agent)
+    deadline = time.monotonic() + 5
+    doc: dict[str, Any] = {}
+    while doc.get("last_seq", 0) < 5 and time.monotonic() < deadline:
+        _, doc = call(agent, "GET", "/v1/telemetry?after=0&limit=100")
+        time.sleep(0.1)
+    seqs = [r["seq"] for r in doc["records"]]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 5
+    _, page = call(agent, "GET", "/v1/telemetry?after=2&limit=2")
+    assert [r["seq"] for r in page["records"]] == [3, 4]
+    assert call(agent, "POST", "/v1/telemetry/ack", {"seq": 4}) == (
+        200, {"acked": 4, "deleted": 4})
+    _, rest = call(agent, "GET", "/v1/telemetry?after=0")
+    assert rest["records"][0]["seq"] == 5
+    assert call(agent, "GET", "/v1/telemetry?after=x")[0] == 400
+    assert call(agent, "POST", "/v1/telemetry/ack", data=b"{")[0] == 400
+
+
+def test_key_rotation(agent: AgentProcess, key: Ed25519PrivateKey, tmp_path: Path) -> None:
+    new = generate_signing_key()
+    assert call(agent, "POST", "/v1/keys/rotate", data=make_rotation_record(key, new, 2))[0] == 422
+    assert call(agent, "POST", "/v1/keys/rotate",
+                data=make_rotation_record(key, new, 1)) == (200, {"rotated": True})
+    (tmp_path / "new").mkdir()
+    assert upload(agent, make_identity_bundle(tmp_path / "new", new, version=1))[0] == 200
+    assert upload(agent, make_identity_bundle(tmp_path, key, version=2))[0] == 422
