@@ -41,3 +41,8 @@ def info(as_json: JsonFlag = False) -> None:
     emit(data, as_json, lambda: console.print(
         f"catalog: {data['catalog']}\nmigrations applied: {data['migrations']}"))
 
+
+from core.cli import dataset, samples  # noqa: E402
+
+app.add_typer(dataset.app, name="dataset")
+app.add_typer(samples.app, name="samples")

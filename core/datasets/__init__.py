@@ -2,7 +2,10 @@
 
 Import names from here; the modules behind are split by idea.
 """
+from core.datasets.derive import derive_dataset
+from core.datasets.diff import Diff, StatChange, diff_versions
 from core.datasets.importing import import_dataset, import_frame
+from core.datasets.profile import ColumnProfile, Profile, profile_version
 from core.datasets.reading import read_frame, read_page
 from core.datasets.records import (
     Column,
@@ -16,15 +19,22 @@ from core.datasets.versions import list_datasets, list_versions, resolve_version
 
 __all__ = [
     "Column",
+    "ColumnProfile",
     "DatasetInfo",
     "DatasetNotFound",
     "DatasetVersion",
+    "Diff",
     "ImportResult",
+    "Profile",
+    "StatChange",
     "VersionNotFound",
+    "derive_dataset",
+    "diff_versions",
     "import_dataset",
     "import_frame",
     "list_datasets",
     "list_versions",
+    "profile_version",
     "read_frame",
     "read_page",
     "resolve_version",

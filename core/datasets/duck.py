@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -48,7 +49,7 @@ def run(
     stage: str,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
-) -> list[tuple[object, ...]]:
+) -> list[tuple[Any, ...]]:
     """Execute one statement; report its progress and interrupt it when cancelled."""
     if progress is None and cancel is None:
         return cur.execute(sql).fetchall()

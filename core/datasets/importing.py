@@ -81,7 +81,7 @@ def import_frame(catalog: Catalog, name: str, data: Any, source: dict[str, Any])
     """Import an in-memory ``pyarrow.Table`` or ``pandas.DataFrame`` as a version of ``name``."""
     validate_name(name)
     names = [str(c) for c in (data.column_names if hasattr(data, "column_names") else data.columns)]
-    sniff.check_header(Path(name), names)
+    sniff.check_header(name, names)
     cur = catalog.cursor()
     try:
         with catalog.objects.temp_path(".parquet") as parquet:

@@ -162,7 +162,7 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
     if len(columns) == 1:
         sniff.find_ragged(path, sample.text, None, quote or '"')
     if header:
-        sniff.check_header(path, sniff.header_fields(sample.text, delimiter, quote, int(skip)))
+        sniff.check_header(path.name, sniff.header_fields(sample.text, delimiter, quote, int(skip)))
     details = {"format": kind, "encoding": encoding, "delimiter": delimiter, "header": bool(header)}
     relation = f"read_csv({literal(read_path)}, {', '.join(options)})"
     return Source(path, kind, relation, details, attempt, sample.ascii_only)
@@ -171,7 +171,7 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
 def _parquet(cur: duckdb.DuckDBPyConnection, path: Path) -> Source:
     rows = cur.execute(
         f"SELECT name, num_children FROM parquet_schema({literal(path)})").fetchall()
-    sniff.check_header(path, _top_level_names(rows))
+    sniff.check_header(path.name, _top_level_names(rows))
     return Source(path, "parquet", f"read_parquet({literal(path)})", {"format": "parquet"})
 
 
@@ -202,7 +202,7 @@ def _json(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, attempt: Attemp
         f"LIMIT {_KEY_SAMPLE}"
     ).fetchall()
     for (record,) in keys:
-        sniff.check_header(path, list(record or []))
+        sniff.check_header(path.name, list(record or []))
     options = f", format={literal(fmt)}" + (", sample_size=-1" if attempt.full_sniff else "")
     relation = f"read_json({literal(path)}{options})"
     return Source(path, kind, relation, {"format": kind, "encoding": "utf-8"}, attempt)

@@ -133,12 +133,12 @@ def header_fields(text: str, delimiter: str, quote: str, skip_lines: int) -> lis
     return []
 
 
-def check_header(path: Path, names: list[str]) -> None:
-    """Refuse empty or duplicate column names, naming them."""
+def check_header(label: str, names: list[str]) -> None:
+    """Refuse empty or duplicate column names, naming them (``label``: the file or table)."""
     empty = [i + 1 for i, name in enumerate(names) if not name.strip()]
     if empty:
         where = ", ".join(str(i) for i in empty)
-        raise InvalidInput(f"{path.name}: empty column name at position {where}")
+        raise InvalidInput(f"{label}: empty column name at position {where}")
     seen: dict[str, str] = {}
     dups: list[str] = []
     for name in names:
@@ -147,7 +147,7 @@ def check_header(path: Path, names: list[str]) -> None:
             dups.append(name if seen[key] == name else f"{seen[key]}/{name}")
         seen.setdefault(key, name)
     if dups:
-        raise InvalidInput(f"{path.name}: duplicate column names: {', '.join(dups)}")
+        raise InvalidInput(f"{label}: duplicate column names: {', '.join(dups)}")
 
 
 def find_ragged(path: Path, text: str, delimiter: str | None, quote: str) -> None:
