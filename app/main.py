@@ -13,6 +13,7 @@ from app.resources import app_icon
 from app.tasks import TaskRunner
 from app.theme import Theme
 from app.views.base import View
+from app.views.datasets import DatasetsView
 from app.window import MainWindow
 from core.catalog import Catalog
 from core.config import Settings
@@ -20,8 +21,8 @@ from core.errors import OutpostError
 
 
 def view_classes() -> list[type[View]]:
-    """The pages in navigation order; imported here so a test can build any subset."""
-    return []
+    """The pages in navigation order."""
+    return [DatasetsView]
 
 
 def gui_settings(settings: Settings) -> QSettings:

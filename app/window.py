@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from app.about import AboutDialog
 from app.context import AppContext
+from app.first_start import offer_samples
 from app.resources import app_icon
 from app.views.base import View
 from app.widgets.task_bar import TaskBar
@@ -152,6 +153,9 @@ class MainWindow(QMainWindow):
         about.setShortcut(QKeySequence.StandardKey.HelpContents)
         about.triggered.connect(self.show_about)
         help_menu.addAction(about)
+
+    def offer_samples(self) -> None:
+        offer_samples(self.ctx, self.settings, self.banner.say)
 
     def show_about(self) -> AboutDialog:
         dialog = AboutDialog(self, str(self.ctx.catalog.path))
