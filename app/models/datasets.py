@@ -49,7 +49,9 @@ class DatasetVersionsTableModel(RecordTableModel[DatasetVersion]):
 
 
 def _stat(value: object) -> str:
-    return number(value) if isinstance(value, int | float) else ("" if value is None else str(value))
+    if isinstance(value, int | float):
+        return number(value)
+    return "" if value is None else str(value)
 
 
 class ColumnProfilesTableModel(RecordTableModel[ColumnProfile]):

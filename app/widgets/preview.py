@@ -1,7 +1,14 @@
 """The preview pane: a table view over :class:`LazyTableModel` with a one-line summary."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.models.preview import LazyTableModel, PageReader
 from app.tasks import TaskRunner
