@@ -138,11 +138,12 @@ def tabular_model(task: str = "classification", seed: int = 0) -> TabularModel:
                         _baseline(cols, prediction), canary, labels)
 
 
-def identity_model(opset: int = 17, external_data: bool = False, ir_version: int = 8) -> bytes:
+def identity_model(opset: int = 17, external_data: bool = False, ir_version: int = 8,
+                   bias_value: float = 1.0) -> bytes:
     """y = x + bias, the smallest model with an initializer (FP32, shape [-1, 1])."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])
-    bias = helper.make_tensor("bias", TensorProto.FLOAT, [1], [1.0])
+    bias = helper.make_tensor("bias", TensorProto.FLOAT, [1], [bias_value])
     if external_data:
         bias = onnx.TensorProto(name="bias", data_type=TensorProto.FLOAT, dims=[1])
         bias.data_location = TensorProto.EXTERNAL

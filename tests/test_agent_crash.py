@@ -1,0 +1,92 @@
+"""kill -9 during repeated installs: after every restart exactly the old or the new version
+is active, its checksums verify, and it answers with that version's output."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.keys import KeyRing
+from edge_agent.loaded_model import load_version
+from edge_agent.protocol import generate_signing_key, save_private_key
+from edge_agent.store import ModelStore
+
+REPO = Path(__file__).resolve().parents[1]
+CYCLES = 50
+
+
+def _events(output: bytes) -> tuple[int | None, int | None]:
+    """(last version begun, last version done) from the loop's stdout."""
+    begun = done = None
+    for line in output.decode().splitlines():
+        word, _, value = line.partition(" ")
+        if word == "begin":
+            begun = int(value)
+        elif word == "done":
+            done = int(value)
+    return begun, done
+
+
+def _check_restart(agent_dir: Path, allowed: set[int | None]) -> int | None:
+    ring = KeyRing(agent_dir / "keys")
+    store = ModelStore(agent_dir, ring)
+    store.open()
+    statuses = store.models()
+    if not statuses or statuses[0].active is None:
+        assert None in allowed, f"no version active, expected one of {allowed}"
+        return None
+    st = statuses[0]
+    assert st.active in allowed, f"version {st.active} active, expected one of {allowed}"
+    assert st.state == "ready" and st.degraded is None, st.degraded
+    m = store.get("adder")
+    (y,) = m.session.run(None, {"x": np.array([[2.0]], dtype=np.float32)})
+    assert float(y[0, 0]) == 2.0 + st.active  # version v computes x + v
+    newest = max(st.versions)  # a version folder exists only when complete
+    load_version(agent_dir / "models/adder" / str(newest), "adder", newest, ring.known())
+    assert not list((agent_dir / "staging").iterdir())
+    return st.active
+
+
+def _run_and_kill(cmd: list[str], rng: random.Random) -> bytes:
+    """Start the install loop and SIGKILL it: usually a moment after its store is open
+    (inside the install loop), sometimes at any moment from spawn (during start-up)."""
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    if rng.random() < 0.2:
+        delay = rng.uniform(0.0, 0.4)
+    else:
+        head = proc.stdout.readline()
+        assert head == b"open\n" or proc.poll() is not None, head
+        delay = rng.uniform(0.0, 0.15)
+    try:
+        proc.wait(delay)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    out, _ = proc.communicate()
+    assert proc.returncode == -9, f"install loop exited with {proc.returncode}"
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("agent-crash")
+def test_kill9_during_installs_store_process(tmp_path: Path) -> None:
+    key_path = save_private_key(generate_signing_key(), tmp_path / "signing.pem")
+    agent_dir, bundles = tmp_path / "agent", tmp_path / "bundles"
+    bundles.mkdir()
+    cmd = [sys.executable, "-m", "tests.agent_install_loop", str(agent_dir), str(key_path),
+           str(bundles)]
+    rng = random.Random(4)
+    active: int | None = None
+    mid_install = 0  # cycles killed between "begin" and "done" of an install
+    for _ in range(CYCLES):
+        begun, done = _events(_run_and_kill(cmd, rng))
+        before = done if done is not None else active
+        active = _check_restart(agent_dir, {before, begun})
+        mid_install += begun is not None and begun != done
+    assert active is not None and active >= CYCLES // 2
+    assert mid_install >= 5, f"only {mid_install} kills landed inside an install"
