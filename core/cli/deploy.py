@@ -1,0 +1,42 @@
+"""`outpost deploy` and `outpost rollback`: model versions onto agents."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
+from core.fleet.deploy import deploy as deploy_version
+from core.fleet.deploy import rollback as rollback_version
+from core.fleet.local import LOCAL_AGENT
+
+
+def deploy(
+    ref: Annotated[str, typer.Argument(help="M@VERSION or M@ALIAS (e.g. pumps@production).")],
+    to: Annotated[str, typer.Option("--to", help="Agent name (default: the local agent).")
+                  ] = LOCAL_AGENT,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Deploy even a version flagged by the parity check.")] = False,
+    allow_downgrade: Annotated[bool, typer.Option(
+        "--allow-downgrade", help="Allow a version older than the agent has seen.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Push a model version to an agent, which installs, canary-checks and activates it."""
+    with open_catalog() as catalog, progress_bar(not as_json) as progress:
+        result = deploy_version(catalog, ref, to, force=force, allow_downgrade=allow_downgrade,
+                                progress=progress)
+    emit(result.to_dict(), as_json, lambda: console.print(
+        f"{result.model}@{result.version} is {result.status} on {result.agent}"))
+
+
+def rollback(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    on: Annotated[str, typer.Option("--on", help="Agent name (default: the local agent).")
+                  ] = LOCAL_AGENT,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make an agent serve the model version it served before."""
+    with open_catalog() as catalog:
+        result = rollback_version(catalog, model, on)
+    emit(result.to_dict(), as_json, lambda: console.print(
+        f"{result.agent} now serves {result.model}@{result.version}"))

@@ -1,0 +1,46 @@
+"""`outpost telemetry`: bring agents' telemetry into the catalog."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar, table
+from core.telemetry.ingest import import_telemetry
+from core.telemetry.pull import pull_telemetry
+
+app = typer.Typer(help="Telemetry: pull from agents, import exported files.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def pull(
+    agent: Annotated[str | None, typer.Option("--agent", help="One agent (default: all).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Pull new telemetry from agents (resumable; each record stored exactly once)."""
+    with open_catalog() as catalog, progress_bar(not as_json) as progress:
+        results = pull_telemetry(catalog, agent, progress=progress)
+    data = {"agents": [r.to_dict() for r in results]}
+    emit(data, as_json, lambda: console.print(table("telemetry pulled", [
+        "agent", "rows", "requests", "histograms", "cursor", "error"], [
+        (r.agent, r.rows, r.requests, r.histograms, r.last_seq, r.error) for r in results])))
+    if results and all(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="File written by `outpost-agent export-telemetry`.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Import an agent's exported telemetry file (importing it again adds nothing)."""
+    with open_catalog() as catalog:
+        result = import_telemetry(catalog, file)
+    data = {"agent": result.agent, "rows": result.rows, "requests": result.requests,
+            "histograms": result.histograms, "evicted": result.evicted,
+            "last_seq": result.last_seq}
+    emit(data, as_json, lambda: console.print(
+        f"imported {result.rows} new records from agent {result.agent} "
+        f"({result.requests} requests, {result.histograms} histogram windows)"))

@@ -1,0 +1,239 @@
+"""Drift and health of a deployed model, from the agents' histogram windows.
+
+Each histogram record holds live counts in the bins of the bundle's baseline
+(plus nulls). One DuckDB query sums them per (agent, window, feature) — and
+per (window, feature) over the whole fleet — and computes against the
+baseline's counts: PSI, the KS distance between the binned CDFs (numerics) and
+the chi-squared statistic (categoricals); only the chi-squared p-value of each
+result row is computed in Python. Conditions over the thresholds are raised as
+alerts in the catalog, and cleared when they stop holding.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.alerts import Condition, sync_alerts
+from core.catalog import Catalog
+from core.errors import InvalidInput, NotFound
+from core.telemetry.series import RequestStats, request_stats
+from edge_agent.protocol import PREDICTION_FEATURE
+
+# Proportions are floored at this before PSI's log, so an empty bin counts as rare, not
+# infinitely surprising.
+EPSILON = 1e-4
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    psi_warn: float = 0.1
+    psi_alert: float = 0.25
+    error_rate: float = 0.05
+    p99_ms: float = 500.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Thresholds:
+        """Defaults, overridden by OUTPOST_PSI_WARN, OUTPOST_PSI_ALERT, OUTPOST_ERROR_RATE,
+        OUTPOST_P99_MS."""
+        env = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for name in ("psi_warn", "psi_alert", "error_rate", "p99_ms"):
+            raw = env.get("OUTPOST_" + name.upper())
+            if raw:
+                try:
+                    values[name] = float(raw)
+                except ValueError as exc:
+                    raise InvalidInput(f"OUTPOST_{name.upper()}={raw!r} is not a number") from exc
+        return cls(**values)
+
+    def status(self, psi: float) -> str:
+        if psi >= self.psi_alert:
+            return "alert"
+        return "warn" if psi >= self.psi_warn else "ok"
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    kind: str
+    psi: float
+    ks: float | None  # numerics
+    chi2_p: float | None  # categoricals
+    rows: int  # live values counted (nulls included)
+    status: str  # ok, warn, alert
+    agent: str | None = None  # None: the whole fleet
+    window_start: float | None = None  # None: the whole period
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    model: str
+    version: int
+    agent: str | None
+    since: float | None
+    until: float | None
+    thresholds: Thresholds
+    features: list[FeatureDrift]  # fleet-wide (or the one agent), prediction excluded
+    prediction: FeatureDrift | None
+    by_agent: list[FeatureDrift] = field(default_factory=list)
+    health: list[RequestStats] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "version": self.version, "agent": self.agent,
+            "since": self.since, "until": self.until, "thresholds": asdict(self.thresholds),
+            "features": [f.to_dict() for f in self.features],
+            "prediction": self.prediction.to_dict() if self.prediction else None,
+            "by_agent": [f.to_dict() for f in self.by_agent],
+            "health": [h.to_dict() for h in self.health],
+        }
+
+
+_DRIFT_SQL = """
+WITH base AS (
+    SELECT f->>'name' AS feature, f->>'kind' AS kind,
+           list_concat(CAST(f->'counts' AS BIGINT[]), [CAST(f->>'nulls' AS BIGINT)]) AS bins
+    FROM bundle, unnest(list_concat(CAST(baseline->'features' AS JSON[]),
+        CASE WHEN json_type(baseline->'prediction') = 'OBJECT'
+             THEN [baseline->'prediction'] ELSE [] END)) AS u(f)
+    WHERE model = $model AND version = $version
+), base_bins AS (
+    SELECT feature, kind, len(bins) AS nbins, bin, m
+    FROM base, unnest(bins) WITH ORDINALITY AS u(m, bin)
+), live AS (
+    SELECT agent, {window} AS w, feature, list_concat(counts, [nulls]) AS bins
+    FROM telemetry_histogram
+    WHERE model = $model AND version = $version AND ($agent IS NULL OR agent = $agent)
+      AND ($since IS NULL OR window_end > $since) AND ($until IS NULL OR window_start < $until)
+), live_bins AS (
+    SELECT agent, w, feature, bin, sum(n) AS n
+    FROM live, unnest(bins) WITH ORDINALITY AS u(n, bin)
+    GROUP BY GROUPING SETS ((agent, w, feature, bin), (w, feature, bin))
+), joined AS (
+    SELECT l.agent, l.w, l.feature, b.kind, l.bin, b.nbins, l.n, b.m,
+           sum(l.n) OVER g AS n_tot, sum(b.m) OVER g AS m_tot,
+           sum(CASE WHEN l.bin < b.nbins THEN l.n ELSE 0 END) OVER g AS n_vals,
+           sum(CASE WHEN l.bin < b.nbins THEN b.m ELSE 0 END) OVER g AS m_vals,
+           sum(CASE WHEN l.bin < b.nbins THEN l.n ELSE 0 END) OVER c AS n_cum,
+           sum(CASE WHEN l.bin < b.nbins THEN b.m ELSE 0 END) OVER c AS m_cum
+    FROM live_bins l JOIN base_bins b ON l.feature = b.feature AND l.bin = b.bin
+    WINDOW g AS (PARTITION BY l.agent, l.w, l.feature),
+           c AS (PARTITION BY l.agent, l.w, l.feature ORDER BY l.bin
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+), props AS (
+    SELECT *, greatest(n / n_tot, $eps) AS p, greatest(m / greatest(m_tot, 1), $eps) AS q
+    FROM joined WHERE n_tot > 0
+)
+SELECT agent, w, feature, any_value(kind), CAST(sum(n) AS BIGINT),
+       sum((p - q) * ln(p / q)),
+       max(abs(n_cum / greatest(n_vals, 1) - m_cum / greatest(m_vals, 1)))
+           FILTER (bin < nbins AND n_vals > 0),
+       sum((n - n_tot * q) * (n - n_tot * q) / (n_tot * q)),
+       count(*) FILTER (n > 0 OR m > 0) - 1
+FROM props GROUP BY agent, w, feature ORDER BY agent NULLS FIRST, w, feature
+"""
+
+
+def _latest_version(catalog: Catalog, model: str, agent: str | None) -> int:
+    rows = catalog.cursor().execute(
+        "SELECT version FROM telemetry_histogram WHERE model = ? AND (? IS NULL OR agent = ?) "
+        "ORDER BY window_end DESC, seq DESC LIMIT 1", [model, agent, agent]).fetchall()
+    if not rows:
+        where = f" from agent {agent}" if agent else ""
+        raise NotFound(f"no histogram telemetry for model {model}{where} yet "
+                       "(deploy it, send traffic, then `outpost telemetry pull`)")
+    return int(rows[0][0])
+
+
+def drift_rows(catalog: Catalog, model: str, version: int, *, agent: str | None = None,
+               since: float | None = None, until: float | None = None,
+               bucket_s: float | None = None, thresholds: Thresholds | None = None
+               ) -> list[FeatureDrift]:
+    """Drift per (agent, window, feature); rows with agent None are the fleet's sum."""
+    th = thresholds or Thresholds()
+    has_baseline = catalog.cursor().execute(
+        "SELECT 1 FROM bundle WHERE model = ? AND version = ?", [model, version]).fetchall()
+    if not has_baseline:
+        raise NotFound(f"no baseline for {model}@{version}: its bundle was not built here")
+    window = "0.0" if bucket_s is None else "floor(window_start / $bucket) * $bucket"
+    params: dict[str, Any] = {"model": model, "version": version, "agent": agent,
+                              "since": since, "until": until, "eps": EPSILON}
+    if bucket_s is not None:
+        if bucket_s <= 0:
+            raise InvalidInput("the drift window must be longer than 0 seconds")
+        params["bucket"] = bucket_s
+    rows = catalog.cursor().execute(_DRIFT_SQL.format(window=window), params).fetchall()
+    from scipy.special import gammaincc  # chi-squared survival; scipy.stats takes ~1 s to import
+
+    out = []
+    for agent_name, w, feature, kind, n, psi, ks, stat, dof in rows:
+        p_value = float(gammaincc(dof / 2, stat / 2)) if kind == "categorical" and dof > 0 else None
+        out.append(FeatureDrift(
+            str(feature), str(kind), float(psi), None if kind != "numeric" else ks, p_value,
+            int(n), th.status(float(psi)), agent_name, None if bucket_s is None else float(w)))
+    return out
+
+
+def drift_report(catalog: Catalog, model: str, agent: str | None = None, *,
+                 version: int | None = None, since: float | None = None,
+                 until: float | None = None, thresholds: Thresholds | None = None,
+                 record_alerts: bool = True) -> DriftReport:
+    """Drift of every feature and of the prediction, fleet-wide and per agent, plus request
+    health; raises and clears the matching alerts."""
+    th = thresholds or Thresholds()
+    version = version if version is not None else _latest_version(catalog, model, agent)
+    rows = drift_rows(catalog, model, version, agent=agent, since=since, until=until,
+                      thresholds=th)
+    fleet = [r for r in rows if r.agent is None]
+    health = request_stats(catalog, agent=agent, model=model, since=since, until=until)
+    report = DriftReport(
+        model, version, agent, since, until, th,
+        features=[r for r in fleet if r.feature != PREDICTION_FEATURE],
+        prediction=next((r for r in fleet if r.feature == PREDICTION_FEATURE), None),
+        by_agent=[r for r in rows if r.agent is not None], health=health)
+    if record_alerts:
+        _record_alerts(catalog, report)
+    return report
+
+
+def drift_matrix(catalog: Catalog, model: str, agent: str | None = None, *,
+                 bucket_s: float = 3600.0, version: int | None = None,
+                 since: float | None = None, until: float | None = None,
+                 thresholds: Thresholds | None = None) -> list[FeatureDrift]:
+    """PSI per feature x time window (fleet-wide, or one agent's): the GUI's heatmap."""
+    version = version if version is not None else _latest_version(catalog, model, agent)
+    rows = drift_rows(catalog, model, version, agent=agent, since=since, until=until,
+                      bucket_s=bucket_s, thresholds=thresholds)
+    return [r for r in rows if r.agent is None]
+
+
+def _record_alerts(catalog: Catalog, report: DriftReport) -> None:
+    th, model = report.thresholds, report.model
+    holding = [
+        Condition(f"drift/{model}/{r.agent}/{r.feature}", "drift", r.status,
+                  f"{model} on {r.agent}: {r.feature} PSI {r.psi:.3f} "
+                  f"(>= {th.psi_alert if r.status == 'alert' else th.psi_warn})",
+                  model=model, agent=r.agent, feature=r.feature, value=r.psi,
+                  threshold=th.psi_alert if r.status == "alert" else th.psi_warn)
+        for r in report.by_agent if r.status != "ok"]
+    for h in report.health:
+        if h.error_rate > th.error_rate:
+            holding.append(Condition(
+                f"health/{h.agent}/{model}/error_rate", "health", "alert",
+                f"{model} on {h.agent}: error rate {h.error_rate:.1%} (> {th.error_rate:.1%})",
+                model=model, agent=h.agent, value=h.error_rate, threshold=th.error_rate))
+        if h.p99_ms is not None and h.p99_ms > th.p99_ms:
+            holding.append(Condition(
+                f"health/{h.agent}/{model}/p99", "health", "warn",
+                f"{model} on {h.agent}: p99 latency {h.p99_ms:.1f} ms (> {th.p99_ms:g} ms)",
+                model=model, agent=h.agent, value=h.p99_ms, threshold=th.p99_ms))
+    scopes = [f"drift/{model}/" + (f"{report.agent}/" if report.agent else "")]
+    scopes += [f"health/{h.agent}/{model}/" for h in report.health]
+    with catalog.transaction() as cur:
+        for scope in scopes:
+            sync_alerts(cur, scope, [c for c in holding if c.key.startswith(scope)])

@@ -1,0 +1,160 @@
+"""The embedded default: an `outpost-agent serve` on loopback, started detached, with its
+own folder ($OUTPOST_HOME/agents/local), its own token, trusting the desktop key, and
+enrolled as the agent named "local"."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.catalog import Catalog
+from core.errors import OutpostError
+from core.fleet.agents import add_agent
+from core.fleet.client import AgentClient
+from core.keys import write_public_key_file
+from edge_agent.protocol import atomic_write
+
+LOCAL_AGENT = "local"
+_STATE = "local.json"
+
+
+@dataclass(frozen=True)
+class LocalAgent:
+    name: str
+    url: str
+    pid: int
+    dir: Path
+    started: bool  # False: it was already running
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "dir": str(self.dir)}
+
+
+def local_dir(catalog: Catalog) -> Path:
+    return catalog.settings.agents_dir / LOCAL_AGENT
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int, folder: Path) -> bool:
+    """Is `pid` still our agent (not a recycled pid, not a zombie we started)?"""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False  # our child, and it has exited
+    except ChildProcessError:
+        pass  # started by another outpost process: not ours to reap
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        if cmdline.exists():
+            return str(folder) in cmdline.read_bytes().decode(errors="replace")
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError, FileNotFoundError):
+        return False
+    return True
+
+
+def _read_state(folder: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((folder / _STATE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _token(folder: Path) -> str:
+    path = folder / "token"
+    if not path.is_file():
+        atomic_write(path, secrets.token_urlsafe(32).encode() + b"\n", mode=0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+            raise OutpostError(f"local agent exited ({proc.returncode}) before it was ready: "
+                               f"{lines[-1] if lines else 'no output'}")
+        try:
+            if httpx.get(f"{url}/v2/health/live", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.terminate()
+    raise OutpostError(f"local agent did not answer on {url} within {timeout:g} s (see {log})")
+
+
+def start_local_agent(catalog: Catalog, *, port: int | None = None,
+                      window_s: float | None = None, timeout: float = 30.0) -> LocalAgent:
+    """Start the local agent (or find it running) and make sure it is enrolled."""
+    folder = local_dir(catalog)
+    state = _read_state(folder)
+    if state and _alive(int(state["pid"]), folder):
+        _enrol(catalog, state["url"], _token(folder))
+        return LocalAgent(LOCAL_AGENT, state["url"], int(state["pid"]), folder, False)
+    folder.mkdir(parents=True, exist_ok=True)
+    token = _token(folder)
+    trust = write_public_key_file(catalog, folder / "desktop.pub")
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "edge_agent", "serve", "--dir", str(folder),
+            "--host", "127.0.0.1", "--port", str(port), "--trust-key", str(trust)]
+    if window_s is not None:
+        args += ["--window-s", str(window_s)]
+    log = folder / "agent.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True, close_fds=True)
+    _wait_ready(url, proc, log, timeout)
+    atomic_write(folder / _STATE, json.dumps({"pid": proc.pid, "url": url}).encode())
+    _enrol(catalog, url, token)
+    return LocalAgent(LOCAL_AGENT, url, proc.pid, folder, True)
+
+
+def _enrol(catalog: Catalog, url: str, token: str) -> None:
+    """Enrol "local", or just follow it to its new port if its identity is the one pinned."""
+    rows = catalog.cursor().execute("SELECT public_key FROM agent WHERE name = ?",
+                                    [LOCAL_AGENT]).fetchall()
+    if rows:
+        with AgentClient(LOCAL_AGENT, url, token) as client:
+            if client.identity().public_key == rows[0][0]:
+                with catalog.transaction() as cur:
+                    cur.execute("UPDATE agent SET url = ?, token = ?, last_error = NULL "
+                                "WHERE name = ?", [url, token, LOCAL_AGENT])
+                return
+    add_agent(catalog, LOCAL_AGENT, url, token, mode="local", replace=True)
+
+
+def stop_local_agent(catalog: Catalog, *, timeout: float = 15.0) -> bool:
+    """SIGTERM the local agent and wait for it to go; False if it was not running."""
+    folder = local_dir(catalog)
+    state = _read_state(folder)
+    if not state or not _alive(int(state["pid"]), folder):
+        (folder / _STATE).unlink(missing_ok=True)
+        return False
+    pid = int(state["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid, folder):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            break
+        time.sleep(0.05)
+    (folder / _STATE).unlink(missing_ok=True)
+    return True
