@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,10 @@ from edge_agent.protocol import (
     RequestRecord,
     generate_signing_key,
     public_key_b64,
+    write_public_key,
     write_telemetry_export,
 )
+from tests.agent_helpers import free_port, wait_http_ok
 
 
 def open_catalog(home: Path) -> Catalog:
@@ -56,57 +61,131 @@ def new_identity() -> Ed25519PrivateKey:
     return generate_signing_key()
 
 
+@dataclass
+class Agent:
+    proc: subprocess.Popen[bytes]
+    url: str
+    port: int
+    dir: Path
+    token: str
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_agent(folder: Path, trust: Ed25519PrivateKey, *, port: int | None = None,
+                token: str = "fleet-test-token", window_s: float = 1.0) -> Agent:
+    """`outpost-agent serve` on loopback (a free port unless given), ready to answer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token_file = folder.parent / f"{folder.name}.token"
+    token_file.write_text(token)
+    pub = write_public_key(trust.public_key(), folder.parent / f"{folder.name}.pub")
+    port = port or free_port()
+    with (folder.parent / f"{folder.name}.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "serve", "--dir", str(folder), "--host",
+             "127.0.0.1", "--port", str(port), "--token-file", str(token_file), "--trust-key",
+             str(pub), "--window-s", str(window_s)],
+            stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{url}/v2/health/ready", 30, proc)
+    except AssertionError:
+        proc.kill()
+        raise
+    return Agent(proc, url, port, folder, token)
+
+
+@contextlib.contextmanager
+def agents(root: Path, trust: Ed25519PrivateKey, n: int) -> Iterator[list[Agent]]:
+    started: list[Agent] = []
+    try:
+        for i in range(n):
+            started.append(start_agent(root / f"agent{i}", trust))
+        yield started
+    finally:
+        for agent in started:
+            agent.stop()
+
+
 class CuttingProxy:
-    """Forwards 127.0.0.1:port to a target; `cut_after(n)` makes the next connection drop
-    after n bytes from the client, as a network failing mid-upload would."""
+    """Forwards 127.0.0.1:port to a target. `cut_after(marker, n)` arms it: the connection
+    on which the client sends `marker` is dropped `n` bytes later, as a network failing
+    mid-upload would (once; then it forwards normally again)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
-        self._cut: int | None = None
-        self._stop = threading.Event()
+        self._armed: tuple[bytes, int] | None = None
+        self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def cut_after(self, n: int | None) -> None:
-        self._cut = n
+    def cut_after(self, marker: bytes, n: int) -> None:
+        self._armed = (marker, n)
 
     def _accept(self) -> None:
-        while not self._stop.is_set():
+        while True:
             try:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            cut, self._cut = self._cut, None
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pipe, args=(client, upstream, cut), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, None),
-                             daemon=True).start()
+            threading.Thread(target=self._upload, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket, cut: int | None) -> None:
-        sent = 0
+    def _take(self, seen: bytes) -> int | None:
+        """Bytes of `seen` still to forward before the cut, if the marker is in it."""
+        with self._lock:
+            if self._armed is None or self._armed[0] not in seen:
+                return None
+            marker, n = self._armed
+            self._armed = None
+        return seen.index(marker) + n
+
+    def _upload(self, src: socket.socket, dst: socket.socket) -> None:
+        seen = b""
         try:
             while data := src.recv(65536):
-                if cut is not None and sent + len(data) >= cut:
-                    dst.sendall(data[: max(cut - sent, 0)])
+                start = len(seen)
+                seen += data
+                limit = self._take(seen)
+                if limit is not None:
+                    dst.sendall(data[: max(limit - start, 0)])
                     break
                 dst.sendall(data)
-                sent += len(data)
         except OSError:
             pass
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
+        _close(src, dst)
 
     def close(self) -> None:
-        self._stop.set()
         self._listener.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    _close(src, dst)
+
+
+def _close(*socks: socket.socket) -> None:
+    for s in socks:
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)
+        s.close()
 
 
 @contextlib.contextmanager
