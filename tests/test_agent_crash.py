@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ from edge_agent.keys import KeyRing
 from edge_agent.loaded_model import load_version
 from edge_agent.protocol import generate_signing_key, save_private_key
 from edge_agent.store import ModelStore
+from tests.agent_helpers import AgentProcess, json_request, running_agent
+from tests.agent_install_loop import bundle_for
 
 REPO = Path(__file__).resolve().parents[1]
 CYCLES = 50
@@ -90,3 +94,66 @@ def test_kill9_during_installs_store_process(tmp_path: Path) -> None:
         mid_install += begun is not None and begun != done
     assert active is not None and active >= CYCLES // 2
     assert mid_install >= 5, f"only {mid_install} kills landed inside an install"
+
+
+AGENT_CYCLES = 15
+
+
+def _post_bundles(agent: AgentProcess, bundles: Path, key_path: Path, first: int,
+                  log: list[tuple[str, int]], stop: threading.Event) -> None:
+    """Upload versions first, first+1, ... one at a time until the agent dies."""
+    version = first
+    while not stop.is_set():
+        data = bundle_for(bundles, key_path, version).read_bytes()
+        log.append(("begin", version))
+        try:
+            code, _ = json_request(f"{agent.url}/v1/bundles?activate=true", data=data,
+                                   headers=agent.headers(), method="POST")
+        except OSError:
+            return  # killed mid-request
+        log.append(("done", version) if code == 200 else ("failed", code))
+        version += 1
+
+
+def _agent_active(agent: AgentProcess) -> int | None:
+    code, status = json_request(f"{agent.url}/v1/status", headers=agent.headers())
+    assert code == 200
+    models = status["models"]
+    if not models:
+        return None
+    assert models[0]["state"] == "ready", models[0]
+    active: int = models[0]["active"]
+    code, reply = json_request(f"{agent.url}/v2/models/adder/infer", body={
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [2.0]}]})
+    assert code == 200 and reply["outputs"][0]["data"] == [2.0 + active]
+    return active
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("agent-crash")
+def test_kill9_real_agent_during_uploads(tmp_path: Path) -> None:
+    key = generate_signing_key()
+    key_path = save_private_key(key, tmp_path / "signing.pem")
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    rng = random.Random(7)
+    allowed: set[int | None] = {None}
+    for _ in range(AGENT_CYCLES + 1):
+        with running_agent(tmp_path / "agent", trust_key=key) as agent:
+            active = _agent_active(agent)  # after the previous cycle's kill -9
+            assert active in allowed, f"version {active} active, expected one of {allowed}"
+            log: list[tuple[str, int]] = []
+            stop = threading.Event()
+            client = threading.Thread(target=_post_bundles, args=(
+                agent, bundles, key_path, (active or 0) + 1, log, stop))
+            client.start()
+            time.sleep(rng.uniform(0.05, 0.4))
+            agent.proc.kill()
+            agent.proc.wait()
+            stop.set()
+            client.join(30)
+        assert not [entry for entry in log if entry[0] == "failed"], log
+        begun = [v for kind, v in log if kind == "begin"]
+        done = [v for kind, v in log if kind == "done"]
+        allowed = {done[-1] if done else active, begun[-1] if begun else None}
+    assert active is not None and active >= AGENT_CYCLES
