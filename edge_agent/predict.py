@@ -64,10 +64,11 @@ def records_to_feeds(signature: Signature, records: list[dict[str, Any]]
         unknown = record.keys() - known
         if unknown:
             raise _fail(f"unknown columns {sorted(unknown)}; the model takes {sorted(known)}")
-    feeds = {spec.name: _column(spec, records) for spec in signature.inputs}
+    with np.errstate(over="ignore"):
+        feeds = {spec.name: _column(spec, records) for spec in signature.inputs}
     for spec in signature.inputs:
         arr = feeds[spec.name]
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all() and (
+        if arr.dtype.kind == "f" and np.count_nonzero(np.isfinite(arr)) != arr.size and (
                 np.isinf(arr).any() or not spec.takes_nan):
             raise _fail(f"column {spec.name}: a value is not finite")
     return feeds

@@ -82,7 +82,8 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
     config = uvicorn.Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
                             http="httptools", lifespan="on", access_log=False,
                             log_level="warning", timeout_graceful_shutdown=30,
-                            timeout_keep_alive=30)
+                            timeout_keep_alive=30, proxy_headers=False, server_header=False,
+                            date_header=False)
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal that stopped it once it is done; by then the agent has
     # drained and flushed, so the re-raised signal only has to end the process cleanly.

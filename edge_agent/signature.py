@@ -104,25 +104,26 @@ def nan_tolerant_inputs(model_path: Path) -> frozenset[str]:
 
 
 def _check_values(spec: TensorInfo, arr: np.ndarray[Any, Any]) -> None:
-    if arr.dtype.kind != "f" or arr.size == 0:
-        return
-    finite = np.isfinite(arr)
-    if finite.all():
+    if arr.dtype.kind != "f" or np.count_nonzero(np.isfinite(arr)) == arr.size:
         return
     if np.isinf(arr).any():
-        raise InferRequestInvalid(f"input {spec.name}: contains Inf, which the model cannot take")
+        raise InferRequestInvalid(f"input {spec.name}: contains Inf (or a number too large "
+                                  f"for {spec.datatype}), which the model cannot take")
     if not spec.takes_nan:
         raise InferRequestInvalid(f"input {spec.name}: contains NaN, and the model has no "
                                   "missing-value handling for it")
 
 
 def _check_shape(spec: TensorInfo, shape: tuple[int, ...]) -> None:
-    ok = len(shape) == len(spec.shape) and all(
-        want in (-1, got) for want, got in zip(spec.shape, shape, strict=True))
-    if not ok:
-        expected = ["-1" if d < 0 else str(d) for d in spec.shape]
-        raise InferRequestInvalid(f"input {spec.name}: shape {list(shape)} does not fit the "
-                                  f"model's [{', '.join(expected)}]")
+    if len(shape) == len(spec.shape):
+        for want, got in zip(spec.shape, shape, strict=True):
+            if want != got and want != -1:
+                break
+        else:
+            return
+    expected = ["-1" if d < 0 else str(d) for d in spec.shape]
+    raise InferRequestInvalid(f"input {spec.name}: shape {list(shape)} does not fit the "
+                              f"model's [{', '.join(expected)}]")
 
 
 def bind_inputs(signature: Signature, inputs: list[InferInput]) -> tuple[dict[str, Any], int]:

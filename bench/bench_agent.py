@@ -1,0 +1,313 @@
+"""Edge agent serving benchmark: one agent on loopback, load from wrk on another core.
+
+Model: scikit-learn RandomForest (50 trees) behind a ColumnTransformer over 8 float
+columns, exported like the desktop does (one ONNX input per column). Measured in
+one run: raw onnxruntime session.run for one row, a bare ASGI app on the same
+uvicorn + httptools + uvloop stack (the HTTP floor), and the agent on single-row
+OIP JSON, OIP binary and /v1 predict at concurrency 1 and 16, with and without
+adaptive batching. Server pinned to core 0, wrk (1 thread) to core 1.
+
+    python bench/bench_agent.py [--duration 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "bench_agent.json"
+COLUMNS = [f"f{i}" for i in range(8)]
+SERVER_CPU, LOAD_CPU = "0", "1"
+TARGETS = {"overhead_p50_us_c1": 200, "req_s_c16": 4000, "rss_mb": 120, "ready_s": 2.0}
+
+
+def build_model() -> tuple[bytes, dict[str, Any], dict[str, Any]]:
+    import pandas as pd
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(2000, 8)).astype(np.float32), columns=COLUMNS)
+    y = (frame["f0"] + frame["f1"] * frame["f2"] > 0).map({True: "alarm", False: "normal"})
+    pipe = Pipeline([("pre", ColumnTransformer([("num", SimpleImputer(), COLUMNS)])),
+                     ("rf", RandomForestClassifier(50, max_depth=10, random_state=0))])
+    pipe.fit(frame, y)
+    onx = convert_sklearn(pipe, initial_types=[(c, FloatTensorType([None, 1])) for c in COLUMNS],
+                          options={id(pipe.steps[-1][1]): {"zipmap": False}}, target_opset=17)
+    features = []
+    for c in COLUMNS:
+        edges = np.quantile(frame[c], [0.1, 0.25, 0.5, 0.75, 0.9]).tolist()
+        counts = np.bincount(np.searchsorted(edges, frame[c], side="right"), minlength=6)
+        features.append({"name": c, "kind": "numeric", "edges": edges,
+                         "counts": counts.tolist(), "nulls": 0})
+    labels = [str(x) for x in pipe.classes_]
+    preds = pipe.predict(frame)
+    baseline = {"rows": len(frame), "features": features, "prediction": {
+        "name": "__prediction__", "kind": "categorical", "categories": labels,
+        "counts": [int((preds == lab).sum()) for lab in labels] + [0], "nulls": 0}}
+    sample = frame.iloc[:4]
+    canary = {"inputs": {c: sample[c].astype(float).tolist() for c in COLUMNS},
+              "expected": {"label": [str(v) for v in pipe.predict(sample)],
+                           "probabilities": pipe.predict_proba(sample).tolist()},
+              "atol": 1e-4, "label_output": "label"}
+    return onx.SerializeToString(), baseline, canary
+
+
+def raw_run_us(model: bytes, row: dict[str, np.ndarray[Any, Any]]) -> dict[str, float]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    for _ in range(200):
+        session.run(None, row)
+    times = []
+    for _ in range(3000):
+        t = time.perf_counter()
+        session.run(None, row)
+        times.append((time.perf_counter() - t) * 1e6)
+    return {"p50_us": statistics.median(times), "p99_us": float(np.percentile(times, 99))}
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.005)
+    raise SystemExit(f"{url} not ready after {timeout}s")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], ready_path: str) -> tuple[subprocess.Popen[bytes], str, float]:
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, sys.executable, *args,
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + ready_path, proc)
+    return proc, url, time.perf_counter() - t0
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = dict(re.findall(r"(VmRSS|VmHWM):\s+(\d+) kB", status))
+    return {"rss_mb": int(found["VmRSS"]) / 1024, "peak_rss_mb": int(found["VmHWM"]) / 1024}
+
+
+def _us(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+
+
+def wrk(url: str, body: bytes, headers: dict[str, str], conns: int, duration: float,
+        workdir: Path) -> dict[str, float]:
+    body_file = workdir / "body.bin"
+    body_file.write_bytes(body)
+    script = workdir / "post.lua"
+    lines = ['wrk.method = "POST"', f'local f = io.open("{body_file}", "rb")',
+             "wrk.body = f:read(\"*a\")", "f:close()"]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}",
+                          f"-d{max(1, round(duration))}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:
+        raise SystemExit(f"wrk saw {bad.group(1)} error responses on {url}:\n{out}")
+    return {"req_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "p50_us": _us(lat["50"]), "p99_us": _us(lat["99"])}
+
+
+Case = tuple[str, bytes, dict[str, str]]
+
+
+def request_bodies(row: dict[str, np.ndarray[Any, Any]]) -> dict[str, Case]:
+    json_doc = {"inputs": [{"name": c, "datatype": "FP32", "shape": [1, 1],
+                            "data": [float(row[c][0, 0])]} for c in COLUMNS]}
+    head = json.dumps({"inputs": [{"name": c, "datatype": "FP32", "shape": [1, 1],
+                                   "parameters": {"binary_data_size": 4}} for c in COLUMNS],
+                       "parameters": {"binary_data_output": True}}).encode()
+    binary = head + b"".join(row[c].tobytes() for c in COLUMNS)
+    predict = {"records": [{c: float(row[c][0, 0]) for c in COLUMNS}]}
+    return {
+        "oip_json": ("/v2/models/rf/infer", json.dumps(json_doc).encode(),
+                     {"Content-Type": "application/json"}),
+        "oip_binary": ("/v2/models/rf/infer", binary,
+                       {"Content-Type": "application/octet-stream",
+                        "Inference-Header-Content-Length": str(len(head))}),
+        "v1_predict": ("/v1/models/rf/predict", json.dumps(predict).encode(),
+                       {"Content-Type": "application/json"}),
+    }
+
+
+def floor_app_main(port: int) -> None:
+    """A bare ASGI app with a fixed JSON reply: what uvicorn + httptools cost alone."""
+    import uvicorn
+
+    reply = b'{"outputs": []}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"15")]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": reply})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+                access_log=False, log_level="warning", lifespan="off", proxy_headers=False,
+                server_header=False, date_header=False)
+
+
+def run_agent_suite(agent_dir: Path, token_file: Path, pub: Path, bodies: dict[str, Any],
+                    duration: float, workdir: Path, extra: list[str]) -> dict[str, Any]:
+    proc, url, ready = start(["-m", "edge_agent", "serve", "--dir", str(agent_dir),
+                              "--token-file", str(token_file), "--trust-key", str(pub),
+                              "--telemetry-max-mb", "16", *extra], "/v2/models/rf/ready")
+    try:
+        out: dict[str, Any] = {"ready_s": ready, **rss_mb(proc.pid)}
+        for name, (path, body, headers) in bodies.items():
+            wrk(url + path, body, headers, 4, 1.0, workdir)  # warm-up
+            for conns in ((16,) if extra else (1, 16)):
+                out[f"{name}_c{conns}"] = wrk(url + path, body, headers, conns, duration,
+                                              workdir)
+        out.update({f"after_load_{k}": v for k, v in rss_mb(proc.pid).items()})
+        return out
+    finally:
+        stop(proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, no batching variant")
+    parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_server:
+        floor_app_main(args.port)
+        return
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install -y wrk")
+    duration = 2.0 if args.quick else args.duration
+
+    from edge_agent.protocol import generate_signing_key, write_bundle, write_public_key
+
+    model, baseline, canary = build_model()
+    rng = np.random.default_rng(1)
+    row = {c: rng.normal(size=(1, 1)).astype(np.float32) for c in COLUMNS}
+    raw = raw_run_us(model, row)
+    print(f"raw session.run, 1 row: p50 {raw['p50_us']:.1f} us, p99 {raw['p99_us']:.1f} us")
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        key = generate_signing_key()
+        pub = write_public_key(key.public_key(), tmp / "trusted.pub")
+        bundle = write_bundle(tmp / "rf-1.outpost", model="rf", version=1, model_bytes=model,
+                              baseline=baseline, canary=canary, key=key, task="classification",
+                              labels=["alarm", "normal"])
+        agent_dir = tmp / "agent"
+        subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle), "--dir",
+                        str(agent_dir), "--trust-key", str(pub)], check=True, cwd=REPO,
+                       capture_output=True)
+        token_file = tmp / "token"
+        token_file.write_text("bench-token-123456")
+        bodies = request_bodies(row)
+
+        floor_proc, floor_url, _ = start([__file__, "--floor-server"], "/")
+        try:
+            floor = {f"c{c}": wrk(floor_url + "/", bodies["oip_json"][1], {}, c, duration, tmp)
+                     for c in (1, 16)}
+        finally:
+            stop(floor_proc)
+        plain = run_agent_suite(agent_dir, token_file, pub, bodies, duration, tmp, [])
+        batched = {} if args.quick else run_agent_suite(
+            agent_dir, token_file, pub, bodies, duration, tmp,
+            ["--batch-max", "16", "--batch-delay-us", "0"])
+    report(raw, floor, plain, batched, duration)
+
+
+def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
+           batched: dict[str, Any], duration: float) -> None:
+    overhead = {k: plain[f"{k}_c1"]["p50_us"] - raw["p50_us"]
+                for k in ("oip_json", "oip_binary", "v1_predict")}
+    over_floor = {k: plain[f"{k}_c1"]["p50_us"] - floor["c1"]["p50_us"] for k in overhead}
+    result = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU,
+                    "load_tool": "wrk 4.1 (1 thread)", "duration_s": duration},
+        "raw_session_run": raw, "http_floor": floor, "agent": plain,
+        "agent_batched": batched,
+        "overhead_p50_us_c1": overhead, "overhead_over_floor_p50_us_c1": over_floor,
+        "targets": TARGETS,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"HTTP floor (bare ASGI, same server): c1 p50 {floor['c1']['p50_us']:.0f} us, "
+          f"{floor['c1']['req_s']:.0f} req/s; c16 {floor['c16']['req_s']:.0f} req/s")
+    for name in ("oip_json", "oip_binary", "v1_predict"):
+        c1, c16 = plain[f"{name}_c1"], plain[f"{name}_c16"]
+        line = (f"{name:11s} c1 p50 {c1['p50_us']:6.0f} us p99 {c1['p99_us']:6.0f} us "
+                f"{c1['req_s']:6.0f} req/s | c16 p50 {c16['p50_us']:6.0f} us p99 "
+                f"{c16['p99_us']:6.0f} us {c16['req_s']:6.0f} req/s "
+                f"({c16['req_s'] / floor['c16']['req_s']:.2f}x floor)")
+        if batched:
+            b = batched[f"{name}_c16"]
+            line += f" | batched c16 {b['req_s']:6.0f} req/s p99 {b['p99_us']:6.0f} us"
+        print(line)
+        print(f"{'':11s} overhead p50 at c1 = {overhead[name]:.0f} us over session.run "
+              f"({over_floor[name]:.0f} us over the HTTP floor)")
+    print(f"RSS with the model loaded: {plain['rss_mb']:.1f} MB "
+          f"(after load {plain['after_load_rss_mb']:.1f} MB); start to ready "
+          f"{plain['ready_s']:.2f} s")
+    print(f"wrote {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
