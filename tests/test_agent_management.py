@@ -3,6 +3,9 @@ telemetry cursor and ack, identity proof, key rotation, metrics."""
 from __future__ import annotations
 
 import base64
+import json
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,15 +19,19 @@ from edge_agent.protocol import (
     generate_signing_key,
     make_rotation_record,
     public_key_from_b64,
+    read_telemetry_export,
     verify_signature,
+    write_public_key,
 )
 from tests.agent_helpers import (
     AgentProcess,
+    free_port,
     json_request,
     make_identity_bundle,
     read_members,
     rezip,
     running_agent,
+    wait_http_ok,
 )
 
 pytestmark = pytest.mark.xdist_group("agent_management")
@@ -163,3 +170,63 @@ def test_key_rotation(agent: AgentProcess, key: Ed25519PrivateKey, tmp_path: Pat
     (tmp_path / "new").mkdir()
     assert upload(agent, make_identity_bundle(tmp_path / "new", new, version=1))[0] == 200
     assert upload(agent, make_identity_bundle(tmp_path, key, version=2))[0] == 422
+
+
+# --- the command line ------------------------------------------------------------------
+
+def agent_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_every_command_has_help_and_version() -> None:
+    out = agent_cli("--version")
+    assert out.returncode == 0 and out.stdout.startswith("outpost-agent ")
+    for command in ("serve", "install", "export-telemetry", "init"):
+        out = agent_cli(command, "--help")
+        assert out.returncode == 0 and "--dir" in out.stdout, command
+
+
+def test_init_install_serve_with_inbox_and_export(tmp_path: Path, key: Ed25519PrivateKey
+                                                  ) -> None:
+    agent_dir, inbox = tmp_path / "agent", tmp_path / "inbox"
+    inbox.mkdir()
+    assert agent_cli("init", "--dir", str(agent_dir)).returncode == 0
+    token = (agent_dir / "token").read_text().strip()
+    assert len(token) >= 32 and (agent_dir / "token").stat().st_mode & 0o077 == 0
+    assert json.loads((agent_dir / "config.json").read_text())["host"] == "127.0.0.1"
+    pub = write_public_key(key.public_key(), tmp_path / "k.pub")
+    out = agent_cli("install", str(make_identity_bundle(tmp_path, key)), "--dir",
+                    str(agent_dir), "--trust-key", str(pub))
+    assert out.returncode == 0 and "active" in out.stdout
+    bad = agent_cli("install", str(tmp_path / "missing.outpost"), "--dir", str(agent_dir))
+    assert bad.returncode == 1 and bad.stderr.startswith("error:") and bad.stderr.count(
+        "\n") == 1
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "serve", "--dir",
+                             str(agent_dir), "--port", str(port), "--inbox", str(inbox)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{url}/v2/models/adder/ready", 20, proc)
+        headers = {"Authorization": f"Bearer {token}"}  # DIR/token, written by init
+        assert json_request(f"{url}/v1/status", headers=headers)[0] == 200
+        (tmp_path / "v2").mkdir()
+        bundle = make_identity_bundle(tmp_path / "v2", key, version=2)
+        (inbox / bundle.name).write_bytes(bundle.read_bytes())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status, doc = json_request(f"{url}/v2/models/adder/infer", X)
+            if doc.get("model_version") == "2":
+                break
+            time.sleep(0.2)
+        assert doc["model_version"] == "2"
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+    out_file = tmp_path / "t.ndjson"
+    assert agent_cli("export-telemetry", "--dir", str(agent_dir), "--out",
+                     str(out_file)).returncode == 0
+    header, records = read_telemetry_export(out_file)
+    assert header.agent_id == json.loads((agent_dir / "agent.json").read_text())["agent_id"]
+    assert [r.seq for r in records] == list(range(1, len(records) + 1))
+    assert any(r.kind == "request" for r in records)
