@@ -25,10 +25,12 @@ import onnx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper
 
+from edge_agent import errors
 from edge_agent.protocol import (
     Baseline,
     FeatureBaseline,
     TensorSpec,
+    generate_signing_key,
     write_bundle,
     write_public_key,
     zip_members,
@@ -239,6 +241,62 @@ def many_members_zip(out: Path, members: Mapping[str, bytes], count: int) -> Pat
         for i in range(count):
             zf.writestr(f"pad/{i}", b"")
     return out
+
+
+# --- bad bundles, one per way the agent must refuse them -----------------------------
+
+def bad_bundle(tmp_path: Path, key: Ed25519PrivateKey, case: str) -> Path:
+    """Version 2 of the `adder` model, broken the way `case` names (see BAD_BUNDLES)."""
+    out = tmp_path / f"bad-{case}.outpost"
+    d = tmp_path / case
+    (d / "x").mkdir(parents=True)
+    good = make_identity_bundle(d, key, version=2)
+    m = read_members(good)
+    if case == "bad_signature":
+        m["manifest.json"] = m["manifest.json"].replace(b'"version": 2', b'"version": 9')
+        return rezip(out, m)
+    if case == "unknown_key":
+        return make_identity_bundle(d / "x", generate_signing_key(), version=2)
+    if case == "hash_mismatch":
+        m["model.onnx"] = identity_model(opset=16)
+        return rezip(out, m)
+    if case == "dotdot":
+        return zip_with_raw_entry(out, m, "../../escape.txt", b"x")
+    if case == "absolute":
+        return zip_with_raw_entry(out, m, "/tmp/abs.txt", b"x")
+    if case == "symlink":
+        return zip_with_raw_entry(out, m, "model.link", b"/etc/passwd", mode=SYMLINK_MODE)
+    if case == "missing_member":
+        del m["baseline.json"]
+        return rezip(out, m)
+    if case == "member_count":
+        return many_members_zip(out, m, 10_001)
+    overrides: dict[str, object] = {
+        "corrupt_onnx": {"model_bytes": identity_model()[:-7]},
+        "too_new_opset": {"model_bytes": identity_model(opset=40), "opset": {"": 40}},
+        "failing_canary": {"canary": identity_canary(offset=5.0)},
+        "external_data": {"model_bytes": identity_model(external_data=True)},
+        "ratio_bomb": {"model_bytes": bytes(30 * 1024 * 1024)},
+    }[case]
+    assert isinstance(overrides, dict)
+    return make_identity_bundle(d / "x", key, version=2, **overrides)
+
+
+BAD_BUNDLES: dict[str, type[errors.AgentError]] = {
+    "bad_signature": errors.BundleSignatureInvalid,
+    "unknown_key": errors.BundleUnknownKey,
+    "hash_mismatch": errors.BundleMemberHashMismatch,
+    "dotdot": errors.BundleUnsafeMember,
+    "absolute": errors.BundleUnsafeMember,
+    "symlink": errors.BundleUnsafeMember,
+    "missing_member": errors.BundleMissingMember,
+    "corrupt_onnx": errors.ModelInvalid,
+    "too_new_opset": errors.ModelInvalid,
+    "failing_canary": errors.CanaryFailed,
+    "external_data": errors.ModelInvalid,
+    "ratio_bomb": errors.BundleZipBomb,
+    "member_count": errors.BundleZipBomb,
+}
 
 
 # --- processes -----------------------------------------------------------------------------

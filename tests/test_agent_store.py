@@ -22,17 +22,14 @@ from edge_agent.protocol import (
 )
 from edge_agent.store import ModelStore
 from tests.agent_helpers import (
+    BAD_BUNDLES,
     NUMERIC,
-    SYMLINK_MODE,
+    bad_bundle,
     identity_canary,
     identity_model,
     make_identity_bundle,
     make_tabular_bundle,
-    many_members_zip,
-    read_members,
-    rezip,
     tabular_model,
-    zip_with_raw_entry,
 )
 
 
@@ -92,66 +89,12 @@ def test_install_tabular_regressor(tmp_path: Path, store: ModelStore,
     assert store.get("yield").manifest.task == "regression"
 
 
-def _bad_bundle(tmp_path: Path, key: Ed25519PrivateKey, case: str) -> Path:
-    out = tmp_path / f"bad-{case}.outpost"
-    d = tmp_path / case
-    d.mkdir()
-    good = make_identity_bundle(d, key, version=2)
-    m = read_members(good)
-    if case == "bad_signature":
-        m["manifest.json"] = m["manifest.json"].replace(b'"version": 2', b'"version": 9')
-        return rezip(out, m)
-    if case == "unknown_key":
-        return make_identity_bundle(d / "..", generate_signing_key(), version=2,
-                                    model="adder")
-    if case == "hash_mismatch":
-        m["model.onnx"] = identity_model(opset=16)
-        return rezip(out, m)
-    if case == "dotdot":
-        return zip_with_raw_entry(out, m, "../../escape.txt", b"x")
-    if case == "absolute":
-        return zip_with_raw_entry(out, m, "/tmp/abs.txt", b"x")
-    if case == "symlink":
-        return zip_with_raw_entry(out, m, "model.link", b"/etc/passwd", mode=SYMLINK_MODE)
-    if case == "missing_member":
-        del m["baseline.json"]
-        return rezip(out, m)
-    if case == "member_count":
-        return many_members_zip(out, m, 10_001)
-    overrides: dict[str, object] = {
-        "corrupt_onnx": {"model_bytes": identity_model()[:-7]},
-        "too_new_opset": {"model_bytes": identity_model(opset=40), "opset": {"": 40}},
-        "failing_canary": {"canary": identity_canary(offset=5.0)},
-        "external_data": {"model_bytes": identity_model(external_data=True)},
-        "ratio_bomb": {"model_bytes": bytes(30 * 1024 * 1024)},
-    }[case]
-    assert isinstance(overrides, dict)
-    return make_identity_bundle(d / "..", key, version=2, **overrides)
-
-
-BAD = {
-    "bad_signature": errors.BundleSignatureInvalid,
-    "unknown_key": errors.BundleUnknownKey,
-    "hash_mismatch": errors.BundleMemberHashMismatch,
-    "dotdot": errors.BundleUnsafeMember,
-    "absolute": errors.BundleUnsafeMember,
-    "symlink": errors.BundleUnsafeMember,
-    "missing_member": errors.BundleMissingMember,
-    "corrupt_onnx": errors.ModelInvalid,
-    "too_new_opset": errors.ModelInvalid,
-    "failing_canary": errors.CanaryFailed,
-    "external_data": errors.ModelInvalid,
-    "ratio_bomb": errors.BundleZipBomb,
-    "member_count": errors.BundleZipBomb,
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD))
+@pytest.mark.parametrize("case", sorted(BAD_BUNDLES))
 def test_bad_bundle_refused_active_unchanged(tmp_path: Path, store: ModelStore,
                                              key: Ed25519PrivateKey, case: str) -> None:
     store.install(make_identity_bundle(tmp_path, key, version=1))
-    bad = _bad_bundle(tmp_path, key, case)
-    with pytest.raises(BAD[case]) as info:
+    bad = bad_bundle(tmp_path, key, case)
+    with pytest.raises(BAD_BUNDLES[case]) as info:
         store.install(bad)
     assert info.value.http_status in (413, 422) and "\n" not in str(info.value)
     assert store.get("adder").version == 1 and answer(store, "adder") == 3.0
@@ -165,7 +108,7 @@ def test_bad_bundle_refused_active_unchanged(tmp_path: Path, store: ModelStore,
 def test_opset_message_names_the_limit(tmp_path: Path, store: ModelStore,
                                        key: Ed25519PrivateKey) -> None:
     with pytest.raises(errors.ModelInvalid, match="supports up to 28"):
-        store.install(_bad_bundle(tmp_path, key, "too_new_opset"))
+        store.install(bad_bundle(tmp_path, key, "too_new_opset"))
     assert store.models() == []
 
 
