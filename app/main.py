@@ -14,6 +14,7 @@ from app.tasks import TaskRunner
 from app.theme import Theme
 from app.views.base import View
 from app.views.datasets import DatasetsView
+from app.views.experiments import ExperimentsView
 from app.window import MainWindow
 from core.catalog import Catalog
 from core.config import Settings
@@ -22,7 +23,7 @@ from core.errors import OutpostError
 
 def view_classes() -> list[type[View]]:
     """The pages in navigation order."""
-    return [DatasetsView]
+    return [DatasetsView, ExperimentsView]
 
 
 def gui_settings(settings: Settings) -> QSettings:

@@ -105,6 +105,11 @@ class ParamForm(QWidget):
         """Every parameter, checked; raises InvalidInput naming the first bad one."""
         return {name: field.value() for name, field in self.fields.items()}
 
+    def changed_values(self) -> dict[str, ParamValue]:
+        """Only what differs from the defaults: a search leaves the rest free to vary."""
+        return {name: value for name, value in self.values().items()
+                if value != self.fields[name].spec.default}
+
     def problem(self) -> str | None:
         try:
             self.values()
