@@ -4,8 +4,9 @@
 sites, with a binary ``failure`` that depends on heat, vibration, humidity,
 voltage, service age, hardware model and firmware. ``field_sensor_drifted``
 comes from the same generator with ``SENSOR_DRIFTED_FEATURES`` shifted (hotter,
-shakier, more humid, and more coastal and desert sites); every other feature
-keeps its distribution, and ``failure`` follows the same rule.
+shakier, more humid, and more coastal and desert sites — so current draw, which
+follows temperature, and pressure, which follows altitude, move too); every other
+feature keeps its distribution, and ``failure`` follows the same rule.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 SENSOR_ROWS = 60_000
 SENSOR_SEED = 20_240_601
 DRIFTED_SEED = SENSOR_SEED + 1
-SENSOR_DRIFTED_FEATURES = ("temperature_c", "vibration_mm_s", "humidity_pct", "site")
+SENSOR_DRIFTED_FEATURES = ("temperature_c", "vibration_mm_s", "humidity_pct", "site",
+                           "current_a", "pressure_kpa")
 SITES = ("alpine", "coastal", "desert", "forest", "plains", "urban")
 _SITE_WEIGHTS = (0.15, 0.20, 0.15, 0.15, 0.20, 0.15)
 _DRIFTED_SITE_WEIGHTS = (0.05, 0.35, 0.30, 0.10, 0.10, 0.10)
