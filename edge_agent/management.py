@@ -123,9 +123,11 @@ class Management:
             case ("POST", "models", name, "activate"):
                 version = _json_int(await self._small_body(scope, receive), "version")
                 await self._call(self.store.activate, name, version)
+                await self._call(self.cache.warm)
                 return json_reply({"model": name, "active": version})
             case ("POST", "models", name, "rollback"):
                 version = await self._call(self.store.rollback, name)
+                await self._call(self.cache.warm)
                 return json_reply({"model": name, "active": version})
             case ("DELETE", "models", name, "versions", version):
                 await self._call(self.store.delete, name, _int(version, "version"))
@@ -159,14 +161,18 @@ class Management:
                 await stream_body(scope, receive, fh.write, self.max_bundle_bytes,
                                   self.upload_idle_s)
             try:
-                result = await self._call(self.store.install, path, activate=activate,
-                                          allow_rollback=rollback)
+                result = await self._call(self._install, path, activate, rollback)
             except Exception:
                 self.metrics.load_failed("")
                 raise
         finally:
             path.unlink(missing_ok=True)
         return json_reply(_plain(result))
+
+    def _install(self, path: Path, activate: bool, rollback: bool) -> Any:
+        result = self.store.install(path, activate=activate, allow_rollback=rollback)
+        self.cache.warm()
+        return result
 
     async def _telemetry(self, scope: Scope) -> Reply:
         params = query(scope)

@@ -60,6 +60,7 @@ def build_app(options: ServeOptions) -> Any:
                         on_flush=metrics.observe)
     recorder.start()
     cache = ServedCache(store)
+    cache.warm()
     management = Management(store, cache, outbox, identity, metrics, options.token,
                             options.agent_dir, max_bundle_bytes=options.max_bundle_bytes,
                             body_timeout_s=options.body_timeout_s)

@@ -132,7 +132,8 @@ class AgentApp:
                 return await self._infer(scope, receive, name, version)
             self._only(method, "GET")
             if not rest:
-                return Reply(200, self.cache.get(name, version).metadata)
+                served = self.cache.get(name, version)
+                return json_reply(served.metadata(self.cache.versions(name)))
             if rest == ["ready"]:
                 served = self.cache.get(name, version)
                 return json_reply({"name": served.name, "version": str(served.version),

@@ -2,8 +2,8 @@
 
 A ``Served`` wraps a store's loaded model with everything the hot path needs
 precomputed: the signature (with NaN tolerance), the histogram binner, the
-output names and the /v2 metadata document. It is built on first use and
-reused while the store keeps handing out the same loaded model.
+output names. It is built ahead (``warm``) or on first use, and reused while
+the store keeps handing out the same loaded model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import orjson
 
 from edge_agent.errors import AgentError
 from edge_agent.histograms import Binner, binner_for
@@ -57,7 +56,12 @@ class Served:
     signature: Signature
     binner: Binner | None
     output_names: tuple[str, ...]
-    metadata: bytes
+
+    def metadata(self, versions: Sequence[int]) -> dict[str, Any]:
+        return {"name": self.name, "versions": [str(v) for v in versions],
+                "platform": "onnxruntime_onnx",
+                "inputs": [t.to_dict() for t in self.signature.inputs],
+                "outputs": [t.to_dict() for t in self.signature.outputs]}
 
 
 def _model_path(loaded: Any) -> Path | None:
@@ -65,16 +69,11 @@ def _model_path(loaded: Any) -> Path | None:
     return None if folder is None else Path(folder) / MODEL
 
 
-def prepare(loaded: Any, versions: Sequence[int]) -> Served:
+def prepare(loaded: Any) -> Served:
     signature = signature_of(loaded.session, _model_path(loaded))
     binner = binner_for(loaded.baseline, [(t.name, t.shape) for t in signature.inputs])
-    metadata = orjson.dumps({
-        "name": loaded.name, "versions": [str(v) for v in versions],
-        "platform": "onnxruntime_onnx",
-        "inputs": [t.to_dict() for t in signature.inputs],
-        "outputs": [t.to_dict() for t in signature.outputs]})
     return Served(loaded, loaded.name, int(loaded.version), loaded.session, signature, binner,
-                  tuple(t.name for t in signature.outputs), metadata)
+                  tuple(t.name for t in signature.outputs))
 
 
 class ServedCache:
@@ -92,11 +91,18 @@ class ServedCache:
         if served is not None and served.loaded is loaded:
             return served
         with self._lock:
-            served = prepare(loaded, self._versions(name))
-            self._cache[key] = served
+            served = self._cache.get(key)
+            if served is None or served.loaded is not loaded:
+                served = self._cache[key] = prepare(loaded)
         return served
 
-    def _versions(self, name: str) -> list[int]:
+    def warm(self) -> None:
+        """Prepare every active model now, so no request pays for reading its graph."""
+        for status in self.source.models():
+            if getattr(status, "active", None) is not None:
+                self.get(status.name, None)
+
+    def versions(self, name: str) -> list[int]:
         for status in self.source.models():
             if getattr(status, "name", None) == name:
                 return sorted(int(v) for v in getattr(status, "versions", []))
