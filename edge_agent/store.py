@@ -70,6 +70,7 @@ class ModelStatus:
 class _Entry:
     dir: ModelDir
     state: ModelState
+    versions: list[int] = field(default_factory=list)  # installed version folders
     pointer: int | None = None  # what the active file says
     active: LoadedModel | None = None  # what is served: the pointer, or a fallback
     loaded: dict[int, LoadedModel] = field(default_factory=dict)
@@ -92,7 +93,8 @@ class ModelStore:
         self.session_threads = session_threads
         self._models = self.root / "models"
         self._staging = self.root / "staging"
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # every change: install, activate, rollback, delete
+        self._load_lock = threading.Lock()  # lazy loads of non-active versions
         self._entries: dict[str, _Entry] = {}
 
     # --- start-up -------------------------------------------------------------------
@@ -115,7 +117,7 @@ class ModelStore:
         state = mdir.read_state()
         pointer = mdir.read_active()
         state.reconcile(pointer, installed)
-        entry = _Entry(mdir, state, pointer)
+        entry = _Entry(mdir, state, installed, pointer)
         if pointer is not None:
             try:
                 entry.active = self._load(mdir, pointer)
@@ -162,13 +164,15 @@ class ModelStore:
         loaded = entry.loaded.get(version)
         if loaded is not None:
             return loaded
-        with self._lock:
+        # Not under self._lock: an install may hold it for seconds. Version folders never
+        # change once they exist; a concurrent delete makes this load fail, which is right.
+        with self._load_lock:
             return self._loaded(entry, version)
 
     def _loaded(self, entry: _Entry, version: int) -> LoadedModel:
         loaded = entry.loaded.get(version)
         if loaded is None:
-            if version not in entry.dir.versions():
+            if version not in entry.versions:
                 raise ModelNotFound(f"model {entry.dir.name!r} has no version {version}")
             loaded = self._load(entry.dir, version)
             entry.loaded[version] = loaded
@@ -182,7 +186,7 @@ class ModelStore:
             else:
                 state = "degraded" if entry.degraded else "ready"
             out.append(ModelStatus(
-                name, entry.active.version if entry.active else None, entry.dir.versions(),
+                name, entry.active.version if entry.active else None, list(entry.versions),
                 entry.state.highest_seen, state, entry.degraded,
             ))
         return out
@@ -206,7 +210,7 @@ class ModelStore:
                 ModelDir(self._models, name), ModelState()
             )
             previous = entry.active.version if entry.active else None
-            if version in entry.dir.versions():
+            if version in entry.versions:
                 return self._reinstall(entry, bundle, activate, previous)
             if version < entry.state.highest_seen and not allow_rollback:
                 raise DowngradeRefused(
@@ -214,6 +218,7 @@ class ModelStore:
                     f"{entry.state.highest_seen} seen before; refused (install it as a rollback)"
                 )
             loaded = self._unpack_and_load(entry, bundle)
+            entry.versions = sorted({*entry.versions, version})
             self._entries[name] = entry
             entry.state.highest_seen = max(entry.state.highest_seen, version)
             entry.dir.write_state(entry.state)
@@ -290,7 +295,7 @@ class ModelStore:
         """Activate the version that was active before the current one; returns it."""
         with self._lock:
             entry = self._entry(name)
-            installed = entry.dir.versions()
+            installed = entry.versions
             current = {entry.pointer, entry.active.version if entry.active else None}
             history = [v for v in entry.state.history if v in installed and v not in current]
             if not history:
@@ -302,7 +307,7 @@ class ModelStore:
     def delete(self, name: str, version: int) -> None:
         with self._lock:
             entry = self._entry(name)
-            if version not in entry.dir.versions():
+            if version not in entry.versions:
                 raise ModelNotFound(f"model {name!r} has no version {version}")
             if version in (entry.pointer, entry.active.version if entry.active else None):
                 raise VersionConflict(f"model {name!r} version {version} is active")
@@ -310,6 +315,7 @@ class ModelStore:
             self._staging.mkdir(parents=True, exist_ok=True)
             os.rename(entry.dir.version_path(version), trash)
             fsync_dir(entry.dir.path)
+            entry.versions = [v for v in entry.versions if v != version]
             entry.loaded.pop(version, None)
             entry.state.history = [v for v in entry.state.history if v != version]
             entry.dir.write_state(entry.state)
