@@ -15,6 +15,7 @@ from app.theme import Theme
 from app.views.base import View
 from app.views.datasets import DatasetsView
 from app.views.experiments import ExperimentsView
+from app.views.models import ModelsView
 from app.window import MainWindow
 from core.catalog import Catalog
 from core.config import Settings
@@ -23,7 +24,7 @@ from core.errors import OutpostError
 
 def view_classes() -> list[type[View]]:
     """The pages in navigation order."""
-    return [DatasetsView, ExperimentsView]
+    return [DatasetsView, ExperimentsView, ModelsView]
 
 
 def gui_settings(settings: Settings) -> QSettings:
