@@ -6,75 +6,27 @@ from pathlib import Path
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from app.context import AppContext
+from app.dialogs.base import TaskDialog
 from app.models.registry import parity_text
-from core.errors import InvalidInput, NotFound
 from core.registry import ModelVersion, import_onnx, register_model, set_alias
 from core.training import Run, list_runs
 
 
-class _TaskDialog(QDialog):
-    """A form whose OK runs one core call as a task; the user's mistakes show inline."""
-
-    def __init__(self, ctx: AppContext, title: str, ok_text: str, parent: QWidget | None) -> None:
-        super().__init__(parent)
-        self.ctx = ctx
-        self.result_value: ModelVersion | None = None
-        self.setWindowTitle(title)
-        self.setMinimumWidth(520)
-        self.layout_ = QVBoxLayout(self)
-        self.form = QFormLayout()
-        self.layout_.addLayout(self.form)
-        self.error = QLabel()
-        self.error.setObjectName("errorText")
-        self.error.setWordWrap(True)
-        self.layout_.addWidget(self.error)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
-        self.ok_button = self.buttons.addButton(ok_text, QDialogButtonBox.ButtonRole.AcceptRole)
-        self.ok_button.setDefault(True)
-        self.buttons.accepted.connect(self.submit)
-        self.buttons.rejected.connect(self.reject)
-        self.layout_.addWidget(self.buttons)
-
-    def submit(self) -> None:
-        raise NotImplementedError
-
-    def run(self, title: str, fn: object) -> None:
-        self.error.setText("")
-        self.ok_button.setEnabled(False)
-        self.ctx.tasks.run(title, fn, self._done, on_error=self._failed)  # type: ignore[arg-type]
-
-    def _done(self, version: ModelVersion) -> None:
-        self.result_value = version
-        self.ok_button.setEnabled(True)
-        self.ctx.events.models_changed.emit()
-        self.accept()
-
-    def _failed(self, exc: Exception) -> bool:
-        self.ok_button.setEnabled(True)
-        if isinstance(exc, InvalidInput | NotFound):
-            self.error.setText(str(exc))
-            return True
-        return False
-
-
-class RegisterDialog(_TaskDialog):
+class RegisterDialog(TaskDialog):
     """Pick a run with a model and a name: ONNX export, parity check, new version."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, "Register a run as a model", "Register", parent)
+        self.result_value: ModelVersion | None = None
         self.run_box = QComboBox()
         self.run_box.setObjectName("registerRun")
         self.run_box.currentIndexChanged.connect(self._run_changed)
@@ -100,6 +52,9 @@ class RegisterDialog(_TaskDialog):
         if isinstance(run, Run) and not self.name.text():
             self.name.setText(run.dataset)
 
+    def succeeded(self, result: ModelVersion) -> None:
+        self.ctx.events.models_changed.emit()
+
     def submit(self) -> None:
         run, name = self.run_box.currentData(), self.name.text().strip()
         if isinstance(run, Run):
@@ -108,7 +63,7 @@ class RegisterDialog(_TaskDialog):
                                               cancel=c.cancel))
 
 
-class ImportOnnxDialog(_TaskDialog):
+class ImportOnnxDialog(TaskDialog):
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, "Import an ONNX model", "Import", parent)
         self.path = QLineEdit()
@@ -134,12 +89,15 @@ class ImportOnnxDialog(_TaskDialog):
         if text and not self.name.isModified():
             self.name.setText(Path(text).stem)
 
+    def succeeded(self, result: ModelVersion) -> None:
+        self.ctx.events.models_changed.emit()
+
     def submit(self) -> None:
         path, name = Path(self.path.text().strip()), self.name.text().strip()
         self.run(f"Import {path.name}", lambda c: import_onnx(c.catalog, path, name))
 
 
-class AliasDialog(_TaskDialog):
+class AliasDialog(TaskDialog):
     """Point an alias at a version. A flagged version is refused for production unless the
     user ticks Force after reading why."""
 
@@ -157,6 +115,9 @@ class AliasDialog(_TaskDialog):
         self.form.addRow("Version", QLabel(f"{version.ref} — {parity_text(version)}"))
         self.form.addRow("Alias", self.alias)
         self.form.addRow("", self.force)
+
+    def succeeded(self, result: ModelVersion) -> None:
+        self.ctx.events.models_changed.emit()
 
     def submit(self) -> None:
         alias, force, ref = self.alias.currentText().strip(), self.force.isChecked(), \

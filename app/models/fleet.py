@@ -1,0 +1,110 @@
+"""Qt models for agents (with their live status), deployments and alerts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.models.datasets import when
+from app.models.records import Column, RecordTableModel, number
+from core.alerts import Alert
+from core.fleet.agents import AgentRecord, AgentStatus
+from core.fleet.deploy import Deployment
+
+ONLINE, OFFLINE, UNKNOWN = "#1a7f37", "#cf222e", "#6e7781"
+SEVERITY = {"alert": "#cf222e", "warn": "#b26b00"}
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    """An enrolled agent and, once polled, what it said."""
+
+    record: AgentRecord
+    status: AgentStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def state(self) -> str:
+        if self.status is None:
+            return "checking…"
+        return "online" if self.status.online else "offline"
+
+    def served(self) -> str:
+        if self.status is None:
+            return ""
+        return ", ".join(f"{m.get('name')}@{m.get('active')}" for m in self.status.models)
+
+
+def _state_colour(row: AgentRow) -> str:
+    return {"online": ONLINE, "offline": OFFLINE}.get(row.state, UNKNOWN)
+
+
+def _error(row: AgentRow) -> str:
+    if row.status is not None:
+        return row.status.error or ""
+    return row.record.last_error or ""
+
+
+def _runtime(row: AgentRow) -> str:
+    runtime: dict[str, Any] = row.status.runtime if row.status else {}
+    ort = runtime.get("onnxruntime")
+    return f"onnxruntime {ort}" if ort else ""
+
+
+class AgentsTableModel(RecordTableModel[AgentRow]):
+    def __init__(self) -> None:
+        super().__init__([
+            Column("Agent", lambda r: r.name),
+            Column("State", lambda r: r.state, colour=_state_colour, tip=_error),
+            Column("Mode", lambda r: r.record.mode),
+            Column("URL", lambda r: r.record.url),
+            Column("Serving", AgentRow.served),
+            Column("Telemetry rows", lambda r: r.status.telemetry_rows if r.status else None,
+                   number, align_right=True),
+            Column("Backlog", lambda r: r.status.backlog if r.status else None, number,
+                   align_right=True),
+            Column("Runtime", _runtime),
+            Column("Last seen", lambda r: r.record.last_seen_at, when),
+            Column("Error", _error, tip=_error),
+        ])
+
+    def row_of(self, name: str) -> int | None:
+        return next((i for i, r in enumerate(self.records) if r.name == name), None)
+
+    def set_statuses(self, statuses: list[AgentStatus]) -> None:
+        """Merge a poll into the rows without resetting the selection."""
+        by_name = {s.agent: s for s in statuses}
+        for i, row in enumerate(self.records):
+            if row.name in by_name:
+                self.records[i] = AgentRow(row.record, by_name[row.name])
+        if self.records:
+            self.dataChanged.emit(self.index(0, 0),
+                                  self.index(len(self.records) - 1, len(self.columns) - 1))
+
+
+class DeploymentsTableModel(RecordTableModel[Deployment]):
+    def __init__(self) -> None:
+        super().__init__([
+            Column("#", lambda d: d.id, align_right=True),
+            Column("Action", lambda d: d.action),
+            Column("Model", lambda d: f"{d.model}@{d.version}"),
+            Column("Status", lambda d: d.status,
+                   colour=lambda d: OFFLINE if d.status == "failed" else None),
+            Column("Started", lambda d: d.started_at, when),
+            Column("Error", lambda d: d.error or "", tip=lambda d: d.error),
+        ])
+
+
+class AlertsTableModel(RecordTableModel[Alert]):
+    def __init__(self) -> None:
+        super().__init__([
+            Column("Severity", lambda a: a.severity, colour=lambda a: SEVERITY.get(a.severity)),
+            Column("Kind", lambda a: a.kind),
+            Column("Message", lambda a: a.message, tip=lambda a: a.message),
+            Column("Agent", lambda a: a.agent or ""),
+            Column("Model", lambda a: a.model or ""),
+            Column("Raised", lambda a: a.raised_at, when),
+            Column("Cleared", lambda a: a.cleared_at, when),
+        ])
