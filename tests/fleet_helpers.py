@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.catalog import Catalog
@@ -55,6 +57,31 @@ def histogram(seq: int, feature: str, counts: list[int], *, nulls: int = 0,
 def export_file(path: Path, records: list[Any], identity: Ed25519PrivateKey,
                 agent_id: str = "id-a") -> Path:
     return write_telemetry_export(path, records, agent_id=agent_id, identity_key=identity)
+
+
+def mini_frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
+    """A small table with a numeric, a categorical and a discrete column, nulls included."""
+    rng = np.random.default_rng(seed)
+    temp = rng.normal(20, 5, rows).round(3)
+    temp[rng.random(rows) < 0.05] = np.nan
+    site = rng.choice(["north", "south", "east", "west"], rows, p=[0.4, 0.3, 0.2, 0.1])
+    site = np.where(rng.random(rows) < 0.05, None, site)
+    load = rng.integers(0, 5, rows).astype(float)
+    fail = ((np.nan_to_num(temp, nan=20) > 22) | (site == "east")).astype(int)
+    return pd.DataFrame({"temp": temp, "site": site, "load": load, "fail": fail})
+
+
+def train_mini(catalog: Catalog, model: str = "pumps") -> pd.DataFrame:
+    """Import `mini_frame`, train on it, register the run as `model`@N, alias production."""
+    from core.datasets import import_frame
+    from core.registry import register_model, set_alias
+    from core.training import train
+
+    frame = mini_frame()
+    import_frame(catalog, "mini", frame, {"kind": "test"})
+    run = train(catalog, "mini", "fail", algo="logistic_regression")
+    set_alias(catalog, register_model(catalog, run.id, model).ref, "production", force=True)
+    return frame
 
 
 def new_identity() -> Ed25519PrivateKey:

@@ -46,3 +46,14 @@ from core.cli import dataset, samples  # noqa: E402
 
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(samples.app, name="samples")
+
+from core.cli import agent, bundle, demo, deploy, drift, keys, telemetry  # noqa: E402
+
+app.add_typer(agent.app, name="agent")
+app.command()(deploy.deploy)
+app.command()(deploy.rollback)
+app.add_typer(telemetry.app, name="telemetry")
+app.add_typer(drift.app, name="drift")
+app.add_typer(keys.app, name="keys")
+app.add_typer(bundle.app, name="bundle")
+app.command()(demo.demo)

@@ -67,10 +67,14 @@ def _finish(catalog: Catalog, deployment: int, status: str, error: str | None = 
                     [status, error, version, deployment])
 
 
+def _domain(name: str) -> str:
+    return "" if name == "ai.onnx" else name  # the default domain goes by both names
+
+
 def check_opset(agent: str, status: dict[str, Any], model: str, opset: dict[str, int]) -> None:
     """Refuse before pushing if the agent's onnxruntime cannot load the model's opsets."""
-    supported = status.get("opset_max") or {}
-    for domain, needed in sorted(opset.items()):
+    supported = {_domain(d): v for d, v in (status.get("opset_max") or {}).items()}
+    for domain, needed in sorted((_domain(d), v) for d, v in opset.items()):
         have = supported.get(domain)
         if not isinstance(have, int) or needed > have:
             name = domain or "ai.onnx"

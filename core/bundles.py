@@ -1,0 +1,169 @@
+"""Signed bundles from model versions: model.onnx, baseline.json, canary.json, manifest.
+
+The baseline comes from the run's training data version (DuckDB, in place over
+its Parquet object), the canary from the run's holdout rows run through
+onnxruntime here, so the device must reproduce these outputs before it serves.
+Bundles are stored in the object store and remembered per model version with
+the key that signed them; a key rotation makes the next build sign afresh.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from core.baselines import FeatureSpec, compute_baseline, prediction_baseline
+from core.catalog import Catalog
+from core.datasets import read_frame, resolve_version, version_path
+from core.errors import StorageError
+from core.feeds import frame_feeds, is_categorical, json_columns, outputs_json
+from core.keys import signing_key
+from core.progress import CancelToken, ProgressFn, check, report
+from core.registry import ModelVersion, resolve_model
+from core.registry.runtime import load_session
+from core.training import get_run, holdout_frame
+from edge_agent.protocol import key_fingerprint, write_bundle
+
+CANARY_ROWS = 16
+# The prediction distribution is estimated on at most this many training rows.
+PREDICTION_SAMPLE = 200_000
+_MIN_ORT = ((20, "1.17.0"), (21, "1.18.0"), (22, "1.20.0"), (23, "1.22.0"))
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    model: str
+    version: int
+    path: Path
+    sha256: str
+    key_id: str
+    baseline: dict[str, Any]
+    reused: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "path": str(self.path),
+                "sha256": self.sha256, "key_id": self.key_id, "reused": self.reused}
+
+
+def min_onnxruntime(opset: dict[str, int]) -> str:
+    core_opset = opset.get("", opset.get("ai.onnx", 0))
+    for highest, version in _MIN_ORT:
+        if core_opset <= highest:
+            return version
+    return _MIN_ORT[-1][1]
+
+
+def _specs(mv: ModelVersion, columns: set[str]) -> list[FeatureSpec]:
+    return [FeatureSpec(s.name, "categorical" if is_categorical(s.datatype) else "numeric",
+                        float32=s.datatype == "FP32")
+            for s in mv.inputs if s.name in columns]
+
+
+def _predict(session: Any, mv: ModelVersion, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+    names = [o.name for o in mv.outputs]
+    wanted = "label" if mv.task == "classification" and "label" in names else names[0]
+    return np.asarray(session.run([wanted], frame_feeds(mv.inputs, frame))[0]).ravel()
+
+
+def _baseline(catalog: Catalog, mv: ModelVersion, session: Any) -> dict[str, Any]:
+    if mv.run is None:  # an imported ONNX file: no training data to compare against
+        return {"rows": 0, "features": [], "prediction": None}
+    run = get_run(catalog, mv.run)
+    dv = resolve_version(catalog, f"{run.dataset}@{run.dataset_version}")
+    path = str(version_path(catalog, dv)).replace("'", "''")
+    specs = _specs(mv, {c.name for c in dv.columns})
+    frame = read_frame(catalog, dv, columns=[s.name for s in mv.inputs])
+    if len(frame) > PREDICTION_SAMPLE:
+        frame = frame.sample(PREDICTION_SAMPLE, random_state=0)
+    labels = [str(v) for v in mv.labels] if mv.task == "classification" and mv.labels else None
+    with catalog.cursor() as cur:
+        prediction = prediction_baseline(cur, _predict(session, mv, frame), labels)
+        return compute_baseline(cur, f"read_parquet('{path}')", specs, rows=dv.rows,
+                                prediction=prediction)
+
+
+def _canary_frame(catalog: Catalog, mv: ModelVersion) -> pd.DataFrame:
+    if mv.run is None:
+        return pd.DataFrame({s.name: ["" if is_categorical(s.datatype) else 0.0] * 4
+                             for s in mv.inputs})
+    X, _ = holdout_frame(catalog, get_run(catalog, mv.run))
+    complete = X.replace("", np.nan).notna().all(axis=1)
+    # Complete rows first: JSON has no NaN, and they exercise every input's path.
+    return pd.concat([X[complete], X[~complete]]).head(CANARY_ROWS)
+
+
+def _canary(catalog: Catalog, mv: ModelVersion, session: Any) -> dict[str, Any]:
+    frame = _canary_frame(catalog, mv)
+    names = [o.name for o in mv.outputs]
+    results = session.run(names, frame_feeds(mv.inputs, frame))
+    label = "label" if mv.task == "classification" and "label" in names else None
+    return {"inputs": json_columns(mv.inputs, frame), "expected": outputs_json(names, results),
+            "atol": 1e-4, "label_output": label}
+
+
+def _cached(catalog: Catalog, mv: ModelVersion, key_id: str) -> tuple[str, dict[str, Any]] | None:
+    rows = catalog.cursor().execute(
+        "SELECT object, baseline FROM bundle WHERE model = ? AND version = ? AND key_id = ?",
+        [mv.model, mv.version, key_id]).fetchall()
+    if rows and catalog.objects.exists(rows[0][0]):
+        return str(rows[0][0]), orjson.loads(rows[0][1])
+    return None
+
+
+def build_bundle(catalog: Catalog, ref: str, out: Path | None = None, *,
+                 progress: ProgressFn | None = None,
+                 cancel: CancelToken | None = None) -> BuiltBundle:
+    """The signed bundle of model version `ref`, stored (and copied to `out` if given).
+
+    The manifest's signature and opsets are read from the graph by the protocol, exactly
+    as the agent will read them."""
+    mv = resolve_model(catalog, ref)
+    key = signing_key(catalog)
+    key_id = key_fingerprint(key)
+    cached = _cached(catalog, mv, key_id)
+    if cached is not None:
+        sha, baseline = cached
+        return _deliver(catalog, mv, sha, key_id, baseline, out, reused=True)
+    report(progress, "bundle", 0, 3)
+    model_bytes = catalog.objects.require(mv.onnx_object).read_bytes()
+    session = load_session(model_bytes, mv.ref)
+    baseline = _baseline(catalog, mv, session)
+    check(cancel, "bundle build")
+    report(progress, "bundle", 1, 3)
+    canary = _canary(catalog, mv, session)
+    report(progress, "bundle", 2, 3)
+    with catalog.objects.temp_path(".outpost") as tmp:
+        write_bundle(
+            tmp, model=mv.model, version=mv.version, model_bytes=model_bytes,
+            baseline=baseline, canary=canary, key=key, task=mv.task,
+            labels=[v if isinstance(v, int) else str(v) for v in mv.labels] if mv.labels
+            else None, min_onnxruntime=min_onnxruntime(mv.opset))
+        sha, _ = catalog.objects.adopt(tmp)
+    with catalog.transaction() as cur:
+        cur.execute("INSERT OR REPLACE INTO bundle (model, version, object, key_id, baseline) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [mv.model, mv.version, sha, key_id, orjson.dumps(baseline).decode()])
+    report(progress, "bundle", 3, 3)
+    return _deliver(catalog, mv, sha, key_id, baseline, out, reused=False)
+
+
+def _deliver(catalog: Catalog, mv: ModelVersion, sha: str, key_id: str,
+             baseline: dict[str, Any], out: Path | None, *, reused: bool) -> BuiltBundle:
+    path = catalog.objects.require(sha)
+    if out is not None:
+        out = Path(out)
+        if out.is_dir():
+            out = out / f"{mv.model}-{mv.version}.outpost"
+        try:
+            tmp = out.with_name(f".{out.name}.tmp")
+            shutil.copyfile(path, tmp)
+            tmp.replace(out)
+        except OSError as exc:
+            raise StorageError(f"cannot write bundle to {out}: {exc.strerror}") from exc
+        path = out
+    return BuiltBundle(mv.model, mv.version, path, sha, key_id, baseline, reused)

@@ -1,0 +1,25 @@
+"""`outpost bundle`: signed bundle files for USB sticks and drop folders."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.bundles import build_bundle
+from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
+
+app = typer.Typer(help="Signed model bundles (NAME-VERSION.outpost).", no_args_is_help=True)
+
+
+@app.command()
+def build(
+    ref: Annotated[str, typer.Argument(help="M@VERSION or M@ALIAS.")],
+    out: Annotated[Path, typer.Option("--out", help="File (or folder) to write.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Build the signed bundle of a model version (model, baseline, canary, manifest)."""
+    with open_catalog() as catalog, progress_bar(not as_json) as progress:
+        built = build_bundle(catalog, ref, out, progress=progress)
+    emit(built.to_dict(), as_json, lambda: console.print(
+        f"wrote {built.path} ({built.model}@{built.version}, signed by key {built.key_id})"))
