@@ -30,6 +30,7 @@ _KEY_SAMPLE = 1000
 _RAGGED = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _CONVERT = re.compile(r'Error when converting column "([^"]*)"\. (.*)')
+_WRITE_FAILED = re.compile(r'Could not write file \\?"[^"\\]*\\?": ([^"\\]+)')
 
 Scratch = Callable[[str], Path]  # a temp file in the object store, removed afterwards
 
@@ -115,7 +116,9 @@ def explain(path: Path, exc: duckdb.Error) -> OutpostError:
     message = str(exc)
     name = path.name
     if isinstance(exc, duckdb.IOException) and "write" in message.lower():
-        return StorageError(f"could not write the dataset object: {first_line(exc)}")
+        reason = _WRITE_FAILED.search(message)
+        return StorageError("could not write the dataset object: "
+                            f"{reason[1] if reason else first_line(exc)}")
     line = _CSV_LINE.search(message)
     ragged = _RAGGED.search(message)
     if line and ragged:
