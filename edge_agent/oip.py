@@ -10,45 +10,30 @@ loop, except BYTES, whose elements are Python strings either way.
 from __future__ import annotations
 
 import math
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
 from edge_agent.errors import AgentError
+from edge_agent.tensors import (
+    DTYPES,
+    Array,
+    InferRequestInvalid,
+    all_finite,
+    binary_array,
+    fail,
+    json_arrays,
+    strings_bytes,
+)
+
+__all__ = ["DTYPES", "InferInput", "InferRequest", "InferRequestInvalid",
+           "decode_infer_request", "encode_infer_response", "parse_header_length"]
 
 HEADER_LENGTH = "inference-header-content-length"
-
-DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype("?"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "BYTES": np.dtype("O"),
-}
-# numpy kinds a JSON array may decode to for each datatype family.
-_JSON_KINDS = {"BOOL": "b", "INT": "iu", "UINT": "iu", "FP": "iuf"}
-_FAMILY = {name: name.rstrip("0123456789") for name in DTYPES}
-_WHAT = {"BOOL": "booleans", "FP": "numbers", "INT": "integers", "UINT": "integers"}
 _NAME_BY_KIND_SIZE = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items()}
 _MAX_RANK = 8
-_U32 = struct.Struct("<I")
-
-
-class InferRequestInvalid(AgentError):
-    """The request body does not follow the protocol or does not fit the model."""
-
-    http_status = 400
 
 
 @dataclass(slots=True)
@@ -56,7 +41,8 @@ class InferInput:
     name: str
     datatype: str
     shape: tuple[int, ...]
-    data: np.ndarray[Any, Any]
+    data: Array
+    finite: bool = True  # no NaN or Inf among the values
 
 
 @dataclass(slots=True)
@@ -67,11 +53,20 @@ class InferRequest:
     # requested output name -> send as binary; None = every output
     outputs: dict[str, bool] | None
     binary_output: bool = False
-    rows: int = field(default=0)
 
 
-def _fail(message: str) -> InferRequestInvalid:
-    return InferRequestInvalid(message)
+@dataclass(slots=True)
+class _Tensor:
+    """An input's header, checked, before its values are decoded."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    count: int
+    data: Any  # the JSON data, or None for binary
+    size: int | None  # binary_data_size
+    array: Array | None = None
+    finite: bool = True
 
 
 def parse_header_length(value: bytes | None, body_length: int) -> int | None:
@@ -81,9 +76,9 @@ def parse_header_length(value: bytes | None, body_length: int) -> int | None:
     try:
         length = int(value)
     except ValueError:
-        raise _fail("Inference-Header-Content-Length is not an integer") from None
+        raise fail("Inference-Header-Content-Length is not an integer") from None
     if not 0 < length <= body_length:
-        raise _fail(f"Inference-Header-Content-Length {length} does not fit a body of "
+        raise fail(f"Inference-Header-Content-Length {length} does not fit a body of "
                     f"{body_length} bytes")
     return length
 
@@ -93,136 +88,101 @@ def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
     if params is None:
         return {}
     if type(params) is not dict:
-        raise _fail(f"{where} parameters must be an object")
+        raise fail(f"{where} parameters must be an object")
     return params
 
 
 def _shape(raw: Any, name: str) -> tuple[int, ...]:
     if type(raw) is not list or len(raw) > _MAX_RANK:
-        raise _fail(f"input {name}: shape must be a list of at most {_MAX_RANK} integers")
+        raise fail(f"input {name}: shape must be a list of at most {_MAX_RANK} integers")
     for dim in raw:
         if type(dim) is not int or dim < 0:
-            raise _fail(f"input {name}: shape must hold non-negative integers, got {raw}")
+            raise fail(f"input {name}: shape must hold non-negative integers, got {raw}")
     return tuple(raw)
 
 
-def json_array(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:
-    """A JSON list as an array of datatype. A number too large for FP16/FP32 becomes Inf:
-    call under np.errstate(over="ignore") and check finiteness after (bind_inputs does)."""
-    if type(data) is not list:
-        raise _fail(f"input {name}: data must be a list")
-    if datatype == "BYTES":
-        return _json_strings(data, name)
-    try:
-        arr = np.array(data)
-    except (ValueError, TypeError, OverflowError):
-        raise _fail(f"input {name}: data is ragged or holds non-numeric values") from None
-    target = DTYPES[datatype]
-    if arr.size == 0:
-        return arr.astype(target)
-    family = _FAMILY[datatype]
-    if datatype == "UINT64" and arr.dtype.kind == "f":
-        arr = _uint64(data, arr, name)
-    if arr.dtype.kind not in _JSON_KINDS[family]:
-        raise _fail(f"input {name}: {datatype} data must hold only {_WHAT[family]}")
-    if family != "FP" and not np.can_cast(arr.dtype, target):
-        info = np.iinfo(target)
-        if arr.min() < info.min or arr.max() > info.max:
-            raise _fail(f"input {name}: a value is out of range for {datatype}")
-    return arr.astype(target, copy=False)
-
-
-def _uint64(data: list[Any], floats: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
-    """numpy reads [0, 2**64 - 1] as float64; read it again as uint64 if nothing is lost."""
-    try:
-        exact = np.array(data, dtype=np.uint64)
-    except (ValueError, TypeError, OverflowError):
-        raise _fail(f"input {name}: UINT64 data must hold only integers in range") from None
-    return exact if np.array_equal(exact.astype(np.float64), floats) else floats
-
-
-def _json_strings(data: list[Any], name: str) -> np.ndarray[Any, Any]:
-    flat: list[Any] = data
-    while flat and type(flat[0]) is list:
-        flat = [x for sub in flat if type(sub) is list for x in sub]
-    if not all(type(x) is str for x in flat):
-        raise _fail(f"input {name}: BYTES data must hold only strings")
-    arr = np.empty(len(flat), dtype=object)
-    arr[:] = flat
-    return arr
-
-
-def _binary_strings(raw: memoryview, name: str, count: int) -> np.ndarray[Any, Any]:
-    pos, end = 0, len(raw)
-    if count * 4 > end:
-        raise _fail(f"input {name}: binary BYTES data is shorter than its shape")
-    out = np.empty(count, dtype=object)
-    try:
-        for i in range(count):
-            if pos + 4 > end:
-                raise _fail(f"input {name}: binary BYTES data is shorter than its shape")
-            (size,) = _U32.unpack_from(raw, pos)
-            pos += 4
-            if pos + size > end:
-                raise _fail(f"input {name}: binary BYTES element runs past its data")
-            out[i] = bytes(raw[pos:pos + size]).decode("utf-8")
-            pos += size
-    except UnicodeDecodeError:
-        raise _fail(f"input {name}: BYTES element is not UTF-8") from None
-    if pos != end:
-        raise _fail(f"input {name}: binary BYTES data is longer than its shape")
-    return out
-
-
-def _binary_array(raw: memoryview, datatype: str, name: str, count: int) -> np.ndarray[Any, Any]:
-    if datatype == "BYTES":
-        return _binary_strings(raw, name, count)
-    dtype = DTYPES[datatype]
-    if len(raw) != count * dtype.itemsize:
-        raise _fail(f"input {name}: binary data has {len(raw)} bytes, shape needs "
-                    f"{count * dtype.itemsize}")
-    arr = np.frombuffer(raw, dtype=dtype)
-    if datatype == "BOOL" and count and arr.view(np.uint8).max() > 1:
-        raise _fail(f"input {name}: BOOL bytes must be 0 or 1")
-    return arr if arr.flags.aligned else arr.copy()
-
-
-def _decode_input(raw: Any, binary: memoryview, pos: int) -> tuple[InferInput, int]:
+def _tensor(raw: Any) -> _Tensor:
     if type(raw) is not dict:
-        raise _fail("each input must be an object")
+        raise fail("each input must be an object")
     name = raw.get("name")
     if type(name) is not str:
-        raise _fail("input name must be a string")
+        raise fail("input name must be a string")
     datatype = raw.get("datatype")
     if datatype not in DTYPES:
-        raise _fail(f"input {name}: unknown datatype {datatype!r}")
+        raise fail(f"input {name}: unknown datatype {datatype!r}")
     shape = _shape(raw.get("shape"), name)
-    count = math.prod(shape)
-    size = _parameters(raw, f"input {name}").get("binary_data_size")
+    size = _parameters(raw, "input").get("binary_data_size")
     if size is not None:
-        if type(size) is not int or size < 0 or pos + size > len(binary):
-            raise _fail(f"input {name}: binary_data_size does not fit the binary data")
+        if type(size) is not int or size < 0:
+            raise fail(f"input {name}: binary_data_size must be an integer >= 0")
         if "data" in raw:
-            raise _fail(f"input {name}: has both data and binary_data_size")
-        arr = _binary_array(binary[pos:pos + size], datatype, name, count)
-        pos += size
-    else:
-        arr = json_array(raw.get("data"), datatype, name)
-    if arr.size != count:
-        raise _fail(f"input {name}: data has {arr.size} elements, shape {list(shape)} needs "
-                    f"{count}")
-    return InferInput(name, datatype, shape, arr.reshape(shape)), pos
+            raise fail(f"input {name}: has both data and binary_data_size")
+    return _Tensor(name, datatype, shape, math.prod(shape), raw.get("data"), size)
+
+
+def _groupable(t: _Tensor) -> bool:
+    return t.datatype not in ("BYTES", "BOOL") and t.size == t.count * DTYPES[t.datatype].itemsize
+
+
+def _runs(claims: list[_Tensor]) -> list[list[_Tensor]]:
+    """Consecutive binary inputs of one numeric datatype, whose bytes are contiguous."""
+    runs: list[list[_Tensor]] = []
+    for t in claims:
+        last = runs[-1][-1] if runs else None
+        if last is not None and last.datatype == t.datatype and _groupable(last) and \
+                _groupable(t):
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return runs
+
+
+def _decode_binary(tensors: list[_Tensor], binary: memoryview) -> None:
+    """Cut the binary section into the inputs that claim it, in order; each run of
+    consecutive inputs of one numeric datatype is read with one frombuffer."""
+    claims = [t for t in tensors if t.size is not None]
+    total = sum(t.size or 0 for t in claims)
+    if total != len(binary):
+        raise fail(f"binary data has {len(binary)} bytes, inputs claim {total}")
+    pos = 0
+    for run in _runs(claims):
+        end = pos + sum(t.size or 0 for t in run)
+        first = run[0]
+        arr = binary_array(binary[pos:end], first.datatype, first.name,
+                           sum(t.count for t in run))
+        finite, start = all_finite(arr), 0
+        for t in run:
+            t.array = arr[start:start + t.count] if len(run) > 1 else arr
+            t.finite = finite or all_finite(t.array)
+            start += t.count
+        pos = end
+
+
+def _decode_json(tensors: list[_Tensor]) -> None:
+    """Decode the JSON inputs; flat lists of one datatype share one numpy conversion."""
+    groups: dict[str, list[_Tensor]] = {}
+    for t in tensors:
+        if t.size is not None:
+            continue
+        flat = type(t.data) is list and (not t.data or type(t.data[0]) is not list)
+        key = t.datatype if flat and len(t.data) == t.count else f"{id(t)}"
+        groups.setdefault(key, []).append(t)
+    for group in groups.values():
+        decoded = json_arrays([t.data for t in group], group[0].datatype,
+                              [t.name for t in group])
+        for t, (arr, finite) in zip(group, decoded, strict=True):
+            t.array, t.finite = arr, finite
 
 
 def _requested_outputs(raw: Any) -> dict[str, bool] | None:
     if raw is None:
         return None
     if type(raw) is not list:
-        raise _fail("outputs must be a list")
+        raise fail("outputs must be a list")
     wanted: dict[str, bool] = {}
     for out in raw:
         if type(out) is not dict or type(out.get("name")) is not str:
-            raise _fail("each requested output must be an object with a name")
+            raise fail("each requested output must be an object with a name")
         binary = _parameters(out, f"output {out['name']}").get("binary_data", False)
         wanted[out["name"]] = binary is True
     return wanted
@@ -235,24 +195,28 @@ def decode_infer_request(body: bytes, header_length: int | None = None) -> Infer
     try:
         doc = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
-        raise _fail(f"request is not valid JSON: {exc}") from None
+        raise fail(f"request is not valid JSON: {exc}") from None
     if type(doc) is not dict:
-        raise _fail("request must be a JSON object")
+        raise fail("request must be a JSON object")
     request_id = doc.get("id")
     if request_id is not None and type(request_id) is not str:
-        raise _fail("id must be a string")
+        raise fail("id must be a string")
     params = _parameters(doc, "request")
     raw_inputs = doc.get("inputs")
     if type(raw_inputs) is not list or not raw_inputs:
-        raise _fail("inputs must be a non-empty list")
-    inputs: list[InferInput] = []
-    pos = 0
+        raise fail("inputs must be a non-empty list")
+    tensors = [_tensor(raw) for raw in raw_inputs]
     with np.errstate(over="ignore"):
-        for raw in raw_inputs:
-            tensor, pos = _decode_input(raw, binary, pos)
-            inputs.append(tensor)
-    if pos != len(binary):
-        raise _fail(f"binary data has {len(binary)} bytes, inputs claim {pos}")
+        _decode_binary(tensors, binary)
+        _decode_json(tensors)
+    inputs = []
+    for t in tensors:
+        assert t.array is not None
+        if t.array.size != t.count:
+            raise fail(f"input {t.name}: data has {t.array.size} elements, shape "
+                       f"{list(t.shape)} needs {t.count}")
+        inputs.append(InferInput(t.name, t.datatype, t.shape, t.array.reshape(t.shape),
+                                 t.finite))
     return InferRequest(request_id, params, inputs, _requested_outputs(doc.get("outputs")),
                         params.get("binary_data_output") is True)
 
@@ -264,15 +228,6 @@ def datatype_of(arr: np.ndarray[Any, Any]) -> str:
     if name is None:
         raise AgentError(f"output dtype {arr.dtype} has no protocol datatype")
     return name
-
-
-def _strings_bytes(arr: np.ndarray[Any, Any]) -> bytes:
-    parts: list[bytes] = []
-    for item in arr.ravel().tolist():
-        raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
-        parts.append(_U32.pack(len(raw)))
-        parts.append(raw)
-    return b"".join(parts)
 
 
 def _json_data(arr: np.ndarray[Any, Any], datatype: str) -> Any:
@@ -298,7 +253,7 @@ def encode_infer_response(model: str, version: int, request: InferRequest,
         binary = request.binary_output if request.outputs is None else request.outputs[name]
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
         if binary:
-            blob = (_strings_bytes(arr) if datatype == "BYTES"
+            blob = (strings_bytes(arr) if datatype == "BYTES"
                     else np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

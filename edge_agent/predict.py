@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from edge_agent.oip import InferRequestInvalid, json_array
 from edge_agent.signature import Signature, TensorInfo
+from edge_agent.tensors import InferRequestInvalid, json_arrays
 
 _MISSING: Any = None
 
@@ -37,19 +37,18 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
     return records
 
 
-def _column(spec: TensorInfo, records: list[dict[str, Any]]) -> np.ndarray[Any, Any]:
+def _values(spec: TensorInfo, records: list[dict[str, Any]]) -> list[Any]:
     values = [r.get(spec.name, _MISSING) for r in records]
     if spec.datatype == "BYTES":
-        values = ["" if v is None else v for v in values]
-    elif None in values:
+        return ["" if v is None else v for v in values]
+    if None in values:
         if spec.datatype not in ("FP16", "FP32", "FP64") or not spec.takes_nan:
             raise _fail(f"column {spec.name} is missing in a record, and the model cannot "
                         "take a missing value there")
         values = [np.nan if v is None else v for v in values]
-    if any(type(v) is bool for v in values) and spec.datatype != "BOOL":
+    if spec.datatype != "BOOL" and any(type(v) is bool for v in values):
         raise _fail(f"column {spec.name}: true/false where a {spec.datatype} is expected")
-    arr = json_array(values, spec.datatype, f"column {spec.name}")
-    return arr.reshape(len(records), *([1] if len(spec.shape) == 2 else []))
+    return values
 
 
 def records_to_feeds(signature: Signature, records: list[dict[str, Any]]
@@ -64,13 +63,19 @@ def records_to_feeds(signature: Signature, records: list[dict[str, Any]]
         unknown = record.keys() - known
         if unknown:
             raise _fail(f"unknown columns {sorted(unknown)}; the model takes {sorted(known)}")
-    with np.errstate(over="ignore"):
-        feeds = {spec.name: _column(spec, records) for spec in signature.inputs}
+    by_type: dict[str, list[TensorInfo]] = {}
     for spec in signature.inputs:
-        arr = feeds[spec.name]
-        if arr.dtype.kind == "f" and np.count_nonzero(np.isfinite(arr)) != arr.size and (
-                np.isinf(arr).any() or not spec.takes_nan):
-            raise _fail(f"column {spec.name}: a value is not finite")
+        by_type.setdefault(spec.datatype, []).append(spec)
+    feeds = {}
+    rows = len(records)
+    with np.errstate(over="ignore"):
+        for datatype, specs in by_type.items():
+            decoded = json_arrays([_values(s, records) for s in specs], datatype,
+                                  [f"column {s.name}" for s in specs])
+            for spec, (arr, finite) in zip(specs, decoded, strict=True):
+                if not finite and (np.isinf(arr).any() or not spec.takes_nan):
+                    raise _fail(f"column {spec.name}: a value is not finite")
+                feeds[spec.name] = arr.reshape(rows, *([1] if len(spec.shape) == 2 else []))
     return feeds
 
 

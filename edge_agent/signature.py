@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.oip import InferInput, InferRequestInvalid
+from edge_agent.oip import InferInput
+from edge_agent.tensors import InferRequestInvalid
 
 ORT_TYPES = {
     "tensor(bool)": "BOOL", "tensor(int8)": "INT8", "tensor(int16)": "INT16",
@@ -104,8 +105,7 @@ def nan_tolerant_inputs(model_path: Path) -> frozenset[str]:
 
 
 def _check_values(spec: TensorInfo, arr: np.ndarray[Any, Any]) -> None:
-    if arr.dtype.kind != "f" or np.count_nonzero(np.isfinite(arr)) == arr.size:
-        return
+    """Called for inputs that hold NaN or Inf."""
     if np.isinf(arr).any():
         raise InferRequestInvalid(f"input {spec.name}: contains Inf (or a number too large "
                                   f"for {spec.datatype}), which the model cannot take")
@@ -141,7 +141,8 @@ def bind_inputs(signature: Signature, inputs: list[InferInput]) -> tuple[dict[st
             raise InferRequestInvalid(f"input {tensor.name}: datatype {tensor.datatype} does not "
                                       f"match the model's {spec.datatype}")
         _check_shape(spec, tensor.shape)
-        _check_values(spec, tensor.data)
+        if not tensor.finite:
+            _check_values(spec, tensor.data)
         feeds[tensor.name] = tensor.data
         if spec.shape[:1] == (-1,):
             batch.add(tensor.shape[0])

@@ -263,3 +263,40 @@ def test_nan_only_where_the_model_handles_it_and_inf_never() -> None:
     for name in "ab":
         with pytest.raises(InferRequestInvalid, match="Inf"):
             bind(name, float("inf"))
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_many_inputs_of_mixed_datatypes_keep_their_own_values(binary: bool) -> None:
+    arrays = {"a": sample("FP32", (2, 1)), "b": sample("FP32", (2, 1)) * 3,
+              "c": sample("INT64", (2, 1)), "d": sample("FP32", (2, 3)),
+              "e": sample("BYTES", (2, 1)), "f": np.array([[np.nan], [1.0]], np.float32)}
+    if not binary:
+        del arrays["f"]
+    request = decode_infer_request(*triton_body(arrays, binary))
+    for tensor in request.inputs:
+        np.testing.assert_array_equal(tensor.data, arrays[tensor.name])
+        assert tensor.data.shape == arrays[tensor.name].shape
+        assert tensor.finite == (tensor.name != "f")
+
+
+def test_an_error_in_a_group_names_its_input() -> None:
+    body = orjson.dumps({"inputs": [
+        {"name": n, "datatype": "FP32", "shape": [1], "data": [v]}
+        for n, v in (("a", 1.0), ("b", "2.0"), ("c", 3.0))]})
+    with pytest.raises(InferRequestInvalid, match="input b"):
+        decode_infer_request(body)
+    mixed = orjson.dumps({"inputs": [
+        {"name": "a", "datatype": "UINT64", "shape": [1], "data": [2**64 - 1]},
+        {"name": "b", "datatype": "UINT64", "shape": [1], "data": [1]}]})
+    assert [int(t.data[0]) for t in decode_infer_request(mixed).inputs] == [2**64 - 1, 1]
+
+
+def test_json_numbers_too_large_for_fp32_are_refused() -> None:
+    body = orjson.dumps({"inputs": [{"name": "b", "datatype": "FP32", "shape": [2, 1],
+                                     "data": [1.0, 1e39]},
+                                    {"name": "a", "datatype": "FP32", "shape": [2, 1],
+                                     "data": [1.0, 2.0]},
+                                    {"name": "c", "datatype": "BYTES", "shape": [2, 1],
+                                     "data": ["u", "v"]}]})
+    with pytest.raises(InferRequestInvalid, match="input b: contains Inf"):
+        bind_inputs(SIG, decode_infer_request(body).inputs)
