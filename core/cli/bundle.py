@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from core.bundles import build_bundle
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
 
 app = typer.Typer(help="Signed model bundles (NAME-VERSION.outpost).", no_args_is_help=True)
@@ -19,6 +18,8 @@ def build(
     as_json: JsonFlag = False,
 ) -> None:
     """Build the signed bundle of a model version (model, baseline, canary, manifest)."""
+    from core.bundles import build_bundle  # the registry imports scikit-learn: only when used
+
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
         built = build_bundle(catalog, ref, out, progress=progress)
     emit(built.to_dict(), as_json, lambda: console.print(

@@ -1,10 +1,14 @@
 """`outpost demo`: the whole loop, headless, on the sample sensor data."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from core.cli.common import JsonFlag, console, err_console, open_catalog, print_json, table
-from core.demo import DemoResult, Step, run_demo
+
+if TYPE_CHECKING:
+    from core.demo import DemoResult, Step
 
 
 def _render(result: DemoResult) -> None:
@@ -20,6 +24,7 @@ def _render(result: DemoResult) -> None:
 
 def demo(as_json: JsonFlag = False) -> None:
     """Run the whole loop headless on sample data: train, deploy locally, drift, report."""
+    from core.demo import run_demo  # training and the registry load only when the demo runs
 
     def show(step: Step) -> None:
         (err_console if as_json else console).print(
