@@ -3,11 +3,14 @@ records, baseline binning and the signed telemetry export file."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
+import struct
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -295,3 +298,27 @@ def test_atomic_write_leaves_no_temp(tmp_path: Path) -> None:
     p.atomic_write(tmp_path / "f", b"1")
     p.atomic_write(tmp_path / "f", b"2", mode=0o600)
     assert os.listdir(tmp_path) == ["f"] and (tmp_path / "f").read_bytes() == b"2"
+
+
+def test_member_that_lies_about_its_size_is_read_only_up_to_the_claim(
+        tmp_path: Path, key: p.Ed25519PrivateKey) -> None:
+    # model.onnx claims 1000 bytes (signed, with the hash of 1000 zero bytes) but inflates
+    # to 40 MB: reading must stop at the claim and fail the CRC, not inflate it all.
+    claimed = 1000
+    bundle = make_identity_bundle(tmp_path, key, model_bytes=bytes(claimed))
+    members = read_members(bundle)
+    members["model.onnx"] = bytes(40 * 1024 * 1024)
+    data = bytearray(p.zip_members(members))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = zf.getinfo("model.onnx")
+    struct.pack_into("<I", data, info.header_offset + 22, claimed)  # local header
+    central = data.rfind(b"PK\x01\x02", 0, data.rfind(b"PK\x05\x06"))
+    while data[central + 46 : central + 46 + 10] != b"model.onnx":
+        central = data.rfind(b"PK\x01\x02", 0, central)
+    struct.pack_into("<I", data, central + 24, claimed)  # central directory
+    liar = tmp_path / "liar.outpost"
+    liar.write_bytes(bytes(data))
+    start = time.perf_counter()
+    with pytest.raises(p.BundleCorrupt, match="model.onnx is corrupt.*CRC"):
+        p.verify_bundle(liar, [key.public_key()])
+    assert time.perf_counter() - start < 0.1

@@ -13,6 +13,7 @@ import pytest
 from edge_agent import errors
 from edge_agent.identity import load_or_create_identity
 from edge_agent.keys import KeyRing
+from edge_agent.model_dir import ModelState
 from edge_agent.protocol import (
     Ed25519PrivateKey,
     generate_signing_key,
@@ -265,3 +266,17 @@ def test_identity_created_once(tmp_path: Path) -> None:
     assert a.agent_id == b.agent_id and a.public_key == b.public_key
     assert (tmp_path / "identity.key").stat().st_mode & 0o777 == 0o600
     assert verify_signature(a.key.public_key(), a.sign(b"nonce"), b"nonce")
+
+
+@pytest.mark.parametrize("history,pointer,installed,expected", [
+    ([1, 2], 3, [1, 2, 3], [1, 2, 3]),  # killed after the pointer moved to a new install
+    ([1, 2, 3], 2, [1, 2, 3], [1, 2]),  # killed after the pointer moved back (rollback)
+    ([1, 2, 3], 3, [1, 3], [1, 3]),  # a deleted version leaves the history
+    ([1, 2], None, [1, 2], [1, 2]),  # no pointer: nothing to repair
+    ([1, 2], 7, [1, 2], [1, 2]),  # pointer at a missing folder: open() falls back instead
+])
+def test_state_reconciles_with_the_pointer(history: list[int], pointer: int | None,
+                                           installed: list[int], expected: list[int]) -> None:
+    state = ModelState(highest_seen=2, history=list(history))
+    state.reconcile(pointer, installed)
+    assert state.history == expected and state.highest_seen == max(2, *installed)
