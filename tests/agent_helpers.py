@@ -277,6 +277,7 @@ def bad_bundle(tmp_path: Path, key: Ed25519PrivateKey, case: str) -> Path:
         "failing_canary": {"canary": identity_canary(offset=5.0)},
         "external_data": {"model_bytes": identity_model(external_data=True)},
         "ratio_bomb": {"model_bytes": bytes(30 * 1024 * 1024)},
+        "runtime_too_old": {"min_onnxruntime": "99.0.0"},
     }[case]
     assert isinstance(overrides, dict)
     return make_identity_bundle(d / "x", key, version=2, **overrides)
@@ -296,6 +297,7 @@ BAD_BUNDLES: dict[str, type[errors.AgentError]] = {
     "external_data": errors.ModelInvalid,
     "ratio_bomb": errors.BundleZipBomb,
     "member_count": errors.BundleZipBomb,
+    "runtime_too_old": errors.ModelInvalid,
 }
 
 
