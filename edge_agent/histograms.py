@@ -8,7 +8,7 @@ requests (searchsorted / unique + bincount), in the telemetry writer thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,13 +89,27 @@ class Binner:
     columns: tuple[Column, ...]
     prediction: FeatureBins | None
 
-    def values(self, feeds: Mapping[str, Array], column: Column) -> Array | None:
-        arr = feeds.get(column.input)
-        if arr is None:
-            return None
-        if column.column is None:
-            return arr.ravel()
-        return arr.reshape(arr.shape[0], -1)[:, column.column] if arr.ndim >= 1 else None
+    def feature_values(self, feeds: Sequence[Mapping[str, Array]]
+                       ) -> Iterator[tuple[FeatureBins, Array]]:
+        """Each feature's values over a batch of requests: one concatenation per input."""
+        stacked: dict[str, Array | None] = {}
+        for name in {c.input for c in self.columns}:
+            parts = [f[name] for f in feeds if name in f]
+            if not parts:
+                stacked[name] = None
+                continue
+            try:
+                stacked[name] = np.concatenate(parts)
+            except ValueError:  # shapes that vary beyond the batch dimension
+                stacked[name] = np.concatenate([p.ravel() for p in parts])
+        for column in self.columns:
+            arr = stacked[column.input]
+            if arr is None:
+                continue
+            if column.column is None:
+                yield column.bins, arr.ravel()
+            elif arr.ndim == 2:
+                yield column.bins, arr[:, column.column]
 
 
 def binner_for(baseline: Baseline | None,

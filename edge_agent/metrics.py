@@ -2,16 +2,25 @@
 
 Request counts and latencies are fed from the telemetry writer's batches, not
 from the request path: the count is exact, it just lands up to one flush
-interval later. Outbox figures are read at scrape time.
+interval later, and a batch is bucketed with one numpy call per model version.
+Outbox figures are read at scrape time.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
@@ -20,6 +29,7 @@ from edge_agent.telemetry import OutboxStats
 
 LATENCY_BUCKETS = (50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3,
                    0.1, 0.25, 0.5, 1.0, 2.5)
+_EDGES = np.asarray(LATENCY_BUCKETS)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -39,15 +49,52 @@ class _OutboxCollector(Collector):
                                   value=stats.evicted)
 
 
+class _RequestCollector(Collector):
+    """Requests by model/version/status and the latency histogram, added in batches."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Tally[tuple[str, str, str]] = Tally()
+        self._latency: dict[tuple[str, str], tuple[np.ndarray[Any, Any], float]] = {}
+
+    def add(self, events: list[RequestEvent]) -> None:
+        tally = Tally((e.model, str(e.version), str(e.status)) for e in events)
+        by_version: dict[tuple[str, str], list[int]] = {}
+        for e in events:
+            by_version.setdefault((e.model, str(e.version)), []).append(e.latency_us)
+        with self._lock:
+            self._counts.update(tally)
+            for key, micros in by_version.items():
+                seconds = np.asarray(micros, np.float64) / 1e6
+                counts = np.bincount(np.searchsorted(_EDGES, seconds, side="left"),
+                                     minlength=len(_EDGES) + 1)
+                old, total = self._latency.get(key, (np.zeros(len(_EDGES) + 1, np.int64), 0.0))
+                self._latency[key] = (old + counts, total + float(seconds.sum()))
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts = dict(self._counts)
+            latency = dict(self._latency)
+        requests = CounterMetricFamily("outpost_requests", "Inference requests",
+                                       labels=["model", "version", "status"])
+        for labels, n in sorted(counts.items()):
+            requests.add_metric(list(labels), n)
+        yield requests
+        hist = HistogramMetricFamily("outpost_request_latency_seconds",
+                                     "Inference request latency, body read to response",
+                                     labels=["model", "version"])
+        for labels, (bins, total) in sorted(latency.items()):
+            cumulative = np.cumsum(bins).tolist()
+            buckets = [(repr(le), c) for le, c in zip(LATENCY_BUCKETS, cumulative, strict=False)]
+            hist.add_metric(list(labels), buckets + [("+Inf", cumulative[-1])], total)
+        yield hist
+
+
 class AgentMetrics:
     def __init__(self, outbox_stats: Callable[[], OutboxStats]) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("outpost_requests", "Inference requests",
-                                ["model", "version", "status"], registry=self.registry)
-        self.latency = Histogram("outpost_request_latency_seconds",
-                                 "Inference request latency, body read to response",
-                                 ["model", "version"], buckets=LATENCY_BUCKETS,
-                                 registry=self.registry)
+        self._requests = _RequestCollector()
+        self.registry.register(self._requests)
         self.load_failures = Counter("outpost_model_load_failures",
                                      "Model versions that failed to install or load",
                                      ["model"], registry=self.registry)
@@ -55,16 +102,8 @@ class AgentMetrics:
 
     def observe(self, events: list[RequestEvent], _stats: OutboxStats) -> None:
         """The telemetry writer's flush hook: add a batch of finished requests."""
-        tally = Tally((e.model, str(e.version), str(e.status)) for e in events)
-        for labels, n in tally.items():
-            self.requests.labels(*labels).inc(n)
-        children: dict[tuple[str, int], Histogram] = {}
-        for e in events:
-            child = children.get((e.model, e.version))
-            if child is None:
-                child = children[(e.model, e.version)] = self.latency.labels(e.model,
-                                                                             str(e.version))
-            child.observe(e.latency_us / 1e6)
+        if events:
+            self._requests.add(events)
 
     def load_failed(self, model: str) -> None:
         self.load_failures.labels(model).inc()

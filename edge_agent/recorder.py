@@ -134,10 +134,8 @@ class Recorder:
             first = group[0]
             binner = first.binner
             assert binner is not None
-            for column in binner.columns:
-                parts = [v for e in group
-                         if (v := binner.values(e.feeds or {}, column)) is not None]
-                touched.add(self._add(first, start, column.bins, parts))
+            for bins, values in binner.feature_values([e.feeds or {} for e in group]):
+                touched.add(self._add(first, start, bins, [values]))
             if binner.prediction is not None:
                 preds = [e.prediction.ravel() for e in group if e.prediction is not None]
                 touched.add(self._add(first, start, binner.prediction, preds, PREDICTION))

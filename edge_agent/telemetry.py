@@ -90,9 +90,7 @@ class Outbox:
             backlog, size = self._backlog, self._bytes
             try:
                 with self._db.atomic():
-                    seq = self._last_seq
-                    for record in records:
-                        seq = self._insert(seq + 1, record)
+                    seq = self._insert(self._last_seq, records)
                     self._save_windows(windows or {}, closed)
                     evicted, seq = self._evict(seq)
                     self._conn.execute("UPDATE state SET last_seq = ?, evicted = ?",
@@ -102,14 +100,16 @@ class Outbox:
                 raise
             self._last_seq, self._evicted = seq, self._evicted + evicted
 
-    def _insert(self, seq: int, record: dict[str, Any]) -> int:
-        body = orjson.dumps(record).decode()
-        size = len(body) + ROW_OVERHEAD
-        self._conn.execute("INSERT INTO records VALUES (?, ?, ?, ?)",
-                           (seq, record["kind"], body, size))
-        self._backlog += 1
-        self._bytes += size
-        return seq
+    def _insert(self, last_seq: int, records: list[dict[str, Any]]) -> int:
+        """Number records from last_seq + 1 and insert them; returns the new last seq."""
+        rows = []
+        for seq, record in enumerate(records, last_seq + 1):
+            body = orjson.dumps(record).decode()
+            rows.append((seq, record["kind"], body, len(body) + ROW_OVERHEAD))
+        self._conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
+        self._backlog += len(rows)
+        self._bytes += sum(r[3] for r in rows)
+        return last_seq + len(rows)
 
     def _save_windows(self, windows: Mapping[WindowKey, tuple[Array, int]],
                       closed: Iterable[WindowKey]) -> None:
@@ -137,7 +137,7 @@ class Outbox:
         log.warning("telemetry outbox over %d bytes: evicted %d records", self.max_bytes, count)
         note = {"kind": "evicted", "ts": time.time(), "count": count, "first_seq": first,
                 "last_seq": last}
-        return count, self._insert(seq + 1, note)
+        return count, self._insert(seq, [note])
 
     def read(self, after: int, limit: int) -> list[dict[str, Any]]:
         with self._lock:

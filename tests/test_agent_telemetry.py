@@ -242,3 +242,26 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path: Path,
         assert agent.proc.wait(15) == 0
     requests = [r for r in outbox_records(tmp_path / "agent") if r["kind"] == "request"]
     assert len(requests) == 1
+
+
+def test_metrics_count_batches_exactly() -> None:
+    from edge_agent.metrics import AgentMetrics
+    from edge_agent.telemetry import OutboxStats
+
+    stats = OutboxStats(backlog=7, last_seq=9, evicted=2, bytes=100)
+    metrics = AgentMetrics(lambda: stats)
+    metrics.observe([event(latency_us=120), event(latency_us=3_000_000),
+                     event(status=404, model="", version=0)], stats)
+    metrics.observe([event(latency_us=40)], stats)
+    metrics.load_failed("m")
+    text = metrics.render().decode()
+    for line in ('outpost_requests_total{model="m",status="200",version="1"} 3.0',
+                 'outpost_requests_total{model="",status="404",version="0"} 1.0',
+                 'outpost_request_latency_seconds_bucket{le="5e-05",model="m",version="1"} 1.0',
+                 'outpost_request_latency_seconds_bucket{le="0.0002",model="m",version="1"} 2.0',
+                 'outpost_request_latency_seconds_bucket{le="2.5",model="m",version="1"} 2.0',
+                 'outpost_request_latency_seconds_bucket{le="+Inf",model="m",version="1"} 3.0',
+                 'outpost_request_latency_seconds_count{model="m",version="1"} 3.0',
+                 "outpost_telemetry_backlog 7.0", "outpost_telemetry_evicted_total 2.0",
+                 'outpost_model_load_failures_total{model="m"} 1.0'):
+        assert line in text, line
