@@ -267,9 +267,11 @@ def main() -> None:
         finally:
             stop(floor_proc)
         plain = run_agent_suite(agent_dir, token_file, pub, bodies, duration, tmp, [])
-        batched = {} if args.quick else run_agent_suite(
-            agent_dir, token_file, pub, bodies, duration, tmp,
-            ["--batch-max", "16", "--batch-delay-us", "0"])
+        batched = {} if args.quick else {
+            f"delay_{delay}us": run_agent_suite(
+                agent_dir, token_file, pub, bodies, duration, tmp,
+                ["--batch-max", "16", "--batch-delay-us", str(delay)])
+            for delay in (0, 200)}
     report(raw, floor, plain, batched, duration)
 
 
@@ -297,10 +299,12 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
                 f"{c1['req_s']:6.0f} req/s | c16 p50 {c16['p50_us']:6.0f} us p99 "
                 f"{c16['p99_us']:6.0f} us {c16['req_s']:6.0f} req/s "
                 f"({c16['req_s'] / floor['c16']['req_s']:.2f}x floor)")
-        if batched:
-            b = batched[f"{name}_c16"]
-            line += f" | batched c16 {b['req_s']:6.0f} req/s p99 {b['p99_us']:6.0f} us"
         print(line)
+        for variant, runs in batched.items():
+            b = runs[f"{name}_c16"]
+            print(f"{'':11s} batched ({variant}) c16 p50 {b['p50_us']:6.0f} us p99 "
+                  f"{b['p99_us']:6.0f} us {b['req_s']:6.0f} req/s "
+                  f"({b['req_s'] / c16['req_s']:.2f}x unbatched)")
         print(f"{'':11s} overhead p50 at c1 = {overhead[name]:.0f} us over session.run "
               f"({over_floor[name]:.0f} us over the HTTP floor)")
     print(f"RSS with the model loaded: {plain['rss_mb']:.1f} MB "
