@@ -10,6 +10,7 @@ import errno
 import os
 import secrets
 import socket
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -199,4 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
               file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        # Never silently start a fresh outbox: sequence numbers would restart and the
+        # desktop would take new records for ones it already has.
+        print(f"error: the telemetry outbox in {getattr(args, 'dir', '?')} cannot be used: "
+              f"{exc}", file=sys.stderr)
         return 1

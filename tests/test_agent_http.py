@@ -255,3 +255,11 @@ def test_port_in_use_and_unwritable_dir_are_one_line_errors(tmp_path: Path) -> N
                            str(blocker / "sub")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "not writable" in proc.stderr
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "telemetry.sqlite").write_bytes(b"not a database, not at all" * 100)
+    (corrupt / "token").write_text("a-token-for-this-test")
+    proc = subprocess.run([sys.executable, "-m", "edge_agent", "serve", "--dir", str(corrupt),
+                           "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: the telemetry outbox")
