@@ -47,7 +47,7 @@ from core.cli import dataset, samples  # noqa: E402
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(samples.app, name="samples")
 
-from core.cli import agent, bundle, demo, deploy, drift, keys, telemetry  # noqa: E402
+from core.cli import agent, bundle, demo, deploy, drift, keys, pipeline, telemetry  # noqa: E402
 
 app.add_typer(agent.app, name="agent")
 app.command()(deploy.deploy)
@@ -57,3 +57,10 @@ app.add_typer(drift.app, name="drift")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bundle.app, name="bundle")
 app.command()(demo.demo)
+app.add_typer(pipeline.app, name="pipeline")
+
+from core.cli import model, runs, train  # noqa: E402
+
+app.command("train")(train.train)
+app.add_typer(runs.app, name="runs")
+app.add_typer(model.app, name="model")

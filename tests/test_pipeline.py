@@ -1,0 +1,115 @@
+"""`outpost pipeline run`: steps in order, a failed gate stops everything after it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.errors import InvalidInput
+from core.fleet.agents import add_agent, agent_status
+from core.fleet.deploy import list_deployments
+from core.keys import signing_key
+from core.pipeline import load_pipeline, run_pipeline
+from core.registry import list_versions, resolve_model
+from tests.conftest import REPO, run_cli
+from tests.fleet_helpers import agents, mini_frame, open_catalog
+
+pytestmark = pytest.mark.xdist_group("fleet")
+
+FULL = """
+name = "mini"
+
+[[steps]]
+kind = "import"
+path = "mini.csv"
+
+[[steps]]
+kind = "derive"
+name = "mini_loaded"
+sql = "SELECT * FROM data WHERE load >= 0"
+
+[[steps]]
+kind = "train"
+target = "fail"
+algo = "logistic_regression"
+{train}
+
+[[steps]]
+kind = "gate"
+metric = "accuracy"
+{threshold}
+
+[[steps]]
+kind = "register"
+model = "pumps"
+
+[[steps]]
+kind = "alias"
+alias = "production"
+force = true
+
+[[steps]]
+kind = "deploy"
+agents = ["edge"]
+"""
+
+
+def _write(tmp: Path, name: str, *, threshold: float | None = None,
+           features: list[str] | None = None, search: bool = False) -> Path:
+    mini_frame().to_csv(tmp / "mini.csv", index=False)
+    train = 'search = { kind = "random", trials = 2, metric = "accuracy" }' if search else ""
+    text = FULL.format(
+        threshold="" if threshold is None else f"threshold = {threshold}",
+        train=train + ("" if features is None else f"\nfeatures = {features!r}"))
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+def test_pipeline_runs_to_the_agent_then_a_failed_gate_changes_nothing(
+        outpost_home: Path, tmp_path: Path) -> None:
+    catalog = open_catalog(outpost_home)
+    with agents(tmp_path, signing_key(catalog), 1) as (a,):
+        add_agent(catalog, "edge", a.url, a.token)
+        result = run_pipeline(catalog, _write(tmp_path, "good.toml", threshold=0.6,
+                                                    search=True))
+        assert result.passed, result.to_dict()
+        assert [s.kind for s in result.steps] == ["import", "derive", "train", "gate",
+                                                   "register", "alias", "deploy"]
+        assert resolve_model(catalog, "pumps@production").version == 1
+        assert [(m["name"], m["active"]) for m in agent_status(catalog, "edge").models] == \
+            [("pumps", 1)]
+        # A run on one weak feature scores below production: the gate stops it.
+        weaker = run_pipeline(catalog, _write(tmp_path, "weak.toml", features=["load"]))
+        assert not weaker.passed
+        assert [s.status for s in weaker.steps] == ["ok", "ok", "ok", "failed", "skipped",
+                                                    "skipped", "skipped"]
+        assert "not >= production pumps@1" in weaker.steps[3].detail
+        assert [v.version for v in list_versions(catalog, "pumps")] == [1]
+        assert len(list_deployments(catalog)) == 1
+        catalog.close()
+        cli = run_cli(outpost_home, "pipeline", "run", str(_write(tmp_path, "high.toml",
+                                                                  threshold=0.999)))
+        assert cli.returncode == 1
+        last = cli.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: pipeline mini stopped at step 4 (gate): gate: accuracy")
+        assert "step 5 register: skipped" in cli.stdout
+
+
+def test_a_bad_file_runs_nothing(outpost_home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[steps]]\nkind = "import"\npath = "x.csv"\n[[steps]]\nkind = "launch"\n')
+    with open_catalog(outpost_home) as catalog:
+        with pytest.raises(InvalidInput, match="step 2 has kind 'launch'"):
+            run_pipeline(catalog, bad)
+        bad.write_text('[[steps]]\nkind = "train"\ndataset = "x"\n')
+        with pytest.raises(InvalidInput, match=r"step 1 \(train\) misses \['target'\]"):
+            run_pipeline(catalog, bad)
+        assert catalog.con.execute("SELECT count(*) FROM dataset").fetchall()[0][0] == 0
+
+
+def test_the_shipped_example_is_valid() -> None:
+    name, steps = load_pipeline(REPO / "resources" / "pipelines" / "example.toml")
+    assert name == "pump-failure"
+    assert [s["kind"] for s in steps] == ["import", "derive", "train", "gate", "register",
+                                         "alias", "deploy"]
