@@ -1,0 +1,204 @@
+"""Ingest and profile speed: `outpost dataset import` / `dataset profile` against raw DuckDB.
+
+Generates (once, cached in bench/.data/) a CSV of 5 M rows x 12 mixed columns, then in
+the same run times, alternately and several times:
+  - raw DuckDB: COPY (SELECT * FROM read_csv(f)) TO 'x.parquet'
+      in-process (the statement alone) and as `python -c` (process start included);
+  - `outpost dataset import f.csv` end to end through the CLI, into a fresh home each time,
+      with its peak RSS;
+  - DuckDB SUMMARIZE of the stored Parquet object vs `outpost dataset profile`.
+Prints the ratios (medians) and writes bench/results/bench_ingest.json.
+Usage: python bench/bench_ingest.py [--rows N] [--repeat K]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = HERE / ".data"
+RESULTS = HERE / "results"
+OUTPOST = [sys.executable, "-m", "core.cli.__main__"]
+TARGET_IMPORT, TARGET_RSS_MB, TARGET_PROFILE = 1.25, 1536, 2.0
+
+# 12 columns: ids, floats (one with empty cells, one with NA), ints, categoricals,
+# a high-cardinality string, a boolean, a date and a timestamp. Values come from
+# hash() so the file is the same on every machine.
+GENERATE = """
+COPY (
+  SELECT i AS id,
+    (hash(i, 1) % 1000000) / 1000.0 AS amount,
+    CASE WHEN i % 17 = 0 THEN NULL ELSE (hash(i, 2) % 2000000) / 1000000.0 - 1 END AS delta,
+    CASE WHEN i % 23 = 0 THEN 'NA' ELSE ((hash(i, 3) % 100000) / 100.0)::VARCHAR END AS reading,
+    (hash(i, 4) % 100)::INTEGER AS score,
+    (i % 1000)::INTEGER AS bucket,
+    ['north', 'south', 'east', 'west', 'center'][1 + (hash(i, 5) % 5)::INTEGER] AS region,
+    CASE WHEN i % 11 = 0 THEN NULL ELSE 'site_' || (hash(i, 6) % 240)::VARCHAR END AS site,
+    'user' || (hash(i, 7) % 100000)::VARCHAR AS user_id,
+    hash(i, 8) % 3 = 0 AS flag,
+    DATE '2020-01-01' + (hash(i, 9) % 1500)::INTEGER AS day,
+    TIMESTAMP '2024-01-01' + to_seconds(i) AS ts
+  FROM range({rows}) t(i)
+) TO '{path}' (HEADER, DELIMITER ',')
+"""
+
+
+def dataset_csv(rows: int) -> Path:
+    path = DATA / f"ingest_{rows}.csv"
+    if not path.is_file():
+        DATA.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        duckdb.connect().execute(GENERATE.format(rows=rows, path=tmp))
+        tmp.rename(path)
+    return path
+
+
+def run_measured(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(seconds, peak RSS MB, stdout) of one child process."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, env=env, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(args[:6])} failed: {err.read().decode()[-500:]}")
+        return elapsed, usage.ru_maxrss / 1024, out.read().decode()
+
+
+def timed(fn) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def copy_sql(csv: Path, out: Path) -> str:
+    return f"COPY (SELECT * FROM read_csv('{csv}')) TO '{out}'"
+
+
+def in_python(sql: str) -> list[str]:
+    """A `python -c` running one DuckDB statement: raw DuckDB, process start included."""
+    return [sys.executable, "-c", f"import duckdb; duckdb.connect().execute({sql!r}).fetchall()"]
+
+
+def copy_round(samples: dict[str, list[float]], csv: Path, out: Path) -> None:
+    sql = copy_sql(csv, out)
+    samples["copy_inprocess_s"].append(timed(lambda: duckdb.connect().execute(sql)))
+    secs, rss, _ = run_measured(in_python(sql))
+    samples["copy_process_s"].append(secs)
+    samples["copy_rss_mb"].append(rss)
+
+
+def import_round(samples: dict[str, list[float]], csv: Path, home: Path, rows: int) -> None:
+    env = dict(os.environ, OUTPOST_HOME=str(home))
+    args = [*OUTPOST, "dataset", "import", str(csv), "--name", "bench", "--json"]
+    secs, rss, stdout = run_measured(args, env)
+    samples["import_cli_s"].append(secs)
+    samples["import_rss_mb"].append(rss)
+    result = json.loads(stdout)
+    assert result["rows"] == rows and result["new"], result
+    secs, _, _ = run_measured([*OUTPOST, "--version"], env)
+    samples["cli_start_s"].append(secs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    opts = parser.parse_args()
+    csv = dataset_csv(opts.rows)
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    samples: dict[str, list[float]] = {k: [] for k in (
+        "copy_inprocess_s", "copy_process_s", "copy_rss_mb", "import_cli_s", "import_rss_mb",
+        "cli_start_s", "summarize_inprocess_s", "profile_inprocess_s", "summarize_process_s",
+        "profile_cli_s")}
+    try:
+        for index in range(opts.repeat):
+            copy_round(samples, csv, work / f"x{index}.parquet")
+            import_round(samples, csv, work / f"home{index}", opts.rows)
+            profile_round(samples, work / f"home{index}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(opts, csv, samples)
+
+
+def profile_round(samples: dict[str, list[float]], home: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    from core.catalog import Catalog
+    from core.config import Settings
+    from core.datasets import profile_version, resolve_version, version_path
+
+    with Catalog.open(Settings(home=home)) as catalog:
+        dv = resolve_version(catalog, "bench")
+        parquet = version_path(catalog, dv)
+        summarize = f"SUMMARIZE SELECT * FROM read_parquet('{parquet}')"
+        samples["summarize_inprocess_s"].append(timed(
+            lambda: duckdb.connect().execute(summarize).fetchall()))
+        samples["profile_inprocess_s"].append(timed(lambda: profile_version(catalog, dv)))
+    secs, _, _ = run_measured(in_python(summarize))
+    samples["summarize_process_s"].append(secs)
+    env = dict(os.environ, OUTPOST_HOME=str(home))
+    secs, _, _ = run_measured([*OUTPOST, "dataset", "profile", "bench", "--json"], env)
+    samples["profile_cli_s"].append(secs)
+
+
+def report(opts: argparse.Namespace, csv: Path, samples: dict[str, list[float]]) -> None:
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    import_work = med["import_cli_s"] - med["cli_start_s"]
+    ratios = {
+        "import_vs_copy_process": med["import_cli_s"] / med["copy_process_s"],
+        "import_vs_copy_inprocess": med["import_cli_s"] / med["copy_inprocess_s"],
+        "import_less_cli_start_vs_copy_inprocess": import_work / med["copy_inprocess_s"],
+        "profile_vs_summarize_inprocess":
+            med["profile_inprocess_s"] / med["summarize_inprocess_s"],
+        "profile_cli_vs_summarize_process": med["profile_cli_s"] / med["summarize_process_s"],
+    }
+    result = {
+        "benchmark": "bench_ingest", "rows": opts.rows, "columns": 12, "repeat": opts.repeat,
+        "csv_mb": round(csv.stat().st_size / 1e6, 1), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "duckdb": duckdb.__version__,
+        "median": {k: round(v, 3) for k, v in med.items()},
+        "samples": {k: [round(x, 3) for x in v] for k, v in samples.items()},
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "targets": {"import_ratio": TARGET_IMPORT, "rss_mb": TARGET_RSS_MB,
+                    "profile_ratio": TARGET_PROFILE},
+        "met": {
+            "import_ratio": ratios["import_vs_copy_process"] <= TARGET_IMPORT,
+            "rss": med["import_rss_mb"] <= TARGET_RSS_MB,
+            "profile_ratio": ratios["profile_vs_summarize_inprocess"] <= TARGET_PROFILE,
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench_ingest.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{opts.rows:,} rows x 12 columns, {result['csv_mb']} MB CSV, median of {opts.repeat}")
+    print(f"raw COPY: in-process {med['copy_inprocess_s']:.2f}s, as a process "
+          f"{med['copy_process_s']:.2f}s ({med['copy_rss_mb']:.0f} MB)")
+    print(f"outpost dataset import: {med['import_cli_s']:.2f}s, peak RSS "
+          f"{med['import_rss_mb']:.0f} MB (CLI start alone {med['cli_start_s']:.2f}s)")
+    print(f"  ratio vs COPY process {ratios['import_vs_copy_process']:.2f} (target <= "
+          f"{TARGET_IMPORT}); vs in-process COPY {ratios['import_vs_copy_inprocess']:.2f}; "
+          f"less CLI start {ratios['import_less_cli_start_vs_copy_inprocess']:.2f}")
+    print(f"SUMMARIZE {med['summarize_inprocess_s']:.2f}s, profile "
+          f"{med['profile_inprocess_s']:.2f}s: ratio "
+          f"{ratios['profile_vs_summarize_inprocess']:.2f} (target <= {TARGET_PROFILE})")
+    print(f"  CLI profile {med['profile_cli_s']:.2f}s vs SUMMARIZE process "
+          f"{med['summarize_process_s']:.2f}s: {ratios['profile_cli_vs_summarize_process']:.2f}")
+    print(f"met: {result['met']}")
+
+
+if __name__ == "__main__":
+    main()
