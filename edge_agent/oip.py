@@ -265,7 +265,3 @@ def encode_infer_response(model: str, version: int, request: InferRequest,
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)
-
-
-def encode_error(message: str) -> bytes:
-    return orjson.dumps({"error": message})

@@ -22,7 +22,6 @@ from edge_agent.errors import AgentError
 from edge_agent.histograms import Binner, binner_for
 from edge_agent.manifest import MODEL
 from edge_agent.oip import InferRequestInvalid
-from edge_agent.records import Baseline
 from edge_agent.signature import Signature, signature_of
 
 Array = np.ndarray[Any, Any]
@@ -30,13 +29,6 @@ Array = np.ndarray[Any, Any]
 
 class ModelRunFailed(AgentError):
     http_status = 500
-
-
-class LoadedModelLike(Protocol):
-    name: str
-    version: int
-    session: Any
-    baseline: Baseline | None
 
 
 class ModelSource(Protocol):
