@@ -36,7 +36,7 @@ def import_dataset(
         validate_name(name)
     readers.check_file(path)
     kind, stem = readers.detect_format(path)
-    name = name if name is not None else default_name(stem)
+    name = name if name is not None else validate_name(default_name(stem))
     path = path.resolve()
     report(progress, "read", 0, None)
     cur = catalog.cursor()
