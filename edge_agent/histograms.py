@@ -36,9 +36,10 @@ class FeatureBins:
     def count(self, values: Array) -> tuple[Array, int]:
         """Bin counts and the number of nulls among values."""
         values = values.ravel()
-        if self.edges is not None:
-            return self._count_numeric(values)
-        return self._count_categorical(values)
+        with np.errstate(all="ignore"):  # NaN payloads from binary inputs: nulls, not errors
+            if self.edges is not None:
+                return self._count_numeric(values)
+            return self._count_categorical(values)
 
     def _count_numeric(self, values: Array) -> tuple[Array, int]:
         try:

@@ -79,8 +79,16 @@ class Recorder:
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_s):
-            self._flush(final=False)
-        self._flush(final=True)
+            self._flush_logged(final=False)
+        self._flush_logged(final=True)
+
+    def _flush_logged(self, final: bool) -> None:
+        # The thread must outlive any one bad batch: a dead writer would stop telemetry
+        # for good while the agent kept serving.
+        try:
+            self._flush(final)
+        except Exception:
+            log.exception("telemetry flush failed")
 
     def _drain(self) -> list[RequestEvent]:
         events: list[RequestEvent] = []
@@ -92,7 +100,11 @@ class Recorder:
 
     def _flush(self, final: bool) -> None:
         events = self._drain()
-        touched = self._count(events)
+        try:
+            touched = self._count(events)
+        except Exception:  # request records matter more than one batch of histograms
+            log.exception("binning %d requests for histograms failed", len(events))
+            touched = set()
         now = time.time()
         closed = [k for k in self._windows if final or k[3] + self.window_s <= now]
         records = self._pending + [e.record() for e in events]

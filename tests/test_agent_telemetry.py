@@ -265,3 +265,16 @@ def test_metrics_count_batches_exactly() -> None:
                  "outpost_telemetry_backlog 7.0", "outpost_telemetry_evicted_total 2.0",
                  'outpost_model_load_failures_total{model="m"} 1.0'):
         assert line in text, line
+
+
+def test_nan_payloads_from_binary_inputs_count_as_nulls(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "t.sqlite")
+    recorder = Recorder(outbox, window_s=3600, flush_s=0.05)
+    recorder.start()
+    signalling = np.array([[0x7F800001], [0x7FC00000]], np.uint32).view(np.float32)
+    feeds = {"temp": signalling, "site": np.array([["a"], ["a"]], dtype=object)}
+    recorder.submit(event(binner=binner_for(BASELINE, INPUTS), feeds=feeds, rows=2))
+    recorder.close()
+    hist = {r["feature"]: r for r in outbox.read(0, 100) if r["kind"] == "histogram"}
+    assert hist["temp"]["nulls"] == 2 and hist["temp"]["counts"] == [0, 0, 0]
+    assert hist["site"]["counts"] == [2, 0, 0]
