@@ -145,3 +145,19 @@ def test_cli_report_json_keys(outpost_home: Path, catalog: Catalog) -> None:
     assert doc["model"] == "m"
     assert {f["feature"]: f["status"] for f in doc["features"]}["temp"] in ("warn", "alert")
     assert all({"feature", "psi", "status"} <= set(f) for f in doc["features"])
+
+
+def test_request_series_per_bucket(catalog: Catalog) -> None:
+    from core.telemetry.series import request_series
+
+    recs = requests(1, 120, t0=T0) + requests(121, 60, t0=T0 + 120, status=503)
+    ingest_table(catalog, "a", records_table(record_to_dict(r) for r in recs), where="t")
+    points = request_series(catalog, "a", bucket_s=60)
+    assert [p.t for p in points] == [T0 - T0 % 60 + 60 * i for i in range(len(points))]
+    assert sum(p.requests for p in points) == 180
+    last = points[-1]
+    assert last.error_rate == 1.0 and points[0].error_rate == 0.0
+    assert last.requests_per_s == pytest.approx(last.requests / 60)
+    lat = np.asarray([r.latency_us for r in recs if last.t <= r.ts < last.t + 60]) / 1000
+    assert last.p99_ms == pytest.approx(float(np.quantile(lat, 0.99)))
+    assert request_series(catalog, "nobody") == []
