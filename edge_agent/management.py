@@ -24,6 +24,7 @@ import orjson
 
 from edge_agent.http import (
     BadRequest,
+    Deadlines,
     MethodNotAllowed,
     NotFound,
     Receive,
@@ -95,6 +96,7 @@ class Management:
         self.upload_idle_s = upload_idle_s
         self.body_timeout_s = body_timeout_s
         self.started = time.monotonic()
+        self.deadlines = Deadlines()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="management")
 
     def _authorize(self, scope: Scope) -> None:
@@ -110,7 +112,7 @@ class Management:
         return await loop.run_in_executor(self._worker, functools.partial(fn, *args, **kwargs))
 
     async def _small_body(self, scope: Scope, receive: Receive) -> bytes:
-        return await read_body(scope, receive, _SMALL_BODY, self.body_timeout_s)
+        return await read_body(scope, receive, _SMALL_BODY, self.body_timeout_s, self.deadlines)
 
     async def handle(self, scope: Scope, receive: Receive, method: str, parts: list[str]
                      ) -> Reply:

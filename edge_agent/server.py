@@ -17,6 +17,7 @@ from edge_agent.batching import Batcher
 from edge_agent.errors import AgentError
 from edge_agent.http import (
     OCTETS,
+    Deadlines,
     MethodNotAllowed,
     NotFound,
     Receive,
@@ -73,6 +74,7 @@ class AgentApp:
         batcher = (Batcher(self.limits.batch_max, self.limits.batch_delay_s)
                    if self.limits.batch_max > 1 else None)
         self.runner = Runner(self.limits.inline_rows, batcher)
+        self.deadlines = Deadlines()
         self.ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -172,7 +174,7 @@ class AgentApp:
         served: Served | None = None
         try:
             body = await read_body(scope, receive, self.limits.max_body_bytes,
-                                   self.limits.body_timeout_s)
+                                   self.limits.body_timeout_s, self.deadlines)
             served = self.cache.get(name, version)
             request = decode_infer_request(
                 body, parse_header_length(header(scope, _HEADER_LENGTH), len(body)))
@@ -199,7 +201,7 @@ class AgentApp:
         served: Served | None = None
         try:
             body = await read_body(scope, receive, self.limits.max_body_bytes,
-                                   self.limits.body_timeout_s)
+                                   self.limits.body_timeout_s, self.deadlines)
             served = self.cache.get(name, None)
             records = parse_records(body)
             feeds = records_to_feeds(served.signature, records)

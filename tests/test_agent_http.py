@@ -263,3 +263,33 @@ def test_port_in_use_and_unwritable_dir_are_one_line_errors(tmp_path: Path) -> N
                            "--port", "0"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("error: the telemetry outbox")
+
+
+def test_body_deadlines_cancel_only_reads_that_run_late() -> None:
+    import asyncio
+
+    from edge_agent.http import BodyTimeout, Deadlines, read_body
+
+    deadlines = Deadlines(tick=0.02)
+
+    async def never() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def slow_chunks() -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        slow_chunks.left -= 1  # type: ignore[attr-defined]
+        return {"body": b"ab", "more_body": slow_chunks.left > 0}  # type: ignore[attr-defined]
+
+    slow_chunks.left = 4  # type: ignore[attr-defined]
+
+    async def scenario() -> bytes:
+        start = time.monotonic()
+        with pytest.raises(BodyTimeout):
+            await read_body({"headers": []}, never, 100, 0.1, deadlines)
+        assert time.monotonic() - start < 1
+        body = await read_body({"headers": []}, slow_chunks, 100, 1.0, deadlines)
+        await asyncio.sleep(0.1)  # the checker must not cancel a finished read later
+        return body
+
+    assert asyncio.run(scenario()) == b"abababab"
