@@ -9,7 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from core.datasets import import_dataset
+from core.datasets import (
+    DatasetNotFound,
+    VersionNotFound,
+    derive_dataset,
+    diff_versions,
+    import_dataset,
+    list_versions,
+    resolve_version,
+    version_path,
+)
+from core.datasets.names import default_name, validate_name
+from core.errors import InvalidInput
 from tests.conftest import OUTPOST, REPO, CliResult, run_cli
 from tests.dataset_helpers import opened, state, write
 
@@ -76,8 +87,6 @@ def test_bad_file_is_refused(home: Path, tmp_path: Path, case: str) -> None:
 
 def test_truncated_real_parquet(home: Path, tmp_path: Path) -> None:
     with opened(home) as catalog:
-        from core.datasets import resolve_version, version_path
-
         good = version_path(catalog, resolve_version(catalog, "base")).read_bytes()
     path = write(tmp_path / "cut.parquet", good[: len(good) // 2])
     assert_refused(home, ["dataset", "import", str(path)], "cut.parquet is not a valid Parquet")
@@ -91,19 +100,38 @@ def test_missing_file_and_directory(home: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name,needle", [
     ("a/b", "must not contain '/'"),
-    ("a\\b", "must not contain '\\\\'"),
     ("..", "must not contain '..'"),
-    ("x..y", "must not contain '..'"),
     ("bell\x07", "control characters"),
-    ("two\nlines", "control characters"),
     ("v@1", "must not contain '@'"),
     ("x" * 65, "too long (65 characters, at most 64)"),
-    (" padded", "must not start or end with a space"),
-    ("semi;colon", "contains ';'"),
 ])
 def test_bad_dataset_names(home: Path, tmp_path: Path, name: str, needle: str) -> None:
     path = write(tmp_path / "ok.csv", GOOD)
     assert_refused(home, ["dataset", "import", str(path), "--name", name], needle)
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("a\\b", "must not contain '\\\\'"),
+    ("x..y", "must not contain '..'"),
+    ("two\nlines", "control characters"),
+    ("zero\u200bwidth", "control characters"),
+    (" padded", "must not start or end with a space"),
+    ("semi;colon", "contains ';'"),
+    ("", "is empty"),
+    ("-flag", "must start with a letter or a digit"),
+])
+def test_more_bad_names(name: str, needle: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate_name(name)
+    assert needle in str(caught.value)
+
+
+def test_names_that_are_fine_and_default_names() -> None:
+    for name in ("sales", "Sales 2024", "v1.2_final-x", "données", "7day"):
+        assert validate_name(name) == name
+    assert default_name("my data (v2)") == "my_data_v2"
+    assert default_name("...") == "dataset"
+    assert default_name("a..b") == "a_b"
 
 
 @pytest.mark.parametrize("name", ["../up", "tab\there"])
@@ -116,26 +144,44 @@ def test_derive_refuses_bad_names(home: Path, name: str) -> None:
     ("SELEC a FROM data", ("derive SQL does not parse", "SELEC")),
     ("SELECT nope FROM data", ("missing column 'nope'", "has: a, b, c")),
     ("SELECT a FROM data WHERE c > 'x'", ("derive SQL failed",)),
-    ("SELECT a, a FROM data", ("duplicate column names: a",)),
     ("DELETE FROM dataset_version", ("exactly one SELECT",)),
-    ("SELECT 1; DROP TABLE dataset", ("exactly one SELECT",)),
     ("SELECT * FROM data WHERE a > 100", ("returned no rows",)),
 ])
 def test_derive_failures(home: Path, sql: str, needles: tuple[str, ...]) -> None:
     assert_refused(home, ["dataset", "derive", "child", "--from", "base", "--sql", sql], *needles)
 
 
+@pytest.mark.parametrize("sql,needle", [
+    ("SELECT a, a FROM data", "duplicate column names: a"),
+    ("SELECT 1; DROP TABLE dataset", "exactly one SELECT"),
+    ("SELECT * FROM data d1, data d2", "duplicate column names: a, b, c"),
+    ("SELECT * FROM data, data", "derive SQL failed: Ambiguous reference"),
+])
+def test_more_derive_failures(home: Path, sql: str, needle: str) -> None:
+    before = state(home)
+    with opened(home) as catalog, pytest.raises(InvalidInput, match=needle):
+        derive_dataset(catalog, "child", "base", sql)
+    assert state(home) == before
+
+
 @pytest.mark.parametrize("args,needle", [
     (["show", "base@ffff"], "dataset 'base' has no version 'ffff'"),
-    (["head", "base@0000000000"], "has no version"),
     (["profile", "ghost"], "no dataset named 'ghost'"),
     (["show", "base@xyz"], "at least 4 hex digits"),
-    (["diff", "base", "base@abcd"], "has no version 'abcd'"),
     (["derive", "child", "--from", "base@abcdef", "--sql", "SELECT * FROM data"], "no version"),
-    (["versions", "ghost"], "no dataset named 'ghost'"),
 ])
 def test_unknown_versions_and_datasets(home: Path, args: list[str], needle: str) -> None:
     assert_refused(home, ["dataset", *args], needle)
+
+
+def test_unknown_versions_in_process(home: Path) -> None:
+    with opened(home) as catalog:
+        with pytest.raises(VersionNotFound, match="has no version '0000000000'"):
+            resolve_version(catalog, "base@0000000000")
+        with pytest.raises(DatasetNotFound):
+            list_versions(catalog, "ghost")
+        with pytest.raises(VersionNotFound):
+            diff_versions(catalog, "base", "base@abcd")
 
 
 def _limited_cli(limit: int) -> Callable[..., CliResult]:
@@ -175,8 +221,6 @@ def test_failure_moving_the_object_into_place(home: Path, tmp_path: Path) -> Non
     assert first.returncode == 1
     result = run_cli(other, "dataset", "import", str(path), "--json")
     with opened(other) as catalog:
-        from core.datasets import resolve_version
-
         sha = resolve_version(catalog, "big").object
     assert result.json()["name"] == "big"
     # A file where the object's folder must go: the rename into the store fails.
