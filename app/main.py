@@ -15,6 +15,7 @@ from app.theme import Theme
 from app.views.base import View
 from app.views.datasets import DatasetsView
 from app.views.experiments import ExperimentsView
+from app.views.fleet import FleetView
 from app.views.models import ModelsView
 from app.window import MainWindow
 from core.catalog import Catalog
@@ -24,7 +25,7 @@ from core.errors import OutpostError
 
 def view_classes() -> list[type[View]]:
     """The pages in navigation order."""
-    return [DatasetsView, ExperimentsView, ModelsView]
+    return [DatasetsView, ExperimentsView, ModelsView, FleetView]
 
 
 def gui_settings(settings: Settings) -> QSettings:

@@ -1,0 +1,243 @@
+"""Dialogs of the Fleet view: add an agent, deploy (with the compatibility check), roll back,
+save a bundle to a file."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
+
+from app.context import AppContext
+from app.dialogs.base import TaskDialog
+from app.models.registry import parity_text
+from core.bundles import BuiltBundle, build_bundle
+from core.catalog import Catalog
+from core.errors import OutpostError
+from core.fleet.agents import AgentRecord, add_agent, connect
+from core.fleet.deploy import DeployResult, check_opset, deploy, rollback
+from core.registry import ModelVersion, list_models, list_versions, resolve_model
+
+
+def all_model_versions(catalog: Catalog) -> list[ModelVersion]:
+    """Every version of every model, newest first within a model."""
+    found = []
+    for model in list_models(catalog):
+        found += sorted(list_versions(catalog, model["model"]), key=lambda v: -v.version)
+    return found
+
+
+def version_label(version: ModelVersion) -> str:
+    aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""
+    flagged = "  ⚠ flagged" if version.flagged else ""
+    return f"{version.ref}{aliases}{flagged}"
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    ok: bool
+    text: str
+
+
+def check_compatibility(catalog: Catalog, ref: str, agent: str) -> Compatibility:
+    """Can ``agent``'s onnxruntime load ``ref``'s opsets? Asks the agent; changes nothing."""
+    mv = resolve_model(catalog, ref)
+    needs = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(mv.opset.items()))
+    try:
+        with connect(catalog, agent) as (_, client):
+            status = client.status()
+        check_opset(agent, status, mv.model, mv.opset)
+    except OutpostError as exc:
+        return Compatibility(False, str(exc))
+    have = status.get("opset_max") or {}
+    top = have.get("ai.onnx", have.get("", "?"))
+    return Compatibility(True, f"Compatible: {mv.ref} needs opset {needs}; {agent} runs "
+                               f"onnxruntime {status.get('onnxruntime', '?')} "
+                               f"(ai.onnx up to {top}).")
+
+
+class AddAgentDialog(TaskDialog):
+    inline_errors = (OutpostError,)  # unreachable, wrong token, bad URL: all fixed right here
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, "Add an agent", "Add", parent)
+        self.name = QLineEdit()
+        self.name.setObjectName("agentName")
+        self.url = QLineEdit("http://")
+        self.url.setObjectName("agentUrl")
+        self.token = QLineEdit()
+        self.token.setObjectName("agentToken")
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.form.addRow("Name", self.name)
+        self.form.addRow("URL", self.url)
+        self.form.addRow("Token", self.token)
+        self.form.addRow("", QLabel("Outpost reaches the agent, checks the token and pins "
+                                    "the agent's identity key."))
+
+    def submit(self) -> None:
+        name, url, token = self.name.text().strip(), self.url.text().strip(), self.token.text()
+        self.run(f"Add agent {name}", lambda c: add_agent(c.catalog, name, url, token))
+
+    def succeeded(self, result: AgentRecord) -> None:
+        self.ctx.events.agents_changed.emit()
+
+
+class DeployDialog(TaskDialog):
+    inline_errors = (OutpostError,)
+
+    def __init__(self, ctx: AppContext, agents: list[str], agent: str | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(ctx, "Deploy a model", "Deploy", parent)
+        self.version = QComboBox()
+        self.version.setObjectName("deployVersion")
+        self.agent = QComboBox()
+        self.agent.setObjectName("deployAgent")
+        self.agent.addItems(agents)
+        if agent in agents:
+            self.agent.setCurrentText(agent)
+        self.parity = QLabel()
+        self.parity.setWordWrap(True)
+        self.compatibility = QLabel("Choose a model version and an agent.")
+        self.compatibility.setObjectName("compatibility")
+        self.compatibility.setWordWrap(True)
+        self.force = QCheckBox("Force: deploy this flagged version anyway")
+        self.force.setVisible(False)
+        self.form.addRow("Model version", self.version)
+        self.form.addRow("Agent", self.agent)
+        self.form.addRow("Parity", self.parity)
+        self.form.addRow("Compatibility", self.compatibility)
+        self.form.addRow("", self.force)
+        self.compatible: Compatibility | None = None
+        self.ok_button.setEnabled(False)
+        self.version.currentIndexChanged.connect(self._check)
+        self.agent.currentIndexChanged.connect(self._check)
+        ctx.tasks.run("List model versions", lambda c: all_model_versions(c.catalog),
+                      self._listed, visible=False)
+
+    def _listed(self, versions: list[ModelVersion]) -> None:
+        for mv in versions:
+            self.version.addItem(version_label(mv), mv)
+        if not versions:
+            self.error.setText("No model versions yet: register one in Models first.")
+        self._check()
+
+    def selected(self) -> ModelVersion | None:
+        mv = self.version.currentData()
+        return mv if isinstance(mv, ModelVersion) else None
+
+    def _check(self) -> None:
+        mv, agent = self.selected(), self.agent.currentText()
+        self.compatible = None
+        self.ok_button.setEnabled(False)
+        if mv is None or not agent:
+            return
+        self.parity.setText(parity_text(mv))
+        self.force.setVisible(mv.flagged)
+        self.compatibility.setText(f"Checking {agent}…")
+        ref = mv.ref
+        self.ctx.tasks.run(f"Check {agent} can run {ref}",
+                           lambda c: check_compatibility(c.catalog, ref, agent),
+                           self._checked, visible=False, key="compatibility")
+
+    def _checked(self, result: Compatibility) -> None:
+        self.compatible = result
+        mark = "✓" if result.ok else "✗"
+        self.compatibility.setText(f"{mark} {result.text}")
+        self.compatibility.setObjectName("compatibility" if result.ok else "errorText")
+        self.compatibility.style().unpolish(self.compatibility)
+        self.compatibility.style().polish(self.compatibility)
+        self.ok_button.setEnabled(result.ok)
+
+    def submit(self) -> None:
+        mv, agent, force = self.selected(), self.agent.currentText(), self.force.isChecked()
+        if mv is None:
+            return
+        ref = mv.ref
+        self.run(f"Deploy {ref} to {agent}",
+                 lambda c: deploy(c.catalog, ref, agent, force=force, progress=c.progress,
+                                  cancel=c.cancel))
+
+    def succeeded(self, result: DeployResult) -> None:
+        self.ctx.events.agents_changed.emit()
+
+
+class RollbackDialog(TaskDialog):
+    inline_errors = (OutpostError,)
+
+    def __init__(self, ctx: AppContext, agent: str, models: list[str],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(ctx, f"Roll back on {agent}", "Roll back", parent)
+        self.agent_name = agent
+        self.model = QComboBox()
+        self.model.setObjectName("rollbackModel")
+        self.model.setEditable(True)
+        self.model.addItems(models)
+        self.form.addRow("Agent", QLabel(agent))
+        self.form.addRow("Model", self.model)
+        self.form.addRow("", QLabel("The agent goes back to the version it served before."))
+
+    def submit(self) -> None:
+        model, agent = self.model.currentText().strip(), self.agent_name
+        self.run(f"Roll back {model} on {agent}", lambda c: rollback(c.catalog, model, agent))
+
+    def succeeded(self, result: DeployResult) -> None:
+        self.ctx.events.agents_changed.emit()
+
+
+class BundleDialog(TaskDialog):
+    """Write a signed bundle to a file, for a USB stick and an agent's inbox folder."""
+
+    inline_errors = (OutpostError,)  # a missing folder or a full stick: pick another path
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, "Save a bundle to a file", "Save", parent)
+        self.version = QComboBox()
+        self.version.setObjectName("bundleVersion")
+        self.path = QLineEdit()
+        self.path.setObjectName("bundlePath")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        self.form.addRow("Model version", self.version)
+        self.form.addRow("File", row)
+        self.saved_to: str | None = None
+        self.version.currentIndexChanged.connect(self._suggest)
+        ctx.tasks.run("List model versions", lambda c: all_model_versions(c.catalog),
+                      self._listed, visible=False)
+
+    def _listed(self, versions: list[ModelVersion]) -> None:
+        for mv in versions:
+            self.version.addItem(version_label(mv), mv)
+
+    def _suggest(self) -> None:
+        mv = self.version.currentData()
+        if isinstance(mv, ModelVersion):
+            folder = Path(self.path.text()).parent if self.path.text() else Path.home()
+            self.path.setText(str(folder / f"{mv.model}-{mv.version}.outpost"))
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save bundle", self.path.text(),
+                                              "Outpost bundles (*.outpost)")
+        if path:
+            self.path.setText(path)
+
+    def submit(self) -> None:
+        mv, out = self.version.currentData(), Path(self.path.text().strip())
+        if isinstance(mv, ModelVersion):
+            ref = mv.ref
+            self.run(f"Bundle {ref}",
+                     lambda c: build_bundle(c.catalog, ref, out, progress=c.progress,
+                                            cancel=c.cancel))
+
+    def succeeded(self, result: BuiltBundle) -> None:
+        self.saved_to = self.path.text()
