@@ -154,8 +154,12 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
             f"FROM sniff_csv({literal(read_path)}, {', '.join(options)})"
         ).fetchone()
     except duckdb.InvalidInputException as exc:
+        unicode = "Invalid unicode" in str(exc)
+        if unicode and attempt.encoding is None and sample.ascii_only:
+            # DuckDB's sniffer samples beyond our first bytes and met a cp1252 byte.
+            return _csv(cur, path, kind, scratch, replace(attempt, encoding=sniff.SINGLE_BYTE))
         sniff.find_ragged(path, sample.text, forced, '"')
-        if "Invalid unicode" in str(exc):
+        if unicode:
             raise
         raise InvalidInput(
             f"{path.name}: cannot work out its CSV layout: {first_line(exc)}") from exc
