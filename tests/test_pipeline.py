@@ -88,12 +88,18 @@ def test_pipeline_runs_to_the_agent_then_a_failed_gate_changes_nothing(
         assert [v.version for v in list_versions(catalog, "pumps")] == [1]
         assert len(list_deployments(catalog)) == 1
         catalog.close()
-        cli = run_cli(outpost_home, "pipeline", "run", str(_write(tmp_path, "high.toml",
-                                                                  threshold=0.999)))
-        assert cli.returncode == 1
-        last = cli.stderr.strip().splitlines()[-1]
-        assert last.startswith("error: pipeline mini stopped at step 4 (gate): gate: accuracy")
-        assert "step 5 register: skipped" in cli.stdout
+
+
+def test_cli_stops_at_the_failing_step_with_one_line(outpost_home: Path, tmp_path: Path) -> None:
+    path = _write(tmp_path, "broken.toml")
+    path.write_text(path.read_text().replace("SELECT * FROM data WHERE load >= 0",
+                                             "SELECT * FROM data WHERE no_such_column > 0"))
+    cli = run_cli(outpost_home, "pipeline", "run", str(path))
+    assert cli.returncode == 1
+    last = cli.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: pipeline mini stopped at step 2 (derive): ")
+    assert "no_such_column" in last
+    assert "step 3 train: skipped" in cli.stdout and "step 7 deploy: skipped" in cli.stdout
 
 
 def test_a_bad_file_runs_nothing(outpost_home: Path, tmp_path: Path) -> None:
