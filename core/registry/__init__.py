@@ -1,20 +1,42 @@
 """The model registry: ONNX versions of trained runs or imported files, parity, aliases.
 
-Import names from here; the modules behind are split by idea.
+Import names from here. They load on first use: registering needs scikit-learn
+and skl2onnx (seconds to import), looking a version up needs neither, and every
+CLI start imports this package.
 """
-from core.registry.aliases import AliasEvent, alias_at, alias_history, set_alias
-from core.registry.card import model_card
-from core.registry.export import export_model
-from core.registry.imports import import_onnx
-from core.registry.models import ModelVersion, list_models, list_versions, resolve_model
-from core.registry.onnx_export import TensorSig, onnx_feeds
-from core.registry.register import register_model
+from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.registry.aliases import (
+        AliasEvent,
+        alias_at,
+        alias_during,
+        alias_history,
+        set_alias,
+    )
+    from core.registry.card import model_card
+    from core.registry.export import export_model
+    from core.registry.imports import import_onnx
+    from core.registry.models import ModelVersion, list_models, list_versions, resolve_model
+    from core.registry.register import register_model
+    from core.registry.signature import TensorSig, onnx_feeds
+
+_HOMES = {
+    "AliasEvent": "aliases", "alias_at": "aliases", "alias_during": "aliases",
+    "alias_history": "aliases", "set_alias": "aliases", "model_card": "card",
+    "export_model": "export", "import_onnx": "imports", "ModelVersion": "models",
+    "list_models": "models", "list_versions": "models", "resolve_model": "models",
+    "register_model": "register", "TensorSig": "signature", "onnx_feeds": "signature",
+}
 __all__ = [
     "AliasEvent",
     "ModelVersion",
     "TensorSig",
     "alias_at",
+    "alias_during",
     "alias_history",
     "export_model",
     "import_onnx",
@@ -26,3 +48,11 @@ __all__ = [
     "resolve_model",
     "set_alias",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'core.registry' has no attribute {name!r}")
+    value = getattr(import_module(f"core.registry.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

@@ -7,13 +7,12 @@ production at time T" is the row whose interval contains T.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
 from core.registry.models import ModelVersion, model_exists, resolve_model, validate_alias
-from core.training.runs import now
 
 PRODUCTION = "production"
 
@@ -47,7 +46,7 @@ def set_alias(catalog: Catalog, ref: str, alias: str, force: bool = False) -> Mo
                               "AND released_at IS NULL", [target.model, alias]).fetchone()
         if current is not None and int(current[0]) == target.version:
             return resolve_model(catalog, target.ref)
-        stamp = now()
+        stamp = datetime.now(UTC)
         cur.execute("UPDATE model_alias SET released_at = ? WHERE model = ? AND alias = ? "
                     "AND released_at IS NULL", [stamp, target.model, alias])
         cur.execute("INSERT INTO model_alias (model, alias, version, assigned_at, released_at, "
@@ -86,3 +85,17 @@ def alias_at(catalog: Catalog, model: str, alias: str, when: datetime) -> int | 
         if event.assigned_at <= when and (event.released_at is None or when < event.released_at):
             return event.version
     return None
+
+
+def alias_during(catalog: Catalog, model: str, alias: str, start: datetime,
+                 end: datetime) -> list[int]:
+    """Versions that held `alias` at any moment in [start, end), in the order they took it."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidInput("give times with a timezone")
+    found: list[int] = []
+    for event in alias_history(catalog, model, alias):
+        overlaps = event.assigned_at < end and (event.released_at is None
+                                                or event.released_at > start)
+        if overlaps and event.version not in found:
+            found.append(event.version)
+    return found

@@ -11,7 +11,7 @@ import orjson
 
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
-from core.registry.onnx_export import TensorSig
+from core.registry.signature import TensorSig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LATEST = "latest"

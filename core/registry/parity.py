@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from core.registry.onnx_export import TensorSig, onnx_feeds
 from core.registry.runtime import load_session
+from core.registry.signature import TensorSig, onnx_feeds
 
 MIN_LABEL_AGREEMENT = 0.999
 MAX_ABS_DIFF = 1e-4

@@ -13,16 +13,12 @@ from core.catalog import Catalog
 from core.errors import InvalidInput
 from core.progress import CancelToken, ProgressFn, check, report
 from core.registry.models import ModelVersion, model_exists, resolve_model, validate_model_name
-from core.registry.onnx_export import (
-    Precision,
-    TensorSig,
-    export_pipeline,
-    graph_signature,
-    opset_of,
-)
+from core.registry.onnx_export import Precision, export_pipeline
 from core.registry.parity import check_parity
+from core.registry.signature import TensorSig, graph_signature, opset_of
+from core.training.features import Feature
 from core.training.holdout import holdout_frame
-from core.training.pipeline import Feature
+from core.training.pipeline import single_threaded
 from core.training.runs import get_run, load_model, now
 
 
@@ -107,18 +103,19 @@ def register_model(catalog: Catalog, run_id: str, name: str, *,
     validate_model_name(name)
     run = get_run(catalog, run_id)
     pipeline = load_model(catalog, run)
-    report(progress, "holdout", 0, 3)
+    report(progress, "registering", 0, 3)
     X, _ = holdout_frame(catalog, run)
     check(cancel, "registration")
-    report(progress, "export + parity", 1, 3)
-    exported = export_with_parity(pipeline, run.feature_list, run.task, X)
+    report(progress, "registering", 1, 3)
+    with single_threaded():
+        exported = export_with_parity(pipeline, run.feature_list, run.task, X)
     check(cancel, "registration")
-    report(progress, "store", 2, 3)
+    report(progress, "registering", 2, 3)
     version = store_version(
         catalog, name, exported.data, run=run.id,
         source={"kind": "run", "run": run.id, "algo": run.algo,
                 "dataset": f"{run.dataset}@{run.dataset_version}"},
         task=run.task, labels=run.labels, parity=exported.parity,
         flagged=not exported.parity["passed"], model=exported.model)
-    report(progress, "store", 3, 3)
+    report(progress, "registering", 3, 3)
     return version

@@ -1,19 +1,34 @@
 """Training: algorithms, the preprocessing pipeline, runs, search and reproduction.
 
-Import names from here; the modules behind are split by idea.
+Import names from here. They load on first use: fitting needs scikit-learn
+(seconds to import), reading runs does not, and every CLI start imports this
+package.
 """
-from core.training.algorithms import ALGORITHMS, Algorithm, ParamSpec, get_algorithm
-from core.training.holdout import holdout_frame
-from core.training.metrics import METRICS
-from core.training.reproduce import Reproduction, reproduce_run
-from core.training.runs import Run, get_run, list_runs, load_model
-from core.training.search import SearchResult, search
-from core.training.train import train
+from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.training.algorithms import ALGORITHMS, Algorithm, ParamSpec, get_algorithm
+    from core.training.holdout import holdout_frame
+    from core.training.metrics import METRICS
+    from core.training.reproduce import Reproduction, reproduce_run
+    from core.training.runs import Run, get_run, list_runs, load_model
+    from core.training.searcher import SearchResult, search
+    from core.training.trainer import train
+
+_HOMES = {
+    "ALGORITHMS": "algorithms", "Algorithm": "algorithms", "ParamSpec": "algorithms",
+    "get_algorithm": "algorithms", "holdout_frame": "holdout", "METRICS": "metrics",
+    "Reproduction": "reproduce", "reproduce_run": "reproduce", "Run": "runs",
+    "get_run": "runs", "list_runs": "runs", "load_model": "runs", "SearchResult": "searcher",
+    "search": "searcher", "train": "trainer",
+}
 __all__ = [
     "ALGORITHMS",
-    "METRICS",
     "Algorithm",
+    "METRICS",
     "ParamSpec",
     "Reproduction",
     "Run",
@@ -27,3 +42,11 @@ __all__ = [
     "search",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'core.training' has no attribute {name!r}")
+    value = getattr(import_module(f"core.training.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

@@ -3,25 +3,20 @@
 Every parameter a user may set is declared here with its type, valid range and
 default, so that a bad value is refused in one line before any data is read, and
 so that search spaces and the GUI's forms come from the same declaration.
+Estimator classes are imported only when one is built: importing scikit-learn
+takes seconds, and the CLI and the GUI's forms read these specs at start-up.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from sklearn.base import BaseEstimator
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
-from sklearn.neural_network import MLPClassifier, MLPRegressor
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 Task = Literal["classification", "regression"]
 TASKS: tuple[Task, ...] = ("classification", "regression")
@@ -142,7 +137,7 @@ def _fmt(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-Builder = Callable[[Task, dict[str, Any], int, int], BaseEstimator]
+Builder = Callable[[Task, dict[str, Any], int, int], "BaseEstimator"]
 
 
 @dataclass(frozen=True)
@@ -183,20 +178,28 @@ class Algorithm:
 
 
 def _logistic(task: Task, p: dict[str, Any], seed: int, n_jobs: int) -> BaseEstimator:
+    from sklearn.linear_model import LogisticRegression
+
     weight = None if p["class_weight"] == "none" else p["class_weight"]
     return LogisticRegression(C=p["C"], max_iter=p["max_iter"], class_weight=weight,
                               random_state=seed)
 
 
 def _linear(task: Task, p: dict[str, Any], seed: int, n_jobs: int) -> BaseEstimator:
+    from sklearn.linear_model import LinearRegression
+
     return LinearRegression(fit_intercept=p["fit_intercept"])
 
 
 def _ridge(task: Task, p: dict[str, Any], seed: int, n_jobs: int) -> BaseEstimator:
+    from sklearn.linear_model import Ridge
+
     return Ridge(alpha=p["alpha"], fit_intercept=p["fit_intercept"])
 
 
 def _forest(task: Task, p: dict[str, Any], seed: int, n_jobs: int) -> BaseEstimator:
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
     cls = RandomForestClassifier if task == "classification" else RandomForestRegressor
     max_features: str | float = 1.0 if p["max_features"] == "all" else p["max_features"]
     return cls(n_estimators=p["n_estimators"], max_depth=p["max_depth"],
@@ -205,6 +208,8 @@ def _forest(task: Task, p: dict[str, Any], seed: int, n_jobs: int) -> BaseEstima
 
 
 def _boosting(task: Task, p: dict[str, Any], seed: int, n_jobs: int) -> BaseEstimator:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
     cls = (HistGradientBoostingClassifier if task == "classification"
            else HistGradientBoostingRegressor)
     # Early stopping is off so that max_iter means what it says and a run's tree
@@ -216,6 +221,8 @@ def _boosting(task: Task, p: dict[str, Any], seed: int, n_jobs: int) -> BaseEsti
 
 
 def _mlp(task: Task, p: dict[str, Any], seed: int, n_jobs: int) -> BaseEstimator:
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
     cls = MLPClassifier if task == "classification" else MLPRegressor
     return cls(hidden_layer_sizes=tuple(p["hidden_layer_sizes"]), alpha=p["alpha"],
                learning_rate_init=p["learning_rate_init"], max_iter=p["max_iter"],

@@ -15,7 +15,7 @@ import pandas as pd
 
 from core.errors import InvalidInput
 from core.training.algorithms import Algorithm, Task
-from core.training.pipeline import Feature, feature_kind, prepare_features
+from core.training.features import Feature, feature_kind, prepare_features
 
 # Integer-valued targets with at most this many distinct values are classes.
 MAX_INFERRED_CLASSES = 20

@@ -1,27 +1,22 @@
-"""Holdout metrics and permutation importance, and the metrics a search can rank by."""
+"""Holdout metrics and permutation importance, and the metrics a search can rank by.
+
+scikit-learn is imported inside the functions that compute: the metric specs are
+read at CLI and GUI start-up, where importing scikit-learn would cost seconds.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from sklearn.inspection import permutation_importance
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    log_loss,
-    mean_absolute_error,
-    mean_squared_error,
-    precision_recall_fscore_support,
-    r2_score,
-    roc_auc_score,
-)
-from sklearn.pipeline import Pipeline
 
 from core.errors import InvalidInput
 from core.training.algorithms import Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
 
 # Permutation importance re-predicts the holdout n_features x repeats times; a
 # seeded sample of this many rows keeps it to a fraction of the fit time.
@@ -66,6 +61,14 @@ def _finite(value: float) -> float | None:
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
                            labels: list[Any]) -> dict[str, Any]:
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        log_loss,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
     precision, recall, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average="macro", zero_division=0)
     present = np.unique(y_true)
@@ -86,6 +89,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.nda
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
     return {
         "rmse": float(math.sqrt(mean_squared_error(y_true, y_pred))),
         "mae": float(mean_absolute_error(y_true, y_pred)),
@@ -104,6 +109,8 @@ def evaluate(model: Pipeline, X: pd.DataFrame, y: np.ndarray, task: Task,
 def importance(model: Pipeline, X: pd.DataFrame, y: np.ndarray, task: Task,
                seed: int) -> dict[str, float]:
     """Mean drop in accuracy (classification) or R² (regression) when a raw column is shuffled."""
+    from sklearn.inspection import permutation_importance
+
     rng = np.random.default_rng(seed)
     if len(X) > IMPORTANCE_ROWS:
         rows = np.sort(rng.choice(len(X), IMPORTANCE_ROWS, replace=False))

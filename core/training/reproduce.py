@@ -12,10 +12,9 @@ from core.errors import InvalidInput
 from core.progress import CancelToken, ProgressFn, check, report
 from core.training.algorithms import get_algorithm
 from core.training.holdout import run_inputs
-from core.training.metrics import evaluate, importance
-from core.training.pipeline import build_pipeline
+from core.training.pipeline import build_pipeline, single_threaded
 from core.training.runs import Run, get_run, load_model, package_versions
-from core.training.train import fit_model
+from core.training.trainer import fit_and_score
 
 
 @dataclass
@@ -61,19 +60,16 @@ def reproduce_run(catalog: Catalog, run_id: str, *, progress: ProgressFn | None 
         raise InvalidInput(f"run {run.short} is a search trial scored by cross-validation; "
                            f"reproduce its search run {run.parent}")
     original = load_model(catalog, run)
-    report(progress, "prepare", 0, 3)
+    report(progress, "training", 0, 4)
     inputs, train, holdout = run_inputs(catalog, run)
     algorithm = get_algorithm(run.algo)
     model = build_pipeline(algorithm, run.task, run.params, run.feature_list, run.seed, n_jobs=-1)
     check(cancel, "reproduction")
-    report(progress, "fit", 1, 3)
-    fit_model(model, inputs.X.iloc[train], inputs.y[train])
-    check(cancel, "reproduction")
-    report(progress, "compare", 2, 3)
-    X_hold, y_hold = inputs.X.iloc[holdout], inputs.y[holdout]
-    metrics = evaluate(model, X_hold, y_hold, run.task, inputs.labels)
-    scores = importance(model, X_hold, y_hold, run.task, run.seed)
-    before, after = _outputs(original, X_hold, run.task), _outputs(model, X_hold, run.task)
+    fitted = fit_and_score(model, inputs, train, holdout, run.seed, progress, cancel)
+    metrics, scores = fitted.metrics, fitted.importance
+    X_hold = inputs.X.iloc[holdout]
+    with single_threaded():
+        before, after = _outputs(original, X_hold, run.task), _outputs(model, X_hold, run.task)
     differences = {k: (run.metrics.get(k), metrics.get(k))
                    for k in sorted(set(run.metrics) | set(metrics))
                    if not _same(run.metrics.get(k), metrics.get(k))}
@@ -82,7 +78,6 @@ def reproduce_run(catalog: Catalog, run_id: str, *, progress: ProgressFn | None 
                if now_packages.get(k) != v}
     predictions_identical = before.shape == after.shape and bool(np.array_equal(before, after))
     importance_identical = run.importance == scores
-    report(progress, "compare", 3, 3)
     return Reproduction(
         run=run.id, identical=not differences and predictions_identical and importance_identical,
         metrics_identical=not differences, predictions_identical=predictions_identical,

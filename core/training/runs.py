@@ -7,17 +7,18 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import joblib
 import orjson
-from sklearn.pipeline import Pipeline
 
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
 from core.training.algorithms import ParamValue, Task
-from core.training.pipeline import Feature
+from core.training.features import Feature
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 _PACKAGES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "outpost")
 
@@ -160,6 +161,8 @@ def list_runs(catalog: Catalog, *, include_trials: bool = False,
 
 def store_model(catalog: Catalog, model: Pipeline) -> tuple[str, bool]:
     """Pickle the fitted pipeline into the object store (desktop only: devices get ONNX)."""
+    import joblib
+
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     return catalog.objects.put_bytes(buffer.getvalue())
@@ -169,6 +172,9 @@ def load_model(catalog: Catalog, run: Run) -> Pipeline:
     if run.model_object is None:
         hint = f"; use its search run {run.parent}" if run.parent else ""
         raise InvalidInput(f"run {run.short} has no fitted model (it is a search trial){hint}")
+    import joblib
+    from sklearn.pipeline import Pipeline
+
     path = catalog.objects.require(run.model_object)
     model = joblib.load(path)
     if not isinstance(model, Pipeline):

@@ -1,8 +1,11 @@
-"""The seeded train/holdout split: stratified for classification, the same rows every time."""
+"""The seeded train/holdout split: stratified for classification, the same rows every time.
+
+scikit-learn is imported on use (it takes seconds); the holdout is rebuilt by callers
+that otherwise need only pandas, such as bundle building.
+"""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from core.errors import InvalidInput
 from core.training.algorithms import Task
@@ -13,6 +16,8 @@ def split_indices(y: np.ndarray, task: Task, test_size: float,
     """Row positions of the training and holdout parts, each in ascending order."""
     if not 0.0 < test_size < 1.0:
         raise InvalidInput(f"test size must be between 0 and 1, got {test_size}")
+    from sklearn.model_selection import train_test_split
+
     rows = np.arange(len(y))
     stratify = y if task == "classification" else None
     try:
@@ -28,6 +33,8 @@ def cv_folds(y: np.ndarray, task: Task, folds: int,
     """Seeded cross-validation folds over the training part (stratified for classes)."""
     if folds < 2:
         raise InvalidInput(f"cross-validation needs at least 2 folds, got {folds}")
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     if task == "classification":
         smallest = int(np.unique(y, return_counts=True)[1].min())
         if smallest < folds:

@@ -18,7 +18,7 @@ from core.progress import CancelToken, ProgressFn, check, report
 from core.training.algorithms import DEFAULT_ALGORITHM, Algorithm, ParamValue, Task, get_algorithm
 from core.training.inputs import TrainingInputs, infer_task, prepare_inputs
 from core.training.metrics import evaluate, importance
-from core.training.pipeline import build_pipeline
+from core.training.pipeline import build_pipeline, single_threaded
 from core.training.runs import Run, insert_run, new_run_id, now, package_versions, store_model
 from core.training.split import split_indices
 
@@ -68,26 +68,34 @@ def fit_frame(frame: pd.DataFrame, target: str, *, algo: str | None = None,
     algorithm = choose_algorithm(algo, task, frame, target)
     resolved = algorithm.resolve_params(params or {})
     started = time.perf_counter()
-    report(progress, "prepare", 0, 4)
+    report(progress, "training", 0, 4)
     inputs = prepare_inputs(frame, target, features, task, algorithm, source)
     train_rows, holdout_rows = split_indices(inputs.y, inputs.task, test_size, seed)
     model = build_pipeline(algorithm, inputs.task, resolved, inputs.features, seed, n_jobs)
     check(cancel, "training")
-    report(progress, "fit", 1, 4)
-    X_train = inputs.X.iloc[train_rows]
-    inputs.notes.extend(fit_model(model, X_train, inputs.y[train_rows]))
-    check(cancel, "training")
-    report(progress, "evaluate", 2, 4)
-    X_hold = inputs.X.iloc[holdout_rows]
-    y_hold = inputs.y[holdout_rows]
-    metrics = evaluate(model, X_hold, y_hold, inputs.task, inputs.labels)
-    check(cancel, "training")
-    report(progress, "importance", 3, 4)
-    scores = importance(model, X_hold, y_hold, inputs.task, seed)
-    report(progress, "done", 4, 4)
-    fitted = Fitted(model, inputs, train_rows, holdout_rows, metrics, scores,
-                    time.perf_counter() - started)
+    fitted = fit_and_score(model, inputs, train_rows, holdout_rows, seed, progress, cancel)
+    fitted.duration_s = time.perf_counter() - started
     return algorithm, resolved, fitted
+
+
+def fit_and_score(model: Pipeline, inputs: TrainingInputs, train_rows: np.ndarray,
+                  holdout_rows: np.ndarray, seed: int, progress: ProgressFn | None = None,
+                  cancel: CancelToken | None = None) -> Fitted:
+    """Fit on the training rows; metrics and permutation importance on the holdout rows."""
+    started = time.perf_counter()
+    with single_threaded():
+        report(progress, "training", 1, 4)
+        inputs.notes.extend(fit_model(model, inputs.X.iloc[train_rows], inputs.y[train_rows]))
+        check(cancel, "training")
+        report(progress, "training", 2, 4)
+        X_hold, y_hold = inputs.X.iloc[holdout_rows], inputs.y[holdout_rows]
+        metrics = evaluate(model, X_hold, y_hold, inputs.task, inputs.labels)
+        check(cancel, "training")
+        report(progress, "training", 3, 4)
+        scores = importance(model, X_hold, y_hold, inputs.task, seed)
+    report(progress, "training", 4, 4)
+    return Fitted(model, inputs, train_rows, holdout_rows, metrics, scores,
+                  time.perf_counter() - started)
 
 
 def read_training_frame(catalog: Catalog, dataset_ref: str, target: str,

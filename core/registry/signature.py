@@ -1,0 +1,75 @@
+"""Signatures of ONNX graphs in Open Inference Protocol terms, and feeding them from a table."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_OIP_TYPES: dict[int, str] = {
+    onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.DOUBLE: "FP64",
+    onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.BFLOAT16: "BF16",
+    onnx.TensorProto.INT8: "INT8", onnx.TensorProto.INT16: "INT16",
+    onnx.TensorProto.INT32: "INT32", onnx.TensorProto.INT64: "INT64",
+    onnx.TensorProto.UINT8: "UINT8", onnx.TensorProto.UINT16: "UINT16",
+    onnx.TensorProto.UINT32: "UINT32", onnx.TensorProto.UINT64: "UINT64",
+    onnx.TensorProto.BOOL: "BOOL", onnx.TensorProto.STRING: "BYTES",
+}
+_NUMPY_TYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32,
+                "BOOL": np.bool_, "BYTES": object}
+
+
+@dataclass(frozen=True)
+class TensorSig:
+    """A graph input or output: OIP datatype and shape (-1 for a free dimension)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorSig:
+        return cls(data["name"], data["datatype"], [int(d) for d in data["shape"]])
+
+
+def _tensor_sig(value: onnx.ValueInfoProto) -> TensorSig:
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        return TensorSig(value.name, kind.upper() if kind else "UNKNOWN", [])
+    tensor = value.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+    return TensorSig(value.name, _OIP_TYPES.get(tensor.elem_type, "UNKNOWN"), shape)
+
+
+def graph_signature(model: onnx.ModelProto) -> tuple[list[TensorSig], list[TensorSig]]:
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [_tensor_sig(v) for v in model.graph.input if v.name not in initializers]
+    return inputs, [_tensor_sig(v) for v in model.graph.output]
+
+
+def opset_of(model: onnx.ModelProto) -> dict[str, int]:
+    return {(op.domain or "ai.onnx"): int(op.version) for op in model.opset_import}
+
+
+def onnx_feeds(X: pd.DataFrame, inputs: Sequence[TensorSig]) -> dict[str, np.ndarray]:
+    """Column arrays shaped [rows, 1] in each input's datatype (strings as Python str)."""
+    feeds = {}
+    for sig in inputs:
+        if sig.name not in X.columns:
+            raise InvalidInput(f"the data has no column {sig.name!r} for the model input")
+        dtype = _NUMPY_TYPES.get(sig.datatype)
+        if dtype is None:
+            raise InvalidInput(f"input {sig.name!r} has datatype {sig.datatype}, which "
+                               "Outpost cannot feed from a table")
+        feeds[sig.name] = X[[sig.name]].to_numpy(dtype=dtype)
+    return feeds
