@@ -113,6 +113,9 @@ def test_same_table_in_any_format_is_one_version(outpost_home: Path, tmp_path: P
     assert {r.version for r in again} == {first.version}
     with opened(outpost_home) as catalog:
         assert len(list_versions(catalog, "t")) == 1
+        other = import_dataset(catalog, csv, "t2")
+        assert other.new and other.version == first.version
+        assert resolve_version(catalog, "t2").object == resolve_version(catalog, "t").object
 
 
 def test_new_content_is_a_new_version_and_latest(outpost_home: Path, tmp_path: Path) -> None:
@@ -184,3 +187,20 @@ def test_cli_import_json_keys(cli, tmp_path: Path) -> None:  # type: ignore[no-u
     assert second == {**data, "new": False}
     human = cli("dataset", "import", str(path), "--name", "k")
     assert human.returncode == 0 and f"k@{data['version'][:12]}" in human.stdout
+
+
+def test_cancel_while_copying(outpost_home: Path, tmp_path: Path) -> None:
+    path = write(tmp_path / "long.csv", "a,b,c\n" + "".join(
+        f"{i},{i * 3},row{i}\n" for i in range(300_000)))
+    token = CancelToken()
+
+    def cancel_once_running(event: ProgressEvent) -> None:
+        if event.stage == "import":
+            token.cancel()
+
+    with opened(outpost_home) as catalog:
+        with pytest.raises(Cancelled):
+            import_dataset(catalog, path, progress=cancel_once_running, cancel=token)
+        assert list_datasets(catalog) == []
+    objects = [p for p in (outpost_home / "objects").rglob("*") if p.is_file()]
+    assert objects == []
