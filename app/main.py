@@ -17,6 +17,7 @@ from app.views.datasets import DatasetsView
 from app.views.experiments import ExperimentsView
 from app.views.fleet import FleetView
 from app.views.models import ModelsView
+from app.views.monitoring import MonitoringView
 from app.window import MainWindow
 from core.catalog import Catalog
 from core.config import Settings
@@ -25,7 +26,7 @@ from core.errors import OutpostError
 
 def view_classes() -> list[type[View]]:
     """The pages in navigation order."""
-    return [DatasetsView, ExperimentsView, ModelsView, FleetView]
+    return [DatasetsView, ExperimentsView, ModelsView, FleetView, MonitoringView]
 
 
 def gui_settings(settings: Settings) -> QSettings:

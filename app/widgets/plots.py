@@ -167,11 +167,14 @@ class Heatmap(Plot):
 
     def show_matrix(self, matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str],
                     colours: Sequence[str], levels: tuple[float, float], title: str = "",
-                    annotate: bool = True, fmt: str = "{:.2f}") -> None:
+                    annotate: bool = True, fmt: str = "{:.2f}",
+                    positions: Sequence[float] | None = None) -> None:
+        """``colours`` sit at ``positions`` (0…1 of ``levels``; evenly spread by default)."""
         self.reset(title)
         self.matrix = np.asarray(matrix, dtype=float)
         self.image = pg.ImageItem()
-        cmap = pg.ColorMap(np.linspace(0, 1, len(colours)), [QColor(c) for c in colours])
+        stops = np.linspace(0, 1, len(colours)) if positions is None else np.asarray(positions)
+        cmap = pg.ColorMap(stops, [QColor(c) for c in colours])
         self.image.setLookupTable(cmap.getLookupTable(nPts=256))
         # ImageItem is indexed [x, y]: columns across, rows down.
         self.image.setImage(np.nan_to_num(self.matrix.T, nan=levels[0]), levels=levels)

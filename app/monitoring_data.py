@@ -1,0 +1,59 @@
+"""What the Monitoring view shows, gathered in one worker call from core functions:
+pull telemetry, evaluate drift (which raises and clears alerts), series, heatmap, alerts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.alerts import Alert, list_alerts
+from core.catalog import Catalog
+from core.drift import DriftReport, FeatureDrift, drift_matrix, drift_report
+from core.errors import NotFound
+from core.fleet.agents import list_agents
+from core.progress import CancelToken, ProgressFn, check, report
+from core.registry import list_models
+from core.telemetry.pull import PullResult, pull_telemetry
+from core.telemetry.series import SeriesPoint, request_series, request_stats
+
+
+@dataclass
+class Snapshot:
+    models: list[str]
+    agents: list[str]
+    model: str | None
+    series: dict[str, list[SeriesPoint]] = field(default_factory=dict)  # per agent
+    matrix: list[FeatureDrift] = field(default_factory=list)
+    report: DriftReport | None = None
+    drift_note: str | None = None  # why there is no drift yet, in the user's words
+    alerts: list[Alert] = field(default_factory=list)
+    pulled: list[PullResult] = field(default_factory=list)
+
+
+def _pick_model(catalog: Catalog, models: list[str], wanted: str | None) -> str | None:
+    if wanted in models:
+        return wanted
+    with_traffic = [s.model for s in request_stats(catalog) if s.model in models]
+    return with_traffic[0] if with_traffic else (models[0] if models else None)
+
+
+def snapshot(catalog: Catalog, model: str | None, agent: str | None, bucket_s: float, *,
+             pull: bool = True, include_cleared: bool = False,
+             progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Snapshot:
+    pulled = pull_telemetry(catalog, progress=progress, cancel=cancel) if pull else []
+    check(cancel, "refresh")
+    report(progress, "drift", 0, 1)
+    models = [str(m["model"]) for m in list_models(catalog)]
+    agents = [a.name for a in list_agents(catalog)]
+    chosen = _pick_model(catalog, models, model)
+    snap = Snapshot(models, agents, chosen, pulled=pulled)
+    if chosen is not None:
+        for name in [agent] if agent else agents:
+            snap.series[name] = request_series(catalog, name, model=chosen, bucket_s=bucket_s)
+        try:
+            snap.report = drift_report(catalog, chosen, agent)
+            snap.matrix = drift_matrix(catalog, chosen, agent, bucket_s=bucket_s,
+                                       version=snap.report.version)
+        except NotFound as exc:
+            snap.drift_note = str(exc)
+    snap.alerts = list_alerts(catalog, include_cleared=include_cleared)
+    report(progress, "drift", 1, 1)
+    return snap

@@ -1,0 +1,167 @@
+"""Monitoring: per-agent requests/s, error rate and latency over time, the drift heatmap and
+the alerts. Refresh pulls telemetry from the agents in the background first."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.context import AppContext
+from app.models.fleet import AlertsTableModel
+from app.monitoring_data import Snapshot, snapshot
+from app.views.base import View
+from app.views.datasets import record_table
+from app.widgets.drift_panel import DriftPanel
+from app.widgets.plots import TimeSeriesPlot
+from core.drift import Thresholds
+from core.telemetry.series import SeriesPoint
+
+BUCKETS = {"10 s": 10.0, "1 min": 60.0, "5 min": 300.0, "1 h": 3600.0}
+ALL_AGENTS = "All agents"
+AUTO_REFRESH_MS = 30_000
+
+
+class MonitoringView(View):
+    title = "Monitoring"
+    icon_name = "monitoring"
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__(ctx)
+        self.model_box = QComboBox()
+        self.model_box.setObjectName("monitorModel")
+        self.model_box.setMinimumWidth(140)
+        self.agent_box = QComboBox()
+        self.agent_box.setObjectName("monitorAgent")
+        self.agent_box.addItem(ALL_AGENTS)
+        self.bucket_box = QComboBox()
+        self.bucket_box.addItems(list(BUCKETS))
+        self.bucket_box.setCurrentText("1 min")
+        self.auto = QCheckBox("Auto-refresh")
+        self.cleared = QCheckBox("Show cleared alerts")
+        for label, widget in (("Model", self.model_box), ("Agent", self.agent_box),
+                              ("Window", self.bucket_box)):
+            self.toolbar.addWidget(QLabel(f" {label} "))
+            self.toolbar.addWidget(widget)
+        self.toolbar.addWidget(self.auto)
+        self.refresh_action = self.action("Refresh", "refresh", self.refresh, None,
+                                          "Pull telemetry from the agents, then recompute")
+        for box in (self.model_box, self.agent_box, self.bucket_box):
+            box.activated.connect(lambda _=0: self.load(pull=False))
+        self.cleared.toggled.connect(lambda _: self.load(pull=False))
+
+        self.requests = TimeSeriesPlot(ctx.theme, "Requests / s")
+        self.errors = TimeSeriesPlot(ctx.theme, "Error rate")
+        self.latency = TimeSeriesPlot(ctx.theme, "Latency ms (p50, p99)")
+        plots = QSplitter(Qt.Orientation.Horizontal)
+        for plot in (self.requests, self.errors, self.latency):
+            plots.addWidget(plot)
+        self.drift = DriftPanel(ctx.theme)
+        self.alerts = AlertsTableModel()
+        self.alerts_table = record_table(self.alerts, "alertsTable")
+        alerts_box = QWidget()
+        alerts_layout = QVBoxLayout(alerts_box)
+        alerts_layout.setContentsMargins(0, 0, 0, 0)
+        head = QHBoxLayout()
+        self.alerts_title = QLabel("Alerts")
+        self.alerts_title.setObjectName("sectionTitle")
+        head.addWidget(self.alerts_title)
+        head.addStretch(1)
+        head.addWidget(self.cleared)
+        alerts_layout.addLayout(head)
+        alerts_layout.addWidget(self.alerts_table)
+        self.summary = QLabel("Refresh to pull telemetry from the agents.")
+        self.summary.setObjectName("muted")
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(plots)
+        self.splitter.addWidget(self.drift)
+        self.splitter.addWidget(alerts_box)
+        self.splitter.setSizes([230, 300, 170])
+        self.body.addWidget(self.summary)
+        self.body.addWidget(self.splitter, 1)
+
+        self.snap: Snapshot | None = None
+        self.timer = QTimer(self)
+        self.timer.setInterval(AUTO_REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.auto.toggled.connect(lambda on: self.timer.start() if on else self.timer.stop())
+        ctx.events.telemetry_changed.connect(lambda: self.mark_stale())
+        ctx.events.agents_changed.connect(lambda: self.mark_stale())
+
+    def refresh(self) -> None:
+        self.load(pull=True)
+
+    def load(self, pull: bool) -> None:
+        model = self.model_box.currentText() or None
+        agent = self.agent_box.currentText()
+        agent = None if agent in ("", ALL_AGENTS) else agent
+        bucket, cleared = BUCKETS[self.bucket_box.currentText()], self.cleared.isChecked()
+        self.ctx.tasks.run(
+            "Pull telemetry" if pull else "Load monitoring",
+            lambda c: snapshot(c.catalog, model, agent, bucket, pull=pull,
+                               include_cleared=cleared, progress=c.progress, cancel=c.cancel),
+            self.show_snapshot, visible=pull, key="monitoring")
+
+    def show_snapshot(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self._fill(self.model_box, snap.models, snap.model)
+        current_agent = self.agent_box.currentText()
+        self._fill(self.agent_box, [ALL_AGENTS, *snap.agents], current_agent or ALL_AGENTS)
+        pulled = sum(p.rows for p in snap.pulled)
+        failed = [f"{p.agent}: {p.error}" for p in snap.pulled if p.error]
+        text = f"{snap.model or 'no model'} — pulled {pulled:,} new records" if snap.pulled \
+            else f"{snap.model or 'no model'}"
+        if failed:
+            text += " — " + "; ".join(failed)
+        self.summary.setText(text)
+        self._plot(snap)
+        thresholds = snap.report.thresholds if snap.report else Thresholds()
+        self.drift.show_matrix(snap.matrix, thresholds, snap.drift_note)
+        self.alerts.set_records(snap.alerts)
+        self.alerts_table.resizeColumnToContents(2)
+        self.alerts_title.setText(f"Alerts ({sum(a.open for a in snap.alerts)} open)")
+
+    def _fill(self, box: QComboBox, items: list[str], current: str | None) -> None:
+        box.blockSignals(True)
+        box.clear()
+        box.addItems(items)
+        if current in items:
+            box.setCurrentText(current)
+        box.blockSignals(False)
+
+    def _plot(self, snap: Snapshot) -> None:
+        def xs(points: list[SeriesPoint]) -> list[float]:
+            return [p.t for p in points]
+
+        series = {a: pts for a, pts in snap.series.items() if pts}
+        self.requests.show_series({a: (xs(p), [x.requests_per_s for x in p])
+                                   for a, p in series.items()}, "Requests / s", "req/s")
+        self.errors.show_series({a: (xs(p), [x.error_rate for x in p])
+                                 for a, p in series.items()}, "Error rate", "share")
+        latency: dict[str, tuple[list[float], list[float]]] = {}
+        for agent, points in series.items():
+            latency[f"{agent} p50"] = (xs(points), [x.p50_ms or 0.0 for x in points])
+            latency[f"{agent} p99"] = (xs(points), [x.p99_ms or 0.0 for x in points])
+        self.latency.show_series(latency, "Latency ms (p50, p99)", "ms")
+
+    def retheme(self) -> None:
+        for plot in (self.requests, self.errors, self.latency):
+            plot.retheme()
+        if self.snap is not None:
+            self._plot(self.snap)
+            self.drift.retheme(self.snap.matrix)
+
+    def save_state(self) -> dict[str, object]:
+        return {"splitter": self.splitter.saveState(), "bucket": self.bucket_box.currentText()}
+
+    def restore_state(self, state: dict[str, object]) -> None:
+        if state.get("splitter") is not None:
+            self.splitter.restoreState(state["splitter"])  # type: ignore[arg-type]
+        if str(state.get("bucket")) in BUCKETS:
+            self.bucket_box.setCurrentText(str(state["bucket"]))

@@ -1,0 +1,85 @@
+"""The drift heatmap (features × windows, coloured by PSI) and, for a clicked cell, what
+the feature's drift figures were in that window."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+
+from app.theme import Theme
+from app.widgets.plots import Heatmap
+from core.drift import FeatureDrift, Thresholds
+
+
+def window_label(start: float | None) -> str:
+    if start is None:
+        return "all"
+    return dt.datetime.fromtimestamp(start).strftime("%m-%d %H:%M:%S")
+
+
+class DriftPanel(QWidget):
+    def __init__(self, theme: Theme) -> None:
+        super().__init__()
+        self.theme = theme
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.heatmap = Heatmap(theme, "Drift: PSI per feature and window")
+        self.heatmap.setObjectName("driftHeatmap")
+        self.heatmap.cell_clicked.connect(self.select_cell)
+        self.note = QLabel()
+        self.note.setObjectName("muted")
+        self.note.setWordWrap(True)
+        self.cell = QLabel("Click a cell for the feature's figures in that window.")
+        self.cell.setObjectName("driftCell")
+        self.cell.setWordWrap(True)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.heatmap)
+        split.addWidget(self.cell)
+        split.setSizes([700, 260])
+        layout.addWidget(self.note)
+        layout.addWidget(split, 1)
+        self.features: list[str] = []
+        self.windows: list[float | None] = []
+        self.cells: dict[tuple[int, int], FeatureDrift] = {}
+        self.thresholds = Thresholds()
+        self.selected: FeatureDrift | None = None
+
+    def show_matrix(self, rows: list[FeatureDrift], thresholds: Thresholds,
+                    note: str | None = None) -> None:
+        self.thresholds = thresholds
+        self.note.setText(note or "")
+        self.features = sorted({r.feature for r in rows})
+        self.windows = sorted({r.window_start for r in rows},
+                              key=lambda w: -1.0 if w is None else w)
+        self.cells = {(self.features.index(r.feature), self.windows.index(r.window_start)): r
+                      for r in rows}
+        matrix = np.full((len(self.features), len(self.windows)), np.nan)
+        for (i, j), r in self.cells.items():
+            matrix[i, j] = r.psi
+        top = max(thresholds.psi_alert * 2, 0.5)
+        warn, alert = thresholds.psi_warn / top, thresholds.psi_alert / top
+        c = self.theme.colour
+        colours = [c("plot_background"), c("ok"), c("warn"), c("bad"), c("bad")]
+        self.heatmap.show_matrix(
+            np.clip(matrix, 0, top), self.features, [window_label(w) for w in self.windows],
+            colours, (0.0, top), "Drift: PSI per feature and window", annotate=True,
+            positions=[0.0, warn * 0.5, warn, alert, 1.0])
+
+    def select_cell(self, row: int, column: int) -> None:
+        r = self.cells.get((row, column))
+        if r is None:
+            return
+        test = (f"KS {r.ks:.3f}" if r.ks is not None else
+                f"χ² p-value {r.chi2_p:.3g}" if r.chi2_p is not None else "")
+        self.cell.setText(
+            f"<b>{r.feature}</b> ({r.kind})<br>window {window_label(r.window_start)}<br>"
+            f"PSI <b>{r.psi:.3f}</b> — {r.status} (warn ≥ {self.thresholds.psi_warn}, "
+            f"alert ≥ {self.thresholds.psi_alert})<br>{test}<br>{r.rows:,} live values")
+        self.selected = r
+
+    def retheme(self, rows: list[FeatureDrift]) -> None:
+        self.heatmap.retheme()
+        if rows:
+            self.show_matrix(rows, self.thresholds, self.note.text() or None)

@@ -1,0 +1,94 @@
+"""The Monitoring view over telemetry imported from a file: request charts, the drift
+heatmap with a clickable cell, and the alerts it raises."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPointF, Qt
+from pytestqt.qtbot import QtBot
+
+from app.views.fleet import FleetView
+from app.views.monitoring import MonitoringView
+from app.window import MainWindow
+from core.bundles import build_bundle
+from core.catalog import Catalog
+from tests.fleet_helpers import (
+    enrol_row,
+    export_file,
+    histogram,
+    new_identity,
+    requests,
+    train_mini,
+)
+from tests.gui_helpers import (  # noqa: F401 (fixtures)
+    catalog_fixture,
+    error_dialogs,
+    make_window_fixture,
+)
+
+pytestmark = pytest.mark.xdist_group("fleet")
+
+
+def _telemetry_file(catalog: Catalog, path: Path) -> Path:
+    """An offline site's export: 60 requests (6 failed) and one window where `temp` moved."""
+    train_mini(catalog, "pumps")
+    baseline = build_bundle(catalog, "pumps@1").baseline
+    identity = new_identity()
+    enrol_row(catalog, "site-a", identity, agent_id="id-a")
+    t0 = time.time() - 90
+    records: list[object] = [*requests(1, 54, model="pumps", t0=t0),
+                             *requests(55, 6, model="pumps", t0=t0 + 54, status=500)]
+    for i, feature in enumerate(baseline["features"]):
+        counts = list(feature["counts"])
+        if feature["name"] == "temp":  # every reading now lands in the hottest bin
+            counts = [0] * (len(counts) - 1) + [sum(counts)]
+        records.append(histogram(100 + i, feature["name"], counts, nulls=feature["nulls"],
+                                 model="pumps", start=t0, length=60))
+    return export_file(path, records, identity, agent_id="id-a")
+
+
+def test_monitoring_shows_requests_drift_and_alerts(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog,
+        tmp_path: Path) -> None:
+    path = _telemetry_file(catalog, tmp_path / "site-a.telemetry")
+    window = make_window([FleetView, MonitoringView])
+    fleet = window.view(FleetView)
+    assert isinstance(fleet, FleetView)
+    fleet.import_telemetry_file(path)
+    qtbot.waitUntil(lambda: "Imported 60 requests" in window.statusBar().currentMessage(),
+                    timeout=10_000)
+    view = window.view(MonitoringView)
+    assert isinstance(view, MonitoringView)
+    window.show_view(window.views.index(view))
+    qtbot.waitUntil(lambda: view.snap is not None and bool(view.alerts.records), timeout=30_000)
+    assert view.model_box.currentText() == "pumps"
+    # site-a sits at a dead address: the pull says so, and the rest still shows.
+    assert "site-a:" in view.summary.text()
+    line = view.requests.getPlotItem().listDataItems()[0]
+    assert line.name() == "site-a" and sum(line.yData) * 60 == pytest.approx(60)
+    errors = view.errors.getPlotItem().listDataItems()[0]
+    failed = sum(rate * n * 60 for rate, n in zip(errors.yData, line.yData, strict=True))
+    assert failed == pytest.approx(6)
+
+    drift = view.drift
+    assert "temp" in drift.features
+    row = drift.features.index("temp")
+    temp = drift.cells[(row, 0)]
+    assert temp.status == "alert" and drift.heatmap.matrix[row, 0] > 0.25
+    # Click the cell the way a user does.
+    box = drift.heatmap.getViewBox()
+    scene = box.mapViewToScene(QPointF(0.5, row + 0.5))
+    point = drift.heatmap.mapFromScene(scene)
+    qtbot.mouseClick(drift.heatmap.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    qtbot.waitUntil(lambda: drift.selected is not None, timeout=2000)
+    assert drift.selected is not None and drift.selected.feature == "temp"
+    assert "PSI" in drift.cell.text() and "alert" in drift.cell.text()
+
+    messages = [a.message for a in view.alerts.records]
+    assert any("temp PSI" in m for m in messages)
+    assert any("error rate" in m for m in messages)
+    assert any("site-a is unreachable" in m for m in messages)
+    assert not error_dialogs(window)
