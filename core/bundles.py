@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,8 @@ def build_bundle(catalog: Catalog, ref: str, out: Path | None = None, *,
             tmp, model=mv.model, version=mv.version, model_bytes=model_bytes,
             baseline=baseline, canary=canary, key=key, task=mv.task,
             labels=[v if isinstance(v, int) else str(v) for v in mv.labels] if mv.labels
-            else None, min_onnxruntime=min_onnxruntime(mv.opset))
+            else None, min_onnxruntime=min_onnxruntime(mv.opset),
+            built_by=f"outpost {package_version('outpost')}")
         sha, _ = catalog.objects.adopt(tmp)
     with catalog.transaction() as cur:
         cur.execute("INSERT OR REPLACE INTO bundle (model, version, object, key_id, baseline) "
