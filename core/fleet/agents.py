@@ -7,6 +7,7 @@ a device swapped in at the same address is refused before anything is sent.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -108,6 +109,9 @@ def add_agent(catalog: Catalog, name: str, url: str, token: str, *, mode: str = 
 def connect(catalog: Catalog, name: str) -> Iterator[tuple[AgentRecord, AgentClient]]:
     """A client for an enrolled agent whose pinned identity has just been proven."""
     record = get_agent(catalog, name)
+    if record.mode == "hub":
+        raise InvalidInput(f"agent {name} is in hub mode: the desktop cannot call it; it "
+                           "polls the hub (`outpost hub serve`)")
     with AgentClient(record.name, record.url, record.token) as client:
         client.verify_pinned(record.public_key)
         yield record, client
@@ -139,6 +143,9 @@ def record_contact(catalog: Catalog, name: str, status: dict[str, Any] | None,
 def agent_status(catalog: Catalog, name: str) -> AgentStatus:
     """Poll one agent: online or not, what it serves, its runtime and outbox backlog."""
     record = get_agent(catalog, name)
+    if record.mode == "hub":  # it calls the hub: its status is what it said last
+        from core.hub.contacts import hub_agent_status
+        return hub_agent_status(catalog, record)
     status: dict[str, Any] | None = None
     error: str | None = None
     try:
@@ -161,4 +168,9 @@ def agent_status(catalog: Catalog, name: str) -> AgentStatus:
 
 
 def fleet_status(catalog: Catalog) -> list[AgentStatus]:
-    return [agent_status(catalog, a.name) for a in list_agents(catalog)]
+    """Every agent's status, polled in parallel so a silent one costs one timeout, not many."""
+    names = [a.name for a in list_agents(catalog)]
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        return list(pool.map(lambda name: agent_status(catalog, name), names))
