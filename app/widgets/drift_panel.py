@@ -11,6 +11,11 @@ from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 from app.theme import Theme
 from app.widgets.plots import Heatmap
 from core.drift import FeatureDrift, Thresholds
+from edge_agent.protocol import PREDICTION_FEATURE
+
+
+def feature_label(feature: str) -> str:
+    return "(prediction)" if feature == PREDICTION_FEATURE else feature
 
 
 def window_label(start: float | None) -> str:
@@ -62,10 +67,11 @@ class DriftPanel(QWidget):
         warn, alert = thresholds.psi_warn / top, thresholds.psi_alert / top
         c = self.theme.colour
         colours = [c("plot_background"), c("ok"), c("warn"), c("bad"), c("bad")]
-        self.heatmap.show_matrix(
-            np.clip(matrix, 0, top), self.features, [window_label(w) for w in self.windows],
-            colours, (0.0, top), "Drift: PSI per feature and window", annotate=True,
-            positions=[0.0, warn * 0.5, warn, alert, 1.0])
+        labels = [feature_label(f) for f in self.features]
+        windows = [window_label(w) for w in self.windows]
+        self.heatmap.show_matrix(np.clip(matrix, 0, top), labels, windows, colours, (0.0, top),
+                                 "Drift: PSI per feature and window", annotate=True,
+                                 positions=[0.0, warn * 0.5, warn, alert, 1.0])
 
     def select_cell(self, row: int, column: int) -> None:
         r = self.cells.get((row, column))
@@ -74,7 +80,8 @@ class DriftPanel(QWidget):
         test = (f"KS {r.ks:.3f}" if r.ks is not None else
                 f"χ² p-value {r.chi2_p:.3g}" if r.chi2_p is not None else "")
         self.cell.setText(
-            f"<b>{r.feature}</b> ({r.kind})<br>window {window_label(r.window_start)}<br>"
+            f"<b>{feature_label(r.feature)}</b> ({r.kind})<br>"
+            f"window {window_label(r.window_start)}<br>"
             f"PSI <b>{r.psi:.3f}</b> — {r.status} (warn ≥ {self.thresholds.psi_warn}, "
             f"alert ≥ {self.thresholds.psi_alert})<br>{test}<br>{r.rows:,} live values")
         self.selected = r
