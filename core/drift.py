@@ -184,7 +184,8 @@ def drift_report(catalog: Catalog, model: str, agent: str | None = None, *,
                  until: float | None = None, thresholds: Thresholds | None = None,
                  record_alerts: bool = True) -> DriftReport:
     """Drift of every feature and of the prediction, fleet-wide and per agent, plus request
-    health; raises and clears the matching alerts."""
+    health. A report that reaches the present (no `until`) raises and clears the matching
+    alerts; one about the past leaves them as they are."""
     th = thresholds or Thresholds()
     version = version if version is not None else _latest_version(catalog, model, agent)
     rows = drift_rows(catalog, model, version, agent=agent, since=since, until=until,
@@ -196,7 +197,7 @@ def drift_report(catalog: Catalog, model: str, agent: str | None = None, *,
         features=[r for r in fleet if r.feature != PREDICTION_FEATURE],
         prediction=next((r for r in fleet if r.feature == PREDICTION_FEATURE), None),
         by_agent=[r for r in rows if r.agent is not None], health=health)
-    if record_alerts:
+    if record_alerts and until is None:
         _record_alerts(catalog, report)
     return report
 

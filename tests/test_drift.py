@@ -44,9 +44,9 @@ def catalog(outpost_home: Path) -> Iterator[Catalog]:
 
 
 def _windows(catalog: Catalog, agent: str, shapes: list[dict[str, list[int]]],
-             first_seq: int = 1) -> int:
+             first_seq: int = 1, first_window: int = 0) -> int:
     recs, seq = [], first_seq
-    for w, shape in enumerate(shapes):
+    for w, shape in enumerate(shapes, first_window):
         for feature, counts in shape.items():
             nulls = 5 if feature == "temp" else 0
             recs.append(histogram(seq, feature, counts, nulls=nulls, start=T0 + 60 * w))
@@ -94,8 +94,11 @@ def test_per_agent_rows_and_alerts_raise_then_clear(catalog: Catalog) -> None:
     assert by_agent[("drifty", "site")] == "ok"
     open_keys = {a.key for a in list_alerts(catalog)}
     assert open_keys == {"drift/m/drifty/temp", "drift/m/drifty/__prediction__"}
-    # The same question over the calm windows only: the condition stopped holding.
+    # A look at the past changes nothing; calm windows since then clear the alerts.
     drift_report(catalog, "m", until=T0 + 120)
+    assert {a.key for a in list_alerts(catalog)} == open_keys
+    _windows(catalog, "drifty", [NORMAL, NORMAL], first_seq=100, first_window=3)
+    drift_report(catalog, "m", since=T0 + 180)
     assert list_alerts(catalog) == []
     cleared = list_alerts(catalog, include_cleared=True)
     assert {a.key for a in cleared} == open_keys and all(a.cleared_at for a in cleared)
