@@ -166,9 +166,21 @@ def _deploy(catalog: Catalog) -> str:
     return f"{result.model}@{result.version} {result.status} on {result.agent}"
 
 
-def _pull(catalog: Catalog) -> str:
-    return ", ".join(f"{r.agent}: {r.rows} records" + (f" ({r.error})" if r.error else "")
-                     for r in pull_telemetry(catalog, LOCAL_AGENT))
+def _pull(catalog: Catalog, drifted_from: float, timeout: float = 15.0) -> str:
+    """Pull until the drifted phase's histogram windows are in: on a busy machine the
+    agent's writer may close them a little after the window ends."""
+    deadline, rows = time.monotonic() + timeout, 0
+    while True:
+        [result] = pull_telemetry(catalog, LOCAL_AGENT)
+        if result.error:
+            raise OutpostError(f"telemetry pull from the local agent failed: {result.error}")
+        rows += result.rows
+        arrived = catalog.cursor().execute(
+            "SELECT count(*) FROM telemetry_histogram WHERE agent = ? AND model = ? "
+            "AND window_start >= ?", [LOCAL_AGENT, MODEL, drifted_from]).fetchall()[0][0]
+        if arrived or time.monotonic() > deadline:
+            return f"{rows} records"
+        time.sleep(0.25)
 
 
 def _serve_and_observe(catalog: Catalog, run: _Runner, state: dict[str, Any]) -> None:
@@ -182,7 +194,7 @@ def _serve_and_observe(catalog: Catalog, run: _Runner, state: dict[str, Any]) ->
     boundary = _next_window()
     run.step("drifted traffic", lambda: f"{_send(url, mv, drifted)} rows")
     _next_window()
-    run.step("pull telemetry", lambda: _pull(catalog))
+    run.step("pull telemetry", lambda: _pull(catalog, boundary))
 
     def report() -> str:
         run.result.normal = drift_report(catalog, MODEL, LOCAL_AGENT, version=mv.version,

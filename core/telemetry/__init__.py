@@ -1,0 +1,1 @@
+"""Telemetry from agents into the catalog: export files, pulls by cursor, request series."""
