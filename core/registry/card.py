@@ -67,8 +67,8 @@ def _parity_section(parity: dict[str, Any], flagged: bool) -> list[str]:
 
 
 def _signature_section(version: ModelVersion) -> list[str]:
-    rows = [("input", s.name, s.datatype, s.shape) for s in version.inputs]
-    rows += [("output", s.name, s.datatype, s.shape) for s in version.outputs]
+    rows = [("input", s.name, s.datatype, str(s.shape)) for s in version.inputs]
+    rows += [("output", s.name, s.datatype, str(s.shape)) for s in version.outputs]
     lines = ["## Signature", ""] + _table(("", "name", "datatype", "shape"), rows)
     if version.labels is not None:
         lines += ["", f"Class labels (probability column order): {_fmt(version.labels)}"]
