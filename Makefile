@@ -40,3 +40,24 @@ bench: $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# --- packaging (issue 7) -------------------------------------------------------------
+# `make dist` builds dist/outpost-agent (one file) and dist/outpost/ (one folder) with
+# PyInstaller, skipping a build whose inputs did not change; DIST_TARGETS=agent for one.
+# `make wheelhouse` fills $(WHEELHOUSE)/ with every wheel an offline site needs for
+# `pip install --no-index --find-links $(WHEELHOUSE) ...` (docs/install.md), and
+# agent-requirements.txt: the agent's own dependencies, without the desktop's.
+DIST_TARGETS ?= all
+WHEELHOUSE ?= wheelhouse
+
+.PHONY: dist wheelhouse
+
+dist: $(DEV_STAMP)
+	$(BIN)/python packaging/build.py $(DIST_TARGETS)
+
+wheelhouse: | $(BIN)/python
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELHOUSE) '.[agent]'
+	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELHOUSE) .
+	$(BIN)/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))\
+	['project']['optional-dependencies']['agent'], sep='\n')" > $(WHEELHOUSE)/agent-requirements.txt
