@@ -76,18 +76,21 @@ def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untype
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from edge_agent.hub_client import hub_settings
     from edge_agent.runtime import ServeOptions, serve
 
     agent_dir = _writable_dir(Path(args.dir))
     sock = _listen(args.host, args.port)
     token = read_token(Path(args.token_file) if args.token_file else None, agent_dir)
+    hub = hub_settings(args, agent_dir)  # before the key ring loads: it may trust a key
     options = ServeOptions(
         agent_dir=agent_dir, token=token, keyring=_keyring(agent_dir, args.trust_key),
         inbox=Path(args.inbox) if args.inbox else None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), body_timeout_s=args.body_timeout_s,
         max_bundle_bytes=int(args.max_bundle_mb * 1024 * 1024),
         telemetry_max_bytes=int(args.telemetry_max_mb * 1024 * 1024),
-        window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us)
+        window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us,
+        hub=hub)
     return serve(sock, options)
 
 
@@ -168,6 +171,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="adaptive batching: most requests run together (1 = off)")
     serve.add_argument("--batch-delay-us", type=int, default=200,
                        help="adaptive batching: longest wait for a batch to fill")
+    from edge_agent.hub_client import add_hub_arguments
+
+    add_hub_arguments(serve)
     serve.set_defaults(fn=cmd_serve)
     install = sub.add_parser("install", help="verify and install a bundle file")
     install.add_argument("bundle", help="NAME-VERSION.outpost file")

@@ -35,6 +35,7 @@ class ServeOptions:
     flush_s: float = 0.25
     batch_max: int = 1
     batch_delay_us: int = 200
+    hub: Any = None  # edge_agent.hub_client.HubSettings: device-initiated mode
 
 
 def build_app(options: ServeOptions) -> Any:
@@ -80,6 +81,7 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
                     "management routes are disabled")
     app = build_app(options)
     watcher = _start_inbox(options, app)
+    hub = _start_hub(options, app)
     config = uvicorn.Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
                             http="httptools", lifespan="on", access_log=False,
                             log_level="warning", timeout_graceful_shutdown=30,
@@ -97,6 +99,8 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
     finally:
         if watcher is not None:
             watcher.stop()
+        if hub is not None:
+            hub.stop()
     log.info("stopped")
     return 0
 
@@ -109,3 +113,11 @@ def _start_inbox(options: ServeOptions, app: Any) -> Any:
     watcher = InboxWatcher(options.inbox, app.management.store)
     watcher.start()
     return watcher
+
+
+def _start_hub(options: ServeOptions, app: Any) -> Any:
+    if options.hub is None:
+        return None
+    from edge_agent.hub_client import start_hub_client
+
+    return start_hub_client(options.hub, app)

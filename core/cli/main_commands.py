@@ -64,3 +64,7 @@ from core.cli import model, runs, train  # noqa: E402
 app.command("train")(train.train)
 app.add_typer(runs.app, name="runs")
 app.add_typer(model.app, name="model")
+
+from core.cli import hub  # noqa: E402
+
+hub.register(app, agent.app)

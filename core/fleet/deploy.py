@@ -13,7 +13,7 @@ from typing import Any
 
 from core.catalog import Catalog
 from core.errors import OutpostError
-from core.fleet.agents import AgentRecord, connect
+from core.fleet.agents import AgentRecord, connect, get_agent
 from core.fleet.client import AgentClient
 from core.fleet.errors import AgentRefused, DeployRefused
 from core.fleet.rotation import catch_up_rotations
@@ -131,6 +131,10 @@ def deploy(catalog: Catalog, ref: str, agent: str, *, force: bool = False,
 
     mv = resolve_model(catalog, ref)
     refuse_flagged(mv.model, mv.version, mv.flagged, mv.parity, force)
+    if (hub_agent := get_agent(catalog, agent)).mode == "hub":  # recorded, fetched on poll
+        from core.hub.desired import deploy_via_hub
+        return deploy_via_hub(catalog, mv, hub_agent, allow_downgrade=allow_downgrade,
+                              progress=progress, cancel=cancel)
     report(progress, f"deploy {mv.ref} to {agent}", 0, 3)
     with connect(catalog, agent) as (record, client):
         check_opset(agent, client.status(), mv.model, mv.opset)
@@ -146,6 +150,9 @@ def deploy(catalog: Catalog, ref: str, agent: str, *, force: bool = False,
 
 def rollback(catalog: Catalog, model: str, agent: str) -> DeployResult:
     """Make the agent serve the version it served before; recorded like a deployment."""
+    if (hub_agent := get_agent(catalog, agent)).mode == "hub":  # recorded, done on poll
+        from core.hub.desired import rollback_via_hub
+        return rollback_via_hub(catalog, model, hub_agent)
     with connect(catalog, agent) as (record, client):
         deployment = _start(catalog, record.name, model, 0, "rollback", None)
         try:

@@ -40,6 +40,9 @@ def rotate_keys(catalog: Catalog) -> tuple[Rotation, list[RotationOutcome]]:
     rotation = rotate_signing_key(catalog)
     outcomes = []
     for agent in list_agents(catalog):
+        if agent.mode == "hub":  # the records go out with its next poll answer
+            outcomes.append(RotationOutcome(agent.name, True, None))
+            continue
         try:
             with connect(catalog, agent.name) as (record, client):
                 catch_up_rotations(catalog, record, client)

@@ -110,7 +110,7 @@ def pull_telemetry(catalog: Catalog, agent: str | None = None, *, page: int = DE
                    retry: RetryPolicy | None = None, progress: ProgressFn | None = None,
                    cancel: CancelToken | None = None) -> list[PullResult]:
     """Pull from one agent or from all, each in its own thread."""
-    names = [agent] if agent else [a.name for a in list_agents(catalog)]
+    names = [agent] if agent else [a.name for a in list_agents(catalog) if a.mode != "hub"]
     if agent:
         get_agent(catalog, agent)  # unknown name: one clear error, not an empty result
     lock = threading.Lock()

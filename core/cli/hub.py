@@ -1,0 +1,91 @@
+"""`outpost hub serve`, and `outpost agent enroll|revoke` for hub-mode agents."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from core.cli.common import JsonFlag, console, emit, err_console, open_catalog
+from core.config import ENV_PREFIX
+from core.hub import DEFAULT_PORT, enroll_agent, revoke_agent, start_hub, write_enrolment
+
+app = typer.Typer(help="The hub where hub-mode agents (behind NAT) poll and post.",
+                  no_args_is_help=True)
+DEFAULT_HUB_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = DEFAULT_PORT,
+    as_json: JsonFlag = False,
+) -> None:
+    """Serve the hub until interrupted; it holds the catalog meanwhile (one writer)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with open_catalog() as catalog:
+        handle = start_hub(catalog, host, port)
+        try:
+            emit({"url": handle.url, "host": handle.host, "port": handle.port}, as_json,
+                 lambda: console.print(f"hub serving on {handle.url} (Ctrl-C stops it)"))
+            sys.stdout.flush()
+            while handle.running and not stop.wait(0.5):
+                pass
+        finally:
+            handle.stop()
+
+
+def enroll(
+    name: Annotated[str, typer.Argument(help="Name for the agent in this catalog.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Also write the enrolment file here (mode 0600).")] = None,
+    hub_url: Annotated[str | None, typer.Option(
+        "--hub-url", help="The hub address the device will call (default: "
+        f"${ENV_PREFIX}HUB_URL or {DEFAULT_HUB_URL}).")] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="New token for an enrolled hub agent (a replaced device).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Enrol an agent for hub mode: print a one-time file with the hub URL, a token and
+    the desktop's public key, for `outpost-agent serve --enroll FILE`."""
+    url = hub_url or os.environ.get(f"{ENV_PREFIX}HUB_URL") or DEFAULT_HUB_URL
+    with open_catalog() as catalog:
+        enrolment = enroll_agent(catalog, name, url, replace=replace)
+    if out is not None:
+        write_enrolment(enrolment, out)
+    document = orjson.loads(enrolment.to_json_bytes())
+
+    def render() -> None:
+        sys.stdout.buffer.write(enrolment.to_json_bytes())
+        sys.stdout.flush()
+        where = f"written to {out}; " if out is not None else ""
+        err_console.print(f"{where}start the device with: outpost-agent serve --dir DIR "
+                          "--enroll FILE (the token is shown this once)")
+
+    emit({**document, "file": None if out is None else str(out)}, as_json, render)
+
+
+def revoke(
+    name: Annotated[str, typer.Argument(help="A hub-mode agent.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Revoke a hub-mode agent's enrolment: the hub refuses it from now on."""
+    with open_catalog() as catalog:
+        revoke_agent(catalog, name)
+    emit({"agent": name, "revoked": True}, as_json,
+         lambda: console.print(f"agent {name} revoked: the hub refuses it from now on"))
+
+
+def register(root: typer.Typer, agent_group: typer.Typer) -> None:
+    """`outpost hub ...`, plus enroll/revoke under `outpost agent`."""
+    root.add_typer(app, name="hub")
+    agent_group.command("enroll")(enroll)
+    agent_group.command("revoke")(revoke)

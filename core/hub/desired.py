@@ -1,0 +1,147 @@
+"""Desired state for hub-mode agents: what `deploy` and `rollback` record instead of
+pushing, what a poll answers, and the outcome the agent reports back.
+
+Each deploy or rollback is a `deployment` row ('pending') and the agent's `hub_desired`
+row for that model, written in one transaction. The agent carries it out on its next
+poll and reports; the row then reads 'active' / 'installed', or 'failed' with the reason.
+A newer deployment of the same model supersedes a pending one, which fails as such.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import orjson
+
+from core.catalog import Catalog
+from core.fleet.agents import AgentRecord
+from core.fleet.deploy import DeployResult, check_opset
+from core.fleet.errors import DeployRefused
+from core.hub.http import HubHTTPError
+from core.progress import CancelToken, ProgressFn, check, report
+from core.registry import ModelVersion
+from edge_agent.hub_protocol import agent_path
+
+OUTCOMES = ("active", "installed", "failed")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    deployment: int
+    model: str
+    status: str  # one of OUTCOMES
+    version: int | None  # the version active after it (a rollback learns it here)
+    error: str | None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Outcome:
+        deployment, model, status = doc.get("deployment"), doc.get("model"), doc.get("status")
+        version, error = doc.get("version"), doc.get("error")
+        if type(deployment) is not int or not isinstance(model, str) or status not in OUTCOMES:
+            raise HubHTTPError(400, 'outcome must be {"deployment": int, "model": str, '
+                                    f'"status": one of {list(OUTCOMES)}, ...}}')
+        if version is not None and type(version) is not int:
+            raise HubHTTPError(400, "outcome version must be an integer or null")
+        if status == "failed" and not isinstance(error, str):
+            raise HubHTTPError(400, "a failed outcome must say why (error)")
+        return cls(deployment, model, str(status), version,
+                   str(error)[:2000] if error is not None else None)
+
+
+def _record(catalog: Catalog, agent: str, model: str, version: int, action: str,
+            bundle: str | None, allow_downgrade: bool) -> int:
+    with catalog.transaction() as cur:
+        rows = cur.execute(
+            "INSERT INTO deployment (agent, model, version, action, status, bundle) "
+            "VALUES (?, ?, ?, ?, 'pending', ?) RETURNING id",
+            [agent, model, version, action, bundle]).fetchall()
+        deployment = int(rows[0][0])
+        cur.execute(
+            "UPDATE deployment SET status = 'failed', finished_at = now(), "
+            "error = 'superseded by deployment ' || ? WHERE agent = ? AND model = ? "
+            "AND status = 'pending' AND id <> ?", [deployment, agent, model, deployment])
+        cur.execute("DELETE FROM hub_desired WHERE agent = ? AND model = ?", [agent, model])
+        cur.execute(
+            "INSERT INTO hub_desired (agent, model, version, action, deployment, bundle, "
+            "allow_downgrade) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [agent, model, version, action, deployment, bundle, allow_downgrade])
+    return deployment
+
+
+def last_status(catalog: Catalog, agent: str) -> dict[str, Any] | None:
+    rows = catalog.cursor().execute("SELECT last_status FROM agent WHERE name = ?",
+                                    [agent]).fetchall()
+    return orjson.loads(rows[0][0]) if rows and rows[0][0] else None
+
+
+def deploy_via_hub(catalog: Catalog, mv: ModelVersion, record: AgentRecord, *,
+                   allow_downgrade: bool = False, progress: ProgressFn | None = None,
+                   cancel: CancelToken | None = None) -> DeployResult:
+    """Record `mv` as what the hub agent should run; it installs it on its next poll.
+
+    The opset check uses the runtime the agent reported on its last poll (none yet: the
+    agent checks on install and the failure comes back as the outcome)."""
+    from core.bundles import build_bundle
+
+    status = last_status(catalog, record.name)
+    if status is not None and status.get("opset_max"):
+        check_opset(record.name, status, mv.model, mv.opset)
+    report(progress, f"deploy {mv.ref} to {record.name} (hub)", 0, 2)
+    built = build_bundle(catalog, mv.ref, cancel=cancel)
+    check(cancel, "deploy")
+    deployment = _record(catalog, record.name, mv.model, mv.version, "deploy", built.sha256,
+                         allow_downgrade)
+    report(progress, f"deploy {mv.ref} to {record.name} (hub)", 2, 2)
+    return DeployResult(record.name, mv.model, mv.version, "pending", deployment)
+
+
+def rollback_via_hub(catalog: Catalog, model: str, record: AgentRecord) -> DeployResult:
+    """Record that the hub agent should go back to the version it served before."""
+    status = last_status(catalog, record.name) or {}
+    known = {m.get("name") for m in status.get("models") or [] if isinstance(m, dict)}
+    if status and model not in known:
+        raise DeployRefused(f"agent {record.name} does not serve {model} (as of its last poll)")
+    deployment = _record(catalog, record.name, model, 0, "rollback", None, False)
+    return DeployResult(record.name, model, 0, "pending", deployment)
+
+
+def desired_for(cur: duckdb.DuckDBPyConnection, agent: str) -> list[dict[str, Any]]:
+    """The poll answer's `desired` list: one item per model, with where to fetch the bundle."""
+    rows = cur.execute(
+        "SELECT d.model, d.version, d.action, d.deployment, d.bundle, d.allow_downgrade, "
+        "p.status FROM hub_desired d LEFT JOIN deployment p ON p.id = d.deployment "
+        "WHERE d.agent = ? ORDER BY d.model", [agent]).fetchall()
+    return [{"model": model, "version": version, "action": action, "deployment": deployment,
+             "bundle": None if bundle is None else {
+                 "sha256": bundle, "path": agent_path(agent, "bundles", bundle)},
+             "allow_downgrade": allow_downgrade, "status": status}
+            for model, version, action, deployment, bundle, allow_downgrade, status in rows]
+
+
+def bundle_allowed(cur: duckdb.DuckDBPyConnection, agent: str, sha256: str) -> bool:
+    """An agent may download only a bundle it is meant to install."""
+    return bool(cur.execute("SELECT 1 FROM hub_desired WHERE agent = ? AND bundle = ?",
+                            [agent, sha256]).fetchall())
+
+
+def record_outcome(catalog: Catalog, agent: str, outcome: Outcome) -> None:
+    """Finish the deployment row; a rollback's desired row becomes the version it reached."""
+    with catalog.transaction() as cur:
+        rows = cur.execute("SELECT action, status FROM deployment WHERE id = ? AND agent = ? "
+                           "AND model = ?", [outcome.deployment, agent, outcome.model]).fetchall()
+        if not rows:
+            raise HubHTTPError(404, f"no deployment {outcome.deployment} of {outcome.model} "
+                                    f"for agent {agent}")
+        action, _ = rows[0]
+        cur.execute("UPDATE deployment SET status = ?, error = ?, finished_at = now(), "
+                    "version = coalesce(?, version) WHERE id = ?",
+                    [outcome.status, outcome.error, outcome.version, outcome.deployment])
+        if action == "rollback" and outcome.status != "failed" and outcome.version:
+            # A device wiped later converges on the same version from its bundle.
+            cur.execute("UPDATE hub_desired SET action = 'deploy', version = ?, "
+                        "allow_downgrade = true, bundle = (SELECT object FROM bundle b "
+                        "WHERE b.model = ? AND b.version = ?), updated_at = now() "
+                        "WHERE agent = ? AND model = ? AND deployment = ?",
+                        [outcome.version, outcome.model, outcome.version, agent, outcome.model,
+                         outcome.deployment])
