@@ -142,8 +142,16 @@ def _us(text: str) -> float:
     return float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url: str, body: bytes, headers: dict[str, str], conns: int, duration: float,
-        workdir: Path) -> dict[str, float]:
+        workdir: Path, pid: int) -> dict[str, float]:
+    """wrk's req/s and latency, plus the server's CPU time per request (robust to the
+    noise of a shared machine, unlike wall-clock figures)."""
     body_file = workdir / "body.bin"
     body_file.write_bytes(body)
     script = workdir / "post.lua"
@@ -151,6 +159,7 @@ def wrk(url: str, body: bytes, headers: dict[str, str], conns: int, duration: fl
              "wrk.body = f:read(\"*a\")", "f:close()"]
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
     script.write_text("\n".join(lines) + "\n")
+    cpu0 = cpu_seconds(pid)
     out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}",
                           f"-d{max(1, round(duration))}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
@@ -158,8 +167,11 @@ def wrk(url: str, body: bytes, headers: dict[str, str], conns: int, duration: fl
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if bad:
         raise SystemExit(f"wrk saw {bad.group(1)} error responses on {url}:\n{out}")
+    cpu = cpu_seconds(pid) - cpu0
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {"req_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-            "p50_us": _us(lat["50"]), "p99_us": _us(lat["99"])}
+            "p50_us": _us(lat["50"]), "p99_us": _us(lat["99"]),
+            "server_cpu_us_per_req": cpu / max(total, 1) * 1e6}
 
 
 Case = tuple[str, bytes, dict[str, str]]
@@ -213,10 +225,10 @@ def run_agent_suite(agent_dir: Path, token_file: Path, pub: Path, bodies: dict[s
     try:
         out: dict[str, Any] = {"ready_s": ready, **rss_mb(proc.pid)}
         for name, (path, body, headers) in bodies.items():
-            wrk(url + path, body, headers, 4, 1.0, workdir)  # warm-up
+            wrk(url + path, body, headers, 4, 1.0, workdir, proc.pid)  # warm-up
             for conns in ((16,) if extra else (1, 16)):
                 out[f"{name}_c{conns}"] = wrk(url + path, body, headers, conns, duration,
-                                              workdir)
+                                              workdir, proc.pid)
         out.update({f"after_load_{k}": v for k, v in rss_mb(proc.pid).items()})
         return out
     finally:
@@ -262,8 +274,8 @@ def main() -> None:
 
         floor_proc, floor_url, _ = start([__file__, "--floor-server"], "/")
         try:
-            floor = {f"c{c}": wrk(floor_url + "/", bodies["oip_json"][1], {}, c, duration, tmp)
-                     for c in (1, 16)}
+            floor = {f"c{c}": wrk(floor_url + "/", bodies["oip_json"][1], {}, c, duration, tmp,
+                                  floor_proc.pid) for c in (1, 16)}
         finally:
             stop(floor_proc)
         plain = run_agent_suite(agent_dir, token_file, pub, bodies, duration, tmp, [])
@@ -306,7 +318,9 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
                   f"{b['p99_us']:6.0f} us {b['req_s']:6.0f} req/s "
                   f"({b['req_s'] / c16['req_s']:.2f}x unbatched)")
         print(f"{'':11s} overhead p50 at c1 = {overhead[name]:.0f} us over session.run "
-              f"({over_floor[name]:.0f} us over the HTTP floor)")
+              f"({over_floor[name]:.0f} us over the HTTP floor); server CPU per request at "
+              f"c16 {c16['server_cpu_us_per_req']:.0f} us (floor "
+              f"{floor['c16']['server_cpu_us_per_req']:.0f} us, session.run {raw['p50_us']:.0f})")
     print(f"RSS with the model loaded: {plain['rss_mb']:.1f} MB "
           f"(after load {plain['after_load_rss_mb']:.1f} MB); start to ready "
           f"{plain['ready_s']:.2f} s")
