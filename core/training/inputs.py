@@ -97,14 +97,14 @@ def _classification_target(y: pd.Series, target: str) -> tuple[np.ndarray, list[
     else:
         values = np.asarray([str(v) for v in y], dtype=object)
     classes, counts = np.unique(values, return_counts=True)
-    if len(classes) < 2:
-        raise InvalidInput(f"target {target!r} has only one class ({classes[0]!r}); "
+    labels: list[int | str] = [c.item() if isinstance(c, np.generic) else str(c) for c in classes]
+    if len(labels) < 2:
+        raise InvalidInput(f"target {target!r} has only one class ({labels[0]!r}); "
                            "classification needs at least two")
     if counts.min() < 2:
-        rare = classes[int(np.argmin(counts))]
+        rare = labels[int(np.argmin(counts))]
         raise InvalidInput(f"class {rare!r} of target {target!r} has only one row; a "
                            "stratified split needs at least two rows per class")
-    labels: list[int | str] = [c.item() if isinstance(c, np.generic) else str(c) for c in classes]
     return values, labels
 
 
@@ -140,11 +140,12 @@ def prepare_inputs(frame: pd.DataFrame, target: str, requested: Sequence[str] | 
         raise InvalidInput(f"target {target!r} is null in every row of {source}")
     if len(present) < len(frame):
         notes.append(f"left out {len(frame) - len(present)} rows whose target is null")
-    if task is None:
-        task = algorithm.tasks[0] if len(algorithm.tasks) == 1 else infer_task(present[target])
+    given = task
+    task = task or infer_task(present[target])
     if task not in algorithm.tasks:
+        hint = "" if given else f"; pass --task {algorithm.tasks[0]} to treat it as one"
         raise InvalidInput(f"{algorithm.name} does {' and '.join(algorithm.tasks)} only; "
-                           f"target {target!r} is a {task} target")
+                           f"target {target!r} is a {task} target{hint}")
     labels: list[int | str] | None = None
     if task == "regression":
         y = _regression_target(present[target], target)
