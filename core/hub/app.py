@@ -225,8 +225,6 @@ class HubApp:
         body = await read_body(scope, receive, self.options.max_batch_bytes,
                                self.options.body_timeout_s, "telemetry batch")
         records = await self._read(parse_batch, body, self.options.max_batch_records)
-        if records.num_rows == 0:
-            raise HubHTTPError(400, "telemetry batch holds no records")
         result = await asyncio.wrap_future(self.writer.telemetry(Batch(name, records)))
         return json_reply({"acked": result.last_seq, "inserted": result.rows})
 
@@ -243,6 +241,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 def parse_batch(body: bytes, max_records: int) -> pa.Table:
     """NDJSON outbox records as the ingest's Arrow table; 400/413 saying what is wrong."""
+    if not body.strip():
+        raise HubHTTPError(400, "telemetry batch holds no records")
     try:
         table = pajson.read_json(io.BytesIO(body), parse_options=_PARSE)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
