@@ -1,7 +1,7 @@
 """The main window: navigation between the views, menus, the status bar with running tasks."""
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
-    QSplitter,
     QStackedWidget,
     QToolButton,
     QVBoxLayout,
@@ -77,18 +76,20 @@ class MainWindow(QMainWindow):
         right_layout.setContentsMargins(8, 8, 8, 0)
         right_layout.addWidget(self.banner)
         right_layout.addWidget(self.stack, 1)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(self.nav)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(self.splitter)
+        central = QWidget()
+        central_layout = QHBoxLayout(central)
+        central_layout.setContentsMargins(0, 0, 0, 0)
+        central_layout.setSpacing(0)
+        central_layout.addWidget(self.nav)
+        central_layout.addWidget(right, 1)
+        self.setCentralWidget(central)
 
         self.catalog_label = QLabel(f"Catalog: {ctx.catalog.path}")
         self.catalog_label.setObjectName("catalogPath")
         self.task_bar = TaskBar(ctx.tasks, ctx.theme)
-        self.statusBar().addWidget(self.catalog_label)
+        # Permanent widgets are never covered by the transient messages on the left.
         self.statusBar().addPermanentWidget(self.task_bar)
+        self.statusBar().addPermanentWidget(self.catalog_label)
         ctx.tasks.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
         ctx.sink.reported.connect(lambda text: self.statusBar().showMessage(text, 6000))
         ctx.theme.changed.connect(self._retheme)
@@ -184,9 +185,6 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
-        splitter = self.settings.value("window/splitter")
-        if isinstance(splitter, QByteArray):
-            self.splitter.restoreState(splitter)
         for view in self.views:
             saved = self.settings.value(f"views/{type(view).__name__}")
             if isinstance(saved, dict):
@@ -197,7 +195,6 @@ class MainWindow(QMainWindow):
     def save_settings(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
-        self.settings.setValue("window/splitter", self.splitter.saveState())
         self.settings.setValue("window/view", self.stack.currentIndex())
         self.settings.setValue("theme", self.ctx.theme.name)
         for view in self.views:

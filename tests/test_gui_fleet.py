@@ -98,7 +98,10 @@ def test_local_agent_deploy_rollback_bundle_and_going_offline(
     register_model(catalog, run, "pumps")
     dialog = view.open_deploy()
     qtbot.waitUntil(lambda: dialog.compatible is not None, timeout=30_000)
-    assert dialog.version.currentText() == "pumps@2"
+    assert dialog.version.currentText() == "pumps@1 (production)"  # production by default
+    dialog.version.setCurrentIndex(dialog.version.findText("pumps@2"))
+    qtbot.waitUntil(lambda: dialog.compatible is not None and dialog.ok_button.isEnabled(),
+                    timeout=30_000)
     dialog.ok_button.click()
     qtbot.waitUntil(lambda: "pumps@2" in view.agents.data(view.agents.index(0, 4)),
                     timeout=60_000)

@@ -123,8 +123,13 @@ class DeployDialog(TaskDialog):
                       self._listed, visible=False)
 
     def _listed(self, versions: list[ModelVersion]) -> None:
+        self.version.blockSignals(True)
         for mv in versions:
             self.version.addItem(version_label(mv), mv)
+        self.version.blockSignals(False)
+        # Production is what usually goes out; otherwise the newest version.
+        production = next((i for i, mv in enumerate(versions) if "production" in mv.aliases), 0)
+        self.version.setCurrentIndex(production)
         if not versions:
             self.error.setText("No model versions yet: register one in Models first.")
         self._check()

@@ -95,6 +95,7 @@ class TrainDialog(QDialog):
         pick = QHBoxLayout()
         for text, state in (("All", Qt.CheckState.Checked), ("None", Qt.CheckState.Unchecked)):
             button = QPushButton(text)
+            button.setAutoDefault(False)
             button.clicked.connect(lambda _=False, s=state: self._check_all(s))
             pick.addWidget(button)
         pick.addStretch(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.models.datasets import when
-from app.models.records import Column, RecordTableModel, number
+from app.models.records import Column, RecordTableModel
 from core.registry import ModelVersion
 
 PARITY_COLOURS = {"passed": "#1a7f37", "flagged": "#cf222e", "not checked": "#6e7781"}
@@ -68,7 +68,7 @@ class ModelVersionsTableModel(RecordTableModel[ModelVersion]):
                    colour=lambda v: PARITY_COLOURS[parity_state(v)]),
             Column("Task", lambda v: v.task or ""),
             Column("Inputs", lambda v: len(v.inputs), align_right=True),
-            Column("Size", lambda v: v.onnx_bytes, lambda b: f"{number(b / 1024, 3)} KiB",
+            Column("Size", lambda v: v.onnx_bytes, lambda b: f"{b / 1024:,.1f} KiB",
                    align_right=True),
             Column("Source", source_text, tip=source_text),
             Column("Created", lambda v: v.created_at, when),

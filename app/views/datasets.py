@@ -50,6 +50,8 @@ def record_table(model: RecordTableModel[Any], name: str) -> QTableView:
     table.verticalHeader().hide()
     table.horizontalHeader().setStretchLastSection(True)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setWordWrap(False)
+    model.modelReset.connect(table.resizeColumnsToContents)
     return table
 
 

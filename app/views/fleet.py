@@ -3,6 +3,7 @@ deploy and roll back, bundles to files, telemetry files from offline sites."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtGui import QHideEvent, QShowEvent
@@ -19,6 +20,26 @@ from core.fleet.local import LocalAgent, start_local_agent, stop_local_agent
 from core.telemetry.ingest import IngestResult, import_telemetry
 
 POLL_MS = 5000
+
+
+def runtime_text(runtime: dict[str, Any]) -> str:
+    """The agent's self-description in one readable line."""
+    parts = []
+    if runtime.get("version"):
+        parts.append(f"agent {runtime['version']}")
+    if runtime.get("python"):
+        parts.append(f"Python {runtime['python']}")
+    if runtime.get("onnxruntime"):
+        parts.append(f"onnxruntime {runtime['onnxruntime']}")
+    opsets = runtime.get("opset_max") or {}
+    if opsets:
+        parts.append("opsets " + ", ".join(f"{d or 'ai.onnx'} ≤ {v}"
+                                           for d, v in sorted(opsets.items())))
+    if runtime.get("uptime_s") is not None:
+        parts.append(f"up {float(runtime['uptime_s']):,.0f} s")
+    if runtime.get("disk_free_bytes") is not None:
+        parts.append(f"{float(runtime['disk_free_bytes']) / 1e9:,.1f} GB free")
+    return " · ".join(parts) or "unknown"
 
 
 class FleetView(View):
@@ -132,8 +153,7 @@ class FleetView(View):
         status = row.status
         lines = [f"<b>{row.name}</b> — {row.state}, {row.record.mode} mode, {row.record.url}"]
         if status is not None:
-            runtime = ", ".join(f"{k} {v}" for k, v in status.runtime.items() if v is not None)
-            lines.append(f"Runtime: {runtime or 'unknown'}")
+            lines.append(f"Runtime: {runtime_text(status.runtime)}")
             lines.append(f"Serving: {row.served() or 'nothing yet'}")
             if status.error:
                 lines.append(f"<span style='color:#cf222e'>{status.error}</span>")

@@ -5,7 +5,15 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSplitter, QTextBrowser, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.context import AppContext
 from app.dialogs.models import AliasDialog, ImportOnnxDialog, RegisterDialog
@@ -56,13 +64,10 @@ class ModelsView(View):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.versions_table)
         card_box = QWidget()
-        card_layout = QHBoxLayout(card_box)
-        card_layout.setContentsMargins(0, 0, 0, 0)
-        inner = QSplitter(Qt.Orientation.Vertical)
-        inner.addWidget(header)
-        inner.addWidget(self.card)
-        inner.setHandleWidth(0)
-        card_layout.addWidget(inner)
+        card_layout = QVBoxLayout(card_box)
+        card_layout.setContentsMargins(0, 6, 0, 0)
+        card_layout.addWidget(header)
+        card_layout.addWidget(self.card, 1)
         right.addWidget(card_box)
         right.setSizes([220, 480])
         self.splitter = QSplitter(Qt.Orientation.Horizontal)

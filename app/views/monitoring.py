@@ -115,8 +115,10 @@ class MonitoringView(View):
         self._fill(self.agent_box, [ALL_AGENTS, *snap.agents], current_agent or ALL_AGENTS)
         pulled = sum(p.rows for p in snap.pulled)
         failed = [f"{p.agent}: {p.error}" for p in snap.pulled if p.error]
-        text = f"{snap.model or 'no model'} — pulled {pulled:,} new records" if snap.pulled \
-            else f"{snap.model or 'no model'}"
+        text = snap.model or "No model registered yet"
+        if snap.pulled:
+            text += f" — pulled {pulled:,} new telemetry records" if pulled else \
+                " — telemetry up to date"
         if failed:
             text += " — " + "; ".join(failed)
         self.summary.setText(text)
@@ -141,14 +143,16 @@ class MonitoringView(View):
 
         series = {a: pts for a, pts in snap.series.items() if pts}
         self.requests.show_series({a: (xs(p), [x.requests_per_s for x in p])
-                                   for a, p in series.items()}, "Requests / s", "req/s")
+                                   for a, p in series.items()}, "Requests / s", "req/s",
+                                  min_top=1.0)
         self.errors.show_series({a: (xs(p), [x.error_rate for x in p])
-                                 for a, p in series.items()}, "Error rate", "share")
+                                 for a, p in series.items()}, "Error rate", "share",
+                                min_top=0.05)
         latency: dict[str, tuple[list[float], list[float]]] = {}
         for agent, points in series.items():
             latency[f"{agent} p50"] = (xs(points), [x.p50_ms or 0.0 for x in points])
             latency[f"{agent} p99"] = (xs(points), [x.p99_ms or 0.0 for x in points])
-        self.latency.show_series(latency, "Latency ms (p50, p99)", "ms")
+        self.latency.show_series(latency, "Latency ms (p50, p99)", "ms", min_top=1.0)
 
     def retheme(self) -> None:
         for plot in (self.requests, self.errors, self.latency):

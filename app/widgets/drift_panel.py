@@ -66,12 +66,13 @@ class DriftPanel(QWidget):
         top = max(thresholds.psi_alert * 2, 0.5)
         warn, alert = thresholds.psi_warn / top, thresholds.psi_alert / top
         c = self.theme.colour
-        colours = [c("plot_background"), c("ok"), c("warn"), c("bad"), c("bad")]
+        # One calm colour for everything below warn; amber to red from warn to alert.
+        colours = [c("ok_soft"), c("ok_soft"), c("warn"), c("bad"), c("bad")]
         labels = [feature_label(f) for f in self.features]
         windows = [window_label(w) for w in self.windows]
         self.heatmap.show_matrix(np.clip(matrix, 0, top), labels, windows, colours, (0.0, top),
                                  "Drift: PSI per feature and window", annotate=True,
-                                 positions=[0.0, warn * 0.5, warn, alert, 1.0])
+                                 positions=[0.0, warn * 0.999, warn, alert, 1.0])
 
     def select_cell(self, row: int, column: int) -> None:
         r = self.cells.get((row, column))

@@ -113,6 +113,10 @@ class BarChart(Plot):
                                    brush=self.theme.series(k), pen=None, name=name)
             self.addItem(item)
         self.set_ticks("bottom", groups)
+        top = max((max(v, default=0.0) for v in series.values()), default=1.0)
+        # Headroom above the tallest bar so the legend never sits on the bars.
+        self.setYRange(min(0.0, *(min(v, default=0.0) for v in series.values())),
+                       top * (1.1 + 0.08 * len(series)), padding=0)
 
 
 class ScatterPlot(Plot):
@@ -141,7 +145,9 @@ class TimeSeriesPlot(Plot):
         self.retheme()
 
     def show_series(self, series: dict[str, tuple[Sequence[float], Sequence[float]]],
-                    title: str | None = None, y_label: str = "") -> None:
+                    title: str | None = None, y_label: str = "", min_top: float = 0.0) -> None:
+        """Lines from 0 up; the axis reaches at least ``min_top`` so that a flat zero (no
+        errors) reads as zero, not as noise around it."""
         self.reset(title)
         legend = self.addLegend(offset=(-10, 10)) if len(series) > 1 else None
         if legend is not None:
@@ -151,6 +157,8 @@ class TimeSeriesPlot(Plot):
                       pen=pg.mkPen(self.theme.series(k), width=2), symbol="o", symbolSize=4,
                       symbolBrush=self.theme.series(k), symbolPen=None)
         self.setLabel("left", y_label)
+        top = max((max(ys, default=0.0) for _, ys in series.values()), default=0.0)
+        self.setYRange(0, max(top * 1.15, min_top, 1e-9), padding=0)
 
 
 class Heatmap(Plot):
@@ -162,6 +170,7 @@ class Heatmap(Plot):
         super().__init__(theme, title)
         self.image = pg.ImageItem()
         self.matrix = np.zeros((0, 0))
+        self.cmap = pg.ColorMap([0.0, 1.0], [QColor("white"), QColor("black")])
         self.getPlotItem().getViewBox().invertY(True)
         self.scene().sigMouseClicked.connect(self._clicked)
 
@@ -174,8 +183,8 @@ class Heatmap(Plot):
         self.matrix = np.asarray(matrix, dtype=float)
         self.image = pg.ImageItem()
         stops = np.linspace(0, 1, len(colours)) if positions is None else np.asarray(positions)
-        cmap = pg.ColorMap(stops, [QColor(c) for c in colours])
-        self.image.setLookupTable(cmap.getLookupTable(nPts=256))
+        self.cmap = pg.ColorMap(stops, [QColor(c) for c in colours])
+        self.image.setLookupTable(self.cmap.getLookupTable(nPts=256))
         # ImageItem is indexed [x, y]: columns across, rows down.
         self.image.setImage(np.nan_to_num(self.matrix.T, nan=levels[0]), levels=levels)
         self.addItem(self.image)
@@ -191,12 +200,14 @@ class Heatmap(Plot):
     def _annotate(self, fmt: str, levels: tuple[float, float]) -> None:
         font = QFont()
         font.setPointSize(8)
-        mid = (levels[0] + levels[1]) / 2
+        span = (levels[1] - levels[0]) or 1.0
         for (r, c), value in np.ndenumerate(self.matrix):
             if np.isnan(value):
                 continue
+            # Dark text on light cells, light text on dark ones, whatever the theme.
+            cell = self.cmap.map((value - levels[0]) / span, mode="qcolor")
             text = pg.TextItem(fmt.format(value), anchor=(0.5, 0.5),
-                               color="#ffffff" if value > mid else "#1d2330")
+                               color="#ffffff" if cell.lightnessF() < 0.55 else "#1d2330")
             text.setFont(font)
             text.setPos(c + 0.5, r + 0.5)
             self.addItem(text)

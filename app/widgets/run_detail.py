@@ -98,7 +98,7 @@ class RunDetail(QTabWidget):
             self.evaluation.setCurrentWidget(self.confusion)
             self.confusion.show_matrix(
                 data, [f"true {x}" for x in labels], [f"pred {x}" for x in labels],
-                [self.ctx.theme.colour("plot_background"), self.ctx.theme.series(0)],
+                [self.ctx.theme.colour("alternate"), self.ctx.theme.series(0)],
                 (0.0, float(data.max() or 1)), "Confusion matrix (holdout)", fmt="{:.0f}")
         elif run.task == "regression" and run.model_object:
             self.evaluation.setCurrentWidget(self.residual_plot)
