@@ -111,11 +111,12 @@ def _tensor(raw: Any) -> _Tensor:
     if datatype not in DTYPES:
         raise fail(f"input {name}: unknown datatype {datatype!r}")
     shape = _shape(raw.get("shape"), name)
-    size = _parameters(raw, "input").get("binary_data_size")
-    if size is not None:
-        if type(size) is not int or size < 0:
+    size = None
+    if "parameters" in raw:
+        size = _parameters(raw, "input").get("binary_data_size")
+        if size is not None and (type(size) is not int or size < 0):
             raise fail(f"input {name}: binary_data_size must be an integer >= 0")
-        if "data" in raw:
+        if size is not None and "data" in raw:
             raise fail(f"input {name}: has both data and binary_data_size")
     return _Tensor(name, datatype, shape, math.prod(shape), raw.get("data"), size)
 
