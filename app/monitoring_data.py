@@ -20,6 +20,7 @@ class Snapshot:
     models: list[str]
     agents: list[str]
     model: str | None
+    bucket_s: float
     series: dict[str, list[SeriesPoint]] = field(default_factory=dict)  # per agent
     matrix: list[FeatureDrift] = field(default_factory=list)
     report: DriftReport | None = None
@@ -44,7 +45,7 @@ def snapshot(catalog: Catalog, model: str | None, agent: str | None, bucket_s: f
     models = [str(m["model"]) for m in list_models(catalog)]
     agents = [a.name for a in list_agents(catalog)]
     chosen = _pick_model(catalog, models, model)
-    snap = Snapshot(models, agents, chosen, pulled=pulled)
+    snap = Snapshot(models, agents, chosen, bucket_s, pulled=pulled)
     if chosen is not None:
         for name in [agent] if agent else agents:
             snap.series[name] = request_series(catalog, name, model=chosen, bucket_s=bucket_s)

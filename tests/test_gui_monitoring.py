@@ -86,6 +86,11 @@ def test_monitoring_shows_requests_drift_and_alerts(
     qtbot.waitUntil(lambda: drift.selected is not None, timeout=2000)
     assert drift.selected is not None and drift.selected.feature == "temp"
     assert "PSI" in drift.cell.text() and "alert" in drift.cell.text()
+    # The drill-down: every live value in the hottest bin, the baseline spread out.
+    qtbot.waitUntil(lambda: len(drift.distribution.getPlotItem().items) == 2, timeout=5000)
+    bars = drift.distribution.getPlotItem().items
+    baseline, live = (b.opts["height"] for b in bars)  # type: ignore[attr-defined]
+    assert list(live)[-1] == pytest.approx(1.0) and max(baseline) < 0.5
 
     messages = [a.message for a in view.alerts.records]
     assert any("temp PSI" in m for m in messages)

@@ -20,7 +20,8 @@ from app.views.base import View
 from app.views.datasets import record_table
 from app.widgets.drift_panel import DriftPanel
 from app.widgets.plots import TimeSeriesPlot
-from core.drift import Thresholds
+from core.drift import FeatureDrift, Thresholds
+from core.feature_distribution import feature_distribution
 from core.telemetry.series import SeriesPoint
 
 BUCKETS = {"10 s": 10.0, "1 min": 60.0, "5 min": 300.0, "1 h": 3600.0}
@@ -63,6 +64,7 @@ class MonitoringView(View):
         for plot in (self.requests, self.errors, self.latency):
             plots.addWidget(plot)
         self.drift = DriftPanel(ctx.theme)
+        self.drift.cell_selected.connect(self._load_distribution)
         self.alerts = AlertsTableModel()
         self.alerts_table = record_table(self.alerts, "alertsTable")
         alerts_box = QWidget()
@@ -128,6 +130,19 @@ class MonitoringView(View):
         self.alerts.set_records(snap.alerts)
         self.alerts_table.resizeColumnToContents(2)
         self.alerts_title.setText(f"Alerts ({sum(a.open for a in snap.alerts)} open)")
+
+    def _load_distribution(self, cell: FeatureDrift) -> None:
+        snap = self.snap
+        if snap is None or snap.report is None or snap.model is None:
+            return
+        model, version, agent = snap.model, snap.report.version, snap.report.agent
+        since = cell.window_start
+        until = None if since is None else since + snap.bucket_s
+        self.ctx.tasks.run(
+            f"Distribution of {cell.feature}",
+            lambda c: feature_distribution(c.catalog, model, version, cell.feature, agent=agent,
+                                           since=since, until=until),
+            self.drift.show_distribution, visible=False, key="distribution")
 
     def _fill(self, box: QComboBox, items: list[str], current: str | None) -> None:
         box.blockSignals(True)

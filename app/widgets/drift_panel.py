@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from app.theme import Theme
-from app.widgets.plots import Heatmap
+from app.widgets.plots import Heatmap, HistogramPlot
 from core.drift import FeatureDrift, Thresholds
+from core.feature_distribution import FeatureDistribution
 from edge_agent.protocol import PREDICTION_FEATURE
 
 
@@ -25,6 +26,10 @@ def window_label(start: float | None) -> str:
 
 
 class DriftPanel(QWidget):
+    """Emits ``cell_selected`` with the clicked cell; the view fetches the distribution."""
+
+    cell_selected = Signal(object)  # FeatureDrift
+
     def __init__(self, theme: Theme) -> None:
         super().__init__()
         self.theme = theme
@@ -36,13 +41,20 @@ class DriftPanel(QWidget):
         self.note = QLabel()
         self.note.setObjectName("muted")
         self.note.setWordWrap(True)
-        self.cell = QLabel("Click a cell for the feature's figures in that window.")
+        self.cell = QLabel("Click a cell for the feature's distribution in that window.")
         self.cell.setObjectName("driftCell")
         self.cell.setWordWrap(True)
+        self.distribution = HistogramPlot(theme, "Live vs baseline")
+        self.distribution.setObjectName("driftDistribution")
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(6, 0, 0, 0)
+        side_layout.addWidget(self.cell)
+        side_layout.addWidget(self.distribution, 1)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.heatmap)
-        split.addWidget(self.cell)
-        split.setSizes([700, 260])
+        split.addWidget(side)
+        split.setSizes([640, 420])
         layout.addWidget(self.note)
         layout.addWidget(split, 1)
         self.features: list[str] = []
@@ -86,8 +98,20 @@ class DriftPanel(QWidget):
             f"PSI <b>{r.psi:.3f}</b> — {r.status} (warn ≥ {self.thresholds.psi_warn}, "
             f"alert ≥ {self.thresholds.psi_alert})<br>{test}<br>{r.rows:,} live values")
         self.selected = r
+        self.distribution.reset(f"{feature_label(r.feature)}: loading…")
+        self.cell_selected.emit(r)
+
+    def show_distribution(self, dist: FeatureDistribution) -> None:
+        """Shares per baseline bin: baseline in grey behind, live in colour in front."""
+        if self.selected is None or self.selected.feature != dist.feature:
+            return
+        self.distribution.show_categories(
+            dist.labels, dist.shares(dist.live),
+            f"{feature_label(dist.feature)}: live (colour) vs baseline (grey), share per bin",
+            baseline=dist.shares(dist.baseline))
 
     def retheme(self, rows: list[FeatureDrift]) -> None:
         self.heatmap.retheme()
+        self.distribution.retheme()
         if rows:
             self.show_matrix(rows, self.thresholds, self.note.text() or None)
