@@ -18,8 +18,13 @@ from core.hub import HubHandle, HubOptions, enroll_agent, start_hub, write_enrol
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
 from tests.fleet_helpers import open_catalog, start_agent, train_mini
-from tests.hub_helpers import HubAgent, enrol_and_start, register_adder, start_hub_agent, \
-    wait_until
+from tests.hub_helpers import (
+    HubAgent,
+    enrol_and_start,
+    register_adder,
+    start_hub_agent,
+    wait_until,
+)
 
 pytestmark = pytest.mark.xdist_group("hub")
 
