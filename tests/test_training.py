@@ -176,3 +176,20 @@ def test_reproduce_is_identical_and_notices_a_changed_record(home: Path) -> None
     assert not changed.identical and not changed.metrics_identical
     assert changed.metric_differences["accuracy"][0] == 0.5
     assert changed.predictions_identical
+
+
+@pytest.mark.parametrize("algo,dataset,params", [
+    ("logistic_regression", "breast_cancer", {}),
+    ("linear_regression", "diabetes", {}),
+    ("ridge", "diabetes", {}),
+    ("random_forest", "sensor", {"n_estimators": 10}),
+    ("gradient_boosting", "diabetes", {"max_iter": 10}),
+    ("mlp", "sensor", {"hidden_layer_sizes": "8", "max_iter": 20}),
+])
+def test_every_algorithm_reproduces_exactly(home: Path, algo: str, dataset: str,
+                                            params: dict[str, object]) -> None:
+    target = "failure" if dataset == "sensor" else "target"
+    with opened(home) as catalog:
+        run = train(catalog, dataset, target, algo=algo, params=params, seed=5)
+        result = reproduce_run(catalog, run.id)
+    assert result.identical, result.to_dict()
