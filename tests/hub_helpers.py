@@ -111,31 +111,40 @@ class HubProcess:
     proc: subprocess.Popen[bytes]
     url: str
     port: int
+    log: Path
 
     def kill(self) -> None:
         self.proc.kill()
-        self.proc.wait()
+        self._reap()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(30)
+        self._reap()
+
+    def _reap(self) -> None:
+        self.proc.wait(30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def start_hub_process(home: Path, port: int | None = None) -> HubProcess:
     """`outpost hub serve` as its own process (it holds the catalog while it runs)."""
     port = port or free_port()
     env = dict(os.environ, OUTPOST_HOME=str(home))
-    proc = subprocess.Popen([*OUTPOST, "hub", "serve", "--port", str(port), "--json"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
+    log = home.parent / "hub.log"
+    with log.open("ab") as err:
+        proc = subprocess.Popen([*OUTPOST, "hub", "serve", "--port", str(port), "--json"],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err)
+    assert proc.stdout is not None
     lines: list[bytes] = []
     while not lines or lines[-1].rstrip() != b"}":
         line = proc.stdout.readline()
         if not line:
-            raise AssertionError(f"hub did not start: {proc.stderr.read().decode()}")
+            proc.stdout.close()
+            raise AssertionError(f"hub did not start: {log.read_text(errors='replace')}")
         lines.append(line)
-    return HubProcess(proc, orjson.loads(b"".join(lines))["url"], port)
+    return HubProcess(proc, orjson.loads(b"".join(lines))["url"], port, log)
 
 
 def hub_call(hub_url: str, method: str, path: str, token: str | None, *,
