@@ -36,7 +36,8 @@ def _qt_check() -> dict[str, Any]:
 
     from app.resources import RESOURCES, icon, style_sheet
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
     # The style sheet and an SVG icon come from resources/: proves the folder carries it.
     app.setStyleSheet(style_sheet("light"))
     label = QLabel("Outpost self-test")

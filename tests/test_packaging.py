@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_VERSION = version("outpost")
-AGENT_MAX_BYTES = 80 * 1024 * 1024
+AGENT_MAX_BYTES = 80_000_000  # 80 MB
 # What the agent must not carry (regular expressions matched at the start of each entry).
 DESKTOP_STACK = {
     "Qt": r"PySide6|shiboken6|libQt6|libpyside6",
