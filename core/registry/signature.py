@@ -1,4 +1,8 @@
-"""Signatures of ONNX graphs in Open Inference Protocol terms, and feeding them from a table."""
+"""Signatures of ONNX graphs in Open Inference Protocol terms, and feeding them from a table.
+
+Only type-checking imports of onnx here: every CLI start loads this module through
+the model commands, and reading a stored signature needs no onnx.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -6,21 +10,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
 from core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    import onnx
     import pandas as pd
 
+# onnx.TensorProto.DataType numbers (fixed by the ONNX spec) → OIP datatype names.
 _OIP_TYPES: dict[int, str] = {
-    onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.DOUBLE: "FP64",
-    onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.BFLOAT16: "BF16",
-    onnx.TensorProto.INT8: "INT8", onnx.TensorProto.INT16: "INT16",
-    onnx.TensorProto.INT32: "INT32", onnx.TensorProto.INT64: "INT64",
-    onnx.TensorProto.UINT8: "UINT8", onnx.TensorProto.UINT16: "UINT16",
-    onnx.TensorProto.UINT32: "UINT32", onnx.TensorProto.UINT64: "UINT64",
-    onnx.TensorProto.BOOL: "BOOL", onnx.TensorProto.STRING: "BYTES",
+    1: "FP32", 11: "FP64", 10: "FP16", 16: "BF16", 3: "INT8", 5: "INT16", 6: "INT32",
+    7: "INT64", 2: "UINT8", 4: "UINT16", 12: "UINT32", 13: "UINT64", 9: "BOOL", 8: "BYTES",
 }
 _NUMPY_TYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32,
                 "BOOL": np.bool_, "BYTES": object}

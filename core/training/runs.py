@@ -15,10 +15,11 @@ import orjson
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
 from core.training.algorithms import ParamValue, Task
-from core.training.features import Feature
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
+
+    from core.training.features import Feature
 
 _PACKAGES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "outpost")
 
@@ -55,6 +56,8 @@ class Run:
 
     @property
     def feature_list(self) -> list[Feature]:
+        from core.training.features import Feature
+
         return [Feature(name, self.feature_kinds[name]) for name in self.features]  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
