@@ -78,7 +78,8 @@ def frozen_desktop() -> Path:
     stamp = dist / ".desktop.fingerprint"
     if not (stamp.exists() and stamp.read_text().strip() == build.fingerprint(target)):
         pytest.skip("the desktop build (minutes) is its own step in .ci/run: "
-                    "OUTPOST_BUILD_DESKTOP=1 pytest tests/test_packaging.py -k desktop")
+                    "OUTPOST_BUILD_DESKTOP=1 pytest "
+                    "tests/test_packaging.py::test_frozen_desktop_self_test_and_cli")
     return target.executable(dist)
 
 
@@ -115,9 +116,10 @@ def serving(agent: Path, agent_dir: Path, *extra: str, token: str = "field-token
     token_file = agent_dir.parent / "token"
     token_file.write_text(token + "\n")
     port = free_port()
-    proc = subprocess.Popen([str(agent), "serve", "--dir", str(agent_dir), "--port", str(port),
-                             "--token-file", str(token_file), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with (agent_dir.parent / "agent.log").open("wb") as log:
+        proc = subprocess.Popen([str(agent), "serve", "--dir", str(agent_dir), "--port",
+                                 str(port), "--token-file", str(token_file), *extra],
+                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{url}/v2/health/ready", 60, proc)
@@ -126,8 +128,6 @@ def serving(agent: Path, agent_dir: Path, *extra: str, token: str = "field-token
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
 
 
 def _trust(tmp_path: Path, key: Ed25519PrivateKey) -> Path:
