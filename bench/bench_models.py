@@ -169,17 +169,27 @@ class TreeCpu:
         return sum(self.last[p] - self.first[p] for p in self.last) / TICKS
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores from /proc/stat, other users' work included."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def bench_search(catalog: Catalog, trials: int, n_jobs: int) -> dict[str, Any]:
     started = time.perf_counter()
+    busy0, total0 = _machine_ticks()
     with TreeCpu() as cpu:
         result = search(catalog, "sensor", "failure", algo="gradient_boosting", kind="random",
                         trials=trials, cv=3, seed=0, n_jobs=n_jobs,
                         params={"max_iter": 40})
     wall = time.perf_counter() - started
+    busy1, total1 = _machine_ticks()
     cores = os.cpu_count() or 1
     return {"workers": n_jobs, "trials": len(result.trials), "wall_s": round(wall, 2),
             "cpu_s": round(cpu.seconds, 2),
             "cpu_utilisation_of_all_cores": round(cpu.seconds / (wall * cores), 3),
+            "machine_busy_share": round((busy1 - busy0) / max(1, total1 - total0), 3),
             "best_metric": result.parent.search and result.parent.search["best_score"]}
 
 
@@ -211,7 +221,8 @@ def main() -> None:
     print(f"search {trials} trials: {parallel['wall_s']}s with {parallel['workers']} workers "
           f"(CPU {parallel['cpu_utilisation_of_all_cores']:.0%} of all cores) vs "
           f"{serial['wall_s']}s with 1 (CPU {serial['cpu_utilisation_of_all_cores']:.0%}): "
-          f"x{speedup}")
+          f"x{speedup}; machine busy {parallel['machine_busy_share']:.0%} / "
+          f"{serial['machine_busy_share']:.0%} counting other processes")
     load = os.getloadavg()
     data = {"benchmark": "bench_models", "rows": rows, "cores": os.cpu_count(),
             "machine": platform.machine(), "python": platform.python_version(),
