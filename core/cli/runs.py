@@ -29,10 +29,11 @@ def list_(
     """List runs, newest first (search trials with --all)."""
     with open_catalog() as catalog:
         runs = list_runs(catalog, include_trials=all_)
-    rows = [(r.id, r.kind, f"{r.dataset}@{r.dataset_version[:12]}", r.target, r.algo,
+    rows = [(r.id, r.kind, f"{r.dataset}@{r.dataset_version[:8]}", r.target, r.algo,
              _headline(r), r.created_at.strftime("%Y-%m-%d %H:%M")) for r in runs]
-    emit({"runs": [r.to_dict() for r in runs]}, as_json, lambda: console.print(
-        table(None, ["run", "kind", "data", "target", "algo", "metric", "created"], rows)))
+    grid = table(None, ["run", "kind", "data", "target", "algo", "metric", "created"], rows)
+    grid.columns[0].no_wrap = True  # ids are what users copy
+    emit({"runs": [r.to_dict() for r in runs]}, as_json, lambda: console.print(grid))
 
 
 @app.command()
