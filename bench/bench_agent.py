@@ -89,6 +89,49 @@ def raw_run_us(model: bytes, row: dict[str, np.ndarray[Any, Any]]) -> dict[str, 
     return {"p50_us": statistics.median(times), "p99_us": float(np.percentile(times, 99))}
 
 
+def in_process_us(agent_dir: Path, pub: Path, bodies: dict[str, Case], n: int = 5000
+                  ) -> dict[str, float]:
+    """The agent's ASGI app called directly, no sockets: its own cost per request."""
+    import asyncio
+
+    from edge_agent.keys import KeyRing
+    from edge_agent.runtime import ServeOptions, build_app
+    from edge_agent.signing import load_public_key
+
+    ring = KeyRing(agent_dir / "keys")
+    ring.trust(load_public_key(pub))
+    app = build_app(ServeOptions(agent_dir=agent_dir, token=None, keyring=ring))
+
+    async def one(path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        message = {"type": "http.request", "body": body, "more_body": False}
+
+        async def receive() -> dict[str, Any]:
+            return message
+
+        async def send(_: dict[str, Any]) -> None:
+            return None
+
+        await app({"type": "http", "method": "POST", "path": path, "query_string": b"",
+                   "headers": headers}, receive, send)
+
+    async def measure() -> dict[str, float]:
+        out = {}
+        for name, (path, body, hdrs) in bodies.items():
+            headers = [(k.lower().encode(), v.encode()) for k, v in hdrs.items()]
+            for _ in range(500):
+                await one(path, body, headers)
+            start = time.process_time()
+            for _ in range(n):
+                await one(path, body, headers)
+            out[name] = (time.process_time() - start) / n * 1e6
+        return out
+
+    try:
+        return asyncio.run(measure())
+    finally:
+        app.recorder.close()
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
@@ -268,6 +311,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle), "--dir",
                         str(agent_dir), "--trust-key", str(pub)], check=True, cwd=REPO,
                        capture_output=True)
+        in_process = in_process_us(agent_dir, pub, request_bodies(row))
         token_file = tmp / "token"
         token_file.write_text("bench-token-123456")
         bodies = request_bodies(row)
@@ -284,11 +328,11 @@ def main() -> None:
                 agent_dir, token_file, pub, bodies, duration, tmp,
                 ["--batch-max", "16", "--batch-delay-us", str(delay)])
             for delay in (0, 200)}
-    report(raw, floor, plain, batched, duration)
+    report(raw, floor, plain, batched, duration, in_process)
 
 
 def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
-           batched: dict[str, Any], duration: float) -> None:
+           batched: dict[str, Any], duration: float, in_process: dict[str, float]) -> None:
     overhead = {k: plain[f"{k}_c1"]["p50_us"] - raw["p50_us"]
                 for k in ("oip_json", "oip_binary", "v1_predict")}
     over_floor = {k: plain[f"{k}_c1"]["p50_us"] - floor["c1"]["p50_us"] for k in overhead}
@@ -296,7 +340,8 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU,
                     "load_tool": "wrk 4.1 (1 thread)", "duration_s": duration},
-        "raw_session_run": raw, "http_floor": floor, "agent": plain,
+        "raw_session_run": raw, "in_process_cpu_us_per_request": in_process,
+        "http_floor": floor, "agent": plain,
         "agent_batched": batched,
         "overhead_p50_us_c1": overhead, "overhead_over_floor_p50_us_c1": over_floor,
         "targets": TARGETS,
@@ -305,6 +350,8 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"HTTP floor (bare ASGI, same server): c1 p50 {floor['c1']['p50_us']:.0f} us, "
           f"{floor['c1']['req_s']:.0f} req/s; c16 {floor['c16']['req_s']:.0f} req/s")
+    print("in-process (ASGI app called directly, CPU per request, telemetry included): " +
+          ", ".join(f"{k} {v:.0f} us" for k, v in in_process.items()))
     for name in ("oip_json", "oip_binary", "v1_predict"):
         c1, c16 = plain[f"{name}_c1"], plain[f"{name}_c16"]
         line = (f"{name:11s} c1 p50 {c1['p50_us']:6.0f} us p99 {c1['p99_us']:6.0f} us "
