@@ -130,6 +130,8 @@ def test_status_identity_and_metrics(agent: AgentProcess, key: Ed25519PrivateKey
     assert verify_signature(public_key_from_b64(ident["public_key"]),
                             base64.b64decode(ident["signature"]), bytes.fromhex(nonce))
     assert call(agent, "GET", "/v1/identity?nonce=zz")[0] == 400
+    # a long "nonce" could be a whole telemetry export to get signed: refused
+    assert call(agent, "GET", f"/v1/identity?nonce={'ab' * 65}")[0] == 400
     deadline = time.monotonic() + 5
     text = ""
     while 'status="200"} 3.0' not in text and time.monotonic() < deadline:
