@@ -77,6 +77,7 @@ def run_gui() -> int:
         sys.excepthook = hook
         window.show()
         window.offer_samples()
+        window.warm_up()
         return app.exec()
     finally:
         catalog.close()

@@ -1,18 +1,22 @@
 """What the Monitoring view shows, gathered in one worker call from core functions:
-pull telemetry, evaluate drift (which raises and clears alerts), series, heatmap, alerts."""
+pull telemetry, evaluate drift (which raises and clears alerts), series, heatmap, alerts.
+
+The core modules are imported inside the calls, in the worker (see app/fleet_calls.py).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from core.alerts import Alert, list_alerts
 from core.catalog import Catalog
-from core.drift import DriftReport, FeatureDrift, drift_matrix, drift_report
 from core.errors import NotFound
-from core.fleet.agents import list_agents
 from core.progress import CancelToken, ProgressFn, check, report
-from core.registry import list_models
-from core.telemetry.pull import PullResult, pull_telemetry
-from core.telemetry.series import SeriesPoint, request_series, request_stats
+
+if TYPE_CHECKING:
+    from core.alerts import Alert
+    from core.drift import DriftReport, FeatureDrift
+    from core.telemetry.pull import PullResult
+    from core.telemetry.series import SeriesPoint
 
 
 @dataclass
@@ -30,6 +34,8 @@ class Snapshot:
 
 
 def _pick_model(catalog: Catalog, models: list[str], wanted: str | None) -> str | None:
+    from core.telemetry.series import request_stats
+
     if wanted in models:
         return wanted
     with_traffic = [s.model for s in request_stats(catalog) if s.model in models]
@@ -39,6 +45,13 @@ def _pick_model(catalog: Catalog, models: list[str], wanted: str | None) -> str 
 def snapshot(catalog: Catalog, model: str | None, agent: str | None, bucket_s: float, *,
              pull: bool = True, include_cleared: bool = False,
              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Snapshot:
+    from core.alerts import list_alerts
+    from core.drift import drift_matrix, drift_report
+    from core.fleet.agents import list_agents
+    from core.registry import list_models
+    from core.telemetry.pull import pull_telemetry
+    from core.telemetry.series import request_series
+
     pulled = pull_telemetry(catalog, progress=progress, cancel=cancel) if pull else []
     check(cancel, "refresh")
     report(progress, "drift", 0, 1)

@@ -22,6 +22,7 @@ from app.context import AppContext
 from app.first_start import offer_samples
 from app.resources import app_icon
 from app.views.base import View
+from app.warmup import warm_up
 from app.widgets.task_bar import TaskBar
 
 _QUIT_WAIT_MS = 15_000
@@ -157,6 +158,9 @@ class MainWindow(QMainWindow):
 
     def offer_samples(self) -> None:
         offer_samples(self.ctx, self.settings, self.banner.say)
+
+    def warm_up(self) -> None:
+        self.ctx.tasks.run("Load libraries", lambda c: warm_up(), visible=False)
 
     def show_about(self) -> AboutDialog:
         dialog = AboutDialog(self, str(self.ctx.catalog.path))

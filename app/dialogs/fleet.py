@@ -2,8 +2,8 @@
 save a bundle to a file."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -16,22 +16,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import fleet_calls as calls
 from app.context import AppContext
 from app.dialogs.base import TaskDialog
+from app.fleet_calls import Compatibility
 from app.models.registry import parity_text
-from core.bundles import BuiltBundle, build_bundle
+from core import registry
 from core.catalog import Catalog
 from core.errors import OutpostError
-from core.fleet.agents import AgentRecord, add_agent, connect
-from core.fleet.deploy import DeployResult, check_opset, deploy, rollback
-from core.registry import ModelVersion, list_models, list_versions, resolve_model
+
+if TYPE_CHECKING:
+    from core.bundles import BuiltBundle
+    from core.fleet.agents import AgentRecord
+    from core.fleet.deploy import DeployResult
+    from core.registry import ModelVersion
 
 
 def all_model_versions(catalog: Catalog) -> list[ModelVersion]:
     """Every version of every model, newest first within a model."""
     found = []
-    for model in list_models(catalog):
-        found += sorted(list_versions(catalog, model["model"]), key=lambda v: -v.version)
+    for model in registry.list_models(catalog):
+        found += sorted(registry.list_versions(catalog, model["model"]),
+                        key=lambda v: -v.version)
     return found
 
 
@@ -39,29 +45,6 @@ def version_label(version: ModelVersion) -> str:
     aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""
     flagged = "  ⚠ flagged" if version.flagged else ""
     return f"{version.ref}{aliases}{flagged}"
-
-
-@dataclass(frozen=True)
-class Compatibility:
-    ok: bool
-    text: str
-
-
-def check_compatibility(catalog: Catalog, ref: str, agent: str) -> Compatibility:
-    """Can ``agent``'s onnxruntime load ``ref``'s opsets? Asks the agent; changes nothing."""
-    mv = resolve_model(catalog, ref)
-    needs = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(mv.opset.items()))
-    try:
-        with connect(catalog, agent) as (_, client):
-            status = client.status()
-        check_opset(agent, status, mv.model, mv.opset)
-    except OutpostError as exc:
-        return Compatibility(False, str(exc))
-    have = status.get("opset_max") or {}
-    top = have.get("ai.onnx", have.get("", "?"))
-    return Compatibility(True, f"Compatible: {mv.ref} needs opset {needs}; {agent} runs "
-                               f"onnxruntime {status.get('onnxruntime', '?')} "
-                               f"(ai.onnx up to {top}).")
 
 
 class AddAgentDialog(TaskDialog):
@@ -84,7 +67,7 @@ class AddAgentDialog(TaskDialog):
 
     def submit(self) -> None:
         name, url, token = self.name.text().strip(), self.url.text().strip(), self.token.text()
-        self.run(f"Add agent {name}", lambda c: add_agent(c.catalog, name, url, token))
+        self.run(f"Add agent {name}", lambda c: calls.add_agent(c.catalog, name, url, token))
 
     def succeeded(self, result: AgentRecord) -> None:
         self.ctx.events.agents_changed.emit()
@@ -135,8 +118,8 @@ class DeployDialog(TaskDialog):
         self._check()
 
     def selected(self) -> ModelVersion | None:
-        mv = self.version.currentData()
-        return mv if isinstance(mv, ModelVersion) else None
+        mv: ModelVersion | None = self.version.currentData()
+        return mv
 
     def _check(self) -> None:
         mv, agent = self.selected(), self.agent.currentText()
@@ -149,7 +132,7 @@ class DeployDialog(TaskDialog):
         self.compatibility.setText(f"Checking {agent}…")
         ref = mv.ref
         self.ctx.tasks.run(f"Check {agent} can run {ref}",
-                           lambda c: check_compatibility(c.catalog, ref, agent),
+                           lambda c: calls.check_compatibility(c.catalog, ref, agent),
                            self._checked, visible=False, key="compatibility")
 
     def _checked(self, result: Compatibility) -> None:
@@ -167,8 +150,7 @@ class DeployDialog(TaskDialog):
             return
         ref = mv.ref
         self.run(f"Deploy {ref} to {agent}",
-                 lambda c: deploy(c.catalog, ref, agent, force=force, progress=c.progress,
-                                  cancel=c.cancel))
+                 lambda c: calls.deploy(c.catalog, ref, agent, force, c.progress, c.cancel))
 
     def succeeded(self, result: DeployResult) -> None:
         self.ctx.events.agents_changed.emit()
@@ -191,7 +173,7 @@ class RollbackDialog(TaskDialog):
 
     def submit(self) -> None:
         model, agent = self.model.currentText().strip(), self.agent_name
-        self.run(f"Roll back {model} on {agent}", lambda c: rollback(c.catalog, model, agent))
+        self.run(f"Roll back {model} on {agent}", lambda c: calls.rollback(c.catalog, model, agent))
 
     def succeeded(self, result: DeployResult) -> None:
         self.ctx.events.agents_changed.emit()
@@ -225,8 +207,8 @@ class BundleDialog(TaskDialog):
             self.version.addItem(version_label(mv), mv)
 
     def _suggest(self) -> None:
-        mv = self.version.currentData()
-        if isinstance(mv, ModelVersion):
+        mv: ModelVersion | None = self.version.currentData()
+        if mv is not None:
             folder = Path(self.path.text()).parent if self.path.text() else Path.home()
             self.path.setText(str(folder / f"{mv.model}-{mv.version}.outpost"))
 
@@ -237,12 +219,12 @@ class BundleDialog(TaskDialog):
             self.path.setText(path)
 
     def submit(self) -> None:
-        mv, out = self.version.currentData(), Path(self.path.text().strip())
-        if isinstance(mv, ModelVersion):
+        mv: ModelVersion | None = self.version.currentData()
+        out = Path(self.path.text().strip())
+        if mv is not None:
             ref = mv.ref
             self.run(f"Bundle {ref}",
-                     lambda c: build_bundle(c.catalog, ref, out, progress=c.progress,
-                                            cancel=c.cancel))
+                     lambda c: calls.save_bundle(c.catalog, ref, out, c.progress, c.cancel))
 
     def succeeded(self, result: BuiltBundle) -> None:
         self.saved_to = self.path.text()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -17,8 +18,11 @@ from PySide6.QtWidgets import (
 from app.context import AppContext
 from app.dialogs.base import TaskDialog
 from app.models.registry import parity_text
-from core.registry import ModelVersion, import_onnx, register_model, set_alias
-from core.training import Run, list_runs
+from core import registry, training
+
+if TYPE_CHECKING:
+    from core.registry import ModelVersion
+    from core.training import Run
 
 
 class RegisterDialog(TaskDialog):
@@ -35,7 +39,8 @@ class RegisterDialog(TaskDialog):
         self.form.addRow("Run", self.run_box)
         self.form.addRow("Model name", self.name)
         self.ok_button.setEnabled(False)
-        ctx.tasks.run("List runs", lambda c: [r for r in list_runs(c.catalog) if r.model_object],
+        ctx.tasks.run("List runs",
+                      lambda c: [r for r in training.list_runs(c.catalog) if r.model_object],
                       self._listed, visible=False)
 
     def _listed(self, runs: list[Run]) -> None:
@@ -48,19 +53,20 @@ class RegisterDialog(TaskDialog):
             self.error.setText("No trained runs yet: train one in Experiments first.")
 
     def _run_changed(self) -> None:
-        run = self.run_box.currentData()
-        if isinstance(run, Run) and not self.name.text():
+        run: Run | None = self.run_box.currentData()
+        if run is not None and not self.name.text():
             self.name.setText(run.dataset)
 
     def succeeded(self, result: ModelVersion) -> None:
         self.ctx.events.models_changed.emit()
 
     def submit(self) -> None:
-        run, name = self.run_box.currentData(), self.name.text().strip()
-        if isinstance(run, Run):
+        run: Run | None = self.run_box.currentData()
+        name = self.name.text().strip()
+        if run is not None:
             self.run(f"Register {run.short} as {name}",
-                     lambda c: register_model(c.catalog, run.id, name, progress=c.progress,
-                                              cancel=c.cancel))
+                     lambda c: registry.register_model(c.catalog, run.id, name,
+                                                       progress=c.progress, cancel=c.cancel))
 
 
 class ImportOnnxDialog(TaskDialog):
@@ -94,7 +100,7 @@ class ImportOnnxDialog(TaskDialog):
 
     def submit(self) -> None:
         path, name = Path(self.path.text().strip()), self.name.text().strip()
-        self.run(f"Import {path.name}", lambda c: import_onnx(c.catalog, path, name))
+        self.run(f"Import {path.name}", lambda c: registry.import_onnx(c.catalog, path, name))
 
 
 class AliasDialog(TaskDialog):
@@ -123,7 +129,7 @@ class AliasDialog(TaskDialog):
         alias, force, ref = self.alias.currentText().strip(), self.force.isChecked(), \
             self.version.ref
         self.run(f"Alias {ref} as {alias}",
-                 lambda c: set_alias(c.catalog, ref, alias, force=force))
+                 lambda c: registry.set_alias(c.catalog, ref, alias, force=force))
 
     def _failed(self, exc: Exception) -> bool:
         handled = super()._failed(exc)

@@ -5,6 +5,7 @@ It only gathers a :class:`TrainRequest`; the Experiments view runs it as a task.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -26,10 +27,13 @@ from PySide6.QtWidgets import (
 
 from app.context import AppContext
 from app.widgets.param_form import ParamForm
+from core import training
 from core.catalog import Catalog
 from core.datasets import DatasetVersion, list_datasets, list_versions
-from core.training import ALGORITHMS, METRICS, get_algorithm
-from core.training.algorithms import ParamValue
+
+if TYPE_CHECKING:
+    from core.training import Algorithm
+    from core.training.algorithms import ParamValue
 
 DEFAULT_ALGO = "gradient_boosting"
 
@@ -59,9 +63,17 @@ class TrainRequest:
         return f"{verb} on {self.ref}"
 
 
-def all_versions(catalog: Catalog) -> list[DatasetVersion]:
-    """Every version of every dataset, each dataset's newest first."""
-    return [v for d in list_datasets(catalog) for v in list_versions(catalog, d.name)]
+@dataclass(frozen=True)
+class TrainChoices:
+    versions: list[DatasetVersion]
+    algorithms: dict[str, Algorithm]
+    metrics: list[str]
+
+
+def train_choices(catalog: Catalog) -> TrainChoices:
+    """What the form offers; runs in a worker (the algorithm registry imports scikit-learn)."""
+    versions = [v for d in list_datasets(catalog) for v in list_versions(catalog, d.name)]
+    return TrainChoices(versions, dict(training.ALGORITHMS), list(training.METRICS))
 
 
 class TrainDialog(QDialog):
@@ -104,11 +116,7 @@ class TrainDialog(QDialog):
         algo_form = QFormLayout()
         self.algo = QComboBox()
         self.algo.setObjectName("trainAlgo")
-        for name, algorithm in ALGORITHMS.items():
-            self.algo.addItem(name)
-            self.algo.setItemData(self.algo.count() - 1,
-                                  f"{algorithm.summary} ({', '.join(algorithm.tasks)})",
-                                  Qt.ItemDataRole.ToolTipRole)
+        self.algorithms: dict[str, Algorithm] = {}
         self.algo.currentTextChanged.connect(self._algo_changed)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
@@ -136,10 +144,8 @@ class TrainDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         right.addWidget(self.buttons)
         self.params.validity_changed.connect(lambda ok: self._update_button())
-        self.algo.setCurrentText(DEFAULT_ALGO)
-        self._algo_changed(DEFAULT_ALGO)
-        ctx.tasks.run("List dataset versions", lambda c: all_versions(c.catalog),
-                      self._versions_listed, visible=False)
+        ctx.tasks.run("Prepare the train form", lambda c: train_choices(c.catalog),
+                      self._choices, visible=False)
 
     def _search_box(self) -> QGroupBox:
         self.search = QGroupBox("Search parameters (cross-validated trials)")
@@ -154,7 +160,6 @@ class TrainDialog(QDialog):
         self.trials.setValue(10)
         self.rank_metric = QComboBox()
         self.rank_metric.addItem("default")
-        self.rank_metric.addItems(list(METRICS))
         self.cv = QSpinBox()
         self.cv.setRange(2, 10)
         self.cv.setValue(3)
@@ -165,6 +170,20 @@ class TrainDialog(QDialog):
         return self.search
 
     # --- filling in ---------------------------------------------------------------------
+    def _choices(self, choices: TrainChoices) -> None:
+        self.algorithms = choices.algorithms
+        self.rank_metric.addItems(choices.metrics)
+        self.algo.blockSignals(True)
+        for name, algorithm in choices.algorithms.items():
+            self.algo.addItem(name)
+            self.algo.setItemData(self.algo.count() - 1,
+                                  f"{algorithm.summary} ({', '.join(algorithm.tasks)})",
+                                  Qt.ItemDataRole.ToolTipRole)
+        self.algo.blockSignals(False)
+        self.algo.setCurrentText(DEFAULT_ALGO)
+        self._algo_changed(self.algo.currentText())
+        self._versions_listed(choices.versions)
+
     def _versions_listed(self, versions: list[DatasetVersion]) -> None:
         self.dataset.blockSignals(True)
         for dv in versions:
@@ -210,8 +229,8 @@ class TrainDialog(QDialog):
             self.features.item(i).setCheckState(state)
 
     def _algo_changed(self, name: str) -> None:
-        if name in ALGORITHMS:
-            self.params.set_algorithm(get_algorithm(name))
+        if name in self.algorithms:
+            self.params.set_algorithm(self.algorithms[name])
 
     def chosen_features(self) -> list[str]:
         return [str(self.features.item(i).data(Qt.ItemDataRole.UserRole))

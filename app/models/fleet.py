@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.models.datasets import when
 from app.models.records import Column, RecordTableModel, number
-from core.alerts import Alert
-from core.fleet.agents import AgentRecord, AgentStatus
-from core.fleet.deploy import Deployment
+
+if TYPE_CHECKING:
+    from core.fleet.agents import AgentRecord, AgentStatus
 
 ONLINE, OFFLINE, UNKNOWN = "#1a7f37", "#cf222e", "#6e7781"
 SEVERITY = {"alert": "#cf222e", "warn": "#b26b00"}
@@ -84,7 +84,7 @@ class AgentsTableModel(RecordTableModel[AgentRow]):
                                   self.index(len(self.records) - 1, len(self.columns) - 1))
 
 
-class DeploymentsTableModel(RecordTableModel[Deployment]):
+class DeploymentsTableModel(RecordTableModel["Deployment"]):
     def __init__(self) -> None:
         super().__init__([
             Column("#", lambda d: d.id, align_right=True),
@@ -97,7 +97,7 @@ class DeploymentsTableModel(RecordTableModel[Deployment]):
         ])
 
 
-class AlertsTableModel(RecordTableModel[Alert]):
+class AlertsTableModel(RecordTableModel["Alert"]):
     def __init__(self) -> None:
         super().__init__([
             Column("Severity", lambda a: a.severity, colour=lambda a: SEVERITY.get(a.severity)),

@@ -1,11 +1,13 @@
 """Qt models for registered models and their versions (with aliases and a parity badge)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.models.datasets import when
 from app.models.records import Column, RecordTableModel
-from core.registry import ModelVersion
+
+if TYPE_CHECKING:
+    from core.registry import ModelVersion
 
 PARITY_COLOURS = {"passed": "#1a7f37", "flagged": "#cf222e", "not checked": "#6e7781"}
 
@@ -59,7 +61,7 @@ class ModelsTableModel(RecordTableModel[dict[str, Any]]):
         return next((i for i, m in enumerate(self.records) if m["model"] == name), None)
 
 
-class ModelVersionsTableModel(RecordTableModel[ModelVersion]):
+class ModelVersionsTableModel(RecordTableModel["ModelVersion"]):
     def __init__(self) -> None:
         super().__init__([
             Column("Version", lambda v: v.version, align_right=True),

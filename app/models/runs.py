@@ -1,21 +1,25 @@
 """The runs table: fixed columns plus one column per metric the listed runs carry."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from app.models.datasets import when
 from app.models.records import Column, RecordTableModel, number
-from core.training import METRICS, Run
+
+if TYPE_CHECKING:
+    from core.training import Run
 
 
-def scalar_metrics(runs: list[Run]) -> list[str]:
-    """Metric names with a number in at least one run, in the registry's order, then the rest."""
+def scalar_metrics(runs: list[Run], order: Sequence[str] = ()) -> list[str]:
+    """Metric names with a number in at least one run, in ``order`` (the metric registry's,
+    fetched with the runs), then the rest by name."""
     seen: list[str] = []
     for run in runs:
         for name, value in run.metrics.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and name not in seen:
                 seen.append(name)
-    known = [m for m in METRICS if m in seen]
+    known = [m for m in order if m in seen]
     return known + sorted(m for m in seen if m not in known)
 
 
@@ -42,14 +46,15 @@ BASE_COLUMNS: list[Column[Run]] = [
 ]
 
 
-class RunsTableModel(RecordTableModel[Run]):
+class RunsTableModel(RecordTableModel["Run"]):
     def __init__(self) -> None:
         super().__init__(BASE_COLUMNS)
         self.metrics: list[str] = []
+        self.order: list[str] = []
 
     def set_records(self, records: Any) -> None:
         runs = list(records)
-        self.metrics = scalar_metrics(runs)
+        self.metrics = scalar_metrics(runs, self.order)
         self.beginResetModel()
         self.columns = BASE_COLUMNS + [_metric(m) for m in self.metrics]
         self.records = runs

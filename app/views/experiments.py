@@ -2,6 +2,8 @@
 comparison of selected runs, reproduction, and registering a run as a model."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -19,23 +21,34 @@ from app.models.runs import RunsTableModel
 from app.tasks import TaskContext
 from app.views.base import View
 from app.widgets.run_detail import RunDetail
-from core.registry import ModelVersion, register_model
-from core.training import Reproduction, Run, SearchResult, list_runs, reproduce_run, search, train
+from core import registry, training
+
+if TYPE_CHECKING:
+    from core.registry import ModelVersion
+    from core.training import Reproduction, Run, SearchResult
 
 
 def run_request(c: TaskContext, request: TrainRequest) -> Run:
-    """Train or search as the dialog asked; a search returns its parent run (the refit best)."""
+    """Train or search as the dialog asked; a search returns its parent run (the refit best).
+
+    ``training.*`` resolves here, in the worker: the package loads scikit-learn on first use.
+    """
     if request.search is None:
-        return train(c.catalog, request.ref, request.target, features=request.features,
+        return training.train(c.catalog, request.ref, request.target, features=request.features,
                      algo=request.algo, params=request.params, seed=request.seed,
                      test_size=request.test_size, progress=c.progress, cancel=c.cancel)
     s = request.search
-    result: SearchResult = search(
+    result: SearchResult = training.search(
         c.catalog, request.ref, request.target, algo=request.algo, kind=s.kind,  # type: ignore[arg-type]
         trials=s.trials, metric=s.metric, cv=s.cv, seed=request.seed, params=request.params,
         features=request.features, test_size=request.test_size, progress=c.progress,
         cancel=c.cancel)
     return result.parent
+
+
+def list_runs_with_metrics(c: TaskContext, trials: bool) -> tuple[list[Run], list[str]]:
+    """The runs, and the metric registry's order for their columns."""
+    return training.list_runs(c.catalog, include_trials=trials), list(training.METRICS)
 
 
 def describe_reproduction(r: Reproduction) -> str:
@@ -95,12 +108,14 @@ class ExperimentsView(View):
     # --- the table -------------------------------------------------------------------------
     def refresh(self) -> None:
         trials = self.show_trials.isChecked()
-        self.ctx.tasks.run("List runs", lambda c: list_runs(c.catalog, include_trials=trials),
+        self.ctx.tasks.run("List runs", lambda c: list_runs_with_metrics(c, trials),
                            self._listed, visible=False, key="runs")
 
-    def _listed(self, runs: list[Run]) -> None:
+    def _listed(self, listed: tuple[list[Run], list[str]]) -> None:
+        runs, order = listed
         keep = self._want_run or (self.detail.run.id if self.detail.run else None)
         self._want_run = None
+        self.runs.order = self.detail.metric_order = order
         self.runs.set_records(runs)
         self.table.resizeColumnsToContents()
         row = self.runs.row_of(keep) if keep else None
@@ -165,8 +180,9 @@ class ExperimentsView(View):
         if run is None:
             return
         self.ctx.tasks.run(f"Reproduce {run.short}",
-                           lambda c: reproduce_run(c.catalog, run.id, progress=c.progress,
-                                                   cancel=c.cancel),
+                           lambda c: training.reproduce_run(c.catalog, run.id,
+                                                            progress=c.progress,
+                                                            cancel=c.cancel),
                            self._reproduced)
 
     def _reproduced(self, result: Reproduction) -> None:
@@ -192,8 +208,9 @@ class ExperimentsView(View):
 
     def register(self, run: Run, name: str) -> None:
         self.ctx.tasks.run(f"Register {run.short} as {name}",
-                           lambda c: register_model(c.catalog, run.id, name,
-                                                    progress=c.progress, cancel=c.cancel),
+                           lambda c: registry.register_model(c.catalog, run.id, name,
+                                                             progress=c.progress,
+                                                             cancel=c.cancel),
                            self._registered)
 
     def _registered(self, version: ModelVersion) -> None:

@@ -3,21 +3,24 @@ deploy and roll back, bundles to files, telemetry files from offline sites."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
 
+from app import fleet_calls as calls
 from app.context import AppContext
 from app.dialogs.fleet import AddAgentDialog, BundleDialog, DeployDialog, RollbackDialog
 from app.models.fleet import AgentRow, AgentsTableModel, DeploymentsTableModel
 from app.views.base import View
 from app.views.datasets import record_table
-from core.fleet.agents import AgentRecord, AgentStatus, fleet_status, list_agents
-from core.fleet.deploy import Deployment, list_deployments
-from core.fleet.local import LocalAgent, start_local_agent, stop_local_agent
-from core.telemetry.ingest import IngestResult, import_telemetry
+
+if TYPE_CHECKING:
+    from core.fleet.agents import AgentRecord, AgentStatus
+    from core.fleet.deploy import Deployment
+    from core.fleet.local import LocalAgent
+    from core.telemetry.ingest import IngestResult
 
 POLL_MS = 5000
 
@@ -96,7 +99,7 @@ class FleetView(View):
 
     # --- agents and their status -------------------------------------------------------------
     def refresh(self) -> None:
-        self.ctx.tasks.run("List agents", lambda c: list_agents(c.catalog), self._listed,
+        self.ctx.tasks.run("List agents", lambda c: calls.list_agents(c.catalog), self._listed,
                            visible=False, key="agents")
 
     def _listed(self, records: list[AgentRecord]) -> None:
@@ -115,7 +118,7 @@ class FleetView(View):
     def poll(self) -> None:
         """Ask every agent how it is; the answers merge into the table when they come."""
         if self.agents.records:
-            self.ctx.tasks.run("Poll agents", lambda c: fleet_status(c.catalog), self._polled,
+            self.ctx.tasks.run("Poll agents", lambda c: calls.fleet_status(c.catalog), self._polled,
                                visible=False, key="poll")
 
     def _polled(self, statuses: list[AgentStatus]) -> None:
@@ -139,7 +142,7 @@ class FleetView(View):
         name = self.selected_name()
         if name:
             self.ctx.tasks.run(f"Deployments to {name}",
-                               lambda c: list_deployments(c.catalog, agent=name),
+                               lambda c: calls.list_deployments(c.catalog, name),
                                self._deployments, visible=False, key="deployments")
 
     def _deployments(self, rows: list[Deployment]) -> None:
@@ -168,7 +171,7 @@ class FleetView(View):
     def start_local(self) -> None:
         window = self.local_window_s
         self.ctx.tasks.run("Start local agent",
-                           lambda c: start_local_agent(c.catalog, window_s=window),
+                           lambda c: calls.start_local_agent(c.catalog, window),
                            self._local_started)
 
     def _local_started(self, agent: LocalAgent) -> None:
@@ -177,7 +180,7 @@ class FleetView(View):
         self.ctx.events.agents_changed.emit()
 
     def stop_local(self) -> None:
-        self.ctx.tasks.run("Stop local agent", lambda c: stop_local_agent(c.catalog),
+        self.ctx.tasks.run("Stop local agent", lambda c: calls.stop_local_agent(c.catalog),
                            self._local_stopped)
 
     def _local_stopped(self, stopped: bool) -> None:
@@ -221,7 +224,8 @@ class FleetView(View):
 
     def import_telemetry_file(self, path: Path) -> None:
         self.ctx.tasks.run(f"Import telemetry {path.name}",
-                           lambda c: import_telemetry(c.catalog, path), self._telemetry_imported)
+                           lambda c: calls.import_telemetry(c.catalog, path),
+                           self._telemetry_imported)
 
     def _telemetry_imported(self, result: IngestResult) -> None:
         self.window().statusBar().showMessage(

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import (
@@ -20,7 +20,10 @@ from app.dialogs.models import AliasDialog, ImportOnnxDialog, RegisterDialog
 from app.models.registry import ModelsTableModel, ModelVersionsTableModel, parity_state, parity_text
 from app.views.base import View
 from app.views.datasets import record_table
-from core.registry import ModelVersion, export_model, list_models, list_versions, model_card
+from core import registry
+
+if TYPE_CHECKING:
+    from core.registry import ModelVersion
 
 _BADGES = {"passed": "ok", "flagged": "bad", "not checked": "none"}
 
@@ -83,7 +86,7 @@ class ModelsView(View):
 
     # --- lists -----------------------------------------------------------------------------
     def refresh(self) -> None:
-        self.ctx.tasks.run("List models", lambda c: list_models(c.catalog), self._listed,
+        self.ctx.tasks.run("List models", lambda c: registry.list_models(c.catalog), self._listed,
                            visible=False, key="models")
 
     def _listed(self, models: list[dict[str, Any]]) -> None:
@@ -102,7 +105,8 @@ class ModelsView(View):
     def _model_selected(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
             name = self.models.record(current.row())["model"]
-            self.ctx.tasks.run(f"Versions of {name}", lambda c: list_versions(c.catalog, name),
+            self.ctx.tasks.run(f"Versions of {name}",
+                               lambda c: registry.list_versions(c.catalog, name),
                                self._versions_listed, visible=False, key="model-versions")
 
     def _versions_listed(self, versions: list[ModelVersion]) -> None:
@@ -134,7 +138,7 @@ class ModelsView(View):
         self.badge.style().polish(self.badge)
         self.badge.show()
         ref = version.ref
-        self.ctx.tasks.run(f"Model card of {ref}", lambda c: model_card(c.catalog, ref),
+        self.ctx.tasks.run(f"Model card of {ref}", lambda c: registry.model_card(c.catalog, ref),
                            self._card, visible=False, key="card")
 
     def _card(self, markdown: str) -> None:
@@ -182,7 +186,7 @@ class ModelsView(View):
         if self.selected is None:
             return
         ref = self.selected.ref
-        self.ctx.tasks.run(f"Export {ref}", lambda c: export_model(c.catalog, ref, path),
+        self.ctx.tasks.run(f"Export {ref}", lambda c: registry.export_model(c.catalog, ref, path),
                            lambda v: self.window().statusBar().showMessage(
                                f"Exported {v.ref} to {path}", 8000))
 

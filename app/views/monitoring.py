@@ -2,6 +2,8 @@
 the alerts. Refresh pulls telemetry from the agents in the background first."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -13,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import fleet_calls as calls
 from app.context import AppContext
 from app.models.fleet import AlertsTableModel
 from app.monitoring_data import Snapshot, snapshot
@@ -20,9 +23,10 @@ from app.views.base import View
 from app.views.datasets import record_table
 from app.widgets.drift_panel import DriftPanel
 from app.widgets.plots import TimeSeriesPlot
-from core.drift import FeatureDrift, Thresholds
-from core.feature_distribution import feature_distribution
-from core.telemetry.series import SeriesPoint
+
+if TYPE_CHECKING:
+    from core.drift import FeatureDrift
+    from core.telemetry.series import SeriesPoint
 
 BUCKETS = {"10 s": 10.0, "1 min": 60.0, "5 min": 300.0, "1 h": 3600.0}
 ALL_AGENTS = "All agents"
@@ -125,8 +129,8 @@ class MonitoringView(View):
             text += " — " + "; ".join(failed)
         self.summary.setText(text)
         self._plot(snap)
-        thresholds = snap.report.thresholds if snap.report else Thresholds()
-        self.drift.show_matrix(snap.matrix, thresholds, snap.drift_note)
+        self.drift.show_matrix(snap.matrix, snap.report.thresholds if snap.report else None,
+                               snap.drift_note)
         self.alerts.set_records(snap.alerts)
         self.alerts_table.resizeColumnToContents(2)
         self.alerts_title.setText(f"Alerts ({sum(a.open for a in snap.alerts)} open)")
@@ -140,8 +144,8 @@ class MonitoringView(View):
         until = None if since is None else since + snap.bucket_s
         self.ctx.tasks.run(
             f"Distribution of {cell.feature}",
-            lambda c: feature_distribution(c.catalog, model, version, cell.feature, agent=agent,
-                                           since=since, until=until),
+            lambda c: calls.feature_distribution(c.catalog, model, version, cell.feature, agent,
+                                                 since, until),
             self.drift.show_distribution, visible=False, key="distribution")
 
     def _fill(self, box: QComboBox, items: list[str], current: str | None) -> None:

@@ -3,6 +3,7 @@ the feature's drift figures were in that window."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -10,9 +11,11 @@ from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from app.theme import Theme
 from app.widgets.plots import Heatmap, HistogramPlot
-from core.drift import FeatureDrift, Thresholds
-from core.feature_distribution import FeatureDistribution
-from edge_agent.protocol import PREDICTION_FEATURE
+from edge_agent.records import PREDICTION_FEATURE
+
+if TYPE_CHECKING:
+    from core.drift import FeatureDrift, Thresholds
+    from core.feature_distribution import FeatureDistribution
 
 
 def feature_label(feature: str) -> str:
@@ -60,12 +63,13 @@ class DriftPanel(QWidget):
         self.features: list[str] = []
         self.windows: list[float | None] = []
         self.cells: dict[tuple[int, int], FeatureDrift] = {}
-        self.thresholds = Thresholds()
+        self.psi_warn, self.psi_alert = 0.1, 0.25  # core.drift.Thresholds' defaults
         self.selected: FeatureDrift | None = None
 
-    def show_matrix(self, rows: list[FeatureDrift], thresholds: Thresholds,
+    def show_matrix(self, rows: list[FeatureDrift], thresholds: Thresholds | None,
                     note: str | None = None) -> None:
-        self.thresholds = thresholds
+        if thresholds is not None:
+            self.psi_warn, self.psi_alert = thresholds.psi_warn, thresholds.psi_alert
         self.note.setText(note or "")
         self.features = sorted({r.feature for r in rows})
         self.windows = sorted({r.window_start for r in rows},
@@ -75,8 +79,8 @@ class DriftPanel(QWidget):
         matrix = np.full((len(self.features), len(self.windows)), np.nan)
         for (i, j), r in self.cells.items():
             matrix[i, j] = r.psi
-        top = max(thresholds.psi_alert * 2, 0.5)
-        warn, alert = thresholds.psi_warn / top, thresholds.psi_alert / top
+        top = max(self.psi_alert * 2, 0.5)
+        warn, alert = self.psi_warn / top, self.psi_alert / top
         c = self.theme.colour
         # One calm colour for everything below warn; amber to red from warn to alert.
         colours = [c("ok_soft"), c("ok_soft"), c("warn"), c("bad"), c("bad")]
@@ -95,8 +99,8 @@ class DriftPanel(QWidget):
         self.cell.setText(
             f"<b>{feature_label(r.feature)}</b> ({r.kind})<br>"
             f"window {window_label(r.window_start)}<br>"
-            f"PSI <b>{r.psi:.3f}</b> — {r.status} (warn ≥ {self.thresholds.psi_warn}, "
-            f"alert ≥ {self.thresholds.psi_alert})<br>{test}<br>{r.rows:,} live values")
+            f"PSI <b>{r.psi:.3f}</b> — {r.status} (warn ≥ {self.psi_warn}, "
+            f"alert ≥ {self.psi_alert})<br>{test}<br>{r.rows:,} live values")
         self.selected = r
         self.distribution.reset(f"{feature_label(r.feature)}: loading…")
         self.cell_selected.emit(r)
@@ -114,4 +118,4 @@ class DriftPanel(QWidget):
         self.heatmap.retheme()
         self.distribution.retheme()
         if rows:
-            self.show_matrix(rows, self.thresholds, self.note.text() or None)
+            self.show_matrix(rows, None, self.note.text() or None)

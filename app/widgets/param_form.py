@@ -1,6 +1,8 @@
 """A form for an algorithm's parameters, built from its ParamSpecs: defaults, ranges, checks."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -14,7 +16,9 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import InvalidInput
-from core.training.algorithms import Algorithm, ParamSpec, ParamValue
+
+if TYPE_CHECKING:  # the module itself imports scikit-learn: seconds the UI thread must not wait
+    from core.training.algorithms import Algorithm, ParamSpec, ParamValue
 
 
 def _text(value: ParamValue) -> str:

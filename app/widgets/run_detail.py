@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtWidgets import QStackedWidget, QTabWidget, QTextBrowser
@@ -11,19 +11,22 @@ from app.context import AppContext
 from app.models.records import number
 from app.models.runs import scalar_metrics
 from app.widgets.plots import BarChart, Heatmap, ScatterPlot
+from core import training
 from core.catalog import Catalog
-from core.training import Run, holdout_frame, load_model
+
+if TYPE_CHECKING:
+    from core.training import Run
 
 _MAX_POINTS = 5000  # a residual plot needs the shape, not every holdout row
 
 
 def residuals(catalog: Catalog, run: Run) -> tuple[np.ndarray, np.ndarray]:
     """(predicted, actual - predicted) on the run's holdout rows; runs in a worker."""
-    X, y = holdout_frame(catalog, run)
+    X, y = training.holdout_frame(catalog, run)
     if len(X) > _MAX_POINTS:
         rows = np.random.default_rng(run.seed).choice(len(X), _MAX_POINTS, replace=False)
         X, y = X.iloc[rows], y.iloc[rows]
-    predicted = np.asarray(load_model(catalog, run).predict(X), dtype=float)
+    predicted = np.asarray(training.load_model(catalog, run).predict(X), dtype=float)
     return predicted, np.asarray(y, dtype=float) - predicted
 
 
@@ -33,8 +36,8 @@ def _rows(pairs: list[tuple[str, Any]]) -> str:
                    for k, v in pairs)
 
 
-def summary_html(run: Run) -> str:
-    metrics = [(m, run.metrics.get(m)) for m in scalar_metrics([run])]
+def summary_html(run: Run, order: list[str]) -> str:
+    metrics = [(m, run.metrics.get(m)) for m in scalar_metrics([run], order)]
     parts = [
         f"<h3>Run {run.short} · {html.escape(run.algo)} · {run.task}</h3>",
         f"<p>{run.kind} on <b>{html.escape(run.dataset)}@{run.dataset_version[:12]}</b>, "
@@ -74,6 +77,7 @@ class RunDetail(QTabWidget):
         self.addTab(self.compare, "Compare")
         self.run: Run | None = None
         self.compared: list[Run] = []
+        self.metric_order: list[str] = []
 
     def show_run(self, run: Run | None) -> None:
         self.run = run
@@ -82,7 +86,7 @@ class RunDetail(QTabWidget):
             self.confusion.reset()
             self.importance.reset()
             return
-        self.summary.setHtml(summary_html(run))
+        self.summary.setHtml(summary_html(run, self.metric_order))
         self._show_evaluation(run)
         if run.importance:
             self.importance.show_ranked(list(run.importance), list(run.importance.values()),
@@ -120,7 +124,7 @@ class RunDetail(QTabWidget):
     def show_comparison(self, runs: list[Run]) -> None:
         """Metrics every selected run has, one colour per run."""
         self.compared = runs
-        shared = [m for m in scalar_metrics(runs)
+        shared = [m for m in scalar_metrics(runs, self.metric_order)
                   if not m.endswith("_std") and m != "cv_folds"
                   and all(isinstance(r.metrics.get(m), int | float) for r in runs)]
         series = {f"{r.short} {r.algo}": [float(r.metrics[m]) for m in shared] for r in runs}

@@ -1,0 +1,121 @@
+"""Worker-side calls into the fleet, telemetry and drift modules.
+
+Those modules load httpx, cryptography, onnxruntime and pandas (about a second together
+on a laptop), so each call imports what it needs when it first runs, in a worker: the
+window opens without them and the UI thread never waits on their import.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.catalog import Catalog
+from core.errors import OutpostError
+from core.progress import CancelToken, ProgressFn
+
+if TYPE_CHECKING:
+    from core.bundles import BuiltBundle
+    from core.feature_distribution import FeatureDistribution
+    from core.fleet.agents import AgentRecord, AgentStatus
+    from core.fleet.deploy import Deployment, DeployResult
+    from core.fleet.local import LocalAgent
+    from core.telemetry.ingest import IngestResult
+
+
+def list_agents(catalog: Catalog) -> list[AgentRecord]:
+    from core.fleet.agents import list_agents
+
+    return list_agents(catalog)
+
+
+def fleet_status(catalog: Catalog) -> list[AgentStatus]:
+    from core.fleet.agents import fleet_status
+
+    return fleet_status(catalog)
+
+
+def add_agent(catalog: Catalog, name: str, url: str, token: str) -> AgentRecord:
+    from core.fleet.agents import add_agent
+
+    return add_agent(catalog, name, url, token)
+
+
+def list_deployments(catalog: Catalog, agent: str) -> list[Deployment]:
+    from core.fleet.deploy import list_deployments
+
+    return list_deployments(catalog, agent=agent)
+
+
+def start_local_agent(catalog: Catalog, window_s: float | None) -> LocalAgent:
+    from core.fleet.local import start_local_agent
+
+    return start_local_agent(catalog, window_s=window_s)
+
+
+def stop_local_agent(catalog: Catalog) -> bool:
+    from core.fleet.local import stop_local_agent
+
+    return stop_local_agent(catalog)
+
+
+def deploy(catalog: Catalog, ref: str, agent: str, force: bool, progress: ProgressFn,
+           cancel: CancelToken) -> DeployResult:
+    from core.fleet.deploy import deploy
+
+    return deploy(catalog, ref, agent, force=force, progress=progress, cancel=cancel)
+
+
+def rollback(catalog: Catalog, model: str, agent: str) -> DeployResult:
+    from core.fleet.deploy import rollback
+
+    return rollback(catalog, model, agent)
+
+
+def save_bundle(catalog: Catalog, ref: str, out: Path, progress: ProgressFn,
+                cancel: CancelToken) -> BuiltBundle:
+    from core.bundles import build_bundle
+
+    return build_bundle(catalog, ref, out, progress=progress, cancel=cancel)
+
+
+def import_telemetry(catalog: Catalog, path: Path) -> IngestResult:
+    from core.telemetry.ingest import import_telemetry
+
+    return import_telemetry(catalog, path)
+
+
+def feature_distribution(catalog: Catalog, model: str, version: int, feature: str,
+                         agent: str | None, since: float | None,
+                         until: float | None) -> FeatureDistribution:
+    from core.feature_distribution import feature_distribution
+
+    return feature_distribution(catalog, model, version, feature, agent=agent, since=since,
+                                until=until)
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    ok: bool
+    text: str
+
+
+def check_compatibility(catalog: Catalog, ref: str, agent: str) -> Compatibility:
+    """Can ``agent``'s onnxruntime load ``ref``'s opsets? Asks the agent; changes nothing."""
+    from core.fleet.agents import connect
+    from core.fleet.deploy import check_opset
+    from core.registry import resolve_model
+
+    mv = resolve_model(catalog, ref)
+    needs = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(mv.opset.items()))
+    try:
+        with connect(catalog, agent) as (_, client):
+            status = client.status()
+        check_opset(agent, status, mv.model, mv.opset)
+    except OutpostError as exc:
+        return Compatibility(False, str(exc))
+    have = status.get("opset_max") or {}
+    top = have.get("ai.onnx", have.get("", "?"))
+    return Compatibility(True, f"Compatible: {mv.ref} needs opset {needs}; {agent} runs "
+                               f"onnxruntime {status.get('onnxruntime', '?')} "
+                               f"(ai.onnx up to {top}).")
