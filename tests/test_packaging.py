@@ -79,7 +79,7 @@ def frozen_desktop() -> Path:
     if not (stamp.exists() and stamp.read_text().strip() == build.fingerprint(target)):
         pytest.skip("the desktop build (minutes) is its own step in .ci/run: "
                     "OUTPOST_BUILD_DESKTOP=1 pytest "
-                    "tests/test_packaging.py::test_frozen_desktop_self_test_and_cli")
+                    "tests/test_packaging.py -k frozen_desktop")
     return target.executable(dist)
 
 
@@ -253,6 +253,15 @@ def test_frozen_desktop_self_test_and_cli(frozen_desktop: Path) -> None:
     # How the desktop starts its local agent: `sys.executable -m edge_agent serve ...`.
     assert _first_line([str(frozen_desktop), "-m", "edge_agent", "--version"]) == \
         f"outpost-agent {PACKAGE_VERSION}"
+
+
+def test_frozen_desktop_runs_the_whole_loop(frozen_desktop: Path, tmp_path: Path) -> None:
+    """import, train, convert, bundle, local agent, deploy, traffic, telemetry, drift."""
+    env = dict(os.environ, OUTPOST_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([str(frozen_desktop), "demo", "--json"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["passed"] is True
 
 
 UNIT = REPO / "packaging" / "systemd" / "outpost-agent.service"
