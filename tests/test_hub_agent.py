@@ -95,7 +95,9 @@ def test_deploy_rollback_rotation_and_telemetry_by_poll(catalog: Catalog, hub: H
             == 30, 20, "telemetry pushed and acked")
         seqs = _seqs(catalog, "edge1")
         assert len(seqs) == len(set(seqs))
-        status = agent_status(catalog, "edge1")
+        # what the agent serves is what it reported on its latest poll
+        status = wait_until(lambda: (s := agent_status(catalog, "edge1")).models[0]["active"]
+                            == 4 and s, 10, "a poll reporting version 4")
         assert (status.mode, status.online, status.telemetry_rows) == ("hub", True, 30)
         assert [(m["name"], m["active"]) for m in status.models] == [("adder", 4)]
     finally:

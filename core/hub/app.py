@@ -63,6 +63,7 @@ class HubOptions:
     max_status_bytes: int = 256 * 1024  # one poll body
     body_timeout_s: float = 30.0
     contact_flush_s: float = 2.0
+    commit_interval_s: float = 0.1  # telemetry commits at most this often (batched between)
     readers: int = 2
 
 
@@ -73,7 +74,8 @@ class HubApp:
         self.contacts = ContactBook()
         self.keys = KeyChain(catalog)
         self.writer = Writer(catalog, periodic=self.contacts.flush,
-                             period_s=self.options.contact_flush_s)
+                             period_s=self.options.contact_flush_s,
+                             commit_interval_s=self.options.commit_interval_s)
         self._readers = ThreadPoolExecutor(self.options.readers, thread_name_prefix="hub-read")
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
