@@ -36,7 +36,8 @@ from tests.agent_helpers import (
     wait_http_ok,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
+# A test's setup may include a PyInstaller build (agent ~1 min, desktop ~3 min on 2 busy cores).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging"), pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_VERSION = version("outpost")
