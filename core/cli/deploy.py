@@ -39,4 +39,6 @@ def rollback(
     with open_catalog() as catalog:
         result = rollback_version(catalog, model, on)
     emit(result.to_dict(), as_json, lambda: console.print(
-        f"{result.agent} now serves {result.model}@{result.version}"))
+        f"{result.agent} now serves {result.model}@{result.version}"
+        if result.status != "pending" else  # a hub agent rolls back on its next poll
+        f"rollback of {result.model} on {result.agent} recorded: it happens on its next poll"))
