@@ -4,10 +4,12 @@ the outbox overflows, and batches the hub refuses."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,12 +206,43 @@ def test_refused_and_oversized_batches_stay_in_the_outbox(catalog: Catalog,
         hub.stop()
 
 
-def _poison_outbox(folder: Path) -> None:
-    """An outbox whose oldest record is one no hub accepts (a kind it does not know)."""
+def test_device_clock_skew_orders_by_seq_not_time(catalog: Catalog, tmp_path: Path) -> None:
+    hub = start_hub(catalog, "127.0.0.1", 0)
+    try:
+        now = time.time()
+        stamps = [now + 86400, now - 86400, now - 90000, now + 3600]  # a clock that jumps
+        folder = tmp_path / "skewed"
+        _prefill_outbox(folder, [
+            {"kind": "request", "ts": ts, "model": "adder", "version": 1, "status": 200,
+             "latency_us": 100, "rows": 1} for ts in stamps])
+        enrol = write_enrolment(enroll_agent(catalog, "skewed", hub.url),
+                                tmp_path / "skewed.enrol")
+        agent = start_hub_agent(folder, "skewed", enrol=enrol)
+        try:
+            wait_until(lambda: agent.outbox() == [], 15, "skewed records pushed and acked")
+        finally:
+            agent.stop()
+    finally:
+        hub.stop()
+    rows = catalog.cursor().execute("SELECT seq, ts FROM telemetry_request WHERE agent = "
+                                    "'skewed' ORDER BY seq").fetchall()
+    assert [(int(s), float(t)) for s, t in rows] == list(zip(range(1, 5), stamps, strict=True))
+
+
+def _prefill_outbox(folder: Path, records: list[dict[str, object]]) -> None:
+    """An agent outbox holding `records` (seq 1, 2, ...), as a device would have written."""
     folder.mkdir(parents=True)
     subprocess.run([sys.executable, "-m", "edge_agent", "export-telemetry", "--dir",
                     str(folder), "--out", str(folder.parent / "empty.ndjson")],
                    check=True, capture_output=True)
     with contextlib.closing(sqlite3.connect(folder / "telemetry.sqlite")) as db, db:
-        db.execute("INSERT INTO records VALUES (1, 'gossip', '{\"kind\": \"gossip\"}', 40)")
-        db.execute("UPDATE state SET last_seq = 1")
+        for seq, record in enumerate(records, 1):
+            body = json.dumps(record)
+            db.execute("INSERT INTO records VALUES (?, ?, ?, ?)",
+                       (seq, record["kind"], body, len(body) + 16))
+        db.execute("UPDATE state SET last_seq = ?", (len(records),))
+
+
+def _poison_outbox(folder: Path) -> None:
+    """An outbox whose oldest record is one no hub accepts (a kind it does not know)."""
+    _prefill_outbox(folder, [{"kind": "gossip"}])
