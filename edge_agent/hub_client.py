@@ -108,7 +108,7 @@ class HubClient:
         self.store = store
         self.identity = identity
         self.status = status
-        self.desired = DesiredState(self.enrolment.agent, agent_dir / HUB_DIR, store, cache)
+        self.desired = DesiredState(self.enrolment, agent_dir / HUB_DIR, store, cache)
         self.pusher = TelemetryPusher(self.enrolment.agent, outbox,
                                       batch_records=settings.batch_records,
                                       batch_bytes=settings.batch_bytes)

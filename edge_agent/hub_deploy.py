@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from edge_agent.errors import AgentError
-from edge_agent.hub_protocol import agent_path
+from edge_agent.hub_protocol import Enrolment, agent_path, token_sha256
 from edge_agent.hub_transport import HubRefused, HubTransport, HubUnavailable
 from edge_agent.signing import atomic_write
 
@@ -27,8 +27,11 @@ STATE_FILE = "state.json"
 
 
 class DesiredState:
-    def __init__(self, agent: str, hub_dir: Path, store: Any, cache: Any) -> None:
-        self.agent = agent
+    def __init__(self, enrolment: Enrolment, hub_dir: Path, store: Any, cache: Any) -> None:
+        self.agent = enrolment.agent
+        # Deployment ids are a desktop's own numbering: state kept under another
+        # enrolment (another desktop, a replaced token) must not mark new ones as done.
+        self.enrolment_id = token_sha256(enrolment.token)[:16]
         self.dir = hub_dir
         self.store = store
         self.cache = cache
@@ -43,12 +46,15 @@ class DesiredState:
         except (OSError, orjson.JSONDecodeError) as exc:
             log.warning("hub state %s unreadable (%s): starting afresh", self.dir, exc)
             return {}
-        handled = doc.get("handled") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict) or doc.get("enrolment") != self.enrolment_id:
+            return {}
+        handled = doc.get("handled")
         return handled if isinstance(handled, dict) else {}
 
     def _save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.dir / STATE_FILE, orjson.dumps({"handled": self._handled}))
+        atomic_write(self.dir / STATE_FILE, orjson.dumps(
+            {"enrolment": self.enrolment_id, "handled": self._handled}))
 
     def rotate(self, records: list[str]) -> None:
         """Apply the key rotations the hub says this device still lacks, in order."""
