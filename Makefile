@@ -38,6 +38,11 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
+# Real windows on a virtual X server (needs xvfb and libxcb-icccm4/-keysyms1/-cursor0).
+screenshots: $(DEV_STAMP)
+	xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb \
+		$(BIN)/python -m app.screenshots docs/screenshots
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 

@@ -10,9 +10,12 @@ from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
 
 from app.resources import app_icon
+from app.tasks import TaskRunner
 
 _PACKAGES = ("outpost", "duckdb", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "pyqtgraph",
              "superqt", "numpy", "pandas", "pyarrow")
+
+_TAGLINE = "<p>Offline MLOps: datasets, training, ONNX models and edge agents.</p>"
 
 
 def versions() -> dict[str, str]:
@@ -30,7 +33,9 @@ def versions() -> dict[str, str]:
 
 
 class AboutDialog(QDialog):
-    def __init__(self, parent: QWidget | None, catalog_path: str) -> None:
+    """Package versions come from a worker: the first metadata lookup scans site-packages."""
+
+    def __init__(self, parent: QWidget | None, catalog_path: str, tasks: TaskRunner) -> None:
         super().__init__(parent)
         self.setWindowTitle("About Outpost")
         layout = QVBoxLayout(self)
@@ -38,17 +43,22 @@ class AboutDialog(QDialog):
         logo.setPixmap(app_icon().pixmap(64, 64))
         logo.setAlignment(Qt.AlignmentFlag.AlignHCenter)
         layout.addWidget(logo)
-        title = QLabel(f"<h2>Outpost {versions()['outpost']}</h2>"
-                       "<p>Offline MLOps: datasets, training, ONNX models and edge agents.</p>")
-        title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
-        layout.addWidget(title)
-        rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>"
-                       for k, v in versions().items())
-        table = QLabel(f"<table>{rows}</table><p>Catalog: {catalog_path}<br>"
+        self.title = QLabel(f"<h2>Outpost</h2>{_TAGLINE}")
+        self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        layout.addWidget(self.title)
+        self.footer = (f"<p>Catalog: {catalog_path}<br>"
                        f"Platform: {platform.platform()} ({sys.platform})</p>")
-        table.setObjectName("versions")
-        table.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(table)
+        self.table = QLabel(f"<p>Looking up versions…</p>{self.footer}")
+        self.table.setObjectName("versions")
+        self.table.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.table)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
+        tasks.run("Look up versions", lambda c: versions(), self._show_versions, visible=False)
+
+    def _show_versions(self, found: dict[str, str]) -> None:
+        self.title.setText(f"<h2>Outpost {found['outpost']}</h2>{_TAGLINE}")
+        rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>"
+                       for k, v in found.items())
+        self.table.setText(f"<table>{rows}</table>{self.footer}")

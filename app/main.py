@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.context import AppContext, CatalogEvents
 from app.errors import ErrorSink
+from app.qt_compat import pin_true
 from app.resources import app_icon
 from app.tasks import TaskRunner
 from app.theme import Theme
@@ -36,6 +37,7 @@ def gui_settings(settings: Settings) -> QSettings:
 
 def create_window(catalog: Catalog, app: QApplication,
                   views: list[type[View]] | None = None) -> MainWindow:
+    pin_true()
     settings = gui_settings(catalog.settings)
     theme = Theme(str(settings.value("theme", "light")))
     theme.apply(app)
@@ -46,6 +48,7 @@ def create_window(catalog: Catalog, app: QApplication,
 
 
 def application() -> QApplication:
+    pin_true()
     existing = QApplication.instance()
     if isinstance(existing, QApplication):
         return existing

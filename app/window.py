@@ -163,7 +163,7 @@ class MainWindow(QMainWindow):
         self.ctx.tasks.run("Load libraries", lambda c: warm_up(), visible=False)
 
     def show_about(self) -> AboutDialog:
-        dialog = AboutDialog(self, str(self.ctx.catalog.path))
+        dialog = AboutDialog(self, str(self.ctx.catalog.path), self.ctx.tasks)
         dialog.open()
         return dialog
 
