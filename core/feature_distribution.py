@@ -22,6 +22,7 @@ class FeatureDistribution:
     feature: str
     kind: str  # numeric | categorical
     labels: list[str]  # one per bin, in the baseline's order
+    edges: list[float] | None  # numeric: the cut points between the bins
     baseline: list[int]
     live: list[int]
     baseline_nulls: int
@@ -81,4 +82,5 @@ def feature_distribution(catalog: Catalog, model: str, version: int, feature: st
             live[i] += int(n)
         nulls += int(row_nulls)
     return FeatureDistribution(model, version, feature, base.kind, bin_labels(base),
-                               list(base.counts), live, base.nulls, nulls)
+                               list(base.edges) if base.edges else None, list(base.counts), live,
+                               base.nulls, nulls)

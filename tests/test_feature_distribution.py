@@ -47,7 +47,7 @@ def test_live_counts_sum_over_the_asked_windows_beside_the_baseline(
     assert both.baseline == temp["counts"] and both.baseline_nulls == temp["nulls"]
     assert both.live == [0] * (bins - 1) + [80] and both.live_nulls == 3
     assert both.labels[0].startswith("< ") and both.labels[-1].startswith("≥ ")
-    assert len(both.labels) == bins
+    assert len(both.labels) == bins and both.edges == temp["edges"]
 
     first = feature_distribution(catalog, "pumps", 1, "temp", since=t0, until=t0 + 60)
     assert first.live[-1] == 40

@@ -70,7 +70,7 @@ def test_monitoring_shows_requests_drift_and_alerts(
     line = view.requests.getPlotItem().listDataItems()[0]
     assert line.name() == "site-a" and sum(line.yData) * 60 == pytest.approx(60)
     errors = view.errors.getPlotItem().listDataItems()[0]
-    failed = sum(rate * n * 60 for rate, n in zip(errors.yData, line.yData, strict=True))
+    failed = sum(pct / 100 * n * 60 for pct, n in zip(errors.yData, line.yData, strict=True))
     assert failed == pytest.approx(6)
 
     drift = view.drift

@@ -164,9 +164,8 @@ class MonitoringView(View):
         self.requests.show_series({a: (xs(p), [x.requests_per_s for x in p])
                                    for a, p in series.items()}, "Requests / s", "req/s",
                                   min_top=1.0)
-        self.errors.show_series({a: (xs(p), [x.error_rate for x in p])
-                                 for a, p in series.items()}, "Error rate", "share",
-                                min_top=0.05)
+        self.errors.show_series({a: (xs(p), [100 * x.error_rate for x in p])
+                                 for a, p in series.items()}, "Error rate", "%", min_top=5.0)
         latency: dict[str, tuple[list[float], list[float]]] = {}
         for agent, points in series.items():
             latency[f"{agent} p50"] = (xs(points), [x.p50_ms or 0.0 for x in points])

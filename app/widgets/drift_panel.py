@@ -112,7 +112,11 @@ class DriftPanel(QWidget):
         self.distribution.show_categories(
             dist.labels, dist.shares(dist.live),
             f"{feature_label(dist.feature)}: live (colour) vs baseline (grey), share per bin",
-            baseline=dist.shares(dist.baseline))
+            baseline=dist.shares(dist.baseline), max_labels=8)
+        if dist.edges:  # numeric bins: the cut points under the gaps between the bars
+            step = max(1, len(dist.edges) // 6)
+            self.distribution.getAxis("bottom").setTicks([[
+                (i + 0.5, f"{edge:.3g}") for i, edge in enumerate(dist.edges) if i % step == 0]])
 
     def retheme(self, rows: list[FeatureDrift]) -> None:
         self.heatmap.retheme()

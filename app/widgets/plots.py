@@ -22,6 +22,8 @@ class Plot(pg.PlotWidget):
         self.theme = theme
         self.setMenuEnabled(False)
         self.getPlotItem().hideButtons()
+        # Plain numbers on the axes: an error rate reads 0.02, not "20 (x0.001)".
+        self.getAxis("left").enableAutoSIPrefix(False)
         self.setMinimumHeight(160)
         self._title = title
         self.retheme()
@@ -71,7 +73,7 @@ class HistogramPlot(Plot):
                                      pen=pg.mkPen(self.theme.colour("plot_background"))))
 
     def show_categories(self, labels: Sequence[str], counts: Sequence[float], label: str = "",
-                        baseline: Sequence[float] | None = None) -> None:
+                        baseline: Sequence[float] | None = None, max_labels: int = 30) -> None:
         self.reset(label)
         xs = np.arange(len(labels), dtype=float)
         if baseline is not None:
@@ -82,7 +84,7 @@ class HistogramPlot(Plot):
         else:
             self.addItem(pg.BarGraphItem(x=xs, width=0.7, height=counts,
                                          brush=self.theme.series(0), pen=None))
-        self.set_ticks("bottom", labels)
+        self.set_ticks("bottom", labels, max_labels)
 
 
 class BarChart(Plot):
