@@ -13,11 +13,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(APP_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[agent]'
+	$(BIN)/pip install --quiet -e '.[desktop]'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml $(APP_STAMP)
-	$(BIN)/pip install --quiet -e '.[agent,dev]'
+	$(BIN)/pip install --quiet -e '.[desktop,dev]'
 	touch $@
 
 install: $(APP_STAMP)
@@ -50,8 +50,8 @@ clean:
 # `make dist` builds dist/outpost-agent (one file) and dist/outpost/ (one folder) with
 # PyInstaller, skipping a build whose inputs did not change; DIST_TARGETS=agent for one.
 # `make wheelhouse` fills $(WHEELHOUSE)/ with every wheel an offline site needs for
-# `pip install --no-index --find-links $(WHEELHOUSE) ...` (docs/install.md), and
-# agent-requirements.txt: the agent's own dependencies, without the desktop's.
+# `pip install --no-index --find-links $(WHEELHOUSE) ...` (docs/install.md): the agent
+# is the package's base install, the desktop its `desktop` extra.
 DIST_TARGETS ?= all
 WHEELHOUSE ?= wheelhouse
 
@@ -62,7 +62,4 @@ dist: $(DEV_STAMP)
 
 wheelhouse: | $(BIN)/python
 	rm -rf $(WHEELHOUSE)
-	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELHOUSE) '.[agent]'
-	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELHOUSE) .
-	$(BIN)/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))\
-	['project']['optional-dependencies']['agent'], sep='\n')" > $(WHEELHOUSE)/agent-requirements.txt
+	$(BIN)/pip wheel --quiet --wheel-dir $(WHEELHOUSE) '.[desktop]'

@@ -13,8 +13,10 @@ from core.cli import app
 def _walk(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
     found = [(path, command)]
     if hasattr(command, "commands"):
-        for name, sub in sorted(command.commands.items()):
-            found.extend(_walk(sub, (*path, name)))
+        ctx = typer.Context(command)
+        # list/get, not .commands: the root group loads its sub-commands lazily.
+        for name in command.list_commands(ctx):
+            found.extend(_walk(command.get_command(ctx, name), (*path, name)))
     return found
 
 
@@ -28,7 +30,8 @@ def test_the_tree_has_commands() -> None:
     assert len(COMMANDS) > 1
 
 
-@pytest.mark.parametrize("path,command", COMMANDS, ids=[" ".join(p) or "outpost" for p, _ in COMMANDS])
+@pytest.mark.parametrize("path,command", COMMANDS,
+                         ids=[" ".join(p) or "outpost" for p, _ in COMMANDS])
 def test_command_has_help_text(path: tuple[str, ...], command: Any) -> None:
     assert (command.help or "").strip(), f"`outpost {' '.join(path)}` has no help text"
     result = CliRunner().invoke(app, [*path, "--help"])

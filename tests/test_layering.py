@@ -39,3 +39,18 @@ def test_agent_process_loads_no_heavy_library() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"edge_agent pulled in: {proc.stdout.strip()}"
+
+
+def test_agent_install_pulls_no_desktop_library() -> None:
+    """`pip install outpost[agent]` (the base install) must not bring Qt, DuckDB or scikit-learn."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    heavy = {"duckdb", "pyside6", "pyside6-essentials", "scikit-learn", "skl2onnx", "pandas",
+             "pyarrow", "scipy", "pyqtgraph", "superqt"}
+    for label, deps in (("dependencies", project["dependencies"]),
+                        ("agent extra", project["optional-dependencies"]["agent"])):
+        names = {re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0].lower() for dep in deps}
+        assert not names & heavy, f"{label} pulls {sorted(names & heavy)}"
+    assert "duckdb" in " ".join(project["optional-dependencies"]["desktop"])

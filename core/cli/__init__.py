@@ -7,6 +7,7 @@ from importlib.metadata import entry_points
 
 import typer
 
+from core.cli.lazy import LazyRootGroup
 from core.config import Settings
 from core.errors import OutpostError
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=LazyRootGroup,
 )
 
 # Sub-command groups register themselves here, one module per group.
@@ -32,7 +34,6 @@ def _load_plugins() -> None:
 
 
 _load_plugins()
-
 
 
 def _log_internal_error() -> str:

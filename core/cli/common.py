@@ -38,7 +38,8 @@ def _default(value: Any) -> Any:
 
 def print_json(data: Any) -> None:
     sys.stdout.buffer.write(
-        orjson.dumps(data, default=_default, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+        orjson.dumps(data, default=_default,
+                     option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
     sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()

@@ -84,8 +84,7 @@ def revoke(
          lambda: console.print(f"agent {name} revoked: the hub refuses it from now on"))
 
 
-def register(root: typer.Typer, agent_group: typer.Typer) -> None:
-    """`outpost hub ...`, plus enroll/revoke under `outpost agent`."""
-    root.add_typer(app, name="hub")
+def register_agent_commands(agent_group: typer.Typer) -> None:
+    """enroll/revoke live under `outpost agent`, beside the push-mode commands."""
     agent_group.command("enroll")(enroll)
     agent_group.command("revoke")(revoke)

@@ -1,13 +1,16 @@
 """Top-level commands and the registration of every sub-command group."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from core.cli import app
 from core.cli.common import JsonFlag, console, emit, open_catalog
+from core.cli.lazy import lazy_command, lazy_group
 
 
 def _version_callback(value: bool) -> None:
@@ -42,29 +45,29 @@ def info(as_json: JsonFlag = False) -> None:
         f"catalog: {data['catalog']}\nmigrations applied: {data['migrations']}"))
 
 
-from core.cli import dataset, samples  # noqa: E402
 
-app.add_typer(dataset.app, name="dataset")
-app.add_typer(samples.app, name="samples")
 
-from core.cli import agent, bundle, demo, deploy, drift, keys, pipeline, telemetry  # noqa: E402
+# Each group's module (and the core modules it needs) loads only when that command runs.
+def _agent_app() -> typer.Typer:
+    from core.cli import agent, hub
 
-app.add_typer(agent.app, name="agent")
-app.command()(deploy.deploy)
-app.command()(deploy.rollback)
-app.add_typer(telemetry.app, name="telemetry")
-app.add_typer(drift.app, name="drift")
-app.add_typer(keys.app, name="keys")
-app.add_typer(bundle.app, name="bundle")
-app.command()(demo.demo)
-app.add_typer(pipeline.app, name="pipeline")
+    hub.register_agent_commands(agent.app)
+    return agent.app
 
-from core.cli import model, runs, train  # noqa: E402
 
-app.command("train")(train.train)
-app.add_typer(runs.app, name="runs")
-app.add_typer(model.app, name="model")
+def _module_app(module: str) -> Callable[[], typer.Typer]:
+    return lambda: import_module(f"core.cli.{module}").app
 
-from core.cli import hub  # noqa: E402
 
-hub.register(app, agent.app)
+def _module_function(module: str, function: str) -> Callable[[], Callable[..., Any]]:
+    return lambda: getattr(import_module(f"core.cli.{module}"), function)
+
+
+for _group in ("dataset", "samples", "telemetry", "drift", "keys", "bundle", "pipeline", "runs",
+               "model", "hub"):
+    lazy_group(_group, _module_app(_group))
+lazy_group("agent", _agent_app)
+lazy_command("deploy", _module_function("deploy", "deploy"))
+lazy_command("rollback", _module_function("deploy", "rollback"))
+lazy_command("demo", _module_function("demo", "demo"))
+lazy_command("train", _module_function("train", "train"))
