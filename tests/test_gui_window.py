@@ -1,17 +1,20 @@
 """The main window shell: status bar, background tasks, the error sink, themes, quitting."""
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt, QThreadPool
-from PySide6.QtWidgets import QApplication, QLabel
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from app.about import AboutDialog
-from app.main import create_window
+from app.main import create_window, run_gui
 from app.qt_compat import PINNED
 from app.tasks import TaskContext
 from app.window import MainWindow
@@ -162,3 +165,23 @@ def test_a_long_session_of_signals_cannot_exhaust_true(
     assert sys.getrefcount(True) > PINNED // 2
     drop = before - sys.getrefcount(True)
     assert abs(drop) < 100 or abs(drop - 200_000) < 100  # fixed upstream, or still leaking
+
+
+def test_catalog_held_by_another_process_says_so_and_exits_1(
+        outpost_home: Path, monkeypatch: pytest.MonkeyPatch, qapp: QApplication) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom core.catalog import Catalog\n"
+         "from core.config import Settings\nc = Catalog.open(Settings.from_env())\n"
+         "print('held', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        shown: list[str] = []
+        # The real box is modal (exec); record what it would say instead.
+        monkeypatch.setattr(QMessageBox, "critical",
+                            staticmethod(lambda parent, title, text: shown.append(text)))
+        assert run_gui() == 1
+        assert shown and shown[0].startswith("catalog is in use by another Outpost process")
+    finally:
+        holder.kill()
+        holder.communicate()
