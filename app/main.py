@@ -1,10 +1,11 @@
 """Start the desktop application: open the catalog, build the window, run the event loop."""
 from __future__ import annotations
 
+import signal
 import sys
 from types import TracebackType
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.context import AppContext, CatalogEvents
@@ -59,6 +60,17 @@ def application() -> QApplication:
     return app
 
 
+def close_on_signals(window: MainWindow) -> None:
+    """Ctrl+C or SIGTERM close the window the normal way: tasks cancelled, layout saved."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.close())
+    # Python runs signal handlers only between bytecodes; an idle Qt loop runs none, so a
+    # timer gives the interpreter a turn a few times a second.
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+
+
 def run_gui() -> int:
     app = application()
     try:
@@ -78,6 +90,7 @@ def run_gui() -> int:
                 previous_hook(kind, exc, tb)
 
         sys.excepthook = hook
+        close_on_signals(window)
         window.show()
         window.offer_samples()
         window.warm_up()
