@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
 
 from edge_agent.histograms import Array
+from edge_agent.sqlite_utils_lite import Database, Migrations
 
 log = logging.getLogger(__name__)
 ROW_OVERHEAD = 16  # bytes charged per record on top of its JSON body
