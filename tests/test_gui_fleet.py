@@ -24,9 +24,6 @@ from tests.gui_helpers import (  # noqa: F401 (fixtures)
 
 pytestmark = [
     pytest.mark.xdist_group("fleet"),
-    # core.fleet.local leaves the agent running on purpose (it outlives the GUI) and drops
-    # its Popen handle, which Python reports when the handle is collected.
-    pytest.mark.filterwarnings("ignore:subprocess .* is still running:ResourceWarning"),
 ]
 
 

@@ -28,7 +28,6 @@ from tests.gui_helpers import (  # noqa: F401 (fixtures)
 
 pytestmark = [
     pytest.mark.xdist_group("fleet"),
-    pytest.mark.filterwarnings("ignore:subprocess .* is still running:ResourceWarning"),
 ]
 WINDOW_S = 1.0
 

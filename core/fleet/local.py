@@ -50,13 +50,25 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Agents this process started. Holding the Popen objects keeps them from being
+# collected (with a "still running" warning) while the detached agent runs, and
+# lets a long-lived process (the GUI) reap them when they stop.
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _alive(pid: int, folder: Path) -> bool:
     """Is `pid` still our agent (not a recycled pid, not a zombie we started)?"""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False  # our child, and it has exited
-    except ChildProcessError:
-        pass  # started by another outpost process: not ours to reap
+    handle = _STARTED.get(pid)
+    if handle is not None:
+        if handle.poll() is not None:
+            del _STARTED[pid]
+            return False
+    else:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return False  # our child, and it has exited
+        except ChildProcessError:
+            pass  # started by another outpost process: not ours to reap
     cmdline = Path(f"/proc/{pid}/cmdline")
     try:
         if cmdline.exists():
@@ -120,6 +132,7 @@ def start_local_agent(catalog: Catalog, *, port: int | None = None,
     with log.open("ab") as out:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 start_new_session=True, close_fds=True)
+    _STARTED[proc.pid] = proc
     _wait_ready(url, proc, log, timeout)
     atomic_write(folder / _STATE, json.dumps({"pid": proc.pid, "url": url}).encode())
     _enrol(catalog, url, token)
@@ -153,7 +166,11 @@ def stop_local_agent(catalog: Catalog, *, timeout: float = 15.0) -> bool:
     while _alive(pid, folder):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
+            handle = _STARTED.pop(pid, None)
+            if handle is not None:
+                handle.wait(timeout=5)
+            else:
+                time.sleep(0.2)
             break
         time.sleep(0.05)
     (folder / _STATE).unlink(missing_ok=True)
