@@ -5,7 +5,9 @@ columns, exported like the desktop does (one ONNX input per column). Measured in
 one run: raw onnxruntime session.run for one row, a bare ASGI app on the same
 uvicorn + httptools + uvloop stack (the HTTP floor), and the agent on single-row
 OIP JSON, OIP binary and /v1 predict at concurrency 1 and 16, with and without
-adaptive batching. Server pinned to core 0, wrk (1 thread) to core 1.
+adaptive batching (on by default: up to 16 requests that arrive together; the
+variants turn it off or let it wait 200 us). Server pinned to core 0, wrk (1
+thread) to core 1.
 
     python bench/bench_agent.py [--duration 10] [--quick]
 """
@@ -323,16 +325,16 @@ def main() -> None:
         finally:
             stop(floor_proc)
         plain = run_agent_suite(agent_dir, token_file, pub, bodies, duration, tmp, [])
-        batched = {} if args.quick else {
-            f"delay_{delay}us": run_agent_suite(
-                agent_dir, token_file, pub, bodies, duration, tmp,
-                ["--batch-max", "16", "--batch-delay-us", str(delay)])
-            for delay in (0, 200)}
-    report(raw, floor, plain, batched, duration, in_process)
+        variants = {} if args.quick else {
+            "unbatched": run_agent_suite(agent_dir, token_file, pub, bodies, duration, tmp,
+                                         ["--batch-max", "1"]),
+            "batch_delay_200us": run_agent_suite(agent_dir, token_file, pub, bodies, duration,
+                                                 tmp, ["--batch-delay-us", "200"])}
+    report(raw, floor, plain, variants, duration, in_process)
 
 
 def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
-           batched: dict[str, Any], duration: float, in_process: dict[str, float]) -> None:
+           variants: dict[str, Any], duration: float, in_process: dict[str, float]) -> None:
     overhead = {k: plain[f"{k}_c1"]["p50_us"] - raw["p50_us"]
                 for k in ("oip_json", "oip_binary", "v1_predict")}
     over_floor = {k: plain[f"{k}_c1"]["p50_us"] - floor["c1"]["p50_us"] for k in overhead}
@@ -342,7 +344,7 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
                     "load_tool": "wrk 4.1 (1 thread)", "duration_s": duration},
         "raw_session_run": raw, "in_process_cpu_us_per_request": in_process,
         "http_floor": floor, "agent": plain,
-        "agent_batched": batched,
+        "agent_variants_c16": variants,
         "overhead_p50_us_c1": overhead, "overhead_over_floor_p50_us_c1": over_floor,
         "targets": TARGETS,
     }
@@ -359,11 +361,11 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
                 f"{c16['p99_us']:6.0f} us {c16['req_s']:6.0f} req/s "
                 f"({c16['req_s'] / floor['c16']['req_s']:.2f}x floor)")
         print(line)
-        for variant, runs in batched.items():
+        for variant, runs in variants.items():
             b = runs[f"{name}_c16"]
-            print(f"{'':11s} batched ({variant}) c16 p50 {b['p50_us']:6.0f} us p99 "
+            print(f"{'':11s} {variant} c16 p50 {b['p50_us']:6.0f} us p99 "
                   f"{b['p99_us']:6.0f} us {b['req_s']:6.0f} req/s "
-                  f"({b['req_s'] / c16['req_s']:.2f}x unbatched)")
+                  f"(default/this {c16['req_s'] / b['req_s']:.2f}x)")
         print(f"{'':11s} overhead p50 at c1 = {overhead[name]:.0f} us over session.run "
               f"({over_floor[name]:.0f} us over the HTTP floor); server CPU per request at "
               f"c16 {c16['server_cpu_us_per_req']:.0f} us (floor "

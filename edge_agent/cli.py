@@ -167,10 +167,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="telemetry outbox cap; oldest records are evicted past it")
     serve.add_argument("--window-s", type=float, default=60.0,
                        help="histogram window length in seconds (60)")
-    serve.add_argument("--batch-max", type=int, default=1,
-                       help="adaptive batching: most requests run together (1 = off)")
-    serve.add_argument("--batch-delay-us", type=int, default=200,
-                       help="adaptive batching: longest wait for a batch to fill")
+    serve.add_argument("--batch-max", type=int, default=16,
+                       help="adaptive batching: most requests run as one (16; 1 = off)")
+    serve.add_argument("--batch-delay-us", type=int, default=0,
+                       help="adaptive batching: longest wait for a batch to fill (0: only "
+                       "requests that arrived together)")
     from edge_agent.hub_client import add_hub_arguments
 
     add_hub_arguments(serve)

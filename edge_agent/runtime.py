@@ -33,8 +33,8 @@ class ServeOptions:
     telemetry_max_bytes: int = 64 * 1024 * 1024
     window_s: float = 60.0
     flush_s: float = 0.25
-    batch_max: int = 1
-    batch_delay_us: int = 200
+    batch_max: int = 16
+    batch_delay_us: int = 0
     hub: Any = None  # edge_agent.hub_client.HubSettings: device-initiated mode
 
 

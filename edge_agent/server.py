@@ -53,7 +53,7 @@ class Limits:
     max_body_bytes: int = 16 * 1024 * 1024
     body_timeout_s: float = 10.0
     inline_rows: int = 256
-    batch_max: int = 1  # adaptive batching off unless > 1
+    batch_max: int = 1  # adaptive batching off unless > 1 (serve turns it on)
     batch_delay_s: float = 0.0
 
 
