@@ -195,9 +195,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # sqlite-utils imports pandas whenever it is installed (as on the desktop): the agent
-    # has no use for it, and it costs ~0.3 s of start-up and tens of MB.
-    sys.modules.setdefault("pandas", None)  # type: ignore[arg-type]
     args = _parser().parse_args(argv)
     try:
         return int(args.fn(args))
