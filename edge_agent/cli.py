@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import secrets
 import socket
@@ -14,6 +15,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edge_agent.errors import AgentError
 
@@ -64,6 +66,20 @@ def read_token(token_file: Path | None, agent_dir: Path) -> str | None:
     return token
 
 
+def read_config(agent_dir: Path) -> dict[str, Any]:
+    """DIR/config.json (written by init): defaults for what serve is not told."""
+    path = agent_dir / CONFIG_FILE
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{path} is not readable JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CliError(f"{path} must hold a JSON object")
+    return doc
+
+
 def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untyped-def]
     from edge_agent.keys import KeyRing
     from edge_agent.signing import load_public_key
@@ -80,8 +96,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge_agent.runtime import ServeOptions, serve
 
     agent_dir = _writable_dir(Path(args.dir))
-    sock = _listen(args.host, args.port)
-    token = read_token(Path(args.token_file) if args.token_file else None, agent_dir)
+    config = read_config(agent_dir)
+    sock = _listen(args.host or str(config.get("host", "127.0.0.1")),
+                   args.port if args.port is not None else int(config.get("port", 8080)))
+    token_file = args.token_file or config.get("token_file")
+    token = read_token(Path(token_file) if token_file else None, agent_dir)
     hub = hub_settings(args, agent_dir)  # before the key ring loads: it may trust a key
     options = ServeOptions(
         agent_dir=agent_dir, token=token, keyring=_keyring(agent_dir, args.trust_key),
@@ -126,8 +145,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    import json
-
     from edge_agent.identity import load_or_create_identity
     from edge_agent.signing import atomic_write
 
@@ -151,8 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the installed models over HTTP")
     serve.add_argument("--dir", required=True, help="agent folder (models, keys, telemetry)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (8080)")
+    serve.add_argument("--host", help="address to bind (DIR/config.json, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (DIR/config.json, else 8080)")
     serve.add_argument("--token-file", help="file holding the management bearer token "
                        "(default: DIR/token, written by init)")
     serve.add_argument("--trust-key", type=Path, help="public key file to trust for bundles")

@@ -16,10 +16,12 @@ import pytest
 from edge_agent.protocol import generate_signing_key
 from tests.agent_helpers import (
     AgentProcess,
+    free_port,
     json_request,
     make_identity_bundle,
     make_tabular_bundle,
     running_agent,
+    wait_http_ok,
 )
 
 pytestmark = pytest.mark.xdist_group("agent_http")
@@ -229,11 +231,21 @@ def test_ready_and_metadata_of_unknown_models_are_404(agent: AgentProcess) -> No
         assert status == 404 and doc["error"]
 
 
-def test_agent_binds_loopback_by_default() -> None:
-    from edge_agent.cli import _parser
+def test_agent_binds_loopback_by_default(tmp_path: Path) -> None:
+    import subprocess
+    import sys
 
-    args = _parser().parse_args(["serve", "--dir", "x"])
-    assert args.host == "127.0.0.1"
+    port = free_port()
+    (tmp_path / "token").write_text("a-token-for-this-test")
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "serve", "--dir",
+                             str(tmp_path), "--port", str(port)])
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/v2/health/live", 20, proc)
+        listening = Path("/proc/net/tcp").read_text()
+        assert f"0100007F:{port:04X}" in listening  # 127.0.0.1, not 0.0.0.0
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
 
 
 def test_port_in_use_and_unwritable_dir_are_one_line_errors(tmp_path: Path) -> None:

@@ -205,8 +205,11 @@ def test_init_install_serve_with_inbox_and_export(tmp_path: Path, key: Ed25519Pr
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and bad.stderr.count(
         "\n") == 1
     port = free_port()
+    config = json.loads((agent_dir / "config.json").read_text())
+    (agent_dir / "config.json").write_text(json.dumps({**config, "port": port}))
+    # no --port and no --token-file: both come from what init wrote
     proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "serve", "--dir",
-                             str(agent_dir), "--port", str(port), "--inbox", str(inbox)])
+                             str(agent_dir), "--inbox", str(inbox)])
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{url}/v2/models/adder/ready", 20, proc)
