@@ -181,7 +181,7 @@ def test_large_import_keeps_the_ui_beating_and_can_be_cancelled(
     qtbot.waitUntil(lambda: item.task.outcome is not None, timeout=10_000)
     assert item.task.outcome == "cancelled"
     assert "cancelled" in window.statusBar().currentMessage()
-    assert not error_dialogs(window)
+    assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]
     assert "again" not in {d.name for d in list_datasets(catalog)}
 
 

@@ -57,7 +57,7 @@ def test_unreachable_agent_shows_its_message_and_window_stays_usable(
     dialog.ok_button.click()
     qtbot.waitUntil(lambda: "cannot reach agent field-7" in dialog.error.text(), timeout=30_000)
     assert dialog.isVisible()
-    assert not error_dialogs(window)
+    assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]
     dialog.close()
     view.refresh()
     qtbot.waitUntil(lambda: "No agents yet" in view.detail.text(), timeout=5000)
@@ -121,7 +121,7 @@ def test_local_agent_deploy_rollback_bundle_and_going_offline(
     view.stop_action.trigger()
     qtbot.waitUntil(lambda: view.agents.record(0).state == "offline", timeout=30_000)
     assert "cannot reach agent local" in view.agents.data(view.agents.index(0, 9))
-    assert not error_dialogs(window)
+    assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]
 
 
 def test_bad_telemetry_file_shows_its_message(

@@ -108,4 +108,4 @@ def test_whole_loop_through_the_gui(qtbot: QtBot, make_window: Callable[..., Mai
     flagged.discard(PREDICTION_FEATURE)  # the predictions shift with their inputs
     assert flagged and flagged <= set(SENSOR_DRIFTED_FEATURES)
     assert set(SENSOR_DRIFTED_FEATURES) & set(monitoring.drift.features)
-    assert not error_dialogs(window)
+    assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]

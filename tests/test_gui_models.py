@@ -102,7 +102,7 @@ def test_export_then_import_onnx_and_bad_file_inline(
     assert dialog.name.text() == "junk"
     dialog.ok_button.click()
     qtbot.waitUntil(lambda: "is not an ONNX model" in dialog.error.text(), timeout=5000)
-    assert not error_dialogs(window)
+    assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]
     dialog.path.setText(str(out))
     dialog.name.setText("external")
     dialog.ok_button.click()

@@ -96,4 +96,4 @@ def test_monitoring_shows_requests_drift_and_alerts(
     assert any("temp PSI" in m for m in messages)
     assert any("error rate" in m for m in messages)
     assert any("site-a is unreachable" in m for m in messages)
-    assert not error_dialogs(window)
+    assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]

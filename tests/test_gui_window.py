@@ -54,7 +54,7 @@ def test_status_bar_shows_catalog_and_task_progress_with_cancel(
     assert task.outcome == "cancelled"
     assert task not in window.task_bar.items
     assert "cancelled" in window.statusBar().currentMessage()
-    assert not error_dialogs(window)
+    assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]
 
 
 def test_worker_error_shows_one_line_with_details_and_logs_traceback(
