@@ -86,7 +86,8 @@ class DriftPanel(QWidget):
         colours = [c("ok_soft"), c("ok_soft"), c("warn"), c("bad"), c("bad")]
         labels = [feature_label(f) for f in self.features]
         windows = [window_label(w) for w in self.windows]
-        self.heatmap.show_matrix(np.clip(matrix, 0, top), labels, windows, colours, (0.0, top),
+        # The colour saturates at `top` (the image's levels); the numbers stay the real PSI.
+        self.heatmap.show_matrix(matrix, labels, windows, colours, (0.0, top),
                                  "Drift: PSI per feature and window", annotate=True,
                                  positions=[0.0, warn * 0.999, warn, alert, 1.0])
 
