@@ -1,28 +1,45 @@
 """Fleet: enrolled agents with live status polled in the background, the local agent,
-deploy and roll back, bundles to files, telemetry files from offline sites."""
+deploy and roll back, bundles to files, telemetry files from offline sites, and the hub
+that hub-mode agents (behind NAT) poll, with their enrolment."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
-from PySide6.QtGui import QHideEvent, QShowEvent
-from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app import fleet_calls as calls
 from app.context import AppContext
 from app.dialogs.fleet import AddAgentDialog, BundleDialog, DeployDialog, RollbackDialog
+from app.hub_control import DEFAULT_HOST, HubControl, enrol_for_hub, hub_url
 from app.models.fleet import AgentRow, AgentsTableModel, DeploymentsTableModel
 from app.views.base import View
 from app.views.datasets import record_table
+from core.catalog import Catalog
 
 if TYPE_CHECKING:
     from core.fleet.agents import AgentRecord, AgentStatus
     from core.fleet.deploy import Deployment
     from core.fleet.local import LocalAgent
+    from core.hub import HubHandle
     from core.telemetry.ingest import IngestResult
+    from edge_agent.hub_protocol import Enrolment
 
 POLL_MS = 5000
+HUB_PORT = 8700  # core.hub.DEFAULT_PORT, without importing uvicorn before the hub starts
 
 
 def runtime_text(runtime: dict[str, Any]) -> str:
@@ -64,6 +81,11 @@ class FleetView(View):
                     "Write a signed bundle file for a USB stick")
         self.action("Import Telemetry…", "telemetry", self.choose_telemetry, None,
                     "Read a telemetry file exported by an offline agent")
+        self.hub_action = self.action("Hub", "fleet", self.toggle_hub, None,
+                                      "Start or stop the hub that hub-mode agents poll")
+        self.hub_action.setCheckable(True)
+        self.action("Enrol for Hub…", "agent", self.choose_enrolment, None,
+                    "Write a one-time enrolment file for a device that polls the hub")
         self.action("Refresh", "refresh", self.refresh)
 
         self.agents = AgentsTableModel()
@@ -86,6 +108,7 @@ class FleetView(View):
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(lower)
         self.splitter.setSizes([300, 400])
+        self.body.addLayout(self._hub_row())
         self.body.addWidget(self.splitter)
 
         self.timer = QTimer(self)
@@ -96,6 +119,29 @@ class FleetView(View):
         self.local_window_s: float | None = None
         self._update_actions()
         ctx.events.agents_changed.connect(self.mark_stale)
+
+    def _hub_row(self) -> QHBoxLayout:
+        self.hub = HubControl(self.ctx.catalog)
+        self.hub_host = QLineEdit(DEFAULT_HOST)
+        self.hub_host.setObjectName("hubHost")
+        self.hub_host.setMaximumWidth(160)
+        self.hub_port = QSpinBox()
+        self.hub_port.setObjectName("hubPort")
+        self.hub_port.setRange(0, 65535)
+        self.hub_port.setValue(HUB_PORT)
+        self.hub_state = QLabel("Hub stopped")
+        self.hub_state.setObjectName("hubState")
+        self.hub_state.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Shown in the status bar beside the running tasks while the hub serves.
+        self.hub_badge = QLabel()
+        self.hub_badge.setObjectName("hubBadge")
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 6)
+        for widget in (QLabel("Hub on"), self.hub_host, QLabel(":"), self.hub_port,
+                       self.hub_state):
+            row.addWidget(widget)
+        row.addStretch(1)
+        return row
 
     # --- agents and their status -------------------------------------------------------------
     def refresh(self) -> None:
@@ -176,7 +222,7 @@ class FleetView(View):
 
     def _local_started(self, agent: LocalAgent) -> None:
         state = "started" if agent.started else "already running"
-        self.window().statusBar().showMessage(f"Local agent {state} at {agent.url}", 8000)
+        self._say(f"Local agent {state} at {agent.url}", 8000)
         self.ctx.events.agents_changed.emit()
 
     def stop_local(self) -> None:
@@ -184,7 +230,7 @@ class FleetView(View):
                            self._local_stopped)
 
     def _local_stopped(self, stopped: bool) -> None:
-        self.window().statusBar().showMessage(
+        self._say(
             "Local agent stopped" if stopped else "The local agent was not running", 8000)
         self.poll()
 
@@ -211,7 +257,7 @@ class FleetView(View):
 
     def open_bundle(self) -> BundleDialog:
         dialog = BundleDialog(self.ctx, self)
-        dialog.accepted.connect(lambda: self.window().statusBar().showMessage(
+        dialog.accepted.connect(lambda: self._say(
             f"Bundle saved to {dialog.saved_to}", 8000))
         dialog.open()
         return dialog
@@ -228,11 +274,88 @@ class FleetView(View):
                            self._telemetry_imported)
 
     def _telemetry_imported(self, result: IngestResult) -> None:
-        self.window().statusBar().showMessage(
+        self._say(
             f"Imported {result.requests:,} requests and {result.histograms:,} histogram windows "
             f"from {result.agent}", 8000)
         self.ctx.events.telemetry_changed.emit()
         self.refresh()
+
+    # --- the hub --------------------------------------------------------------------------------
+    def toggle_hub(self, checked: bool) -> None:
+        if checked:
+            self.start_hub()
+        else:
+            self.stop_hub()
+
+    def start_hub(self) -> None:
+        host, port = self.hub_host.text().strip() or DEFAULT_HOST, self.hub_port.value()
+        # The hub's own connection, made here: DuckDB cursors come from the owning connection.
+        own = Catalog(self.ctx.catalog.settings, self.ctx.catalog.con.cursor())
+        self._show_hub(f"Hub starting on {host}:{port}…", busy=True)
+        self.ctx.tasks.run("Start hub", lambda c: self.hub.start(own, host, port),
+                           self._hub_started, on_error=self._hub_failed)
+
+    def _hub_started(self, handle: HubHandle) -> None:
+        self._show_hub(f"Hub serving on {handle.url}", busy=False)
+        self._say(f"Hub serving on {handle.url}", 8000)
+
+    def _hub_failed(self, _exc: Exception) -> bool:
+        self._show_hub("Hub stopped", busy=False)
+        return False  # the sink shows the one-line reason (port in use, say)
+
+    def stop_hub(self) -> None:
+        self._show_hub("Hub stopping…", busy=True)
+        self.ctx.tasks.run("Stop hub", lambda c: self.hub.stop(), self._hub_stopped,
+                           on_error=self._hub_failed)
+
+    def _hub_stopped(self, _was_running: bool) -> None:
+        self._show_hub("Hub stopped", busy=False)
+        self._say("Hub stopped", 8000)
+
+    def _say(self, text: str, ms: int) -> None:
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            window.statusBar().showMessage(text, ms)
+
+    def _show_hub(self, text: str, *, busy: bool) -> None:
+        running = self.hub.running
+        self.hub_state.setText(text)
+        self.hub_action.setChecked(running or (busy and self.hub_action.isChecked()))
+        self.hub_action.setEnabled(not busy)
+        self.hub_host.setEnabled(not running and not busy)
+        self.hub_port.setEnabled(not running and not busy)
+        handle = self.hub.handle
+        self.hub_badge.setText(f"Hub: {handle.url}" if running and handle else "")
+        self.hub_badge.setToolTip(text)
+        window = self.window()
+        if running and isinstance(window, QMainWindow):
+            window.statusBar().insertPermanentWidget(0, self.hub_badge)
+            self.hub_badge.show()
+        else:
+            self.hub_badge.hide()
+
+    def choose_enrolment(self) -> None:
+        name, ok = QInputDialog.getText(self, "Enrol for hub", "Agent name:")
+        if not ok or not name.strip():
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save enrolment file", str(Path.home() / f"{name.strip()}.enrol"),
+            "Enrolment files (*.enrol *.json);;All files (*)")
+        if path:
+            self.enrol_for_hub(name.strip(), Path(path))
+
+    def enrol_for_hub(self, name: str, path: Path) -> None:
+        url = hub_url(self.hub_host.text().strip(), self.hub_port.value(), self.hub.handle)
+        self.ctx.tasks.run(f"Enrol {name} for the hub",
+                           lambda c: enrol_for_hub(c.catalog, name, url, path),
+                           lambda e: self._enrolled(e, path))
+
+    def _enrolled(self, enrolment: Enrolment, path: Path) -> None:
+        self._say(
+            f"Enrolment for {enrolment.agent} saved to {path}: start the device with "
+            "outpost-agent serve --dir DIR --enroll FILE (the token is in that file only)",
+            12000)
+        self.ctx.events.agents_changed.emit()
 
     # --- polling only while visible ----------------------------------------------------------
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
@@ -243,9 +366,21 @@ class FleetView(View):
         super().hideEvent(event)
         self.timer.stop()
 
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        # The window closes its views after the task pool drained: a hub started (or still
+        # starting) from here drains its requests and commits what it holds before quit.
+        self.hub.stop()
+        super().closeEvent(event)
+
     def save_state(self) -> dict[str, object]:
-        return {"splitter": self.splitter.saveState()}
+        return {"splitter": self.splitter.saveState(), "hub_host": self.hub_host.text(),
+                "hub_port": self.hub_port.value()}
 
     def restore_state(self, state: dict[str, object]) -> None:
         if state.get("splitter") is not None:
             self.splitter.restoreState(state["splitter"])  # type: ignore[arg-type]
+        if isinstance(state.get("hub_host"), str) and state["hub_host"]:
+            self.hub_host.setText(str(state["hub_host"]))
+        port = str(state.get("hub_port", HUB_PORT))  # QSettings may hand back a string
+        if port.isdigit():
+            self.hub_port.setValue(int(port))
