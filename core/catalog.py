@@ -54,7 +54,8 @@ class Catalog:
         try:
             settings.home.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create Outpost home {settings.home}: {exc.strerror}") from exc
+            raise StorageError(
+                f"cannot create Outpost home {settings.home}: {exc.strerror}") from exc
         try:
             con = duckdb.connect(str(path), config=dict(_DUCKDB_CONFIG))
         except duckdb.IOException as exc:
@@ -93,7 +94,8 @@ class Catalog:
             cur.close()
 
     def applied_migrations(self) -> list[tuple[int, str]]:
-        rows = self.con.execute("SELECT number, name FROM schema_migration ORDER BY number").fetchall()
+        rows = self.con.execute(
+            "SELECT number, name FROM schema_migration ORDER BY number").fetchall()
         return [(int(n), str(name)) for n, name in rows]
 
     def migrate(self) -> list[int]:

@@ -83,14 +83,14 @@ class ObjectStore:
             fsync_dir(final.parent)
             return sha, True
         except OSError as exc:
-            raise StorageError(f"could not write object to {self.root}: {exc.strerror or exc}") from exc
+            raise self._write_error(exc) from exc
 
     def put_bytes(self, data: bytes) -> tuple[str, bool]:
         with self.temp_path() as tmp:
             try:
                 tmp.write_bytes(data)
             except OSError as exc:
-                raise StorageError(f"could not write object to {self.root}: {exc.strerror or exc}") from exc
+                raise self._write_error(exc) from exc
             return self.adopt(tmp)
 
     def put_stream(self, src: BinaryIO) -> tuple[str, bool]:
@@ -99,12 +99,15 @@ class ObjectStore:
                 with tmp.open("wb") as out:
                     shutil.copyfileobj(src, out, _CHUNK)
             except OSError as exc:
-                raise StorageError(f"could not write object to {self.root}: {exc.strerror or exc}") from exc
+                raise self._write_error(exc) from exc
             return self.adopt(tmp)
 
     def put_file(self, src: Path) -> tuple[str, bool]:
         with src.open("rb") as fh:
             return self.put_stream(fh)
+
+    def _write_error(self, exc: OSError) -> StorageError:
+        return StorageError(f"could not write object to {self.root}: {exc.strerror or exc}")
 
     def discard(self, sha: str) -> None:
         """Remove an object that a failed transaction had just created."""

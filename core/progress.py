@@ -46,7 +46,8 @@ class CancelToken:
             raise Cancelled(what)
 
 
-def report(progress: ProgressFn | None, stage: str, done: float, total: float | None = None) -> None:
+def report(progress: ProgressFn | None, stage: str, done: float,
+           total: float | None = None) -> None:
     if progress is not None:
         progress(ProgressEvent(stage, done, total))
 

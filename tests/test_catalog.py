@@ -74,7 +74,8 @@ def test_second_process_gets_one_clear_line(tmp_path: Path) -> None:
         assert result.returncode == 1
         assert result.stdout == ""
         lines = result.stderr.strip().splitlines()
-        assert lines == [f"error: catalog is in use by another Outpost process: {home / 'catalog.duckdb'}"]
+        held = home / "catalog.duckdb"
+        assert lines == [f"error: catalog is in use by another Outpost process: {held}"]
         with pytest.raises(CatalogInUse):
             Catalog.open(Settings(home=home))
     finally:

@@ -54,3 +54,10 @@ def test_agent_install_pulls_no_desktop_library() -> None:
         names = {re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0].lower() for dep in deps}
         assert not names & heavy, f"{label} pulls {sorted(names & heavy)}"
     assert "duckdb" in " ".join(project["optional-dependencies"]["desktop"])
+
+
+def test_ruff_finds_nothing() -> None:
+    folders = ["app", "core", "edge_agent", "tests", "bench", "packaging"]
+    proc = subprocess.run([str(BIN / "ruff"), "check", "--output-format", "concise", *folders],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

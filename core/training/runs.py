@@ -1,8 +1,8 @@
 """Runs in the catalog: what was trained, on which data version, how, and how well."""
 from __future__ import annotations
 
-import io
 import functools
+import io
 import platform
 import uuid
 from dataclasses import dataclass, field
