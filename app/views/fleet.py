@@ -329,7 +329,8 @@ class FleetView(View):
         self.hub_badge.setToolTip(text)
         window = self.window()
         if running and isinstance(window, QMainWindow):
-            window.statusBar().insertPermanentWidget(0, self.hub_badge)
+            if self.hub_badge.parent() is not window.statusBar():
+                window.statusBar().insertPermanentWidget(0, self.hub_badge)
             self.hub_badge.show()
         else:
             self.hub_badge.hide()
