@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ class Catalog:
         self.settings = settings
         self.con = con
         self.objects = ObjectStore(settings.objects_dir)
+        # DuckDB resolves concurrent writes to one row by failing the later commit
+        # ("Conflict on update"). The GUI's workers and the hub's writer share this
+        # connection, so write transactions take turns here instead of failing there.
+        self._write_turn = threading.RLock()
 
     @classmethod
     def open(cls, settings: Settings) -> Catalog:
@@ -80,18 +85,19 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A transaction on its own cursor, so concurrent threads don't share one."""
-        cur = self.con.cursor()
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        else:
-            cur.execute("COMMIT")
-        finally:
-            cur.close()
+        """A write transaction on its own cursor; this process's writers take turns."""
+        with self._write_turn:
+            cur = self.con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
 
     def applied_migrations(self) -> list[tuple[int, str]]:
         rows = self.con.execute(

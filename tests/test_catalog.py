@@ -81,3 +81,33 @@ def test_second_process_gets_one_clear_line(tmp_path: Path) -> None:
     finally:
         holder.communicate("", timeout=30)
     assert run_cli(home, "info", "--json").returncode == 0
+
+
+def test_concurrent_writers_to_one_row_take_turns(tmp_path: Path) -> None:
+    """GUI workers and the hub share one connection: updates of one row must not conflict."""
+    import threading
+
+    with Catalog.open(Settings(home=tmp_path / "home")) as catalog:
+        with catalog.transaction() as cur:
+            cur.execute("INSERT INTO dataset (name, description) VALUES ('d', '0')")
+        errors: list[BaseException] = []
+
+        def bump(times: int) -> None:
+            try:
+                for _ in range(times):
+                    with catalog.transaction() as cur:
+                        (value,) = cur.execute(
+                            "SELECT description FROM dataset WHERE name = 'd'").fetchone()
+                        cur.execute("UPDATE dataset SET description = ? WHERE name = 'd'",
+                                    [str(int(value) + 1)])
+            except BaseException as exc:  # collected: the assertion below names it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=bump, args=(50,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert catalog.con.execute(
+            "SELECT description FROM dataset WHERE name = 'd'").fetchone() == ("200",)
