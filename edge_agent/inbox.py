@@ -147,12 +147,13 @@ class InboxWatcher:
             log.info("inbox: installed %s (%s %d)", path.name, result.model, result.version)
         doc["time"] = datetime.now(UTC).isoformat(timespec="seconds")
         stem = path.name[: -len(SUFFIX)]
-        # Result first, then move: a crash in between re-processes the file at the next
-        # start, which is harmless (an identical re-install).
-        atomic_write(self.inbox / f"{stem}.result.json",
-                     json.dumps(doc, indent=2).encode() + b"\n")
+        # Move, then write the result: the result file is the "done" signal a person or
+        # script waits for, so by then the bundle has left the inbox. (A crash in between
+        # leaves the bundle moved without a result; the agent's status and log still say.)
         target = self.inbox / (REFUSED if doc["status"] == "refused" else INSTALLED)
         os.replace(path, _free_name(target, path.name))
+        atomic_write(self.inbox / f"{stem}.result.json",
+                     json.dumps(doc, indent=2).encode() + b"\n")
 
 
 def _free_name(folder: Path, name: str) -> Path:

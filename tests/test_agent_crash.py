@@ -3,6 +3,7 @@ is active, its checksums verify, and it answers with that version's output."""
 
 from __future__ import annotations
 
+import http.client
 import random
 import subprocess
 import sys
@@ -109,8 +110,8 @@ def _post_bundles(agent: AgentProcess, bundles: Path, key_path: Path, first: int
         try:
             code, _ = json_request(f"{agent.url}/v1/bundles?activate=true", data=data,
                                    headers=agent.headers(), method="POST")
-        except OSError:
-            return  # killed mid-request
+        except (OSError, http.client.HTTPException):
+            return  # killed mid-request (or mid-response: IncompleteRead)
         log.append(("done", version) if code == 200 else ("failed", code))
         version += 1
 

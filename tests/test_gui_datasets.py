@@ -207,5 +207,7 @@ def test_preview_of_millions_of_rows_fetches_only_what_is_seen(
         qtbot.waitUntil(lambda: model.data(model.index(row, 0)) == str(row), timeout=5000)
     assert row > 1_900_000
     assert len(model.pages) <= model.max_pages
-    assert heart.max_gap_ms < 100
+    # Scrolling paints on the UI thread, so this bound is looser than the import's: it
+    # catches a page read done on the UI thread (seconds at 2 M rows), not scheduler noise.
+    assert heart.max_gap_ms < 300, f"UI thread stalled {heart.max_gap_ms:.0f} ms while scrolling"
     assert model.data(model.index(1_000_000, 0)) in (PLACEHOLDER, "1000000")
