@@ -9,7 +9,6 @@ loop, except BYTES, whose elements are Python strings either way.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,15 +91,6 @@ def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
     return params
 
 
-def _shape(raw: Any, name: str) -> tuple[int, ...]:
-    if type(raw) is not list or len(raw) > _MAX_RANK:
-        raise fail(f"input {name}: shape must be a list of at most {_MAX_RANK} integers")
-    for dim in raw:
-        if type(dim) is not int or dim < 0:
-            raise fail(f"input {name}: shape must hold non-negative integers, got {raw}")
-    return tuple(raw)
-
-
 def _tensor(raw: Any) -> _Tensor:
     if type(raw) is not dict:
         raise fail("each input must be an object")
@@ -110,7 +100,14 @@ def _tensor(raw: Any) -> _Tensor:
     datatype = raw.get("datatype")
     if datatype not in DTYPES:
         raise fail(f"input {name}: unknown datatype {datatype!r}")
-    shape = _shape(raw.get("shape"), name)
+    shape = raw.get("shape")
+    if type(shape) is not list or len(shape) > _MAX_RANK:
+        raise fail(f"input {name}: shape must be a list of at most {_MAX_RANK} integers")
+    count = 1
+    for dim in shape:
+        if type(dim) is not int or dim < 0:
+            raise fail(f"input {name}: shape must hold non-negative integers, got {shape}")
+        count *= dim
     size = None
     if "parameters" in raw:
         size = _parameters(raw, "input").get("binary_data_size")
@@ -118,7 +115,7 @@ def _tensor(raw: Any) -> _Tensor:
             raise fail(f"input {name}: binary_data_size must be an integer >= 0")
         if size is not None and "data" in raw:
             raise fail(f"input {name}: has both data and binary_data_size")
-    return _Tensor(name, datatype, shape, math.prod(shape), raw.get("data"), size)
+    return _Tensor(name, datatype, tuple(shape), count, raw.get("data"), size)
 
 
 def _groupable(t: _Tensor) -> bool:
@@ -189,10 +186,66 @@ def _requested_outputs(raw: Any) -> dict[str, bool] | None:
     return wanted
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """An all-binary request's JSON header, parsed and checked once: clients send the
+    same header with every request, so the next one only cuts its binary data."""
+
+    request: InferRequest  # inputs empty; id, parameters and outputs shared read-only
+    size: int  # binary bytes the inputs claim
+    # per run: byte range, datatype, first input's name, element count, and
+    # (name, shape, count) of each input in it
+    runs: tuple[tuple[int, int, str, str, int, tuple[tuple[str, tuple[int, ...], int], ...]],
+                ...]
+
+
+_PLANS: dict[bytes, _Plan] = {}
+_MAX_PLANS = 256
+
+
+def _plan_of(request: InferRequest, tensors: list[_Tensor]) -> _Plan | None:
+    if any(t.size is None for t in tensors):
+        return None
+    runs, pos = [], 0
+    for run in _runs(tensors):
+        end = pos + sum(t.size or 0 for t in run)
+        runs.append((pos, end, run[0].datatype, run[0].name, sum(t.count for t in run),
+                     tuple((t.name, t.shape, t.count) for t in run)))
+        pos = end
+    empty = InferRequest(request.id, request.parameters, [], request.outputs,
+                         request.binary_output)
+    return _Plan(empty, pos, tuple(runs))
+
+
+def _from_plan(plan: _Plan, binary: memoryview) -> InferRequest:
+    if len(binary) != plan.size:
+        raise fail(f"binary data has {len(binary)} bytes, inputs claim {plan.size}")
+    inputs = []
+    for pos, end, datatype, first, total, members in plan.runs:
+        arr = binary_array(binary[pos:end], datatype, first, total)
+        finite = all_finite(arr)
+        if len(members) == 1:
+            name, shape, _ = members[0]
+            inputs.append(InferInput(name, datatype, shape, arr.reshape(shape), finite))
+            continue
+        start = 0
+        for name, shape, count in members:
+            part = arr[start:start + count]
+            inputs.append(InferInput(name, datatype, shape, part.reshape(shape),
+                                     finite or all_finite(part)))
+            start += count
+    base = plan.request
+    return InferRequest(base.id, base.parameters, inputs, base.outputs, base.binary_output)
+
+
 def decode_infer_request(body: bytes, header_length: int | None = None) -> InferRequest:
     """Parse an infer request body (JSON, or JSON header + binary tensors)."""
     header = body if header_length is None else body[:header_length]
     binary = memoryview(body)[len(header):]
+    if header_length is not None:
+        plan = _PLANS.get(header)
+        if plan is not None:
+            return _from_plan(plan, binary)
     try:
         doc = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
@@ -218,8 +271,15 @@ def decode_infer_request(body: bytes, header_length: int | None = None) -> Infer
                        f"{list(t.shape)} needs {t.count}")
         inputs.append(InferInput(t.name, t.datatype, t.shape, t.array.reshape(t.shape),
                                  t.finite))
-    return InferRequest(request_id, params, inputs, _requested_outputs(doc.get("outputs")),
-                        params.get("binary_data_output") is True)
+    request = InferRequest(request_id, params, inputs, _requested_outputs(doc.get("outputs")),
+                           params.get("binary_data_output") is True)
+    if header_length is not None:
+        plan = _plan_of(request, tensors)
+        if plan is not None:
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[header] = plan
+    return request
 
 
 def datatype_of(arr: np.ndarray[Any, Any]) -> str:

@@ -9,6 +9,7 @@ a column name is an error, not a silent NaN.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,8 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
 
 
 def _values(spec: TensorInfo, records: list[dict[str, Any]]) -> list[Any]:
-    values = [r.get(spec.name, _MISSING) for r in records]
+    name = spec.name
+    values = [r.get(name, _MISSING) for r in records]
     if spec.datatype == "BYTES":
         return ["" if v is None else v for v in values]
     if None in values:
@@ -46,36 +48,65 @@ def _values(spec: TensorInfo, records: list[dict[str, Any]]) -> list[Any]:
             raise _fail(f"column {spec.name} is missing in a record, and the model cannot "
                         "take a missing value there")
         values = [np.nan if v is None else v for v in values]
-    if spec.datatype != "BOOL" and any(type(v) is bool for v in values):
+    if spec.datatype != "BOOL" and bool in map(type, values):
         raise _fail(f"column {spec.name}: true/false where a {spec.datatype} is expected")
     return values
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """What records_to_feeds needs from a signature, worked out once per signature."""
+
+    signature: Signature
+    known: frozenset[str]
+    refusal: str | None  # why this model cannot take records at all
+    # per datatype: its inputs, their labels in errors, and the shape a column becomes
+    groups: tuple[tuple[str, tuple[TensorInfo, ...], list[str], tuple[bool, ...]], ...]
+
+
+_COLUMNS: dict[int, _Columns] = {}
+
+
+def _columns(signature: Signature) -> _Columns:
+    cached = _COLUMNS.get(id(signature))
+    if cached is not None and cached.signature is signature:
+        return cached
+    refusal = next((f"model input {s.name} has shape {list(s.shape)}, not one value per row: "
+                    "use the /v2 infer endpoint" for s in signature.inputs
+                    if s.shape not in ((-1,), (-1, 1))), None)
+    by_type: dict[str, list[TensorInfo]] = {}
+    for spec in signature.inputs:
+        by_type.setdefault(spec.datatype, []).append(spec)
+    groups = tuple((datatype, tuple(specs), [f"column {s.name}" for s in specs],
+                    tuple(len(s.shape) == 2 for s in specs))
+                   for datatype, specs in by_type.items())
+    if len(_COLUMNS) >= 64:  # signatures of replaced model versions
+        _COLUMNS.clear()
+    columns = _COLUMNS[id(signature)] = _Columns(
+        signature, frozenset(t.name for t in signature.inputs), refusal, groups)
+    return columns
 
 
 def records_to_feeds(signature: Signature, records: list[dict[str, Any]]
                      ) -> dict[str, np.ndarray[Any, Any]]:
     """One array per model input, from the records' columns of the same names."""
-    for spec in signature.inputs:
-        if spec.shape not in ((-1,), (-1, 1)):
-            raise _fail(f"model input {spec.name} has shape {list(spec.shape)}, not one value "
-                        "per row: use the /v2 infer endpoint")
-    known = {t.name for t in signature.inputs}
+    plan = _columns(signature)
+    if plan.refusal is not None:
+        raise _fail(plan.refusal)
+    known = plan.known
     for record in records:
-        unknown = record.keys() - known
-        if unknown:
+        if not known.issuperset(record):
+            unknown = record.keys() - known
             raise _fail(f"unknown columns {sorted(unknown)}; the model takes {sorted(known)}")
-    by_type: dict[str, list[TensorInfo]] = {}
-    for spec in signature.inputs:
-        by_type.setdefault(spec.datatype, []).append(spec)
     feeds = {}
     rows = len(records)
     with np.errstate(over="ignore"):
-        for datatype, specs in by_type.items():
-            decoded = json_arrays([_values(s, records) for s in specs], datatype,
-                                  [f"column {s.name}" for s in specs])
-            for spec, (arr, finite) in zip(specs, decoded, strict=True):
+        for datatype, specs, labels, column in plan.groups:
+            decoded = json_arrays([_values(s, records) for s in specs], datatype, labels)
+            for spec, (arr, finite), two_d in zip(specs, decoded, column, strict=True):
                 if not finite and (np.isinf(arr).any() or not spec.takes_nan):
                     raise _fail(f"column {spec.name}: a value is not finite")
-                feeds[spec.name] = arr.reshape(rows, *([1] if len(spec.shape) == 2 else []))
+                feeds[spec.name] = arr.reshape(rows, 1) if two_d else arr.reshape(rows)
     return feeds
 
 

@@ -48,10 +48,19 @@ class Signature:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {t.name: t for t in self.inputs})
+        # Per input, for bind_inputs: the spec, whether the first dimension is the open
+        # batch dimension, and the rest of the shape when that is fixed (None: open too).
+        object.__setattr__(self, "_bind", {t.name: (t, t.shape[:1] == (-1,), _fixed_tail(t))
+                                           for t in self.inputs})
 
     def input(self, name: str) -> TensorInfo | None:
         by_name: dict[str, TensorInfo] = self._by_name  # type: ignore[attr-defined]
         return by_name.get(name)
+
+
+def _fixed_tail(spec: TensorInfo) -> tuple[int, ...] | None:
+    tail = spec.shape[1:]
+    return tail if spec.shape[:1] == (-1,) and -1 not in tail else None
 
 
 def _dims(shape: list[Any]) -> tuple[int, ...]:
@@ -128,28 +137,33 @@ def _check_shape(spec: TensorInfo, shape: tuple[int, ...]) -> None:
 
 def bind_inputs(signature: Signature, inputs: list[InferInput]) -> tuple[dict[str, Any], int]:
     """The feed dict for session.run and the batch size, or InferRequestInvalid."""
+    table: dict[str, tuple[TensorInfo, bool, tuple[int, ...] | None]] = \
+        signature._bind  # type: ignore[attr-defined]
     feeds: dict[str, Any] = {}
     batch: set[int] = set()
     for tensor in inputs:
-        spec = signature.input(tensor.name)
-        if spec is None:
-            raise InferRequestInvalid(f"input {tensor.name!r} is not an input of this model "
+        name, shape = tensor.name, tensor.shape
+        entry = table.get(name)
+        if entry is None:
+            raise InferRequestInvalid(f"input {name!r} is not an input of this model "
                                       f"(inputs: {[t.name for t in signature.inputs]})")
-        if tensor.name in feeds:
-            raise InferRequestInvalid(f"input {tensor.name!r} is given twice")
+        spec, open_batch, tail = entry
+        if name in feeds:
+            raise InferRequestInvalid(f"input {name!r} is given twice")
         if tensor.datatype != spec.datatype:
-            raise InferRequestInvalid(f"input {tensor.name}: datatype {tensor.datatype} does not "
+            raise InferRequestInvalid(f"input {name}: datatype {tensor.datatype} does not "
                                       f"match the model's {spec.datatype}")
-        _check_shape(spec, tensor.shape)
+        # The common case, an open batch dimension and a fixed rest, in one comparison.
+        if tail is None or len(shape) != len(spec.shape) or shape[1:] != tail:
+            _check_shape(spec, shape)
         if not tensor.finite:
             _check_values(spec, tensor.data)
-        feeds[tensor.name] = tensor.data
-        if spec.shape[:1] == (-1,):
-            batch.add(tensor.shape[0])
-    missing = [t.name for t in signature.inputs if t.name not in feeds]
-    if missing:
+        feeds[name] = tensor.data
+        if open_batch:
+            batch.add(shape[0])
+    if len(feeds) != len(table):
+        missing = [t.name for t in signature.inputs if t.name not in feeds]
         raise InferRequestInvalid(f"missing inputs: {missing}")
     if len(batch) > 1:
         raise InferRequestInvalid(f"inputs disagree on the batch size: {sorted(batch)}")
     return feeds, batch.pop() if batch else 1
-
