@@ -42,3 +42,19 @@ def test_deploy_by_alias_refuses_flagged_versions_unless_forced(outpost_home: Pa
         answer = httpx.post(f"{a.url}/v1/models/pumps/predict", json={"records": [
             {"temp": 30.0, "site": "east", "load": 1.0}, {"temp": None, "site": "", "load": 0.0}]})
         assert answer.status_code == 200 and answer.json()["version"] == 2
+
+
+def test_a_deploy_that_never_reaches_the_agent_is_recorded_as_failed(
+        outpost_home: Path, tmp_path: Path) -> None:
+    catalog = open_catalog(outpost_home)
+    train_mini(catalog)
+    with agents(tmp_path, signing_key(catalog), 1) as (a,):
+        add_agent(catalog, "edge", a.url, a.token)
+    catalog.close()  # the agent has stopped: the desktop can no longer reach it
+    result = run_cli(outpost_home, "deploy", "pumps@1", "--to", "edge", "--json")
+    assert result.returncode == 1 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "edge" in result.stderr
+    catalog = open_catalog(outpost_home)
+    (failed,) = list_deployments(catalog, agent="edge")
+    assert (failed.model, failed.version, failed.status) == ("pumps", 1, "failed")
+    assert failed.error and "cannot reach agent edge" in failed.error

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.catalog import Catalog
-from core.errors import OutpostError
+from core.errors import Cancelled, OutpostError
 from core.fleet.agents import AgentRecord, connect, get_agent
 from core.fleet.client import AgentClient
 from core.fleet.errors import AgentRefused, DeployRefused
@@ -136,14 +136,26 @@ def deploy(catalog: Catalog, ref: str, agent: str, *, force: bool = False,
         return deploy_via_hub(catalog, mv, hub_agent, allow_downgrade=allow_downgrade,
                               progress=progress, cancel=cancel)
     report(progress, f"deploy {mv.ref} to {agent}", 0, 3)
-    with connect(catalog, agent) as (record, client):
-        check_opset(agent, client.status(), mv.model, mv.opset)
-        built = build_bundle(catalog, mv.ref, cancel=cancel)
-        check(cancel, "deploy")
-        report(progress, f"deploy {mv.ref} to {agent}", 1, 3)
-        result = push_bundle(catalog, record, client, built.path, model=mv.model,
-                             version=mv.version, bundle_sha=built.sha256,
-                             allow_downgrade=allow_downgrade)
+    pushing = False
+    try:
+        with connect(catalog, agent) as (record, client):
+            check_opset(agent, client.status(), mv.model, mv.opset)
+            built = build_bundle(catalog, mv.ref, cancel=cancel)
+            check(cancel, "deploy")
+            report(progress, f"deploy {mv.ref} to {agent}", 1, 3)
+            pushing = True  # from here push_bundle records the outcome itself
+            result = push_bundle(catalog, record, client, built.path, model=mv.model,
+                                 version=mv.version, bundle_sha=built.sha256,
+                                 allow_downgrade=allow_downgrade)
+    except Cancelled:
+        raise
+    except OutpostError as exc:
+        # Unreachable, wrong key, opsets it cannot load: still a deployment that failed,
+        # so the agent's history says why the version never arrived.
+        if not pushing:
+            _finish(catalog, _start(catalog, agent, mv.model, mv.version, "deploy", None),
+                    "failed", str(exc))
+        raise
     report(progress, f"deploy {mv.ref} to {agent}", 3, 3)
     return result
 
