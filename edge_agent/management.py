@@ -214,6 +214,9 @@ class Management:
             "telemetry": {"backlog": stats.backlog, "last_seq": stats.last_seq,
                           "evicted": stats.evicted},
             "models": [_plain(m) for m in self.store.models()],
+            # How many desktop key rotations this agent has applied: the desktop sends
+            # the next one numbered from here.
+            "key_rotation": self.store.keys.rotation,
         }
 
     def close(self) -> None:

@@ -166,9 +166,11 @@ def test_telemetry_cursor_and_ack(agent: AgentProcess, key: Ed25519PrivateKey,
 
 def test_key_rotation(agent: AgentProcess, key: Ed25519PrivateKey, tmp_path: Path) -> None:
     new = generate_signing_key()
+    assert call(agent, "GET", "/v1/status")[1]["key_rotation"] == 0
     assert call(agent, "POST", "/v1/keys/rotate", data=make_rotation_record(key, new, 2))[0] == 422
     assert call(agent, "POST", "/v1/keys/rotate",
                 data=make_rotation_record(key, new, 1)) == (200, {"rotated": True})
+    assert call(agent, "GET", "/v1/status")[1]["key_rotation"] == 1
     (tmp_path / "new").mkdir()
     assert upload(agent, make_identity_bundle(tmp_path / "new", new, version=1))[0] == 200
     assert upload(agent, make_identity_bundle(tmp_path, key, version=2))[0] == 422
