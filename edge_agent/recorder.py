@@ -27,6 +27,12 @@ from edge_agent.telemetry import Outbox, OutboxStats, WindowKey
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 200_000  # records held in memory while the disk refuses writes
+# The writer shares the server's core and sleeps most of the time, so the scheduler lets
+# it run a whole flush before the event loop gets the core back: a flush of 1,000
+# requests (~8 ms) was the c1 p99. It commits in chunks and sleeps briefly between them,
+# so a request waits for one chunk (~1 ms) at most.
+CHUNK = 128
+YIELD_S = 0.0002
 
 
 @dataclass(slots=True)
@@ -100,13 +106,22 @@ class Recorder:
 
     def _flush(self, final: bool) -> None:
         events = self._drain()
+        for start in range(0, max(len(events), 1), CHUNK):
+            if start:
+                time.sleep(YIELD_S)
+            last = start + CHUNK >= len(events)
+            self._write(events[start:start + CHUNK], final, last)
+
+    def _write(self, events: list[RequestEvent], final: bool, last: bool) -> None:
+        """Commit one chunk of events; windows that ended are closed with the last chunk."""
         try:
             touched = self._count(events)
         except Exception:  # request records matter more than one batch of histograms
             log.exception("binning %d requests for histograms failed", len(events))
             touched = set()
         now = time.time()
-        closed = [k for k in self._windows if final or k[3] + self.window_s <= now]
+        closed = [k for k in self._windows
+                  if last and (final or k[3] + self.window_s <= now)]
         records = self._pending + [e.record() for e in events]
         records += [self._histogram(k, now) for k in closed]
         if not records and not touched:
