@@ -1,10 +1,10 @@
 """The telemetry writer thread: request events in, outbox records and window counts out.
 
 The request path only calls ``submit`` (a lock-free queue put). Every
-``flush_s`` the thread drains the queue, bins the batch's inputs and
-predictions per model version (vectorised over the batch), and commits
-request records, the open windows' counts and any window that ended, in one
-transaction. Histogram counts are additive: a window cut short by a clean
+``flush_s`` the thread drains the queue and, in chunks of ``CHUNK`` requests,
+bins their inputs and predictions per model version (vectorised over the
+chunk) and commits their request records and the open windows' counts in one
+transaction; windows that ended are closed with the last chunk. Histogram counts are additive: a window cut short by a clean
 shutdown is written then, and the rest of it, after a restart, as a second
 record for the same window.
 """
