@@ -4,9 +4,9 @@ The request path only calls ``submit`` (a lock-free queue put). Every
 ``flush_s`` the thread drains the queue and, in chunks of ``CHUNK`` requests,
 bins their inputs and predictions per model version (vectorised over the
 chunk) and commits their request records and the open windows' counts in one
-transaction; windows that ended are closed with the last chunk. Histogram counts are additive: a window cut short by a clean
-shutdown is written then, and the rest of it, after a restart, as a second
-record for the same window.
+transaction; windows that ended are closed with the last chunk. Histogram
+counts are additive: a window cut short by a clean shutdown is written then,
+and the rest of it, after a restart, as a second record for the same window.
 """
 
 from __future__ import annotations
