@@ -6,8 +6,9 @@ CLI start imports this package.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from core.registry.aliases import (
@@ -50,9 +51,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'core.registry' has no attribute {name!r}")
-    value = getattr(import_module(f"core.registry.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOMES)

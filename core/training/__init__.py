@@ -6,8 +6,9 @@ package.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from core.training.algorithms import ALGORITHMS, Algorithm, ParamSpec, get_algorithm
@@ -44,9 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'core.training' has no attribute {name!r}")
-    value = getattr(import_module(f"core.training.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOMES)
