@@ -24,7 +24,7 @@ from core.fleet.errors import (
     AgentUnreachable,
     TransferFailed,
 )
-from edge_agent.protocol import (
+from edge_agent.contract.protocol import (
     KeyFileError,
     key_fingerprint,
     public_key_from_b64,
