@@ -25,8 +25,7 @@ from core.errors import StorageError
 from core.feeds import frame_feeds, is_categorical, json_columns, outputs_json
 from core.keys import signing_key
 from core.progress import CancelToken, ProgressFn, check, report
-from core.registry import ModelVersion, resolve_model
-from core.registry import tensor_inputs
+from core.registry import ModelVersion, resolve_model, tensor_inputs
 from core.registry.runtime import load_session
 from core.training import get_run, holdout_frame
 from edge_agent.contract.protocol import Baseline, key_fingerprint, write_bundle

@@ -62,20 +62,21 @@ class Scan:
 def count_lines(path: Path, label: str) -> int:
     """Lines up to the last non-blank one; refuses a byte-order mark past the start."""
     bom = codecs.BOM_UTF8
-    newlines, offset, carry, tail = 0, 0, b"", b""
+    newlines = offset = 0
+    last = before = b""
     with open_raw(path) as fh:
         while chunk := fh.read(_CHUNK):
-            window = carry + chunk
-            at = window.find(bom, 1 if offset == 0 else 0)
-            if at >= 0:
-                line = newlines - carry.count(b"\n") + window.count(b"\n", 0, at) + 1
+            at = chunk.find(bom, 0 if offset else 1)
+            split = at < 0 and offset > 0 and bom in last[-2:] + chunk[:2]
+            if at >= 0 or split:
+                line = newlines + (chunk.count(b"\n", 0, at) if at > 0 else 0) + 1
                 raise InvalidInput(
-                    f"{label}: line {line} starts with a byte-order mark: two files joined "
+                    f"{label}: line {line} holds a byte-order mark: two files joined "
                     "into one? Remove the second header and its mark")
             newlines += chunk.count(b"\n")
             offset += len(chunk)
-            carry = window[-(len(bom) - 1):]
-            tail = (tail + chunk)[-_TAIL:]
+            before, last = last, chunk
+    tail = (before[-_TAIL:] + last)[-_TAIL:]
     body = tail.rstrip(_WHITESPACE)
     if offset and not body and offset <= _TAIL:
         return 0
@@ -141,9 +142,12 @@ def _bad_line(label: str, found: Scan, hint: str = _HINT) -> InvalidInput:
                         f"{found.expected}; {hint}")
 
 
-def check(layout: Layout, label: str, stored: int) -> Counts:
-    """Counts for an import without a policy; refuses when a data line is not a stored row."""
-    lines = count_lines(layout.path, label)
+def check(layout: Layout, label: str, stored: int, lines: int | None = None) -> Counts:
+    """Counts for an import without a policy; refuses when a data line is not a stored row.
+
+    ``lines``: ``count_lines`` of the file, when the caller counted them already.
+    """
+    lines = count_lines(layout.path, label) if lines is None else lines
     read = lines - (1 if layout.header else 0)
     if read == stored and layout.first_fields == layout.columns:
         return Counts(read, stored)

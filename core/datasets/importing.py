@@ -1,6 +1,7 @@
 """Importing files and in-memory tables as dataset versions, streamed through DuckDB."""
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -98,11 +99,15 @@ def _copy_accounted(cur: duckdb.DuckDBPyConnection, path: Path, kind: str,
     """COPY the file to ``out``; for CSV/TSV, account for every data line."""
     attempt = readers.first_attempt(options)
     if kind not in ("csv", "tsv"):
-        return _copy(cur, path, kind, scratch, out, attempt, progress, cancel), None
+        return _copy(cur, path, kind, scratch, out, attempt, progress, cancel)[0], None
     if options.bad_lines is None:
-        source = _copy(cur, path, kind, scratch, out, attempt, progress, cancel)
-        assert source.layout is not None
-        return source, accounting.check(source.layout, path.name, _rows(out))
+        # The lines are counted in a thread while DuckDB copies (it releases the GIL).
+        with ThreadPoolExecutor(1, thread_name_prefix="count-lines") as pool:
+            source, counted = _copy(cur, path, kind, scratch, out, attempt, progress, cancel,
+                                    pool)
+            assert source.layout is not None and counted is not None
+            lines = counted.result()
+        return source, accounting.check(source.layout, path.name, _rows(out), lines)
     sniffed = readers.prepare(cur, path, kind, scratch, attempt)
     assert sniffed.layout is not None
     header, found = accounting.plan(sniffed.layout, path.name, options.bad_lines)
@@ -146,15 +151,21 @@ def _run_copy(cur: duckdb.DuckDBPyConnection, path: Path, source: readers.Source
 
 def _copy(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: readers.Scratch,
           out: Path, attempt: readers.Attempt, progress: ProgressFn | None,
-          cancel: CancelToken | None) -> readers.Source:
-    """COPY the file into the Parquet temp file ``out``, retrying the ways DuckDB suggests."""
+          cancel: CancelToken | None, pool: ThreadPoolExecutor | None = None
+          ) -> tuple[readers.Source, Future[int] | None]:
+    """COPY the file into the Parquet temp file ``out``, retrying the ways DuckDB suggests.
+
+    With ``pool``, the lines of the file DuckDB reads are counted there meanwhile.
+    """
     for _ in range(_MAX_ATTEMPTS):
         source = readers.prepare(cur, path, kind, scratch, attempt)
         check(cancel, "import")
+        counted = (pool.submit(accounting.count_lines, source.layout.path, path.name)
+                   if pool is not None and source.layout is not None else None)
         sql = f"COPY (SELECT * FROM {source.relation}) TO {duck.literal(out)} (FORMAT parquet)"
         try:
             duck.run(cur, sql, "import", progress, cancel)
-            return source
+            return source, counted
         except duckdb.InterruptException as exc:
             raise Cancelled("import") from exc
         except duckdb.Error as exc:

@@ -9,8 +9,8 @@ from google.protobuf.message import DecodeError
 
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
-from core.registry.models import ModelVersion, validate_model_name
 from core.registry import tensor_inputs
+from core.registry.models import ModelVersion, validate_model_name
 from core.registry.register import store_version
 from core.registry.runtime import load_session, ort_message
 from core.registry.signature import graph_signature
