@@ -53,7 +53,7 @@ REFUSED = {
     "a comment line": ("a,b,c\n1,2,3\n# note\n4,5,6\n", ("line 3 has 1 field",)),
     "a delimiter that appears only later": ("a b\n1 2\n3 4\n5;6\n", ("line 4 has 2 fields",)),
     "a byte-order mark in the middle": ("a,b,c\n1,2,3\n\ufeffa,b,c\n4,5,6\n",
-                                        ("line 3 starts with a byte-order mark",)),
+                                        ("line 3 holds a byte-order mark",)),
     "a trailing delimiter": ("a,b,c,\n1,2,3,\n4,5,6,\n", ("empty column name at position 4",
                                                           "delimiter at the end")),
 }
