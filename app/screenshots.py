@@ -184,7 +184,7 @@ class Shots:
         from app.views.monitoring import MonitoringView
         from core.datasets import read_frame, resolve_version
         from core.feeds import records
-        from core.fleet.agents import get_agent
+        from core.fleet.records import get_agent
         from core.registry import resolve_model
 
         assert isinstance(view, MonitoringView)

@@ -3,17 +3,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from core.errors import InvalidInput
+
 ENV_PREFIX = "OUTPOST_"
+
+
+# Alert thresholds an OUTPOST_<NAME> variable may override (core.drift.Thresholds fields).
+THRESHOLD_NAMES = ("psi_warn", "psi_alert", "error_rate", "p99_ms")
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
+    hub_url: str | None = None  # the address devices are told to call (OUTPOST_HUB_URL)
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # overrides, by name
 
     @property
     def catalog_path(self) -> Path:
@@ -40,4 +48,14 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = env.get(ENV_PREFIX + "HOME") or user_data_dir("outpost", appauthor=False)
-        return cls(home=Path(home).expanduser().resolve())
+        thresholds: dict[str, float] = {}
+        for name in THRESHOLD_NAMES:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw:
+                try:
+                    thresholds[name] = float(raw)
+                except ValueError as exc:
+                    raise InvalidInput(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number"
+                                       ) from exc
+        return cls(home=Path(home).expanduser().resolve(),
+                   hub_url=env.get(ENV_PREFIX + "HUB_URL") or None, thresholds=thresholds)

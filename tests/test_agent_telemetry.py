@@ -91,7 +91,8 @@ def test_cap_evicts_oldest_first_and_says_so(tmp_path: Path) -> None:
 def test_writer_flushes_in_batches_off_the_caller(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "t.sqlite")
     seen: list[int] = []
-    recorder = Recorder(outbox, flush_s=0.05, on_flush=lambda evs, _s: seen.append(len(evs)))
+    recorder = Recorder(outbox, window_s=60, flush_s=0.05,
+                        on_flush=lambda evs, _s: seen.append(len(evs)))
     recorder.start()
     for i in range(200):
         recorder.submit(event(i))

@@ -10,14 +10,17 @@ import httpx
 import pytest
 
 from core.catalog import Catalog
-from core.fleet.agents import add_agent, agent_status, list_agents
-from core.fleet.deploy import deploy_bundle_file, list_deployments, rollback
+from core.fleet.agents import add_agent
+from core.fleet.dispatch import agent_status, rollback
 from core.fleet.errors import (
     AgentIdentityMismatch,
     AgentRefused,
     DeployRefused,
     TransferFailed,
 )
+from core.fleet.ledger import list_deployments
+from core.fleet.push import deploy_bundle_file
+from core.fleet.records import list_agents
 from core.keys import signing_key
 from core.progress import CancelToken, ProgressEvent
 from core.telemetry.pull import RetryPolicy, cursor_of, pull_telemetry

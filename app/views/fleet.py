@@ -31,9 +31,9 @@ from app.views.datasets import record_table
 from core.catalog import Catalog
 
 if TYPE_CHECKING:
-    from core.fleet.agents import AgentRecord, AgentStatus
-    from core.fleet.deploy import Deployment
+    from core.fleet.ledger import Deployment
     from core.fleet.local import LocalAgent
+    from core.fleet.records import AgentRecord, AgentStatus
     from core.hub import HubHandle
     from core.telemetry.ingest import IngestResult
     from edge_agent.hub_protocol import Enrolment

@@ -6,8 +6,8 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
-from core.fleet.deploy import deploy as deploy_version
-from core.fleet.deploy import rollback as rollback_version
+from core.fleet.dispatch import deploy as deploy_version
+from core.fleet.dispatch import rollback as rollback_version
 from core.fleet.local import LOCAL_AGENT
 
 
