@@ -15,7 +15,8 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
-OUTPOST = [sys.executable, "-m", "core.cli.__main__"]
+# The installed console script, as a user runs it (it lives beside this interpreter).
+OUTPOST = [str(Path(sys.executable).with_name("outpost"))]
 
 
 @dataclass

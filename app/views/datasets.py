@@ -23,7 +23,7 @@ from app.dialogs.diff import DiffDialog
 from app.models.datasets import DatasetsTableModel, DatasetVersionsTableModel
 from app.models.records import RecordTableModel
 from app.views.base import View
-from app.widgets.lineage import LineageTree, ancestry
+from app.widgets.lineage import LineageTree
 from app.widgets.preview import PreviewPane
 from app.widgets.profile_panel import ProfilePanel
 from core.datasets import (
@@ -31,6 +31,7 @@ from core.datasets import (
     DatasetVersion,
     ImportResult,
     Profile,
+    ancestry,
     import_dataset,
     list_datasets,
     list_versions,
