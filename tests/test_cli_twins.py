@@ -33,7 +33,7 @@ def test_dataset_lineage_walks_every_parent(home: Path) -> None:
                               "SELECT * FROM data LIMIT 7")
     doc = run_cli(home, "dataset", "lineage", "tiny", "--json", check=True).json()
     chain = doc["lineage"]
-    assert [v["name"] for v in chain] == ["tiny", "small", "diabetes"]
+    assert [v["dataset"] for v in chain] == ["tiny", "small", "diabetes"]
     assert chain[0]["version"] == tiny.version and chain[0]["rows"] == 7
     assert chain[0]["parent"] == f"small@{small.version}"
     assert chain[1]["parent"].startswith("diabetes@") and chain[2]["parent"] is None
