@@ -193,7 +193,7 @@ class MainWindow(QMainWindow):
             saved = self.settings.value(f"views/{type(view).__name__}")
             if isinstance(saved, dict):
                 view.restore_state(saved)
-        index = int(self.settings.value("window/view", 0) or 0)
+        index = int(str(self.settings.value("window/view", 0) or 0))
         self.nav.setCurrentRow(index if 0 <= index < len(self.views) else 0)
 
     def save_settings(self) -> None:

@@ -26,6 +26,7 @@ from app.context import AppContext
 from app.dialogs.fleet import AddAgentDialog, BundleDialog, DeployDialog, RollbackDialog
 from app.hub_control import DEFAULT_HOST, HubControl, enrol_for_hub, hub_url
 from app.models.fleet import AgentRow, AgentsTableModel, DeploymentsTableModel
+from app.statusbar import say
 from app.views.base import View
 from app.views.datasets import record_table
 from core.catalog import Catalog
@@ -313,9 +314,7 @@ class FleetView(View):
         self._say("Hub stopped", 8000)
 
     def _say(self, text: str, ms: int) -> None:
-        window = self.window()
-        if isinstance(window, QMainWindow):
-            window.statusBar().showMessage(text, ms)
+        say(self, text, ms)
 
     def _show_hub(self, text: str, *, busy: bool) -> None:
         running = self.hub.running

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -95,7 +96,7 @@ class RunDetail(QTabWidget):
             self.residual_plot.reset("Residuals: computing…")
             self.ctx.tasks.run(f"Residuals of {run.short}",
                                lambda c: training.residuals(c.catalog, run),
-                               lambda pr, r=run: self._show_residuals(r, pr),
+                               partial(self._show_residuals, run),
                                visible=False, key="residuals")
         else:
             self.evaluation.setCurrentWidget(self.confusion)
