@@ -1,8 +1,10 @@
 """Render every view of the real application into PNG files (``make screenshots``).
 
-Builds a demo catalog in a temporary OUTPOST_HOME: the samples, a few runs, two model
-versions, the local agent serving one of them, normal then drifted traffic. Run it under
-a display (``xvfb-run``) so that the windows are real ones.
+Builds a demo catalog in a new temporary OUTPOST_HOME (never the user's, even when
+OUTPOST_HOME is set: a catalog used before has no first-start banner to show and must not
+get demo runs): the samples, a few runs, two model versions, the local agent serving one
+of them, normal then drifted traffic. Run it under a display (``xvfb-run``) so that the
+windows are real ones.
 
     python -m app.screenshots docs/screenshots
 """
@@ -53,7 +55,7 @@ def send(url: str, model: str, body: list[dict[str, object]]) -> None:
 
 
 def main(out: Path) -> int:
-    os.environ.setdefault("OUTPOST_HOME", tempfile.mkdtemp(prefix="outpost-screens-"))
+    os.environ["OUTPOST_HOME"] = tempfile.mkdtemp(prefix="outpost-screens-")
     out.mkdir(parents=True, exist_ok=True)
     # Imported after OUTPOST_HOME is set: everything below works on the demo catalog.
     from app.main import application, create_window

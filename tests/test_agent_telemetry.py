@@ -18,6 +18,7 @@ from edge_agent.recorder import Recorder, RequestEvent
 from edge_agent.records import Baseline
 from edge_agent.telemetry import Outbox
 from tests.agent_helpers import AgentProcess, json_request, make_identity_bundle, running_agent
+from tests.hub_helpers import wait_until
 
 BASELINE = Baseline.from_dict({
     "rows": 10,
@@ -134,7 +135,9 @@ def test_open_window_counts_survive_a_crash(tmp_path: Path) -> None:
     recorder.start()
     feeds = {"temp": np.array([[1.0]], np.float32), "site": np.array([["a"]], dtype=object)}
     recorder.submit(event(binner=binner, feeds=feeds))
-    time.sleep(0.5)  # flushed, window still open; now "crash": no close()
+    # The request and the open window's counts are written in one transaction: once the
+    # request is on disk, so are they. Now "crash": no close(), and a new process opens it.
+    wait_until(lambda: Outbox(path).read(0, 100), 10, "the request flushed")
     outbox = Outbox(path)
     assert not [r for r in outbox.read(0, 100) if r["kind"] == "histogram"]
     recorder2 = Recorder(outbox, window_s=3600, flush_s=60)
