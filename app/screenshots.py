@@ -11,6 +11,7 @@ windows are real ones.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -55,7 +56,8 @@ def send(url: str, model: str, body: list[dict[str, object]]) -> None:
 
 
 def main(out: Path) -> int:
-    os.environ["OUTPOST_HOME"] = tempfile.mkdtemp(prefix="outpost-screens-")
+    home = tempfile.mkdtemp(prefix="outpost-screens-")
+    os.environ["OUTPOST_HOME"] = home
     out.mkdir(parents=True, exist_ok=True)
     # Imported after OUTPOST_HOME is set: everything below works on the demo catalog.
     from app.main import application, create_window
@@ -87,6 +89,7 @@ def main(out: Path) -> int:
     finally:
         stop_local_agent(catalog)
         catalog.close()
+        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 

@@ -37,7 +37,7 @@ class Thresholds:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Thresholds:
         """Defaults, overridden by OUTPOST_PSI_WARN, OUTPOST_PSI_ALERT, OUTPOST_ERROR_RATE,
         OUTPOST_P99_MS (read by :class:`core.config.Settings`)."""
-        return cls(**Settings.from_env(environ).thresholds)
+        return cls(**Settings.from_env(environ).thresholds())
 
     def status(self, psi: float) -> str:
         if psi >= self.psi_alert:
