@@ -17,7 +17,7 @@ from core.datasets import import_frame
 from core.fleet.agents import add_agent
 from core.keys import signing_key
 from core.telemetry.ingest import ingest_table, records_table
-from edge_agent.protocol import record_to_dict
+from edge_agent.contract.protocol import record_to_dict
 from tests.conftest import OUTPOST, run_cli
 from tests.fleet_helpers import agents, histogram, open_catalog, requests, train_mini
 from tests.training_helpers import opened

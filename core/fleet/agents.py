@@ -24,7 +24,7 @@ from core.fleet.records import (
     get_agent,
 )
 from core.keys import current_rotation
-from edge_agent.protocol import check_model_name
+from edge_agent.contract.protocol import check_model_name
 
 
 def _check_name(name: str) -> str:

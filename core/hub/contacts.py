@@ -16,7 +16,7 @@ import pyarrow as pa
 from core.alerts import Condition, sync_alerts
 from core.catalog import Catalog
 from core.fleet.records import AgentRecord, AgentStatus, StatusReport, assemble_status, last_status
-from edge_agent.hub_protocol import DEFAULT_POLL_S
+from edge_agent.contract.hub_protocol import DEFAULT_POLL_S
 
 
 @dataclass(frozen=True)
