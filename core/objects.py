@@ -95,10 +95,6 @@ class ObjectStore:
                 raise self._write_error(exc) from exc
             return self.adopt(tmp)
 
-    def put_file(self, src: Path) -> tuple[str, bool]:
-        with src.open("rb") as fh:
-            return self.put_stream(fh)
-
     def _write_error(self, exc: OSError) -> StorageError:
         return StorageError(f"could not write object to {self.root}: {exc.strerror or exc}")
 

@@ -132,9 +132,6 @@ class ExperimentsView(View):
         rows = self.table.selectionModel().selectedRows()
         return [r.data(RECORD_ROLE) for r in rows]
 
-    def current_run(self) -> Run | None:
-        return self.detail.run
-
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         run = current.data(RECORD_ROLE) if current.isValid() else None
         self.detail.show_run(run)

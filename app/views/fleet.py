@@ -115,7 +115,6 @@ class FleetView(View):
         self.timer = QTimer(self)
         self.timer.setInterval(poll_ms)
         self.timer.timeout.connect(self.poll)
-        self.polls = 0
         # Telemetry window of a local agent started here (None: the agent's default, 60 s).
         self.local_window_s: float | None = None
         self._update_actions()
@@ -169,7 +168,6 @@ class FleetView(View):
                                visible=False, key="poll")
 
     def _polled(self, statuses: list[AgentStatus]) -> None:
-        self.polls += 1
         self.agents.set_statuses(statuses)
         self._show_detail()
 

@@ -102,8 +102,10 @@ def insert_staged(cur: duckdb.DuckDBPyConnection, staged: pa.Table, *, where: st
                                        f"{expected}: the file is corrupt")
         # Kinds absent from the batch are skipped: each statement costs ~3 ms of CPU here.
         present = set(pc.unique(staged["kind"]).to_pylist())
-        inserted = {kind: _insert_kind(cur, kind, lo, hi) if kind in present else Counter()
-                    for kind in _KINDS}
+        agents = pc.unique(staged["agent"]).to_pylist()
+        only = agents[0] if len(agents) == 1 else None
+        inserted = {kind: _insert_kind(cur, kind, lo, hi, only) if kind in present
+                    else Counter() for kind in _KINDS}
         cursors = cur.execute(
             "INSERT INTO telemetry_cursor (agent, last_seq) "
             "SELECT agent, max(seq) FROM staged GROUP BY agent "
@@ -117,17 +119,23 @@ def insert_staged(cur: duckdb.DuckDBPyConnection, staged: pa.Table, *, where: st
         inserted["evicted"].get(agent, 0), int(last)) for agent, last in cursors}
 
 
-def _insert_kind(cur: duckdb.DuckDBPyConnection, kind: str, lo: int, hi: int) -> Counter[str]:
+def _insert_kind(cur: duckdb.DuckDBPyConnection, kind: str, lo: int, hi: int,
+                 agent: str | None) -> Counter[str]:
+    """Rows inserted per agent. With one agent staged (`agent`), the statement's own count;
+    with several, each inserted row's agent comes back (hub rounds: small)."""
     table, cols = _KINDS[kind]
     select = ", ".join(f"s.{c}" for c in cols)
-    rows = cur.execute(
-        f"INSERT INTO {table} (agent, {', '.join(cols)}) "
-        f"SELECT s.agent, {select} FROM staged s "
-        f"ANTI JOIN (SELECT agent, seq FROM {table} WHERE seq BETWEEN $lo AND $hi "
-        f"AND agent IN (SELECT DISTINCT agent FROM staged)) e "
-        f"ON s.agent = e.agent AND s.seq = e.seq WHERE s.kind = $kind RETURNING agent",
-        {"lo": lo, "hi": hi, "kind": kind}).fetchall()
-    return Counter(agent for (agent,) in rows)
+    sql = (f"INSERT INTO {table} (agent, {', '.join(cols)}) "
+           f"SELECT s.agent, {select} FROM staged s "
+           f"ANTI JOIN (SELECT agent, seq FROM {table} WHERE seq BETWEEN $lo AND $hi "
+           f"AND agent IN (SELECT DISTINCT agent FROM staged)) e "
+           f"ON s.agent = e.agent AND s.seq = e.seq WHERE s.kind = $kind")
+    params = {"lo": lo, "hi": hi, "kind": kind}
+    if agent is not None:
+        row = cur.execute(sql, params).fetchall()
+        return Counter({agent: int(row[0][0]) if row else 0})
+    rows = cur.execute(sql + " RETURNING agent", params).fetchall()
+    return Counter(name for (name,) in rows)
 
 
 def ingest_table(catalog: Catalog, agent: str, records: pa.Table, *, where: str,
