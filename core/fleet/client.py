@@ -1,4 +1,4 @@
-"""HTTP client for one agent's management API (see AGENT_SPEC.md), over httpx.
+"""HTTP client for one agent's management API (see docs/agent.md), over httpx.
 
 Every failure becomes one of :mod:`core.fleet.errors` with a one-line message
 naming the agent: unreachable, wrong token, refused (with the agent's reason),
