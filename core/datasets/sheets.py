@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from core.datasets.sniff import check_header
 from core.errors import InvalidInput
 
@@ -70,12 +72,13 @@ def _table(label: str, sheet: str, rows: list[list[Any]]) -> Sheet:
     if not body:
         raise InvalidInput(f"{label}: sheet {sheet!r} has no data rows")
     width = max(len(r) for r in data)
+    padded = [r if len(r) == width else [*r, *[""] * (width - len(r))] for r in (header, *body)]
+    header, columns = padded[0], list(zip(*padded[1:], strict=True))
     arrays: list[pa.Array] = []
     names: list[str] = []
     dropped = 0
-    for index in range(width):
-        name = _text(header[index]) if index < len(header) else ""
-        cells = [r[index] if index < len(r) else "" for r in body]
+    for index, cells in enumerate(columns):
+        name = _text(header[index])
         values = [None if v == "" else v for v in cells]
         if not name and all(v is None for v in values):
             dropped += 1
@@ -97,11 +100,13 @@ def _text(value: Any) -> str:
 def _column(values: list[Any]) -> pa.Array:
     import pyarrow as pa
 
-    kinds = {type(v) for v in values if v is not None}
+    kinds = set(map(type, values)) - {type(None)}
     if kinds == {float} or kinds == {int} or kinds == {float, int}:
-        if all(v is None or (float(v).is_integer() and abs(v) < _INT64) for v in values):
-            return pa.array([None if v is None else int(v) for v in values], pa.int64())
-        return pa.array(values, pa.float64())
+        numbers = pa.array(values, pa.float64())
+        finite = numbers.drop_null().to_numpy()
+        if np.all(np.floor(finite) == finite) and np.all(np.abs(finite) < _INT64):
+            return numbers.cast(pa.int64())
+        return numbers
     if kinds == {bool}:
         return pa.array(values, pa.bool_())
     if kinds == {dt.date}:
