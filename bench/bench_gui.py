@@ -27,7 +27,7 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
 RESULTS = REPO / "bench" / "results" / "bench_gui.json"
 TARGETS = {"launch_s": 2.0, "first_page_ms": 300.0, "stall_ms": 100.0}
 

@@ -66,8 +66,13 @@ def test_train_classifier_validates_params_and_shows_detail(
     run = view.detail.run
     assert run is not None and run.algo == "logistic_regression" and run.params["C"] == 0.5
     assert "accuracy" in view.detail.summary.toPlainText()
+    # The plots are drawn when their tab is shown, not while the landing run is selected.
+    assert view.detail.confusion.matrix.shape == (0, 0)
+    assert not view.detail.importance.getPlotItem().items
+    view.detail.setCurrentWidget(view.detail.evaluation)
     assert view.detail.confusion.matrix.shape == (2, 2)
     assert view.detail.confusion.matrix.sum() == round(569 * 0.2 + 0.5)
+    view.detail.setCurrentWidget(view.detail.importance)
     assert view.detail.importance.getPlotItem().items
 
     # A second, different run: the table sorts by any metric and compares selected runs.
@@ -92,6 +97,7 @@ def test_regression_run_shows_residuals_and_reproduces(
     view = _view(window)
     dialog = _dialog(qtbot, view, "diabetes", "ridge")
     _train(qtbot, view, dialog, 0)
+    view.detail.setCurrentWidget(view.detail.evaluation)
     plot = view.detail.residual_plot
     qtbot.waitUntil(lambda: bool(plot.getPlotItem().items), timeout=10_000)
     points = plot.getPlotItem().items[0]

@@ -6,7 +6,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtWidgets import QStackedWidget, QTabWidget, QTextBrowser
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QStackedWidget, QTabWidget, QTextBrowser, QWidget
 
 from app.context import AppContext
 from app.models.records import number
@@ -46,6 +47,13 @@ def summary_html(run: Run, order: list[str]) -> str:
 
 
 class RunDetail(QTabWidget):
+    """The summary is written at once; the plots only when their tab is shown.
+
+    A run landing selects itself: building a confusion matrix's text items or an importance
+    chart on a hidden tab cost the UI thread ~50–100 ms for nothing (issue 20). A plot tab that
+    is showing is redrawn on the next turn of the event loop, not inside the selection.
+    """
+
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.ctx = ctx
@@ -65,16 +73,33 @@ class RunDetail(QTabWidget):
         self.run: Run | None = None
         self.compared: list[Run] = []
         self.metric_order: list[str] = []
+        self.stale: set[QWidget] = set()  # plot tabs not yet drawn for self.run
+        self.currentChanged.connect(lambda _: self._draw_current())
 
     def show_run(self, run: Run | None) -> None:
         self.run = run
         if run is None:
+            self.stale.clear()
             self.summary.setHtml("<p>Select a run, or train one.</p>")
             self.confusion.reset()
             self.importance.reset()
             return
         self.summary.setHtml(summary_html(run, self.metric_order))
-        self._show_evaluation(run)
+        self.stale = {self.evaluation, self.importance}
+        if self.currentWidget() in self.stale:
+            QTimer.singleShot(0, self._draw_current)
+
+    def _draw_current(self) -> None:
+        tab = self.currentWidget()
+        if self.run is None or tab not in self.stale:
+            return
+        self.stale.discard(tab)
+        if tab is self.evaluation:
+            self._show_evaluation(self.run)
+        else:
+            self._show_importance(self.run)
+
+    def _show_importance(self, run: Run) -> None:
         if run.importance:
             self.importance.show_ranked(list(run.importance), list(run.importance.values()),
                                         "Permutation importance (holdout)")
