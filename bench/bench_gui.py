@@ -27,7 +27,7 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
+sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results" / "bench_gui.json"
 TARGETS = {"launch_s": 2.0, "first_page_ms": 300.0, "stall_ms": 100.0}
 
@@ -211,10 +211,24 @@ def main() -> None:
     spin(app, lambda: True)
     from app.dialogs.train import SearchRequest, TrainRequest
 
+    # The heartbeat gap on a loaded machine also counts time the OS gave other processes;
+    # the longest task-landing slot (a result handed to the view) is the UI thread's own work.
+    runner = window.ctx.tasks
+    slots: list[float] = []
+    landed = runner._returned
+
+    def timed(task: Any, value: Any, on_done: Any) -> None:
+        began = time.perf_counter()
+        landed(task, value, on_done)
+        slots.append((time.perf_counter() - began) * 1000)
+
+    runner._returned = timed  # type: ignore[method-assign]
+
     def train_stall(request: TrainRequest) -> float:
         heart.start()
         experiments.start(request)
         spin(app, lambda: not window.ctx.tasks.tasks)
+        app.processEvents()  # a plot tab drawn on the next turn counts too
         return heart.stop()
 
     result["search_stall_ms"] = train_stall(TrainRequest(
@@ -223,6 +237,9 @@ def main() -> None:
     result["fit_stall_ms"] = train_stall(TrainRequest("field_sensor", "failure", [],
                                                       "gradient_boosting"))
     result["training_stall_ms"] = max(result["search_stall_ms"], result["fit_stall_ms"])
+    result["landing_slot_ms"] = max(slots)
+    print(f"longest slot handing a training result to the view: {max(slots):.0f} ms "
+          f"({len(slots)} slots)")
     print(f"longest UI-thread gap: idle {result['idle_stall_ms']:.0f} ms, import "
           f"{result['import_stall_ms']:.0f} ms, search {result['search_stall_ms']:.0f} ms, "
           f"fit {result['fit_stall_ms']:.0f} ms (10 ms timer)")
