@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "bench_agent.json"
+RESULTS_DIR = Path(os.environ.get("OUTPOST_BENCH_RESULTS") or REPO / "bench" / "results")
+RESULTS = RESULTS_DIR / "bench_agent.json"
 COLUMNS = [f"f{i}" for i in range(8)]
 SERVER_CPU, LOAD_CPU = "0", "1"
 TARGETS = {"overhead_p50_us_c1": 200, "req_s_c16": 4000, "rss_mb": 120, "ready_s": 2.0}
@@ -283,7 +284,7 @@ def run_agent_suite(agent_dir: Path, token_file: Path, pub: Path, bodies: dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
-    parser.add_argument("--quick", action="store_true", help="2 s runs, no batching variant")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 0.5 s runs, no variants")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -292,7 +293,7 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
-    duration = 2.0 if args.quick else args.duration
+    duration = 0.5 if args.quick else args.duration
 
     from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -68,7 +69,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 MB, 1 run")
     args = parser.parse_args()
+    if args.quick:
+        args.mb, args.runs = 1, 1
     tmp = Path(tempfile.mkdtemp(prefix="bench-bundle-"))
     key = generate_signing_key()
     model = big_model(args.mb)
@@ -111,7 +115,8 @@ def main() -> None:
         "install_over_baseline": round(statistics.median(installs) / base_s, 2),
     }
     print(json.dumps(result, indent=2))
-    out = REPO / "bench" / "results" / "bundle.json"
+    out = Path(os.environ.get("OUTPOST_BENCH_RESULTS") or REPO / "bench" / "results")
+    out = out / "bundle.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
 

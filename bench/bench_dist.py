@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 from edge_agent.contract.protocol import generate_signing_key, write_public_key  # noqa: E402
 from tests.agent_helpers import free_port, make_tabular_bundle  # noqa: E402
 
-RESULTS = REPO / "bench" / "results" / "bench_dist.json"
+RESULTS_DIR = Path(os.environ.get("OUTPOST_BENCH_RESULTS") or REPO / "bench" / "results")
+RESULTS = RESULTS_DIR / "bench_dist.json"
 TARGETS = {"size_mb": 80.0}
 ROW = {"inputs": [{"name": "temp", "datatype": "FP32", "shape": [1, 1], "data": [21.0]},
                   {"name": "pressure", "datatype": "FP32", "shape": [1, 1], "data": [1010.0]},
@@ -106,10 +107,16 @@ def start_once(agent: list[str], folder: Path, measure_rss: bool) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="starts per variant (5)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: no build, the venv agent started once")
     args = parser.parse_args()
-    built = build_agent()
-    binary = Path(built["executable"])
-    variants = {"frozen": [str(binary)], "venv": [sys.executable, "-m", "edge_agent"]}
+    if args.quick:
+        args.runs = 1
+    variants = {"venv": [sys.executable, "-m", "edge_agent"]}
+    if not args.quick:
+        built = build_agent()
+        binary = Path(built["executable"])
+        variants = {"frozen": [str(binary)], **variants}
     with tempfile.TemporaryDirectory(prefix="bench-dist-") as tmp_name:
         tmp = Path(tmp_name)
         key = generate_signing_key()
@@ -127,6 +134,10 @@ def main() -> None:
                 if "rss_mb" in result:
                     memory[name] = result
     ready = {name: statistics.median(values) for name, values in starts.items()}
+    if args.quick:
+        print(f"venv agent: ready in {ready['venv']:.2f} s, RSS with a model loaded "
+              f"{memory['venv']['rss_mb']:.0f} MB (smoke run: no frozen build, nothing written)")
+        return
     report: dict[str, Any] = {
         "benchmark": "bench_dist", "machine": platform.machine(),
         "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),

@@ -28,7 +28,8 @@ from typing import Any
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-RESULTS = REPO / "bench" / "results" / "bench_gui.json"
+RESULTS_DIR = Path(os.environ.get("OUTPOST_BENCH_RESULTS") or REPO / "bench" / "results")
+RESULTS = RESULTS_DIR / "bench_gui.json"
 TARGETS = {"launch_s": 2.0, "first_page_ms": 300.0, "stall_ms": 100.0}
 
 _LAUNCH = r"""
@@ -110,16 +111,17 @@ def spin(app: Any, until: Callable[[], bool], timeout: float = 600) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--quick", action="store_true", help="1 M rows, fewer launches")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run in seconds: 20 k rows, 2 launches, 2 trials")
     args = parser.parse_args()
-    rows = 1_000_000 if args.quick else args.rows
+    rows = 20_000 if args.quick else args.rows
     work = Path(tempfile.mkdtemp(prefix="bench-gui-"))
     home = work / "home"
     os.environ["OUTPOST_HOME"] = str(home)
     result: dict[str, Any] = {"machine": platform.machine(), "cpus": os.cpu_count(),
                               "python": platform.python_version(), "rows": rows}
 
-    runs = 3 if args.quick else 5
+    runs = 2 if args.quick else 5
     from core.catalog import Catalog
     from core.config import Settings
 
@@ -178,8 +180,9 @@ def main() -> None:
     heart = Heart()
     heart.start()
     scroll_ms = []
-    for step in range(200):
-        bar.setValue(bar.maximum() * ((step * 7919) % 200) // 199)
+    jumps = 20 if args.quick else 200
+    for step in range(jumps):
+        bar.setValue(bar.maximum() * ((step * 7919) % jumps) // (jumps - 1))
         row = table.rowAt(table.viewport().height() // 2)
         began = time.perf_counter()
         spin(app, lambda r=row: model.is_loaded(r))  # type: ignore[misc]
@@ -193,13 +196,13 @@ def main() -> None:
           f"MB, {result['pages_cached']} pages cached")
 
     heart.start()
-    idle_end = time.monotonic() + 2.0
+    idle_end = time.monotonic() + (0.5 if args.quick else 2.0)
     spin(app, lambda: time.monotonic() > idle_end)
     result["idle_stall_ms"] = heart.stop()
 
     csv = work / "import.csv"
     duckdb.sql(f"COPY (SELECT range AS id, range % 7 AS b, 'site_' || (range % 5) AS s, "
-               f"random() AS v FROM range(1000000)) TO '{csv}' (HEADER)")
+               f"random() AS v FROM range({rows})) TO '{csv}' (HEADER)")
     heart.start()
     view.import_files([csv])
     spin(app, lambda: view.selected is not None and view.selected.dataset == "import")
@@ -233,7 +236,7 @@ def main() -> None:
 
     result["search_stall_ms"] = train_stall(TrainRequest(
         "breast_cancer", "target", [], "random_forest", {"n_estimators": 30},
-        search=SearchRequest("random", 6, None, 3)))
+        search=SearchRequest("random", 2 if args.quick else 6, None, 3)))
     result["fit_stall_ms"] = train_stall(TrainRequest("field_sensor", "failure", [],
                                                       "gradient_boosting"))
     result["training_stall_ms"] = max(result["search_stall_ms"], result["fit_stall_ms"])

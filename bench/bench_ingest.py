@@ -33,7 +33,7 @@ import duckdb
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = HERE / ".data"
-RESULTS = HERE / "results"
+RESULTS = Path(os.environ.get("OUTPOST_BENCH_RESULTS") or HERE / "results")
 OUTPOST = [sys.executable, "-m", "core.cli.__main__"]
 TARGET_IMPORT, TARGET_RSS_MB, TARGET_PROFILE = 1.1, 1536, 2.0
 
@@ -170,7 +170,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--xlsx-rows", type=int, default=200_000)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 k rows, 1 round")
     opts = parser.parse_args()
+    if opts.quick:
+        opts.rows, opts.repeat, opts.xlsx_rows = 20_000, 1, 2_000
     csv = dataset_csv(opts.rows)
     book = workbook(opts.xlsx_rows)
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))

@@ -45,7 +45,8 @@ from core.training.pipeline import single_threaded  # noqa: E402
 from core.training.searcher import search  # noqa: E402
 from core.training.trainer import fit_frame  # noqa: E402
 
-RESULTS = REPO / "bench" / "results" / "bench_models.json"
+RESULTS_DIR = Path(os.environ.get("OUTPOST_BENCH_RESULTS") or REPO / "bench" / "results")
+RESULTS = RESULTS_DIR / "bench_models.json"
 CASES = [  # algorithm, target, params (defaults unless a bench-sized value matters)
     ("logistic_regression", "failure", {}),
     ("random_forest", "failure", {}),
@@ -215,9 +216,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="10k rows, 6 trials, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2k rows, 2 trials, few repeats")
     args = parser.parse_args()
-    rows, trials = (10_000, 6) if args.quick else (args.rows, args.trials)
+    rows, trials = (2_000, 2) if args.quick else (args.rows, args.trials)
     frame = sensor_frame(rows=rows)
     results = []
     for algo, target, params in CASES:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -45,7 +46,8 @@ from edge_agent.contract.protocol import (  # noqa: E402
     write_telemetry_export,
 )
 
-RESULTS = REPO / "bench" / "results" / "bench_telemetry.json"
+RESULTS_DIR = Path(os.environ.get("OUTPOST_BENCH_RESULTS") or REPO / "bench" / "results")
+RESULTS = RESULTS_DIR / "bench_telemetry.json"
 TARGETS = {"ingest_ratio": 1.5, "drift_ratio": 2.0, "drift_windows_ms": 100.0}
 NUMERIC, CATEGORICAL = 14, 6
 WINDOW_S, REQ_PER_S = 60.0, 100.0
@@ -133,7 +135,7 @@ def _fill_drift_tables(catalog: Catalog, n: int, agents: int, windows: int | Non
         "INSERT INTO telemetry_request SELECT 'agent' || (i % $agents), i, 1.7e9 + i / $rate, "
         "'m', 1, CASE WHEN i % 97 = 0 THEN 500 ELSE 200 END, 200 + (i * 7919) % 5000, 1 "
         "FROM range($n) t(i)", {"agents": agents, "rate": REQ_PER_S * agents, "n": n})
-    windows = windows or int(n / (REQ_PER_S * agents) / WINDOW_S)
+    windows = windows or max(1, int(n / (REQ_PER_S * agents) / WINDOW_S))
     per = int(WINDOW_S * REQ_PER_S)
     features = [*_features(), "__prediction__"]
     catalog.con.execute(
@@ -248,7 +250,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0,
                         help="fraction of the full sizes (5 M / 10 M / 500 k rows)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: --scale 0.002")
     args = parser.parse_args()
+    if args.quick:
+        args.scale = 0.002
     root = Path(tempfile.mkdtemp(prefix="bench-telemetry-"))
     try:
         results: dict[str, Any] = {
