@@ -186,9 +186,11 @@ class ModelsView(View):
         if self.selected is None:
             return
         ref = self.selected.ref
-        self.ctx.tasks.run(f"Export {ref}", lambda c: registry.export_model(c.catalog, ref, path),
+        # The save dialog has already asked before replacing a file.
+        self.ctx.tasks.run(f"Export {ref}",
+                           lambda c: registry.export_model(c.catalog, ref, path, force=True),
                            lambda v: self.window().statusBar().showMessage(
-                               f"Exported {v.ref} to {path}", 8000))
+                               f"Exported {v.version.ref} to {path}", 8000))
 
     # --- state -----------------------------------------------------------------------------
     def save_state(self) -> dict[str, object]:

@@ -1,0 +1,137 @@
+"""MLflow's sklearn flavor → an ONNX model version, checked for parity like a trained run.
+
+The flavor is a pickle: loading it runs whatever code the file names, so nothing is
+unpickled unless the caller says it trusts the folder. The model must take a table
+(a column signature: one ONNX input per column, as Outpost's own models do) or one
+2-D numeric tensor. Parity is checked on the folder's input example or on a dataset
+the user names; a version that fails is stored flagged, as ``model register`` does.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import is_classifier
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+
+from core.catalog import Catalog
+from core.errors import InvalidInput
+from core.registry.mlflow_io import INPUT_EXAMPLE, MLflowModel, SignatureField
+from core.registry.models import ModelVersion
+from core.registry.register import export_with_parity, store_version
+from core.training.features import Feature
+from core.training.pipeline import single_threaded
+
+_PICKLE_FORMATS = ("cloudpickle", "pickle")
+_NUMERIC_COLUMNS = {"double", "float", "long", "integer", "boolean"}
+
+
+def _unpickle(model: MLflowModel, trust_pickle: bool) -> Any:
+    flavor = model.flavors["sklearn"]
+    path = model.artifact(flavor.get("pickled_model"), "pickled scikit-learn model")
+    fmt = flavor.get("serialization_format", "cloudpickle")
+    if fmt not in _PICKLE_FORMATS:
+        raise InvalidInput(f"{model.folder.name}: serialization format {fmt!r} is not supported "
+                           "(cloudpickle or pickle)")
+    if not trust_pickle:
+        raise InvalidInput(f"{model.folder.name} holds a pickled scikit-learn model; unpickling "
+                           "runs code from the file: pass --trust-pickle only if you trust it")
+    try:
+        with path.open("rb") as f:
+            return pickle.load(f)  # noqa: S301 - the user vouched for it with --trust-pickle
+    except Exception as exc:  # unpickling can raise anything the file's code raises
+        raise InvalidInput(f"cannot unpickle {path.name}: {type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:200]}") from None
+
+
+def _example_frame(model: MLflowModel, columns: list[str]) -> pd.DataFrame:
+    info = model.spec.get("saved_input_example_info") or {}
+    path = model.artifact(info.get("artifact_path", INPUT_EXAMPLE), "input example")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput(f"{model.folder.name}/{path.name} is not JSON") from None
+    if isinstance(data, dict) and "inputs" in data:
+        data = data["inputs"]
+    if isinstance(data, dict) and "columns" in data and "data" in data:
+        return pd.DataFrame(data["data"], columns=data["columns"])
+    if isinstance(data, dict):
+        return pd.DataFrame(data)
+    return pd.DataFrame(np.asarray(data, dtype=np.float64), columns=columns)
+
+
+def _parity_frame(catalog: Catalog, model: MLflowModel, columns: list[str],
+                  dataset: str | None) -> pd.DataFrame:
+    if dataset is not None:
+        from core.datasets import read_frame, resolve_version
+
+        frame = read_frame(catalog, resolve_version(catalog, dataset))
+    elif model.spec.get("saved_input_example_info") or (model.folder / INPUT_EXAMPLE).is_file():
+        frame = _example_frame(model, columns)
+    else:
+        raise InvalidInput(f"{model.folder.name} has no input example to check parity on: "
+                           "name a dataset with --dataset")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"the parity data lacks the model's input columns {missing}")
+    if frame.empty:
+        raise InvalidInput("the parity data has no rows")
+    return frame[columns]
+
+
+def _features(fields: list[SignatureField] | None) -> list[Feature]:
+    if not fields or any(f.name is None for f in fields):
+        raise InvalidInput("the MLmodel has no named input signature; Outpost needs one to "
+                           "convert a scikit-learn model")
+    if len(fields) == 1 and fields[0].kind == "tensor":
+        shape = fields[0].shape or ()
+        if len(shape) != 2 or shape[1] < 1 or fields[0].dtype not in ("float32", "float64"):
+            raise InvalidInput("a scikit-learn model with a tensor signature must take one 2-D "
+                               f"float tensor, not {fields[0].dtype} {list(shape)}")
+        return [Feature(f"{fields[0].name}_{i}", "numeric") for i in range(shape[1])]
+    if any(f.kind == "tensor" for f in fields):
+        raise InvalidInput("a scikit-learn model must have a column signature or one 2-D "
+                           "tensor input")
+    return [Feature(str(f.name), "numeric" if f.kind in _NUMERIC_COLUMNS else "string")
+            for f in fields]
+
+
+def _as_pipeline(estimator: Any, features: list[Feature], X: pd.DataFrame) -> Pipeline:
+    """A pipeline that takes one input per column: a bare estimator gets a passthrough in front."""
+    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[0][1], ColumnTransformer):
+        return estimator
+    if any(f.kind != "numeric" for f in features):
+        raise InvalidInput("a scikit-learn model with string columns must be a Pipeline that "
+                           "starts with a ColumnTransformer")
+    front = ColumnTransformer([("columns", "passthrough", [f.name for f in features])])
+    if hasattr(estimator, "feature_names_in_"):  # fitted on a frame: hand it one
+        front.set_output(transform="pandas")
+    return Pipeline([("columns", front.fit(X)), ("model", estimator)])
+
+
+def import_sklearn_flavor(catalog: Catalog, model: MLflowModel, name: str,
+                          source: dict[str, Any], *, trust_pickle: bool,
+                          dataset: str | None) -> ModelVersion:
+    estimator = _unpickle(model, trust_pickle)
+    if not hasattr(estimator, "predict"):
+        raise InvalidInput(f"{model.folder.name}: the pickled object is a "
+                           f"{type(estimator).__name__}, not a scikit-learn model")
+    features = _features(model.inputs)
+    columns = [f.name for f in features]
+    tensor = model.inputs is not None and model.inputs[0].kind == "tensor"
+    X = _parity_frame(catalog, model, columns, dataset)
+    X = X.astype(np.float64) if tensor else X
+    pipeline = _as_pipeline(estimator, features, X)
+    task = "classification" if is_classifier(estimator) else "regression"
+    with single_threaded():
+        exported = export_with_parity(pipeline, features, task, X)
+    labels = [v.item() if hasattr(v, "item") else v for v in estimator.classes_] \
+        if task == "classification" else None
+    return store_version(catalog, name, exported.data, run=None,
+                         source={**source, "estimator": type(estimator).__name__},
+                         task=task, labels=labels, parity=exported.parity,
+                         flagged=not exported.parity["passed"], model=exported.model)
