@@ -197,6 +197,18 @@ def import_mlflow(catalog: Catalog, folder: Path, name: str, *, trust_pickle: bo
 
 # --- writing ---------------------------------------------------------------------------------
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the model card) as YAML block literals, readable in the file."""
+
+
+def _block(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value,
+                                   style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _block)
+
+
 def _tensor_specs(sigs: list[TensorSig]) -> str:
     return json.dumps([{"name": s.name, "type": "tensor",
                         "tensor-spec": {"dtype": MLFLOW_DTYPES[s.datatype], "shape": s.shape}}
@@ -249,8 +261,8 @@ def write_mlflow(folder: Path, mv: ModelVersion, model_bytes: bytes, card: str,
     folder.mkdir(parents=True)
     sample = _input_example(mv, example)
     files = {"model.onnx": model_bytes,
-             MLMODEL: yaml.safe_dump(mlmodel(mv, card, sample is not None),
-                                     sort_keys=False).encode(),
+             MLMODEL: yaml.dump(mlmodel(mv, card, sample is not None), Dumper=_Dumper,
+                                sort_keys=False).encode(),
              "requirements.txt": "".join(f"{p}=={package_version(p)}\n"
                                          for p in ("onnx", "onnxruntime", "numpy")).encode(),
              "python_env.yaml": yaml.safe_dump({
