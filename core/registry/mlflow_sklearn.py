@@ -23,7 +23,7 @@ from core.errors import InvalidInput
 from core.registry.mlflow_io import INPUT_EXAMPLE, MLflowModel, SignatureField
 from core.registry.models import ModelVersion
 from core.registry.register import export_with_parity, store_version
-from core.training.features import Feature
+from core.training.features import Feature, prepare_features
 from core.training.pipeline import single_threaded
 
 _PICKLE_FORMATS = ("cloudpickle", "pickle")
@@ -84,16 +84,17 @@ def _parity_frame(catalog: Catalog, model: MLflowModel, columns: list[str],
 
 
 def _features(fields: list[SignatureField] | None) -> list[Feature]:
-    if not fields or any(f.name is None for f in fields):
-        raise InvalidInput("the MLmodel has no named input signature; Outpost needs one to "
-                           "convert a scikit-learn model")
+    """One feature per column; a single [-1, k] tensor becomes k columns NAME_0 … NAME_k-1."""
+    if not fields:
+        raise InvalidInput("the MLmodel has no input signature; Outpost needs one to convert "
+                           "a scikit-learn model")
     if len(fields) == 1 and fields[0].kind == "tensor":
         shape = fields[0].shape or ()
         if len(shape) != 2 or shape[1] < 1 or fields[0].dtype not in ("float32", "float64"):
             raise InvalidInput("a scikit-learn model with a tensor signature must take one 2-D "
                                f"float tensor, not {fields[0].dtype} {list(shape)}")
-        return [Feature(f"{fields[0].name}_{i}", "numeric") for i in range(shape[1])]
-    if any(f.kind == "tensor" for f in fields):
+        return [Feature(f"{fields[0].name or 'input'}_{i}", "numeric") for i in range(shape[1])]
+    if any(f.kind == "tensor" or f.name is None for f in fields):
         raise InvalidInput("a scikit-learn model must have a column signature or one 2-D "
                            "tensor input")
     return [Feature(str(f.name), "numeric" if f.kind in _NUMERIC_COLUMNS else "string")
@@ -122,13 +123,15 @@ def import_sklearn_flavor(catalog: Catalog, model: MLflowModel, name: str,
                            f"{type(estimator).__name__}, not a scikit-learn model")
     features = _features(model.inputs)
     columns = [f.name for f in features]
-    tensor = model.inputs is not None and model.inputs[0].kind == "tensor"
-    X = _parity_frame(catalog, model, columns, dataset)
-    X = X.astype(np.float64) if tensor else X
+    X = prepare_features(_parity_frame(catalog, model, columns, dataset), features)
     pipeline = _as_pipeline(estimator, features, X)
     task = "classification" if is_classifier(estimator) else "regression"
-    with single_threaded():
-        exported = export_with_parity(pipeline, features, task, X)
+    try:
+        with single_threaded():
+            exported = export_with_parity(pipeline, features, task, X)
+    except (ValueError, TypeError, AttributeError) as exc:  # the model's own checks on X
+        raise InvalidInput(f"the {type(estimator).__name__} cannot predict on the parity data: "
+                           f"{' '.join(str(exc).split())[:200]}") from None
     labels = [v.item() if hasattr(v, "item") else v for v in estimator.classes_] \
         if task == "classification" else None
     return store_version(catalog, name, exported.data, run=None,
