@@ -16,7 +16,7 @@ from core.config import ENV_PREFIX
 
 if TYPE_CHECKING:
     from core.hub import HubHandle
-    from edge_agent.hub_protocol import Enrolment
+    from edge_agent.contract.hub_protocol import Enrolment
 
 DEFAULT_HOST = "127.0.0.1"
 _WILDCARDS = ("0.0.0.0", "::", "")

@@ -38,8 +38,8 @@ TARGETS = {"poll_p99_ms": 100.0, "hub_cores": 1.0}
 
 import orjson  # noqa: E402
 
-from edge_agent.hub_protocol import agent_path, claim_message  # noqa: E402
-from edge_agent.hub_transport import HubRefused, HubTransport, HubUnavailable  # noqa: E402
+from edge_agent.contract.hub_protocol import agent_path, claim_message  # noqa: E402
+from edge_agent.hub.transport import HubRefused, HubTransport, HubUnavailable  # noqa: E402
 
 
 def request_lines(first: int, n: int, now: float) -> bytes:
@@ -100,7 +100,7 @@ class SimAgent:
         self.errors: list[str] = []
 
     def claim(self) -> None:
-        from edge_agent.protocol import generate_signing_key, public_key_b64
+        from edge_agent.contract.protocol import generate_signing_key, public_key_b64
 
         key = generate_signing_key()
         proof = key.sign(claim_message(self.agent, self.token))

@@ -19,7 +19,7 @@ from core.alerts import Condition, sync_alerts
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
 from core.telemetry.series import RequestStats, request_stats
-from edge_agent.protocol import PREDICTION_FEATURE
+from edge_agent.contract.protocol import PREDICTION_FEATURE
 
 # Proportions are floored at this before PSI's log, so an empty bin counts as rare, not
 # infinitely surprising.

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_agent.errors import AgentError
+from edge_agent.contract.errors import AgentError
 
 TOKEN_FILE = "token"
 CONFIG_FILE = "config.json"
@@ -81,8 +81,8 @@ def read_config(agent_dir: Path) -> dict[str, Any]:
 
 
 def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untyped-def]
-    from edge_agent.keys import KeyRing
-    from edge_agent.signing import load_public_key
+    from edge_agent.contract.signing import load_public_key
+    from edge_agent.store.keys import KeyRing
 
     ring = KeyRing(agent_dir / "keys")
     if trust_key is not None and not ring.trust(load_public_key(trust_key)):
@@ -92,7 +92,7 @@ def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untype
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from edge_agent.hub_client import hub_settings
+    from edge_agent.hub.client import hub_settings
     from edge_agent.runtime import ServeOptions, serve
 
     agent_dir = _writable_dir(Path(args.dir))
@@ -114,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from edge_agent.store import ModelStore
+    from edge_agent.store.store import ModelStore
 
     agent_dir = _writable_dir(Path(args.dir))
     store = ModelStore(agent_dir, _keyring(agent_dir, args.trust_key))
@@ -127,9 +127,9 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from edge_agent.identity import load_or_create_identity
-    from edge_agent.telemetry import Outbox
-    from edge_agent.telemetry_format import write_telemetry_export
+    from edge_agent.contract.telemetry_format import write_telemetry_export
+    from edge_agent.store.identity import load_or_create_identity
+    from edge_agent.telemetry.outbox import Outbox
 
     agent_dir = _writable_dir(Path(args.dir))
     identity = load_or_create_identity(agent_dir)
@@ -145,8 +145,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from edge_agent.identity import load_or_create_identity
-    from edge_agent.signing import atomic_write
+    from edge_agent.contract.signing import atomic_write
+    from edge_agent.store.identity import load_or_create_identity
 
     agent_dir = _writable_dir(Path(args.dir))
     identity = load_or_create_identity(agent_dir)
@@ -160,7 +160,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from edge_agent.management import agent_version
+    from edge_agent.serving.management import agent_version
 
     parser = argparse.ArgumentParser(prog="outpost-agent",
                                      description="Outpost edge agent: serve ONNX models.")
@@ -189,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-delay-us", type=int, default=0,
                        help="adaptive batching: longest wait for a batch to fill (0: only "
                        "requests that arrived together)")
-    from edge_agent.hub_client import add_hub_arguments
+    from edge_agent.hub.client import add_hub_arguments
 
     add_hub_arguments(serve)
     serve.set_defaults(fn=cmd_serve)

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.catalog import Catalog
 from core.config import Settings
-from edge_agent.protocol import (
+from edge_agent.contract.protocol import (
     HistogramRecord,
     RequestRecord,
     generate_signing_key,

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.keys import KeyRing
-from edge_agent.loaded_model import load_version
-from edge_agent.protocol import generate_signing_key, save_private_key
-from edge_agent.store import ModelStore
+from edge_agent.contract.protocol import generate_signing_key, save_private_key
+from edge_agent.store.keys import KeyRing
+from edge_agent.store.loaded_model import load_version
+from edge_agent.store.store import ModelStore
 from tests.agent_helpers import AgentProcess, json_request, running_agent
 from tests.agent_install_loop import bundle_for
 

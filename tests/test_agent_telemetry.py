@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.histograms import binner_for
-from edge_agent.protocol import Ed25519PrivateKey, generate_signing_key
-from edge_agent.recorder import Recorder, RequestEvent
-from edge_agent.records import Baseline
-from edge_agent.telemetry import Outbox
+from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
+from edge_agent.contract.records import Baseline
+from edge_agent.telemetry.histograms import binner_for
+from edge_agent.telemetry.outbox import Outbox
+from edge_agent.telemetry.recorder import Recorder, RequestEvent
 from tests.agent_helpers import AgentProcess, json_request, make_identity_bundle, running_agent
 
 BASELINE = Baseline.from_dict({
@@ -245,8 +245,8 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path: Path,
 
 
 def test_metrics_count_batches_exactly() -> None:
-    from edge_agent.metrics import AgentMetrics
-    from edge_agent.telemetry import OutboxStats
+    from edge_agent.serving.metrics import AgentMetrics
+    from edge_agent.telemetry.outbox import OutboxStats
 
     stats = OutboxStats(backlog=7, last_seq=9, evicted=2, bytes=100)
     metrics = AgentMetrics(lambda: stats)

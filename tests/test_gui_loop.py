@@ -19,7 +19,7 @@ from core.feeds import records
 from core.fleet.local import stop_local_agent
 from core.registry import ModelVersion, resolve_model
 from core.samples import SENSOR_DRIFTED_FEATURES
-from edge_agent.protocol import PREDICTION_FEATURE
+from edge_agent.contract.protocol import PREDICTION_FEATURE
 from tests.gui_helpers import (  # noqa: F401 (fixtures)
     catalog_fixture,
     error_dialogs,

@@ -12,7 +12,7 @@ from core.fleet.agents import add_agent, get_agent
 from core.fleet.deploy import deploy_bundle_file
 from core.fleet.rotation import rotate_keys
 from core.keys import key_at, key_info, rotate_signing_key, signing_key
-from edge_agent.protocol import (
+from edge_agent.contract.protocol import (
     generate_signing_key,
     key_fingerprint,
     load_public_key,

@@ -1,4 +1,4 @@
-"""The layering in DESIGN.md is checked by tools, not by memory."""
+"""The layering in docs/design.md is checked by tools, not by memory."""
 from __future__ import annotations
 
 import subprocess

@@ -27,7 +27,7 @@ from types import ModuleType
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.protocol import generate_signing_key, write_public_key
+from edge_agent.contract.protocol import generate_signing_key, write_public_key
 from tests.agent_helpers import (
     free_port,
     json_request,
@@ -95,7 +95,7 @@ def test_agent_binary_bundles_no_desktop_stack_and_fits(frozen_agent: Path) -> N
     listing = _contents(frozen_agent, *DESKTOP_STACK.values())
     assert listing.returncode == 0, listing.stderr
     entries: list[str] = json.loads(listing.stdout)
-    for what in ("edge_agent.cli", "edge_agent.store", "onnxruntime", "numpy", "uvicorn",
+    for what in ("edge_agent.cli", "edge_agent.store.store", "onnxruntime", "numpy", "uvicorn",
                  "uvloop", "httptools", "cryptography", "watchdog.observers", "sqlite_utils"):
         assert any(e == what or e.startswith(what + ".") for e in entries), what
     # The package metadata (`--version`), as dist-info or as the editable install's egg-info.
@@ -229,7 +229,7 @@ def test_versions_agree_with_the_package(frozen_agent: Path) -> None:
 def test_bundles_record_the_desktop_version_that_built_them(outpost_home: Path,
                                                              tmp_path: Path) -> None:
     from core.bundles import build_bundle
-    from edge_agent.protocol import read_bundle_manifest
+    from edge_agent.contract.protocol import read_bundle_manifest
     from tests.fleet_helpers import open_catalog, train_mini
 
     catalog = open_catalog(outpost_home)

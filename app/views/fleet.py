@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from core.fleet.local import LocalAgent
     from core.hub import HubHandle
     from core.telemetry.ingest import IngestResult
-    from edge_agent.hub_protocol import Enrolment
+    from edge_agent.contract.hub_protocol import Enrolment
 
 POLL_MS = 5000
 HUB_PORT = 8700  # core.hub.DEFAULT_PORT, without importing uvicorn before the hub starts

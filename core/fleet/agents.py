@@ -21,7 +21,7 @@ from core.errors import InvalidInput, OutpostError
 from core.fleet.client import AgentClient
 from core.fleet.errors import AgentNotFound, AgentUnreachable
 from core.keys import current_rotation
-from edge_agent.protocol import check_model_name
+from edge_agent.contract.protocol import check_model_name
 
 
 @dataclass(frozen=True)

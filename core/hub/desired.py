@@ -18,10 +18,10 @@ from core.catalog import Catalog
 from core.fleet.agents import AgentRecord
 from core.fleet.deploy import DeployResult, check_opset
 from core.fleet.errors import DeployRefused
-from core.hub.http import HubHTTPError
 from core.progress import CancelToken, ProgressFn, check, report
 from core.registry import ModelVersion
-from edge_agent.hub_protocol import agent_path
+from edge_agent.contract.asgi import HTTPError
+from edge_agent.contract.hub_protocol import agent_path
 
 OUTCOMES = ("active", "installed", "failed")
 
@@ -39,12 +39,12 @@ class Outcome:
         deployment, model, status = doc.get("deployment"), doc.get("model"), doc.get("status")
         version, error = doc.get("version"), doc.get("error")
         if type(deployment) is not int or not isinstance(model, str) or status not in OUTCOMES:
-            raise HubHTTPError(400, 'outcome must be {"deployment": int, "model": str, '
+            raise HTTPError(400, 'outcome must be {"deployment": int, "model": str, '
                                     f'"status": one of {list(OUTCOMES)}, ...}}')
         if version is not None and type(version) is not int:
-            raise HubHTTPError(400, "outcome version must be an integer or null")
+            raise HTTPError(400, "outcome version must be an integer or null")
         if status == "failed" and not isinstance(error, str):
-            raise HubHTTPError(400, "a failed outcome must say why (error)")
+            raise HTTPError(400, "a failed outcome must say why (error)")
         return cls(deployment, model, str(status), version,
                    str(error)[:2000] if error is not None else None)
 
@@ -131,7 +131,7 @@ def record_outcome(catalog: Catalog, agent: str, outcome: Outcome) -> None:
         rows = cur.execute("SELECT action, status FROM deployment WHERE id = ? AND agent = ? "
                            "AND model = ?", [outcome.deployment, agent, outcome.model]).fetchall()
         if not rows:
-            raise HubHTTPError(404, f"no deployment {outcome.deployment} of {outcome.model} "
+            raise HTTPError(404, f"no deployment {outcome.deployment} of {outcome.model} "
                                     f"for agent {agent}")
         action, _ = rows[0]
         cur.execute("UPDATE deployment SET status = ?, error = ?, finished_at = now(), "
