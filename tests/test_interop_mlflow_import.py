@@ -56,11 +56,12 @@ def fitted_pipeline() -> Pipeline:
         data[["temp", "site", "load"]], data["fail"])
 
 
-def save_sklearn(model: Any, folder: Path, example: Any) -> Path:
+def save_sklearn(model: Any, folder: Path, example: Any, fmt: str = "cloudpickle",
+                 **options: Any) -> Path:
     import mlflow.sklearn
 
     mlflow.sklearn.save_model(model, str(folder), input_example=example,
-                              serialization_format="cloudpickle")
+                              serialization_format=fmt, **options)
     return folder
 
 
@@ -140,6 +141,28 @@ def test_sklearn_flavor_is_unpickled_only_when_trusted_and_checked_for_parity(
     assert on_dataset["version"] == 2 and on_dataset["parity"]["rows"] == len(mini_frame())
 
 
+def test_skops_files_load_without_trust_only_when_skops_trusts_every_type(
+        home: Path, tmp_path: Path) -> None:
+    data = frame()
+    numeric = data[["temp", "load"]].fillna(0)
+    bare = save_sklearn(LogisticRegression().fit(numeric, data["fail"]), tmp_path / "bare",
+                        numeric.head(10), fmt="skops")
+    imported = cli_json(home, "model", "import", str(bare), "--format", "mlflow",
+                        "--name", "skops-bare")
+    assert imported["parity"]["passed"] is True and imported["parity"]["rows"] == 10
+
+    columns = ["temp", "site", "load"]
+    # MLflow writes the types its caller trusted into MLmodel; the folder's own word is not
+    # taken for it on import.
+    pipeline = save_sklearn(fitted_pipeline(), tmp_path / "pipe", data[columns].dropna().head(10),
+                            fmt="skops", skops_trusted_types=["numpy.dtype"])
+    line = refused(home, str(pipeline), "--format", "mlflow", "--name", "skops-pipe")
+    assert "needs types skops does not trust (numpy.dtype)" in line and "--trust-pickle" in line
+    trusted = cli_json(home, "model", "import", str(pipeline), "--format", "mlflow",
+                       "--name", "skops-pipe", "--trust-pickle")
+    assert trusted["parity"]["passed"] is True and trusted["source"]["estimator"] == "Pipeline"
+
+
 def test_sklearn_flavor_with_a_tensor_signature(home: Path, tmp_path: Path) -> None:
     data = frame()
     X = data[["temp", "load"]].fillna(0).to_numpy()
@@ -190,9 +213,12 @@ BAD_FOLDERS = {
                    "m is not an MLflow model folder: it has no MLmodel file"),
     "not YAML": (lambda f: (f / "MLmodel").write_text("flavors: [unclosed"),
                  "m/MLmodel is not valid YAML"),
-    "skops": (lambda f: _edit(f, lambda s: s.update(flavors={"sklearn": {
+    "serialization": (lambda f: _edit(f, lambda s: s.update(flavors={"sklearn": {
+        "pickled_model": "model.onnx", "serialization_format": "marshal"}})),
+        "m: serialization format 'marshal' is not supported"),
+    "not a skops file": (lambda f: _edit(f, lambda s: s.update(flavors={"sklearn": {
         "pickled_model": "model.onnx", "serialization_format": "skops"}})),
-        "m: serialization format 'skops' is not supported"),
+        "model.onnx is not a readable skops file"),
     "not an onnx file": (lambda f: (f / "model.onnx").write_bytes(b"\x00garbage" * 10),
                          "model.onnx is not an ONNX model"),
 }

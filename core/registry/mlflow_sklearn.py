@@ -1,7 +1,9 @@
 """MLflow's sklearn flavor → an ONNX model version, checked for parity like a trained run.
 
-The flavor is a pickle: loading it runs whatever code the file names, so nothing is
-unpickled unless the caller says it trusts the folder. The model must take a table
+A pickled flavor (cloudpickle, pickle) runs whatever code the file names when loaded,
+so nothing is unpickled unless the caller says it trusts the folder. A skops file
+(MLflow 3's default) is loaded without that when it holds only types skops trusts
+(scikit-learn's and numpy's); other types need the same trust. The model must take a table
 (a column signature: one ONNX input per column, as Outpost's own models do) or one
 2-D numeric tensor. Parity is checked on the folder's input example or on a dataset
 the user names; a version that fails is stored flagged, as ``model register`` does.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,21 +33,49 @@ _PICKLE_FORMATS = ("cloudpickle", "pickle")
 _NUMERIC_COLUMNS = {"double", "float", "long", "integer", "boolean"}
 
 
-def _unpickle(model: MLflowModel, trust_pickle: bool) -> Any:
-    flavor = model.flavors["sklearn"]
-    path = model.artifact(flavor.get("pickled_model"), "pickled scikit-learn model")
-    fmt = flavor.get("serialization_format", "cloudpickle")
-    if fmt not in _PICKLE_FORMATS:
-        raise InvalidInput(f"{model.folder.name}: serialization format {fmt!r} is not supported "
-                           "(cloudpickle or pickle)")
-    if not trust_pickle:
-        raise InvalidInput(f"{model.folder.name} holds a pickled scikit-learn model; unpickling "
-                           "runs code from the file: pass --trust-pickle only if you trust it")
+def _untrusted(path: Path) -> list[str]:
+    """Types in a skops file that skops would not construct without being told to."""
+    from skops.io import get_untrusted_types
+
     try:
-        with path.open("rb") as f:
-            return pickle.load(f)  # noqa: S301 - the user vouched for it with --trust-pickle
-    except Exception as exc:  # unpickling can raise anything the file's code raises
-        raise InvalidInput(f"cannot unpickle {path.name}: {type(exc).__name__}: "
+        return list(get_untrusted_types(file=path))
+    except Exception as exc:  # a damaged or hostile archive: say so, load nothing
+        raise InvalidInput(f"{path.name} is not a readable skops file: {type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:200]}") from None
+
+
+def _load_estimator(model: MLflowModel, trust_pickle: bool) -> Any:
+    """The flavor's model; a pickle only when trusted, a skops file when its types are safe."""
+    flavor = model.flavors["sklearn"]
+    path = model.artifact(flavor.get("pickled_model"), "serialized scikit-learn model")
+    fmt = flavor.get("serialization_format", "cloudpickle")
+    if fmt == "skops":
+        untrusted = _untrusted(path)
+        if untrusted and not trust_pickle:
+            raise InvalidInput(f"{model.folder.name}/{path.name} needs types skops does not "
+                               f"trust ({', '.join(untrusted[:3])}"
+                               f"{', …' if len(untrusted) > 3 else ''}): pass --trust-pickle "
+                               "only if you trust it")
+        from skops.io import load as skops_load
+
+        def loader() -> Any:
+            return skops_load(path, trusted=untrusted or None)
+    elif fmt in _PICKLE_FORMATS:
+        if not trust_pickle:
+            raise InvalidInput(f"{model.folder.name} holds a pickled scikit-learn model; "
+                               "unpickling runs code from the file: pass --trust-pickle only "
+                               "if you trust it")
+
+        def loader() -> Any:
+            with path.open("rb") as f:
+                return pickle.load(f)  # noqa: S301 - vouched for with --trust-pickle
+    else:
+        raise InvalidInput(f"{model.folder.name}: serialization format {fmt!r} is not "
+                           "supported (skops, cloudpickle or pickle)")
+    try:
+        return loader()
+    except Exception as exc:  # loading can raise anything the file's code raises
+        raise InvalidInput(f"cannot load {path.name}: {type(exc).__name__}: "
                            f"{' '.join(str(exc).split())[:200]}") from None
 
 
@@ -108,7 +139,8 @@ def _as_pipeline(estimator: Any, features: list[Feature], X: pd.DataFrame) -> Pi
     if any(f.kind != "numeric" for f in features):
         raise InvalidInput("a scikit-learn model with string columns must be a Pipeline that "
                            "starts with a ColumnTransformer")
-    front = ColumnTransformer([("columns", "passthrough", [f.name for f in features])])
+    front = ColumnTransformer([("columns", "passthrough", [f.name for f in features])],
+                              verbose_feature_names_out=False)
     if hasattr(estimator, "feature_names_in_"):  # fitted on a frame: hand it one
         front.set_output(transform="pandas")
     return Pipeline([("columns", front.fit(X)), ("model", estimator)])
@@ -117,7 +149,7 @@ def _as_pipeline(estimator: Any, features: list[Feature], X: pd.DataFrame) -> Pi
 def import_sklearn_flavor(catalog: Catalog, model: MLflowModel, name: str,
                           source: dict[str, Any], *, trust_pickle: bool,
                           dataset: str | None) -> ModelVersion:
-    estimator = _unpickle(model, trust_pickle)
+    estimator = _load_estimator(model, trust_pickle)
     if not hasattr(estimator, "predict"):
         raise InvalidInput(f"{model.folder.name}: the pickled object is a "
                            f"{type(estimator).__name__}, not a scikit-learn model")
