@@ -21,7 +21,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from core.fleet.agents import add_agent
-from core.fleet.deploy import deploy
+from core.fleet.dispatch import deploy
 from core.keys import signing_key
 from tests.conftest import run_cli
 from tests.fleet_helpers import agents, open_catalog, train_mini

@@ -22,7 +22,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
 from core.fleet.agents import add_agent
-from core.fleet.deploy import deploy
+from core.fleet.dispatch import deploy
 from core.keys import signing_key
 from tests.agent_helpers import tabular_model
 from tests.conftest import run_cli
