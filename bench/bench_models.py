@@ -216,7 +216,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2k rows, 2 algorithms, 2 trials, few repeats")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2k rows, 2 algorithms, 2 trials, few repeats")
     args = parser.parse_args()
     rows, trials = (2_000, 2) if args.quick else (args.rows, args.trials)
     frame = sensor_frame(rows=rows)
