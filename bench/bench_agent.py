@@ -374,7 +374,7 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
     print(f"RSS with the model loaded: {plain['rss_mb']:.1f} MB "
           f"(after load {plain['after_load_rss_mb']:.1f} MB); start to ready "
           f"{plain['ready_s']:.2f} s")
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":
