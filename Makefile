@@ -6,7 +6,7 @@ APP_STAMP := $(VENV)/.installed-app
 DEV_STAMP := $(VENV)/.installed-dev
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: install install-dev run test lint bench screenshots clean
+.PHONY: install install-dev run test lint bench bench-quick screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ lint: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# Every script's smoke run (tiny sizes, seconds each): the figures mean nothing, only that
+# the scripts still run. tests/test_bench_quick.py runs the same in the suite.
+bench-quick: $(DEV_STAMP)
+	$(BIN)/pytest -q -n 2 tests/test_bench_quick.py
 
 # Real windows on a virtual X server (needs xvfb and libxcb-icccm4/-keysyms1/-cursor0),
 # else on the display this session has.
