@@ -92,6 +92,7 @@ def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untype
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from edge_agent.contract.http_limits import ConnectionLimits
     from edge_agent.hub.client import hub_settings
     from edge_agent.runtime import ServeOptions, serve
 
@@ -109,7 +110,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_bundle_bytes=int(args.max_bundle_mb * 1024 * 1024),
         telemetry_max_bytes=int(args.telemetry_max_mb * 1024 * 1024),
         window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us,
-        hub=hub)
+        hub=hub, connections=ConnectionLimits(
+            max_connections=args.max_connections, header_timeout_s=args.header_timeout_s,
+            max_header_bytes=int(args.max_header_kb * 1024)))
     return serve(sock, options)
 
 
@@ -189,6 +192,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-delay-us", type=int, default=0,
                        help="adaptive batching: longest wait for a batch to fill (0: only "
                        "requests that arrived together)")
+    serve.add_argument("--max-connections", type=int, default=1000,
+                       help="most connections at once (1000; never above the file limit "
+                       "minus 64); past it the longest-idle connection is closed")
+    serve.add_argument("--header-timeout-s", type=float, default=10.0,
+                       help="longest wait for a request's headers (10 s; then 408)")
+    serve.add_argument("--max-header-kb", type=float, default=64.0,
+                       help="largest request headers (64 KiB; 431 beyond)")
     from edge_agent.hub.client import add_hub_arguments
 
     add_hub_arguments(serve)
