@@ -210,13 +210,17 @@ class ModelStore:
                 ModelDir(self._models, name), ModelState()
             )
             previous = entry.active.version if entry.active else None
-            if version in entry.versions:
-                return self._reinstall(entry, bundle, activate, previous)
-            if version < entry.state.highest_seen and not allow_rollback:
+            going_back = activate and previous != version
+            if version < entry.state.highest_seen and not allow_rollback and (
+                    going_back or version not in entry.versions):
+                # Also for a version still installed: re-delivering an old bundle must
+                # not bring it back; only an explicit rollback goes back.
                 raise DowngradeRefused(
                     f"model {name} version {version} is older than version "
                     f"{entry.state.highest_seen} seen before; refused (install it as a rollback)"
                 )
+            if version in entry.versions:
+                return self._reinstall(entry, bundle, activate, previous)
             loaded = self._unpack_and_load(entry, bundle)
             entry.versions = sorted({*entry.versions, version})
             self._entries[name] = entry
