@@ -85,8 +85,8 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
     watcher = _start_inbox(options, app)
     hub = _start_hub(options, app)
     config = uvicorn.Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
-                            http=limited_protocol(options.connections), lifespan="on", access_log=False,
-                            log_level="warning", timeout_graceful_shutdown=30,
+                            http=limited_protocol(options.connections), lifespan="on",
+                            access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             timeout_keep_alive=30, proxy_headers=False, server_header=False,
                             date_header=False)
     server = uvicorn.Server(config)

@@ -101,6 +101,7 @@ class AgentMetrics:
         self.rejected = Counter("outpost_rejected_requests",
                                 "Requests answered 4xx or for an unknown model: counted here, "
                                 "never outbox records", ["status"], registry=self.registry)
+        self._rejected_total = 0
         self.registry.register(_OutboxCollector(outbox_stats))
 
     def observe(self, events: list[RequestEvent], _stats: OutboxStats) -> None:
@@ -110,11 +111,11 @@ class AgentMetrics:
             rejected = Tally(str(e.status) for e in events if not e.recorded)
             for status, n in rejected.items():
                 self.rejected.labels(status).inc(n)
+            self._rejected_total += sum(rejected.values())
 
     def rejected_total(self) -> int:
         """Requests counted but not recorded (unknown model, refused): see RequestEvent."""
-        return int(sum(s.value for s in self.rejected.collect()[0].samples
-                       if s.name.endswith("_total")))
+        return self._rejected_total
 
     def load_failed(self, model: str) -> None:
         self.load_failures.labels(model).inc()
