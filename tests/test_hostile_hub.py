@@ -9,9 +9,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from core.fleet.deploy import deploy, list_deployments
 
 from core.catalog import Catalog
+from core.fleet.dispatch import deploy
+from core.fleet.ledger import list_deployments
 from core.hub import HubHandle, enroll_agent, start_hub
 from edge_agent.contract.hub_protocol import Enrolment, agent_path, claim_message
 from edge_agent.contract.protocol import generate_signing_key, public_key_b64
