@@ -89,7 +89,10 @@ class ModelStore:
     ) -> None:
         self.root = Path(root)
         self.keys = trusted_keys
-        self.limits = limits or BundleLimits(max_bundle_bytes=max_bundle_bytes)
+        # One knob bounds an install's peak memory (about 2.2x model.onnx, see
+        # load_version): no member, the model included, may unpack larger than the bundle cap.
+        self.limits = limits or BundleLimits(max_bundle_bytes=max_bundle_bytes,
+                                             max_member_bytes=max_bundle_bytes)
         self.session_threads = session_threads
         self._models = self.root / "models"
         self._staging = self.root / "staging"
@@ -266,7 +269,8 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        # The session was built from bytes, so it does not depend on the folder's name.
+        # onnxruntime read the whole file while loading: the session does not depend on
+        # the folder's name.
         return replace(loaded, path=final)
 
     def _switch(self, entry: _Entry, loaded: LoadedModel,
