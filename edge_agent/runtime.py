@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.contract.http_limits import ConnectionLimits, limited_protocol
 from edge_agent.store.keys import KeyRing
 
 log = logging.getLogger("edge_agent")
@@ -36,6 +37,7 @@ class ServeOptions:
     batch_max: int = 16
     batch_delay_us: int = 0
     hub: Any = None  # edge_agent.hub.client.HubSettings: device-initiated mode
+    connections: ConnectionLimits = ConnectionLimits()
 
 
 def build_app(options: ServeOptions) -> Any:
@@ -83,8 +85,8 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
     watcher = _start_inbox(options, app)
     hub = _start_hub(options, app)
     config = uvicorn.Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
-                            http="httptools", lifespan="on", access_log=False,
-                            log_level="warning", timeout_graceful_shutdown=30,
+                            http=limited_protocol(options.connections), lifespan="on",
+                            access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             timeout_keep_alive=30, proxy_headers=False, server_header=False,
                             date_header=False)
     server = uvicorn.Server(config)

@@ -13,6 +13,7 @@ import typer
 from core.cli.common import JsonFlag, console, emit, err_console, open_catalog
 from core.config import ENV_PREFIX, Settings
 from core.hub import DEFAULT_PORT, enroll_agent, revoke_agent, start_hub, write_enrolment
+from edge_agent.contract.http_limits import ConnectionLimits
 
 app = typer.Typer(help="The hub where hub-mode agents (behind NAT) poll and post.",
                   no_args_is_help=True)
@@ -23,6 +24,11 @@ DEFAULT_HUB_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = DEFAULT_PORT,
+    max_connections: Annotated[int, typer.Option(
+        "--max-connections", help="Most connections at once (never above the file limit "
+        "minus 64); past it the longest-idle connection is closed.")] = 1000,
+    header_timeout_s: Annotated[float, typer.Option(
+        "--header-timeout-s", help="Longest wait for a request's headers (then 408).")] = 10.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the hub until interrupted; it holds the catalog meanwhile (one writer)."""
@@ -30,7 +36,8 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with open_catalog() as catalog:
-        handle = start_hub(catalog, host, port)
+        handle = start_hub(catalog, host, port, connections=ConnectionLimits(
+            max_connections=max_connections, header_timeout_s=header_timeout_s))
         try:
             emit({"url": handle.url, "host": handle.host, "port": handle.port}, as_json,
                  lambda: console.print(f"hub serving on {handle.url} (Ctrl-C stops it)"))

@@ -217,7 +217,7 @@ class Management:
             "uptime_s": round(time.monotonic() - self.started, 3),
             "disk_free_bytes": shutil.disk_usage(self.agent_dir).free,
             "telemetry": {"backlog": stats.backlog, "last_seq": stats.last_seq,
-                          "evicted": stats.evicted},
+                          "evicted": stats.evicted, "rejected": self.metrics.rejected_total()},
             "models": [_plain(m) for m in self.store.models()],
             # How many desktop key rotations this agent has applied: the desktop sends
             # the next one numbered from here.

@@ -201,6 +201,9 @@ class _Plan:
 
 _PLANS: dict[bytes, _Plan] = {}
 _MAX_PLANS = 256
+# Only headers a real client sends (a few hundred bytes per input) are cached: the cache
+# then holds at most 256 x 16 KiB, whatever a peer pads its headers with.
+_MAX_PLAN_HEADER = 16 * 1024
 
 
 def _plan_of(request: InferRequest, tensors: list[_Tensor]) -> _Plan | None:
@@ -273,7 +276,7 @@ def decode_infer_request(body: bytes, header_length: int | None = None) -> Infer
                                  t.finite))
     request = InferRequest(request_id, params, inputs, _requested_outputs(doc.get("outputs")),
                            params.get("binary_data_output") is True)
-    if header_length is not None:
+    if header_length is not None and len(header) <= _MAX_PLAN_HEADER:
         plan = _plan_of(request, tensors)
         if plan is not None:
             if len(_PLANS) >= _MAX_PLANS:

@@ -19,6 +19,8 @@ from edge_agent.serving.signature import Signature, TensorInfo
 from edge_agent.serving.tensors import InferRequestInvalid, json_arrays
 
 _MISSING: Any = None
+_STRING_KINDS = frozenset({str, type(None)})
+_SCALAR_KINDS = frozenset({int, float, bool, type(None)})
 
 
 def _fail(message: str) -> InferRequestInvalid:
@@ -41,14 +43,19 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
 def _values(spec: TensorInfo, records: list[dict[str, Any]]) -> list[Any]:
     name = spec.name
     values = [r.get(name, _MISSING) for r in records]
+    kinds = set(map(type, values))
     if spec.datatype == "BYTES":
+        if not kinds <= _STRING_KINDS:
+            raise _fail(f"column {spec.name}: every value must be a string (or null)")
         return ["" if v is None else v for v in values]
+    if not kinds <= _SCALAR_KINDS:
+        raise _fail(f"column {spec.name}: every value must be one number, true/false or null")
     if None in values:
         if spec.datatype not in ("FP16", "FP32", "FP64") or not spec.takes_nan:
             raise _fail(f"column {spec.name} is missing in a record, and the model cannot "
                         "take a missing value there")
         values = [np.nan if v is None else v for v in values]
-    if spec.datatype != "BOOL" and bool in map(type, values):
+    if spec.datatype != "BOOL" and bool in kinds:
         raise _fail(f"column {spec.name}: true/false where a {spec.datatype} is expected")
     return values
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from edge_agent.contract.errors import AgentError
 from edge_agent.telemetry.histograms import Array
 from edge_agent.telemetry.sqlite_utils_lite import Database, Migrations
 
@@ -49,6 +50,10 @@ def _m003_open_windows(db: Database) -> None:
     db.execute("CREATE TABLE open_windows (model TEXT NOT NULL, version INTEGER NOT NULL, "
                "feature TEXT NOT NULL, window_start REAL NOT NULL, counts TEXT NOT NULL, "
                "nulls INTEGER NOT NULL, PRIMARY KEY (model, version, feature, window_start))")
+
+
+class AckBeyondLastSeq(AgentError):
+    http_status = 400
 
 
 WindowKey = tuple[str, int, str, float]  # model, version, feature, window start
@@ -146,8 +151,12 @@ class Outbox:
         return [{"seq": seq, **orjson.loads(body)} for seq, body in rows]
 
     def ack(self, seq: int) -> int:
-        """Delete every record up to seq; returns how many went."""
+        """Delete every record up to seq; returns how many went. A seq beyond the last one
+        written is refused: it would delete records nobody has read yet."""
         with self._lock:
+            if seq > self._last_seq:
+                raise AckBeyondLastSeq(f"cannot acknowledge seq {seq}: the last record "
+                                       f"written is seq {self._last_seq}")
             with self._db.atomic():
                 gone, size = self._conn.execute(
                     "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records WHERE seq <= ?",

@@ -49,6 +49,13 @@ class RequestEvent:
     feeds: Mapping[str, Array] | None = None
     prediction: Array | None = None
 
+    @property
+    def recorded(self) -> bool:
+        """Whether this request becomes an outbox record. Requests for unknown models and
+        refused ones (4xx) are only counted (metrics): a peer needs no token to send them,
+        so as records they could push real telemetry out past the byte cap."""
+        return bool(self.model) and not 400 <= self.status < 500
+
     def record(self) -> dict[str, Any]:
         return {"kind": "request", "ts": self.ts, "model": self.model, "version": self.version,
                 "status": self.status, "latency_us": self.latency_us, "rows": self.rows}
@@ -144,9 +151,11 @@ class Recorder:
         now = time.time()
         closed = [k for k in self._windows
                   if last and (final or k[3] + self.window_s <= now)]
-        records = self._pending + [e.record() for e in events]
+        records = self._pending + [e.record() for e in events if e.recorded]
         records += [self._histogram(k, now) for k in closed]
         if not records and not touched:
+            if events and self._on_flush is not None:  # requests only counted, not recorded
+                self._on_flush(events, self.outbox.stats())
             return
         still_open = {k: self._windows[k] for k in touched if k not in closed}
         for key in closed:
