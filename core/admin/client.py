@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import BinaryIO
 
 import orjson
@@ -59,8 +63,10 @@ def _connect(settings: Settings) -> socket.socket:
     return sock
 
 
-def forward(settings: Settings, request: Request, stdout: BinaryIO, stderr: BinaryIO) -> int:
-    """Run `request` in the process that holds the catalog; its exit code."""
+def forward(settings: Settings, request: Request, stdout: BinaryIO, stderr: BinaryIO,
+            spelled: dict[str, str] | None = None) -> int:
+    """Run `request` in the process that holds the catalog; its exit code. `spelled` maps
+    text in the output back to how the user wrote it (paths the client made absolute)."""
     with contextlib.closing(_connect(settings)) as sock:
         try:
             send_frame(sock, REQUEST, request.to_json())
@@ -75,26 +81,48 @@ def forward(settings: Settings, request: Request, stdout: BinaryIO, stderr: Bina
             raise Refused("the admin socket answered something else than Outpost")
         pid = int(orjson.loads(first[1]).get("pid", 0))
         sock.settimeout(None)
-        return _relay(sock, pid, stdout, stderr)
+        back = sorted(((os.fsencode(new), os.fsencode(old)) for new, old in
+                       (spelled or {}).items()), key=lambda pair: -len(pair[0]))
+        with _ctrl_c_cancels(sock):
+            return _relay(sock, pid, stdout, stderr, back)
 
 
-def _relay(sock: socket.socket, pid: int, stdout: BinaryIO, stderr: BinaryIO) -> int:
-    cancelled = False
+@contextlib.contextmanager
+def _ctrl_c_cancels(sock: socket.socket) -> Iterator[None]:
+    """The first Ctrl-C asks the holder to cancel (its answer still comes, with the exit
+    code); a second one stops waiting (closing the connection cancels it too)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    presses = 0
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            raise KeyboardInterrupt
+        with contextlib.suppress(OSError):
+            send_frame(sock, CANCEL)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _relay(sock: socket.socket, pid: int, stdout: BinaryIO, stderr: BinaryIO,
+           back: list[tuple[bytes, bytes]]) -> int:
     while True:
         try:
             frame = recv_frame(sock)
-        except KeyboardInterrupt:
-            if cancelled:  # the second Ctrl-C: stop waiting (the holder cancels on close)
-                raise
-            cancelled = True
-            with contextlib.suppress(OSError):
-                send_frame(sock, CANCEL)
-            continue
         except OSError:
             frame = None
         if frame is None:
             raise HolderGone(pid)
         kind, payload = frame
+        for new, old in back:
+            payload = payload.replace(new, old)
         try:
             if kind == STDOUT:
                 stdout.write(payload)

@@ -30,9 +30,9 @@ from core.config import Settings
 from core.errors import OutpostError
 from core.progress import CancelToken
 
-# A cancelled command first sees its cancel token (at its next unit of work); one that
-# is still running this long after is interrupted like Ctrl-C interrupts a lone CLI.
-INTERRUPT_AFTER_S = 1.0
+# A cancelled command that took its cancel token stops at its next unit of work; one that
+# did not is interrupted, as Ctrl-C interrupts a lone CLI, if still running this long after.
+INTERRUPT_AFTER_S = 0.5
 _HANDSHAKE_S = 10.0
 
 
@@ -74,6 +74,12 @@ class Session:
     _thread: threading.Thread = field(default_factory=threading.current_thread)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _finished: bool = False
+    _token_taken: bool = False
+
+    def take_cancel_token(self) -> CancelToken:
+        """For a command that checks the token itself: it will not be interrupted."""
+        self._token_taken = True
+        return self.cancel
 
     def request_cancel(self) -> None:
         """Set the token now; interrupt the command if it is still running a bit later."""
@@ -86,7 +92,7 @@ class Session:
 
     def _interrupt(self) -> None:
         with self._lock:
-            if self._finished or self._thread.ident is None:
+            if self._finished or self._token_taken or self._thread.ident is None:
                 return
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(self._thread.ident), ctypes.py_object(KeyboardInterrupt))

@@ -39,13 +39,8 @@ class ClientStream(io.TextIOBase):
         super().__init__()
         self.buffer = ClientBytes(writer, kind, tty)
 
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
-
-    @property
-    def errors(self) -> str:
-        return "replace"
+    encoding = "utf-8"
+    errors = "replace"
 
     def writable(self) -> bool:
         return True
@@ -62,16 +57,17 @@ class _Routed(io.TextIOBase):
     """Installed as ``sys.stdout``/``sys.stderr``: a thread that runs a forwarded command
     writes to its client, every other thread to the stream that was there before."""
 
-    def __init__(self, fallback: TextIO, local: threading.local, which: str) -> None:
+    def __init__(self, fallback: TextIO | io.TextIOBase, local: threading.local,
+                 which: str) -> None:
         super().__init__()
         self._fallback, self._local, self._which = fallback, local, which
 
-    def _target(self) -> TextIO:
-        target: TextIO | None = getattr(self._local, self._which, None)
+    def _target(self) -> Any:
+        target = getattr(self._local, self._which, None)
         return self._fallback if target is None else target
 
     @property
-    def buffer(self) -> Any:  # type: ignore[override]
+    def buffer(self) -> Any:
         return self._target().buffer
 
     @property
@@ -111,7 +107,7 @@ def _install() -> None:
 
 
 @contextlib.contextmanager
-def routed(stdout: TextIO, stderr: TextIO) -> Iterator[None]:
+def routed(stdout: io.TextIOBase, stderr: io.TextIOBase) -> Iterator[None]:
     """While inside, this thread's ``sys.stdout``/``sys.stderr`` are the ones given."""
     _install()
     _local.stdout, _local.stderr = stdout, stderr

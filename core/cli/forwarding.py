@@ -3,6 +3,7 @@ argv there (see core.admin), and the holder runs it here, in-process, on its cat
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -101,7 +102,9 @@ def _click_context() -> Any:
     try:
         from typer._click.globals import get_current_context
     except ImportError:
-        from click import get_current_context
+        import click
+
+        return click.get_current_context(silent=True)
     return get_current_context(silent=True)
 
 
@@ -147,10 +150,19 @@ def run_elsewhere(argv: list[str], error: ForwardToHolder, run_here: RunFn) -> i
     answers, run it here again (the holder may just have let go), for RETRY_S."""
     deadline = time.monotonic() + RETRY_S
     settings = Settings.from_env()
+    # This process only relays now, whatever handler the command set before it asked for
+    # the catalog: Ctrl-C cancels the command in the holder, SIGTERM drops it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     while True:
-        request = request_for(error.absolute_argv(argv))
+        absolute = error.absolute_argv(argv)
+        # What the command prints about those paths reads as the user typed them.
+        spelled = {new.partition("=")[2] if new.startswith("--") else new:
+                   old.partition("=")[2] if old.startswith("--") else old
+                   for new, old in zip(absolute, argv, strict=True) if new != old}
         try:
-            return forward(settings, request, sys.stdout.buffer, sys.stderr.buffer)
+            return forward(settings, request_for(absolute), sys.stdout.buffer,
+                           sys.stderr.buffer, spelled)
         except NoHolder:
             if time.monotonic() > deadline:
                 print(f"error: {error.error}", file=sys.stderr)

@@ -1,7 +1,6 @@
 """`outpost hub serve`, and `outpost agent enroll|revoke` for hub-mode agents."""
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -12,6 +11,7 @@ import orjson
 import typer
 
 from core.cli.common import JsonFlag, console, emit, err_console, open_catalog
+from core.cli.session import cancel_token, environ
 from core.config import ENV_PREFIX
 from core.hub import DEFAULT_PORT, enroll_agent, revoke_agent, start_hub, write_enrolment
 
@@ -26,20 +26,26 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = DEFAULT_PORT,
     as_json: JsonFlag = False,
 ) -> None:
-    """Serve the hub until interrupted; it holds the catalog meanwhile (one writer)."""
+    """Serve the hub until interrupted. It holds the catalog meanwhile and runs the other
+    `outpost` commands of this user (enroll, deploy, status…) sent to it."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    cancel = cancel_token()  # forwarded into the GUI: its client's Ctrl-C stops this hub
     with open_catalog() as catalog:
         handle = start_hub(catalog, host, port)
         try:
             emit({"url": handle.url, "host": handle.host, "port": handle.port}, as_json,
                  lambda: console.print(f"hub serving on {handle.url} (Ctrl-C stops it)"))
             sys.stdout.flush()
-            while handle.running and not stop.wait(0.5):
-                pass
+            while handle.running and not stop.wait(0.2):
+                if cancel is not None and cancel.cancelled:
+                    break
         finally:
             handle.stop()
+        if stop.is_set():  # stopped by a signal: commands forwarded here are cancelled too
+            raise typer.Exit(0)
 
 
 def enroll(
@@ -56,7 +62,7 @@ def enroll(
 ) -> None:
     """Enrol an agent for hub mode: print a one-time file with the hub URL, a token and
     the desktop's public key, for `outpost-agent serve --enroll FILE`."""
-    url = hub_url or os.environ.get(f"{ENV_PREFIX}HUB_URL") or DEFAULT_HUB_URL
+    url = hub_url or environ().get(f"{ENV_PREFIX}HUB_URL") or DEFAULT_HUB_URL
     with open_catalog() as catalog:
         enrolment = enroll_agent(catalog, name, url, replace=replace)
     if out is not None:

@@ -39,6 +39,7 @@ def environ() -> Mapping[str, str]:
 
 def cancel_token() -> CancelToken | None:
     """Set when the client of a forwarded command presses Ctrl-C (None when alone: there
-    Ctrl-C interrupts the process itself)."""
+    Ctrl-C interrupts the process itself). A command that asks for it promises to stop at
+    its next unit of work once set; one that does not is interrupted instead."""
     current = _current.get()
-    return None if current is None else current.session.cancel
+    return None if current is None else current.session.take_cancel_token()
