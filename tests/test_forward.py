@@ -17,7 +17,7 @@ import pytest
 
 from core.admin import AdminServer, Session, socket_path
 from core.config import Settings
-from tests.conftest import OUTPOST, REPO, CliResult, run_cli
+from tests.forward_helpers import operate_hub_from_cli, popen_in, run_in
 from tests.hub_helpers import start_hub_process
 
 CSV = "temp,site\n1.5,north\n2.5,south\n3.0,north\n"
@@ -42,22 +42,6 @@ COMMANDS: list[tuple[str, ...]] = [
     ("keys", "show", "--out", "desk.pub", "--json"),
     ("--version",),
 ]
-
-
-def run_in(home: Path, cwd: Path, *args: str, timeout: float = 120) -> CliResult:
-    """`outpost ARGS` from the folder `cwd` (relative paths are the caller's)."""
-    env = dict(os.environ, OUTPOST_HOME=str(home), COLUMNS="120", NO_COLOR="1",
-               PYTHONPATH=str(REPO))
-    proc = subprocess.run([*OUTPOST, *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=timeout)
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
-
-
-def popen_in(home: Path, cwd: Path, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, OUTPOST_HOME=str(home), COLUMNS="120", NO_COLOR="1",
-               PYTHONPATH=str(REPO))
-    return subprocess.Popen([*OUTPOST, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=cwd)
 
 
 @pytest.fixture
@@ -208,6 +192,15 @@ def test_another_users_connection_is_refused() -> None:
         server.stop()
         shutil.rmtree(home)
     assert not server.path.exists()
+
+
+def test_headless_hub_operated_entirely_from_the_cli(outpost_home: Path, work: Path) -> None:
+    hub = start_hub_process(outpost_home)
+    try:
+        operate_hub_from_cli(outpost_home, work, hub.url)
+        assert hub.proc.poll() is None
+    finally:
+        hub.stop()
 
 
 def test_long_home_gets_a_private_socket_folder(tmp_path: Path) -> None:
