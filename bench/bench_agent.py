@@ -96,9 +96,9 @@ def in_process_us(agent_dir: Path, pub: Path, bodies: dict[str, Case], n: int = 
     """The agent's ASGI app called directly, no sockets: its own cost per request."""
     import asyncio
 
-    from edge_agent.keys import KeyRing
+    from edge_agent.contract.signing import load_public_key
     from edge_agent.runtime import ServeOptions, build_app
-    from edge_agent.signing import load_public_key
+    from edge_agent.store.keys import KeyRing
 
     ring = KeyRing(agent_dir / "keys")
     ring.trust(load_public_key(pub))
@@ -294,7 +294,7 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     duration = 2.0 if args.quick else args.duration
 
-    from edge_agent.protocol import generate_signing_key, write_bundle, write_public_key
+    from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
 
     model, baseline, canary = build_model()
     rng = np.random.default_rng(1)

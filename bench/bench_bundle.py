@@ -23,9 +23,14 @@ from onnx import TensorProto, helper
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_agent.keys import KeyRing  # noqa: E402
-from edge_agent.protocol import extract_bundle, generate_signing_key, verify_bundle, write_bundle  # noqa: E402
-from edge_agent.store import ModelStore  # noqa: E402
+from edge_agent.contract.protocol import (  # noqa: E402
+    extract_bundle,
+    generate_signing_key,
+    verify_bundle,
+    write_bundle,
+)
+from edge_agent.store.keys import KeyRing  # noqa: E402
+from edge_agent.store.store import ModelStore  # noqa: E402
 
 
 def big_model(mb: int) -> bytes:

@@ -27,7 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_agent.protocol import generate_signing_key, write_public_key  # noqa: E402
+from edge_agent.contract.protocol import generate_signing_key, write_public_key  # noqa: E402
 from tests.agent_helpers import free_port, make_tabular_bundle  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "bench_dist.json"

@@ -38,8 +38,8 @@ TARGETS = {"poll_p99_ms": 100.0, "hub_cores": 1.0}
 
 import orjson  # noqa: E402
 
-from edge_agent.hub_protocol import agent_path, claim_message  # noqa: E402
-from edge_agent.hub_transport import HubRefused, HubTransport, HubUnavailable  # noqa: E402
+from edge_agent.contract.hub_protocol import agent_path, claim_message  # noqa: E402
+from edge_agent.hub.transport import HubRefused, HubTransport, HubUnavailable  # noqa: E402
 
 
 def request_lines(first: int, n: int, now: float) -> bytes:
@@ -53,7 +53,7 @@ def setup(home: Path, agents: int) -> list[dict[str, str]]:
     """A catalog with `agents` enrolled hub agents, each with adder@1 desired."""
     from core.catalog import Catalog
     from core.config import Settings
-    from core.fleet.deploy import deploy
+    from core.fleet.dispatch import deploy
     from core.hub import enroll_agent
     from core.registry import import_onnx
     from tests.agent_helpers import identity_model
@@ -100,7 +100,7 @@ class SimAgent:
         self.errors: list[str] = []
 
     def claim(self) -> None:
-        from edge_agent.protocol import generate_signing_key, public_key_b64
+        from edge_agent.contract.protocol import generate_signing_key, public_key_b64
 
         key = generate_signing_key()
         proof = key.sign(claim_message(self.agent, self.token))

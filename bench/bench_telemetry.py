@@ -39,7 +39,7 @@ from core.drift import drift_report  # noqa: E402
 from core.keys import signing_key  # noqa: E402
 from core.telemetry.ingest import JSON_COLUMNS, import_telemetry  # noqa: E402
 from core.telemetry.pull import pull_telemetry  # noqa: E402
-from edge_agent.protocol import (  # noqa: E402
+from edge_agent.contract.protocol import (  # noqa: E402
     generate_signing_key,
     public_key_b64,
     write_telemetry_export,
@@ -187,7 +187,7 @@ def bench_drift(root: Path, n: int) -> dict[str, Any]:
 
 
 def _fill_outbox(folder: Path, n: int) -> None:
-    from edge_agent.telemetry import Outbox
+    from edge_agent.telemetry.outbox import Outbox
 
     folder.mkdir(parents=True)
     outbox = Outbox(folder / "telemetry.sqlite", max_bytes=2**40)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import duckdb
 import numpy as np
 
-from edge_agent.protocol import PREDICTION_FEATURE, Baseline, FeatureBaseline
+from edge_agent.contract.protocol import PREDICTION_FEATURE, Baseline, FeatureBaseline
 
 DEFAULT_BINS = 10
 DEFAULT_TOP_K = 20

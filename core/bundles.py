@@ -28,7 +28,7 @@ from core.progress import CancelToken, ProgressFn, check, report
 from core.registry import ModelVersion, resolve_model
 from core.registry.runtime import load_session
 from core.training import get_run, holdout_frame
-from edge_agent.protocol import key_fingerprint, write_bundle
+from edge_agent.contract.protocol import key_fingerprint, write_bundle
 
 CANARY_ROWS = 16
 # The prediction distribution is estimated on at most this many training rows.

@@ -12,7 +12,7 @@ import orjson
 
 from core.catalog import Catalog
 from core.errors import NotFound
-from edge_agent.protocol import PREDICTION_FEATURE, Baseline, FeatureBaseline
+from edge_agent.contract.protocol import PREDICTION_FEATURE, Baseline, FeatureBaseline
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Tabular columns as a model's ONNX inputs: one [-1, 1] tensor per raw column.
 
 Numbers go in as the input's float or int type with NaN for null; strings as
-``str`` with ``""`` for a missing category (see NOTES.md).
+``str`` with ``""`` for a missing category (see docs/notes.md).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.catalog import Catalog
 from core.errors import OutpostError, StorageError
-from edge_agent.protocol import (
+from edge_agent.contract.protocol import (
     KeyFileError,
     generate_signing_key,
     key_fingerprint,

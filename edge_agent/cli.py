@@ -6,6 +6,7 @@ Every failure the user can cause prints one line, `error: ...`, and exits 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import os
@@ -17,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_agent.errors import AgentError
+from edge_agent.contract.errors import AgentError
+
+MiB = 1024 * 1024
 
 TOKEN_FILE = "token"
 CONFIG_FILE = "config.json"
@@ -81,8 +84,8 @@ def read_config(agent_dir: Path) -> dict[str, Any]:
 
 
 def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untyped-def]
-    from edge_agent.keys import KeyRing
-    from edge_agent.signing import load_public_key
+    from edge_agent.contract.signing import load_public_key
+    from edge_agent.store.keys import KeyRing
 
     ring = KeyRing(agent_dir / "keys")
     if trust_key is not None and not ring.trust(load_public_key(trust_key)):
@@ -92,7 +95,7 @@ def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untype
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from edge_agent.hub_client import hub_settings
+    from edge_agent.hub.client import hub_settings
     from edge_agent.runtime import ServeOptions, serve
 
     agent_dir = _writable_dir(Path(args.dir))
@@ -105,16 +108,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         agent_dir=agent_dir, token=token, keyring=_keyring(agent_dir, args.trust_key),
         inbox=Path(args.inbox) if args.inbox else None,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024), body_timeout_s=args.body_timeout_s,
-        max_bundle_bytes=int(args.max_bundle_mb * 1024 * 1024),
-        telemetry_max_bytes=int(args.telemetry_max_mb * 1024 * 1024),
+        max_body_bytes=int(args.max_body_mb * MiB), body_timeout_s=args.body_timeout_s,
+        max_bundle_bytes=int(args.max_bundle_mb * MiB),
+        telemetry_max_bytes=int(args.telemetry_max_mb * MiB),
         window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us,
         hub=hub)
     return serve(sock, options)
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from edge_agent.store import ModelStore
+    from edge_agent.store.store import ModelStore
 
     agent_dir = _writable_dir(Path(args.dir))
     store = ModelStore(agent_dir, _keyring(agent_dir, args.trust_key))
@@ -127,9 +130,9 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from edge_agent.identity import load_or_create_identity
-    from edge_agent.telemetry import Outbox
-    from edge_agent.telemetry_format import write_telemetry_export
+    from edge_agent.contract.telemetry_format import write_telemetry_export
+    from edge_agent.store.identity import load_or_create_identity
+    from edge_agent.telemetry.outbox import Outbox
 
     agent_dir = _writable_dir(Path(args.dir))
     identity = load_or_create_identity(agent_dir)
@@ -145,8 +148,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from edge_agent.identity import load_or_create_identity
-    from edge_agent.signing import atomic_write
+    from edge_agent.contract.signing import atomic_write
+    from edge_agent.store.identity import load_or_create_identity
 
     agent_dir = _writable_dir(Path(args.dir))
     identity = load_or_create_identity(agent_dir)
@@ -160,7 +163,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from edge_agent.management import agent_version
+    from edge_agent.serving.management import agent_version
 
     parser = argparse.ArgumentParser(prog="outpost-agent",
                                      description="Outpost edge agent: serve ONNX models.")
@@ -174,22 +177,28 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: DIR/token, written by init)")
     serve.add_argument("--trust-key", type=Path, help="public key file to trust for bundles")
     serve.add_argument("--inbox", help="folder watched for bundles dropped by hand")
-    serve.add_argument("--max-body-mb", type=float, default=16.0,
-                       help="largest inference request body (16 MiB)")
-    serve.add_argument("--max-bundle-mb", type=float, default=512.0,
-                       help="largest bundle upload (512 MiB)")
-    serve.add_argument("--body-timeout-s", type=float, default=10.0,
-                       help="longest wait for an inference request body (10 s)")
-    serve.add_argument("--telemetry-max-mb", type=float, default=64.0,
-                       help="telemetry outbox cap; oldest records are evicted past it")
-    serve.add_argument("--window-s", type=float, default=60.0,
-                       help="histogram window length in seconds (60)")
-    serve.add_argument("--batch-max", type=int, default=16,
-                       help="adaptive batching: most requests run as one (16; 1 = off)")
-    serve.add_argument("--batch-delay-us", type=int, default=0,
-                       help="adaptive batching: longest wait for a batch to fill (0: only "
-                       "requests that arrived together)")
-    from edge_agent.hub_client import add_hub_arguments
+    from edge_agent.runtime import ServeOptions
+
+    d: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ServeOptions)}
+    serve.add_argument("--max-body-mb", type=float, default=d["max_body_bytes"] / MiB,
+                       help=f"largest inference request body ({d['max_body_bytes'] // MiB} MiB)")
+    serve.add_argument("--max-bundle-mb", type=float, default=d["max_bundle_bytes"] / MiB,
+                       help=f"largest bundle upload ({d['max_bundle_bytes'] // MiB} MiB)")
+    serve.add_argument("--body-timeout-s", type=float, default=d["body_timeout_s"],
+                       help=f"longest wait for an inference request body "
+                       f"({d['body_timeout_s']:g} s)")
+    serve.add_argument("--telemetry-max-mb", type=float, default=d["telemetry_max_bytes"] / MiB,
+                       help="telemetry outbox cap; oldest records are evicted past it "
+                       f"({d['telemetry_max_bytes'] // MiB} MiB)")
+    serve.add_argument("--window-s", type=float, default=d["window_s"],
+                       help=f"histogram window length in seconds ({d['window_s']:g})")
+    serve.add_argument("--batch-max", type=int, default=d["batch_max"],
+                       help=f"adaptive batching: most requests run as one ({d['batch_max']}; "
+                       "1 = off)")
+    serve.add_argument("--batch-delay-us", type=int, default=d["batch_delay_us"],
+                       help="adaptive batching: longest wait for a batch to fill "
+                       f"({d['batch_delay_us']}: only requests that arrived together)")
+    from edge_agent.hub.client import add_hub_arguments
 
     add_hub_arguments(serve)
     serve.set_defaults(fn=cmd_serve)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_agent.keys import KeyRing
+from edge_agent.store.keys import KeyRing
 
 log = logging.getLogger("edge_agent")
 
@@ -35,19 +35,19 @@ class ServeOptions:
     flush_s: float = 0.25
     batch_max: int = 16
     batch_delay_us: int = 0
-    hub: Any = None  # edge_agent.hub_client.HubSettings: device-initiated mode
+    hub: Any = None  # edge_agent.hub.client.HubSettings: device-initiated mode
 
 
 def build_app(options: ServeOptions) -> Any:
     """The ASGI app over an opened store; the telemetry writer is already running."""
-    from edge_agent.identity import load_or_create_identity
-    from edge_agent.management import Management
-    from edge_agent.metrics import AgentMetrics
-    from edge_agent.recorder import Recorder
-    from edge_agent.server import AgentApp, Limits
-    from edge_agent.serving import ServedCache
-    from edge_agent.store import ModelStore
-    from edge_agent.telemetry import Outbox
+    from edge_agent.serving.management import Management
+    from edge_agent.serving.metrics import AgentMetrics
+    from edge_agent.serving.server import AgentApp, Limits
+    from edge_agent.serving.serving import ServedCache
+    from edge_agent.store.identity import load_or_create_identity
+    from edge_agent.store.store import ModelStore
+    from edge_agent.telemetry.outbox import Outbox
+    from edge_agent.telemetry.recorder import Recorder
 
     identity = load_or_create_identity(options.agent_dir)
     store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes)
@@ -108,7 +108,7 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
 def _start_inbox(options: ServeOptions, app: Any) -> Any:
     if options.inbox is None:
         return None
-    from edge_agent.inbox import InboxWatcher
+    from edge_agent.store.inbox import InboxWatcher
 
     watcher = InboxWatcher(options.inbox, app.management.store)
     watcher.start()
@@ -118,6 +118,6 @@ def _start_inbox(options: ServeOptions, app: Any) -> Any:
 def _start_hub(options: ServeOptions, app: Any) -> Any:
     if options.hub is None:
         return None
-    from edge_agent.hub_client import start_hub_client
+    from edge_agent.hub.client import start_hub_client
 
     return start_hub_client(options.hub, app)

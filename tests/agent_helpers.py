@@ -25,8 +25,8 @@ import onnx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper
 
-from edge_agent import errors
-from edge_agent.protocol import (
+from edge_agent.contract import errors
+from edge_agent.contract.protocol import (
     Baseline,
     FeatureBaseline,
     TensorSpec,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edge_agent.keys import KeyRing
-from edge_agent.protocol import load_private_key
-from edge_agent.store import ModelStore
+from edge_agent.contract.protocol import load_private_key
+from edge_agent.store.keys import KeyRing
+from edge_agent.store.store import ModelStore
 from tests.agent_helpers import identity_canary, identity_model, make_identity_bundle
 
 

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.keys import KeyRing
-from edge_agent.oip import DTYPES
-from edge_agent.protocol import generate_signing_key
+from edge_agent.contract.protocol import generate_signing_key
 from edge_agent.runtime import ServeOptions, build_app
+from edge_agent.serving.oip import DTYPES
+from edge_agent.store.keys import KeyRing
 from tests.agent_helpers import make_identity_bundle, make_tabular_bundle
 
 Reply = tuple[int, dict[bytes, bytes], bytes]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.protocol import generate_signing_key
+from edge_agent.contract.protocol import generate_signing_key
 from tests.agent_helpers import (
     AgentProcess,
     free_port,
@@ -280,7 +280,7 @@ def test_port_in_use_and_unwritable_dir_are_one_line_errors(tmp_path: Path) -> N
 def test_body_deadlines_cancel_only_reads_that_run_late() -> None:
     import asyncio
 
-    from edge_agent.http import BodyTimeout, Deadlines, read_body
+    from edge_agent.contract.asgi import BodyTimeout, Deadlines, read_body
 
     deadlines = Deadlines(tick=0.02)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.inbox import InboxWatcher
-from edge_agent.keys import KeyRing
-from edge_agent.protocol import Ed25519PrivateKey, generate_signing_key
-from edge_agent.store import ModelStore
+from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
+from edge_agent.store.inbox import InboxWatcher
+from edge_agent.store.keys import KeyRing
+from edge_agent.store.store import ModelStore
 from tests.agent_helpers import identity_canary, make_identity_bundle
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.protocol import Ed25519PrivateKey, generate_signing_key, write_public_key
+from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key, write_public_key
 from tests.agent_helpers import (
     BAD_BUNDLES,
     AgentProcess,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.protocol import (
+from edge_agent.contract.protocol import (
     Ed25519PrivateKey,
     generate_signing_key,
     make_rotation_record,

@@ -8,14 +8,14 @@ import orjson
 import pytest
 import tritonclient.http as httpclient
 
-from edge_agent.oip import (
+from edge_agent.serving.oip import (
     DTYPES,
     InferRequestInvalid,
     decode_infer_request,
     encode_infer_response,
     parse_header_length,
 )
-from edge_agent.signature import Signature, TensorInfo, bind_inputs
+from edge_agent.serving.signature import Signature, TensorInfo, bind_inputs
 
 NUMERIC = [d for d in DTYPES if d != "BYTES"]
 

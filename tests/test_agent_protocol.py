@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import protocol as p
+from edge_agent.contract import protocol as p
 from tests.agent_helpers import (
     SYMLINK_MODE,
     identity_model,

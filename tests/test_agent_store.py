@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent import errors
-from edge_agent.identity import load_or_create_identity
-from edge_agent.keys import KeyRing
-from edge_agent.model_dir import ModelState
-from edge_agent.protocol import (
+from edge_agent.contract import errors
+from edge_agent.contract.protocol import (
     Ed25519PrivateKey,
     generate_signing_key,
     make_rotation_record,
     public_key_b64,
     verify_signature,
 )
-from edge_agent.store import ModelStore
+from edge_agent.store.identity import load_or_create_identity
+from edge_agent.store.keys import KeyRing
+from edge_agent.store.model_dir import ModelState
+from edge_agent.store.store import ModelStore
 from tests.agent_helpers import (
     BAD_BUNDLES,
     NUMERIC,

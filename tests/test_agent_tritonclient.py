@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from edge_agent.protocol import generate_signing_key
+from edge_agent.contract.protocol import generate_signing_key
 from tests.agent_helpers import (
     AgentProcess,
     json_request,

@@ -18,8 +18,14 @@ from core.bundles import CANARY_ROWS, build_bundle
 from core.catalog import Catalog
 from core.keys import rotate_signing_key, signing_key, write_public_key_file
 from core.registry import import_onnx
-from edge_agent.canary import run_canary
-from edge_agent.protocol import Baseline, Canary, FeatureBaseline, key_fingerprint, verify_bundle
+from edge_agent.contract.protocol import (
+    Baseline,
+    Canary,
+    FeatureBaseline,
+    key_fingerprint,
+    verify_bundle,
+)
+from edge_agent.store.canary import run_canary
 from tests.agent_helpers import identity_model
 from tests.conftest import run_cli
 from tests.fleet_helpers import open_catalog, train_mini

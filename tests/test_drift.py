@@ -14,7 +14,7 @@ from core.catalog import Catalog
 from core.drift import EPSILON, Thresholds, drift_matrix, drift_report
 from core.errors import NotFound
 from core.telemetry.ingest import ingest_table, records_table
-from edge_agent.protocol import record_to_dict
+from edge_agent.contract.protocol import record_to_dict
 from tests.conftest import run_cli
 from tests.fleet_helpers import histogram, open_catalog, requests
 

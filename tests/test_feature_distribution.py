@@ -11,7 +11,7 @@ from core.catalog import Catalog
 from core.errors import NotFound
 from core.feature_distribution import bin_labels, feature_distribution
 from core.telemetry.ingest import import_telemetry
-from edge_agent.protocol import FeatureBaseline
+from edge_agent.contract.protocol import FeatureBaseline
 from tests.fleet_helpers import (
     enrol_row,
     export_file,

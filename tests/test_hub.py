@@ -14,13 +14,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.catalog import Catalog
 from core.errors import InvalidInput
-from core.fleet.agents import agent_status, get_agent
-from core.fleet.deploy import deploy, list_deployments
+from core.fleet.dispatch import agent_status, deploy
+from core.fleet.ledger import list_deployments
+from core.fleet.records import get_agent
 from core.hub import HubHandle, HubOptions, enroll_agent, revoke_agent, start_hub
 from core.keys import key_info
-from edge_agent.hub_protocol import Enrolment, agent_path, claim_message
-from edge_agent.hub_transport import HubRefused, HubTransport
-from edge_agent.protocol import generate_signing_key, public_key_b64
+from edge_agent.contract.hub_protocol import Enrolment, agent_path, claim_message
+from edge_agent.contract.protocol import generate_signing_key, public_key_b64
+from edge_agent.hub.transport import HubRefused, HubTransport
 from tests.conftest import run_cli
 from tests.fleet_helpers import enrol_row, open_catalog
 from tests.hub_helpers import hub_call, ndjson, register_adder, request_records, wait_until

@@ -19,7 +19,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +27,7 @@ from types import ModuleType
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.protocol import generate_signing_key, write_public_key
+from edge_agent.contract.protocol import generate_signing_key, write_public_key
 from tests.agent_helpers import (
     free_port,
     json_request,
@@ -95,7 +95,7 @@ def test_agent_binary_bundles_no_desktop_stack_and_fits(frozen_agent: Path) -> N
     listing = _contents(frozen_agent, *DESKTOP_STACK.values())
     assert listing.returncode == 0, listing.stderr
     entries: list[str] = json.loads(listing.stdout)
-    for what in ("edge_agent.cli", "edge_agent.store", "onnxruntime", "numpy", "uvicorn",
+    for what in ("edge_agent.cli", "edge_agent.store.store", "onnxruntime", "numpy", "uvicorn",
                  "uvloop", "httptools", "cryptography", "watchdog.observers", "sqlite_utils"):
         assert any(e == what or e.startswith(what + ".") for e in entries), what
     # The package metadata (`--version`), as dist-info or as the editable install's egg-info.
@@ -118,17 +118,19 @@ def serving(agent: Path, agent_dir: Path, *extra: str, token: str = "field-token
     token_file.write_text(token + "\n")
     port = free_port()
     with (agent_dir.parent / "agent.log").open("wb") as log:
+        # Its own process group: the one-file binary is a bootloader whose child serves,
+        # and killing the bootloader alone would leave that child running.
         proc = subprocess.Popen([str(agent), "serve", "--dir", str(agent_dir), "--port",
                                  str(port), "--token-file", str(token_file), *extra],
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{url}/v2/health/ready", 60, proc)
         yield proc, url
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _trust(tmp_path: Path, key: Ed25519PrivateKey) -> Path:
@@ -229,7 +231,7 @@ def test_versions_agree_with_the_package(frozen_agent: Path) -> None:
 def test_bundles_record_the_desktop_version_that_built_them(outpost_home: Path,
                                                              tmp_path: Path) -> None:
     from core.bundles import build_bundle
-    from edge_agent.protocol import read_bundle_manifest
+    from edge_agent.contract.protocol import read_bundle_manifest
     from tests.fleet_helpers import open_catalog, train_mini
 
     catalog = open_catalog(outpost_home)

@@ -1,8 +1,6 @@
 """Parity: every algorithm's ONNX export agrees with its pipeline; a mismatch is flagged."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,17 +114,26 @@ def test_float64_export_is_not_loadable_by_this_onnxruntime() -> None:
         _export_checked(fitted.model, fitted.inputs.features, "classification", X, "float64")
 
 
-def test_skl2onnx_alone_still_fails_on_hist_gradient_boosting() -> None:
-    """The upstream bug our converter fix works around; if this fails, drop the fix."""
-    script = (
-        "import numpy as np\n"
-        "from sklearn.ensemble import HistGradientBoostingClassifier\n"
-        "from skl2onnx import to_onnx\n"
-        "X = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)\n"
-        "m = HistGradientBoostingClassifier(max_iter=3).fit(X, X[:, 0] > 0)\n"
-        "try:\n    to_onnx(m, X[:1])\nexcept Exception as e:\n"
-        "    print(type(e.__cause__).__name__, e.__cause__)\n"
-        "else:\n    print('converted')\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120).stdout
-    assert "TypeError Field onnx.AttributeProto.ints: Expected an int, got a boolean" in out
+def test_hist_gradient_boosting_missing_value_directions_are_ints() -> None:
+    """Our converter fix hands onnx integers where skl2onnx passes Python bools: some
+    protobuf runtimes refuse bools in `AttributeProto.ints` (core/registry/converters.py).
+    The exported tree ensemble must carry the attribute as INTS, one per node."""
+    import numpy as np
+    import onnx
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from core.registry.converters import install_converter_fixes
+
+    install_converter_fixes()
+    X = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)
+    model = HistGradientBoostingClassifier(max_iter=3).fit(X, X[:, 0] > 0)
+    graph = to_onnx(model, X[:1]).graph
+    attrs = [a for node in graph.node for a in node.attribute
+             if a.name == "nodes_missing_value_tracks_true"]
+    assert attrs, "no tree ensemble node carries nodes_missing_value_tracks_true"
+    for attr in attrs:
+        assert attr.type == onnx.AttributeProto.INTS
+        assert set(attr.ints) <= {0, 1}
+        nodes = next(a for n in graph.node for a in n.attribute if a.name == "nodes_nodeids")
+        assert len(attr.ints) == len(nodes.ints)

@@ -9,7 +9,7 @@ import pytest
 from core.catalog import Catalog
 from core.errors import OutpostError
 from core.telemetry.ingest import import_telemetry, ingest_table, records_table
-from edge_agent.protocol import EvictedRecord, record_to_dict
+from edge_agent.contract.protocol import EvictedRecord, record_to_dict
 from tests.conftest import run_cli
 from tests.fleet_helpers import (
     enrol_row,

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from app.theme import Theme
 from app.widgets.plots import Heatmap, HistogramPlot
-from edge_agent.records import PREDICTION_FEATURE
+from edge_agent.contract.records import PREDICTION_FEATURE
 
 if TYPE_CHECKING:
     from core.drift import FeatureDrift, Thresholds

@@ -12,7 +12,7 @@ import typer
 
 from core.cli.common import JsonFlag, console, emit, err_console, open_catalog
 from core.cli.session import cancel_token, environ
-from core.config import ENV_PREFIX
+from core.config import ENV_PREFIX, Settings
 from core.hub import DEFAULT_PORT, enroll_agent, revoke_agent, start_hub, write_enrolment
 
 app = typer.Typer(help="The hub where hub-mode agents (behind NAT) poll and post.",
@@ -62,7 +62,7 @@ def enroll(
 ) -> None:
     """Enrol an agent for hub mode: print a one-time file with the hub URL, a token and
     the desktop's public key, for `outpost-agent serve --enroll FILE`."""
-    url = hub_url or environ().get(f"{ENV_PREFIX}HUB_URL") or DEFAULT_HUB_URL
+    url = hub_url or Settings.from_env(environ()).hub_url or DEFAULT_HUB_URL
     with open_catalog() as catalog:
         enrolment = enroll_agent(catalog, name, url, replace=replace)
     if out is not None:

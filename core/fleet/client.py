@@ -1,4 +1,4 @@
-"""HTTP client for one agent's management API (see AGENT_SPEC.md), over httpx.
+"""HTTP client for one agent's management API (see docs/agent.md), over httpx.
 
 Every failure becomes one of :mod:`core.fleet.errors` with a one-line message
 naming the agent: unreachable, wrong token, refused (with the agent's reason),
@@ -24,7 +24,7 @@ from core.fleet.errors import (
     AgentUnreachable,
     TransferFailed,
 )
-from edge_agent.protocol import (
+from edge_agent.contract.protocol import (
     KeyFileError,
     key_fingerprint,
     public_key_from_b64,

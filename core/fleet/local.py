@@ -22,7 +22,7 @@ from core.errors import OutpostError
 from core.fleet.agents import add_agent
 from core.fleet.client import AgentClient
 from core.keys import write_public_key_file
-from edge_agent.protocol import atomic_write
+from edge_agent.contract.protocol import atomic_write
 
 LOCAL_AGENT = "local"
 _STATE = "local.json"

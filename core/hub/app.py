@@ -1,5 +1,5 @@
 """The hub's ASGI application: enrolment claims, polls, bundle downloads, outcomes and
-telemetry batches from hub-mode agents (routes in ``edge_agent.hub_protocol``).
+telemetry batches from hub-mode agents (routes in ``edge_agent.contract.hub_protocol``).
 
 Catalog reads run on a small pool of reader threads, each with its own cursor; every
 write goes to the single :class:`~core.hub.writer.Writer`. The event loop itself only
@@ -28,26 +28,27 @@ from core.catalog import Catalog
 from core.errors import OutpostError
 from core.hub import desired, enrolment
 from core.hub.contacts import Contact, ContactBook
-from core.hub.http import (
-    OCTETS,
-    HubHTTPError,
-    Receive,
-    Reply,
-    Scope,
-    Send,
-    bearer,
-    error_reply,
-    header,
-    json_body,
-    json_reply,
-    parse_range,
-    read_body,
-    send_reply,
-)
+from core.hub.http import bearer, parse_range
 from core.hub.ingest import Batch
 from core.hub.rotations import KeyChain
 from core.hub.writer import Writer
 from core.telemetry.ingest import RECORD_SCHEMA
+from edge_agent.contract.asgi import (
+    OCTETS,
+    AgentError,
+    Deadlines,
+    HTTPError,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    error_reply,
+    header,
+    json_body,
+    json_reply,
+    read_body,
+    send_reply,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,6 +80,7 @@ class HubApp:
         self._readers = ThreadPoolExecutor(self.options.readers, thread_name_prefix="hub-read")
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._deadlines = Deadlines()
 
     def start(self) -> None:
         self.writer.start()
@@ -108,10 +110,10 @@ class HubApp:
             return
         try:
             reply = await self._route(scope, receive, send)
-        except HubHTTPError as exc:
+        except AgentError as exc:
             reply = error_reply(exc)
         except OutpostError as exc:
-            reply = error_reply(HubHTTPError(422, str(exc)))
+            reply = error_reply(HTTPError(422, str(exc)))
         except Exception as exc:  # noqa: BLE001 -- one request must not take the hub down
             log.exception("hub: unexpected error on %s %s", scope["method"], scope["path"])
             reply = json_reply({"error": f"internal error: {type(exc).__name__}"}, 500)
@@ -122,7 +124,7 @@ class HubApp:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if parts[:2] != ["hub", "v1"]:
-            raise HubHTTPError(404, f"no route for {scope['path']}")
+            raise HTTPError(404, f"no route for {scope['path']}")
         match (method, *parts[2:]):
             case ("GET", "health"):
                 return json_reply({"hub": "outpost", "ok": True})
@@ -137,26 +139,27 @@ class HubApp:
                 return await self._outcome(scope, receive, name)
             case ("POST", "agents", name, "telemetry"):
                 return await self._telemetry(scope, receive, name)
-        raise HubHTTPError(404 if method in ("GET", "POST") else 405,
+        raise HTTPError(404 if method in ("GET", "POST") else 405,
                            f"no route for {method} {scope['path']}")
 
     def _auth(self, name: str, token: str, *, claimed: bool = True) -> enrolment.HubAgent:
         agent = enrolment.authenticate(self._cursor(), name, token)
         if claimed and not agent.claimed:
-            raise HubHTTPError(409, f"agent {name!r} has not claimed its enrolment yet "
+            raise HTTPError(409, f"agent {name!r} has not claimed its enrolment yet "
                                     "(POST .../enroll first)")
         return agent
 
     async def _enroll(self, scope: Scope, receive: Receive, name: str) -> Reply:
         token = bearer(scope)
         agent = await self._read(functools.partial(self._auth, claimed=False), name, token)
-        doc = json_body(await read_body(scope, receive, 64 * 1024, self.options.body_timeout_s),
+        doc = json_body(await read_body(scope, receive, 64 * 1024, self.options.body_timeout_s,
+                                          self._deadlines),
                         "enrolment claim")
         agent_id, public_key, signature = (doc.get(k) for k in
                                            ("agent_id", "public_key", "signature"))
         if not (isinstance(agent_id, str) and isinstance(public_key, str)
                 and isinstance(signature, str) and agent_id):
-            raise HubHTTPError(400, 'enrolment claim must be {"agent_id", "public_key", '
+            raise HTTPError(400, 'enrolment claim must be {"agent_id", "public_key", '
                                     '"signature"} (strings)')
         await asyncio.wrap_future(self.writer.call(
             lambda catalog: enrolment.claim(catalog, agent, token, agent_id, public_key,
@@ -175,7 +178,7 @@ class HubApp:
     async def _poll(self, scope: Scope, receive: Receive, name: str) -> Reply:
         token = bearer(scope)
         body = await read_body(scope, receive, self.options.max_status_bytes,
-                               self.options.body_timeout_s, "status")
+                               self.options.body_timeout_s, self._deadlines, "status")
         status = json_body(body, "status")
         answer = await self._read(self._poll_answer, name, token, status)
         self.contacts.seen(name, Contact(datetime.now(UTC), body, answer.pop("key_index"),
@@ -185,7 +188,7 @@ class HubApp:
     def _bundle_path(self, name: str, token: str, sha: str) -> Any:
         self._auth(name, token)
         if not _SHA256.match(sha) or not desired.bundle_allowed(self._cursor(), name, sha):
-            raise HubHTTPError(404, f"no bundle {sha[:16]} for agent {name!r}")
+            raise HTTPError(404, f"no bundle {sha[:16]} for agent {name!r}")
         return self.catalog.objects.require(sha)
 
     async def _bundle(self, scope: Scope, send: Send, name: str, sha: str) -> None:
@@ -214,7 +217,8 @@ class HubApp:
     async def _outcome(self, scope: Scope, receive: Receive, name: str) -> Reply:
         token = bearer(scope)
         await self._read(self._auth, name, token)
-        doc = json_body(await read_body(scope, receive, 64 * 1024, self.options.body_timeout_s),
+        doc = json_body(await read_body(scope, receive, 64 * 1024, self.options.body_timeout_s,
+                                          self._deadlines),
                         "outcome")
         outcome = desired.Outcome.from_doc(doc)
         await asyncio.wrap_future(self.writer.call(
@@ -225,7 +229,8 @@ class HubApp:
         token = bearer(scope)
         await self._read(self._auth, name, token)
         body = await read_body(scope, receive, self.options.max_batch_bytes,
-                               self.options.body_timeout_s, "telemetry batch")
+                               self.options.body_timeout_s, self._deadlines,
+                               "telemetry batch")
         records = await self._read(parse_batch, body, self.options.max_batch_records)
         result = await asyncio.wrap_future(self.writer.telemetry(Batch(name, records)))
         return json_reply({"acked": result.last_seq, "inserted": result.rows})
@@ -244,18 +249,18 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 def parse_batch(body: bytes, max_records: int) -> pa.Table:
     """NDJSON outbox records as the ingest's Arrow table; 400/413 saying what is wrong."""
     if not body.strip():
-        raise HubHTTPError(400, "telemetry batch holds no records")
+        raise HTTPError(400, "telemetry batch holds no records")
     try:
         table = pajson.read_json(io.BytesIO(body), parse_options=_PARSE)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         reason = str(exc).splitlines()[0][:200]
-        raise HubHTTPError(400, f"telemetry batch is not NDJSON records: {reason}") from None
+        raise HTTPError(400, f"telemetry batch is not NDJSON records: {reason}") from None
     if table.num_rows > max_records:
-        raise HubHTTPError(413, f"telemetry batch of {table.num_rows} records is over the "
+        raise HTTPError(413, f"telemetry batch of {table.num_rows} records is over the "
                                 f"{max_records} record limit")
     seq = table["seq"]
     if seq.null_count or (table.num_rows and pc.min(seq).as_py() < 1):
-        raise HubHTTPError(400, "every telemetry record needs a seq >= 1")
+        raise HTTPError(400, "every telemetry record needs a seq >= 1")
     if pc.count_distinct(seq).as_py() != table.num_rows:
-        raise HubHTTPError(400, "telemetry batch repeats a seq")
+        raise HTTPError(400, "telemetry batch repeats a seq")
     return table.combine_chunks()

@@ -19,12 +19,12 @@ import duckdb
 
 from core.catalog import Catalog
 from core.errors import InvalidInput, StorageError
-from core.fleet.agents import get_agent
 from core.fleet.errors import AgentNotFound
-from core.hub.http import HubHTTPError
+from core.fleet.records import get_agent
 from core.keys import current_rotation, key_info
-from edge_agent.hub_protocol import Enrolment, claim_message, token_sha256
-from edge_agent.protocol import (
+from edge_agent.contract.asgi import HTTPError
+from edge_agent.contract.hub_protocol import Enrolment, claim_message, token_sha256
+from edge_agent.contract.protocol import (
     KeyFileError,
     atomic_write,
     check_model_name,
@@ -123,15 +123,15 @@ def authenticate(cur: duckdb.DuckDBPyConnection, name: str, token: str) -> HubAg
         "FROM hub_enrolment e JOIN agent a ON a.name = e.agent WHERE e.token_sha256 = ?",
         [token_sha256(token)]).fetchall()
     if not rows:
-        raise HubHTTPError(401, "unknown enrolment token")
+        raise HTTPError(401, "unknown enrolment token")
     agent, revoked, mode, agent_id, public_key = rows[0]
     if agent != name:
-        raise HubHTTPError(403, f"this token belongs to agent {agent!r}; it cannot act as "
+        raise HTTPError(403, f"this token belongs to agent {agent!r}; it cannot act as "
                                 f"{name!r}")
     if revoked is not None:
-        raise HubHTTPError(403, f"agent {name!r} was revoked; enrol it again to reconnect")
+        raise HTTPError(403, f"agent {name!r} was revoked; enrol it again to reconnect")
     if mode != HUB_MODE:
-        raise HubHTTPError(403, f"agent {name!r} is enrolled in {mode} mode now, not hub mode")
+        raise HTTPError(403, f"agent {name!r} is enrolled in {mode} mode now, not hub mode")
     return HubAgent(name, str(agent_id), str(public_key), bool(public_key))
 
 
@@ -142,12 +142,12 @@ def claim(catalog: Catalog, agent: HubAgent, token: str, agent_id: str, public_k
         key = public_key_from_b64(public_key)
         proof = base64.b64decode(signature, validate=True)
     except (KeyFileError, binascii.Error, ValueError) as exc:
-        raise HubHTTPError(400, "enrolment claim: malformed public_key or signature") from exc
+        raise HTTPError(400, "enrolment claim: malformed public_key or signature") from exc
     if not verify_signature(key, proof, claim_message(agent.name, token)):
-        raise HubHTTPError(403, "enrolment claim: the signature does not match the public key")
+        raise HTTPError(403, "enrolment claim: the signature does not match the public key")
     if agent.public_key and agent.public_key != public_key:
         pinned = key_fingerprint(public_key_from_b64(agent.public_key))
-        raise HubHTTPError(403, f"agent {agent.name!r} presents identity key "
+        raise HTTPError(403, f"agent {agent.name!r} presents identity key "
                                 f"{key_fingerprint(key)}, not the pinned {pinned}: enrol the "
                                 "replaced device with `outpost agent enroll --replace`")
     with catalog.transaction() as cur:

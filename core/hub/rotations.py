@@ -15,7 +15,7 @@ from typing import Any
 
 from core.catalog import Catalog
 from core.keys import key_at, rotation_record_for
-from edge_agent.protocol import key_fingerprint
+from edge_agent.contract.protocol import key_fingerprint
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Checking an agent's telemetry export file before any of it is read into the catalog.
 
-The file (see ``edge_agent.protocol.write_telemetry_export``) is a header line,
+The file (see ``edge_agent.contract.protocol.write_telemetry_export``) is a header line,
 the records, an end line and a signature line over everything before it. The
 header names the agent's identity key; the signature by that key covers every
 record byte, so one Ed25519 check replaces parsing each record in Python: the
@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from core.errors import InvalidInput
-from edge_agent.protocol import (
+from edge_agent.contract.protocol import (
     KeyFileError,
     public_key_from_b64,
     verify_signature,

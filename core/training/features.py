@@ -1,7 +1,7 @@
 """Feature columns as the model takes them: numbers as float64 (NaN for null), strings as str.
 
 skl2onnx converts string imputation only when the missing value is itself a
-string (see ../shared/NOTES.md), so ``""`` is the missing category on both sides:
+string (see docs/notes.md), so ``""`` is the missing category on both sides:
 the exported graph and the device use ``""`` for a missing string.
 """
 from __future__ import annotations

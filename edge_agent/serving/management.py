@@ -1,0 +1,223 @@
+"""Management routes under /v1 (bearer token): bundles, versions, status, telemetry, keys.
+
+Every call that touches the disk or the model store runs in one worker thread,
+so installs never block inference and management calls never race each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import dataclasses
+import functools
+import hmac
+import importlib.metadata
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from edge_agent.contract.asgi import (
+    BadRequest,
+    Deadlines,
+    MethodNotAllowed,
+    NotFound,
+    Receive,
+    Reply,
+    Scope,
+    Unauthorized,
+    header,
+    json_reply,
+    query,
+    read_body,
+    stream_body,
+)
+from edge_agent.serving.metrics import AgentMetrics
+from edge_agent.serving.serving import ServedCache
+from edge_agent.store.identity import AgentIdentity
+from edge_agent.telemetry.outbox import Outbox
+
+T = TypeVar("T")
+MAX_TELEMETRY_PAGE = 10_000
+_SMALL_BODY = 1024 * 1024
+
+
+@functools.cache
+def agent_version() -> str:
+    try:
+        return importlib.metadata.version("outpost")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _int(text: str | None, what: str, default: int | None = None) -> int:
+    if text is None and default is not None:
+        return default
+    try:
+        return int(text or "")
+    except ValueError:
+        raise BadRequest(f"{what} must be an integer") from None
+
+
+def _json_int(body: bytes, key: str) -> int:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("body is not valid JSON") from None
+    value = doc.get(key) if isinstance(doc, dict) else None
+    if type(value) is not int:
+        raise BadRequest(f'body must be {{"{key}": <integer>}}')
+    return value
+
+
+def _plain(obj: Any) -> Any:
+    to_dict = getattr(obj, "to_dict", None)
+    return to_dict() if callable(to_dict) else dataclasses.asdict(obj)
+
+
+class Management:
+    def __init__(self, store: Any, cache: ServedCache, outbox: Outbox, identity: AgentIdentity,
+                 metrics: AgentMetrics, token: str | None, agent_dir: Path,
+                 max_bundle_bytes: int = 512 * 1024 * 1024, upload_idle_s: float = 30.0,
+                 body_timeout_s: float = 10.0) -> None:
+        self.store = store
+        self.cache = cache
+        self.outbox = outbox
+        self.identity = identity
+        self.metrics = metrics
+        self._token = token.encode() if token else None
+        self.agent_dir = agent_dir
+        self.max_bundle_bytes = max_bundle_bytes
+        self.upload_idle_s = upload_idle_s
+        self.body_timeout_s = body_timeout_s
+        self.started = time.monotonic()
+        self.deadlines = Deadlines()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="management")
+
+    def _authorize(self, scope: Scope) -> None:
+        given = header(scope, b"authorization") or b""
+        scheme, _, token = given.partition(b" ")
+        if self._token is None:
+            raise Unauthorized("management is disabled: the agent was started without a token")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
+            raise Unauthorized("missing or wrong bearer token")
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, functools.partial(fn, *args, **kwargs))
+
+    async def _small_body(self, scope: Scope, receive: Receive) -> bytes:
+        return await read_body(scope, receive, _SMALL_BODY, self.body_timeout_s, self.deadlines)
+
+    async def handle(self, scope: Scope, receive: Receive, method: str, parts: list[str]
+                     ) -> Reply:
+        """Route /v1/<parts...>; every route needs the token."""
+        self._authorize(scope)
+        route = (method, *parts)
+        match route:
+            case ("POST", "bundles"):
+                return await self._upload(scope, receive)
+            case ("POST", "models", name, "activate"):
+                version = _json_int(await self._small_body(scope, receive), "version")
+                await self._call(self.store.activate, name, version)
+                await self._call(self.cache.warm)
+                return json_reply({"model": name, "active": version})
+            case ("POST", "models", name, "rollback"):
+                version = await self._call(self.store.rollback, name)
+                await self._call(self.cache.warm)
+                return json_reply({"model": name, "active": version})
+            case ("DELETE", "models", name, "versions", version):
+                await self._call(self.store.delete, name, _int(version, "version"))
+                return json_reply({"model": name, "deleted": int(version)})
+            case ("GET", "status"):
+                return json_reply(await self._call(self.status))
+            case ("GET", "telemetry"):
+                return await self._telemetry(scope)
+            case ("POST", "telemetry", "ack"):
+                seq = _json_int(await self._small_body(scope, receive), "seq")
+                gone = await self._call(self.outbox.ack, seq)
+                return json_reply({"acked": seq, "deleted": gone})
+            case ("POST", "keys", "rotate"):
+                record = await self._small_body(scope, receive)
+                await self._call(self.store.rotate_key, record)
+                return json_reply({"rotated": True})
+            case ("GET", "identity"):
+                return self._identity(scope)
+        known = {"bundles", "status", "telemetry", "keys", "identity", "models"}
+        if parts and parts[0] in known:
+            raise MethodNotAllowed(f"{method} /v1/{'/'.join(parts)} is not a route")
+        raise NotFound(f"no route for /v1/{'/'.join(parts)}")
+
+    async def _upload(self, scope: Scope, receive: Receive) -> Reply:
+        params = query(scope)
+        activate = params.get("activate", "true").lower() != "false"
+        rollback = params.get("rollback", "false").lower() == "true"
+        path: Path = self.store.upload_path()
+        try:
+            with path.open("xb") as fh:
+                await stream_body(scope, receive, fh.write, self.max_bundle_bytes,
+                                  self.upload_idle_s)
+            try:
+                result = await self._call(self._install, path, activate, rollback)
+            except Exception:
+                self.metrics.load_failed("")
+                raise
+        finally:
+            path.unlink(missing_ok=True)
+        return json_reply(_plain(result))
+
+    def _install(self, path: Path, activate: bool, rollback: bool) -> Any:
+        result = self.store.install(path, activate=activate, allow_rollback=rollback)
+        self.cache.warm()
+        return result
+
+    async def _telemetry(self, scope: Scope) -> Reply:
+        params = query(scope)
+        after = _int(params.get("after"), "after", 0)
+        limit = min(max(_int(params.get("limit"), "limit", 1000), 1), MAX_TELEMETRY_PAGE)
+        records = await self._call(self.outbox.read, after, limit)
+        stats = self.outbox.stats()
+        return json_reply({"records": records, "last_seq": stats.last_seq,
+                           "evicted": stats.evicted})
+
+    def _identity(self, scope: Scope) -> Reply:
+        nonce_hex = query(scope).get("nonce", "")
+        try:
+            nonce = bytes.fromhex(nonce_hex)
+        except ValueError:
+            nonce = b""
+        # Short nonces only: the identity key also signs telemetry exports, and no export
+        # file fits in 64 bytes, so this route cannot be used to sign a forged one.
+        if not 8 <= len(nonce) <= 64:
+            raise BadRequest("nonce must be 8 to 64 bytes, hex encoded")
+        signature = binascii.b2a_base64(self.identity.sign(nonce), newline=False).decode()
+        return json_reply({"agent_id": self.identity.agent_id,
+                           "public_key": self.identity.public_key, "signature": signature})
+
+    def status(self) -> dict[str, Any]:
+        import onnxruntime
+
+        from edge_agent.contract.model_checks import supported_opsets
+
+        stats = self.outbox.stats()
+        return {
+            "agent_id": self.identity.agent_id, "public_key": self.identity.public_key,
+            "version": agent_version(), "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__, "opset_max": supported_opsets(),
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "disk_free_bytes": shutil.disk_usage(self.agent_dir).free,
+            "telemetry": {"backlog": stats.backlog, "last_seq": stats.last_seq,
+                          "evicted": stats.evicted},
+            "models": [_plain(m) for m in self.store.models()],
+            # How many desktop key rotations this agent has applied: the desktop sends
+            # the next one numbered from here.
+            "key_rotation": self.store.keys.rotation,
+        }
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)

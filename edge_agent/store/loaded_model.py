@@ -1,0 +1,114 @@
+"""An installed model version: check its folder against the signed manifest, load it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge_agent.contract.errors import (
+    BundleMemberInvalid,
+    ModelInvalid,
+    SchemaError,
+    VersionCorrupt,
+)
+from edge_agent.contract.manifest import (
+    BASELINE,
+    CANARY,
+    MANIFEST,
+    MODEL,
+    SIGNATURE,
+    Manifest,
+    TensorSpec,
+)
+from edge_agent.contract.model_checks import check_runtime_version, inspect_model, load_session
+from edge_agent.contract.records import Baseline, Canary
+from edge_agent.contract.signing import verify_signature
+from edge_agent.store.canary import run_canary
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: int
+    session: ort.InferenceSession
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    baseline: Baseline | None
+    manifest: Manifest
+    path: Path
+
+
+def _read(folder: Path, member: str) -> bytes:
+    try:
+        return (folder / member).read_bytes()
+    except OSError as exc:
+        raise VersionCorrupt(f"{folder.name}/{member} cannot be read: {exc.strerror}") from exc
+
+
+def verified_members(
+    folder: Path, name: str, version: int, keys: Sequence[Ed25519PublicKey]
+) -> tuple[Manifest, dict[str, bytes]]:
+    """The manifest and signed members of an installed version, or VersionCorrupt."""
+    manifest_bytes, signature = _read(folder, MANIFEST), _read(folder, SIGNATURE)
+    if not any(verify_signature(k, signature, manifest_bytes) for k in keys):
+        raise VersionCorrupt(f"version {version}: manifest signature does not verify")
+    manifest = Manifest.from_json_bytes(manifest_bytes)
+    if (manifest.model, manifest.version) != (name, version):
+        raise VersionCorrupt(f"version {version}: folder holds {manifest.model} {manifest.version}")
+    members = {}
+    for member, digest in manifest.members.items():
+        data = _read(folder, member)
+        if len(data) != digest.size or hashlib.sha256(data).hexdigest() != digest.sha256:
+            raise VersionCorrupt(f"version {version}: {member} does not match its checksum")
+        members[member] = data
+    return manifest, members
+
+
+def _check_signature_matches(manifest: Manifest, inputs: list[TensorSpec],
+                             outputs: list[TensorSpec], opset: dict[str, int]) -> None:
+    def names(specs: list[TensorSpec]) -> list[tuple[str, str]]:
+        return [(t.name, t.datatype) for t in specs]
+
+    if names(manifest.inputs) != names(inputs) or names(manifest.outputs) != names(outputs):
+        raise ModelInvalid("manifest inputs/outputs do not match the model.onnx graph")
+    if any(manifest.opset.get(d) != v for d, v in opset.items()):
+        raise ModelInvalid("manifest opset does not match the model.onnx graph")
+
+
+def _json_member(data: bytes, member: str) -> object:
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleMemberInvalid(f"{member} is not valid JSON") from exc
+
+
+def load_version(
+    folder: Path,
+    name: str,
+    version: int,
+    keys: Sequence[Ed25519PublicKey],
+    *,
+    threads: int = 1,
+    canary: bool = False,
+) -> LoadedModel:
+    """Verify, parse and load a version folder; with `canary`, also run its canary."""
+    manifest, members = verified_members(folder, name, version, keys)
+    check_runtime_version(manifest.min_onnxruntime)
+    info = inspect_model(members[MODEL])
+    _check_signature_matches(manifest, info.inputs, info.outputs, info.opset)
+    try:
+        baseline = Baseline.from_dict(_json_member(members[BASELINE], BASELINE))
+        canary_doc = Canary.from_dict(_json_member(members[CANARY], CANARY))
+    except SchemaError as exc:
+        raise BundleMemberInvalid(str(exc)) from exc
+    session = load_session(members[MODEL], threads)
+    if canary:
+        run_canary(session, canary_doc)
+    return LoadedModel(name, version, session, info.inputs, info.outputs, baseline, manifest,
+                       folder)

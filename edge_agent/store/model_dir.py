@@ -1,0 +1,92 @@
+"""One model's folder: its version folders, the active pointer and state.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_agent.contract.signing import atomic_write
+
+ACTIVE_FILE = "active"
+STATE_FILE = "state.json"
+HISTORY_LIMIT = 32
+
+
+@dataclass
+class ModelState:
+    """What survives restarts besides the version folders: the highest version ever
+    installed (downgrade protection) and the activation history (rollback)."""
+
+    highest_seen: int = 0
+    history: list[int] = field(default_factory=list)  # activations, most recent last
+    last_good: int | None = None
+
+    @property
+    def previous(self) -> int | None:
+        return self.history[-2] if len(self.history) >= 2 else None
+
+    def activated(self, version: int) -> None:
+        self.history = [v for v in self.history if v != version][-HISTORY_LIMIT + 1 :]
+        self.history.append(version)
+        self.last_good = version
+
+    def reconcile(self, active: int | None, installed: list[int]) -> None:
+        """Repair after a crash between writing the active pointer and this state: the
+        pointer is the truth."""
+        self.history = [v for v in self.history if v in installed]
+        self.highest_seen = max([self.highest_seen, *installed])
+        if active not in installed or (self.history and self.history[-1] == active):
+            return
+        if len(self.history) >= 2 and self.history[-2] == active:
+            self.history.pop()  # a rollback had switched the pointer already
+        else:
+            self.activated(active)  # an activation had switched the pointer already
+
+
+class ModelDir:
+    def __init__(self, models_root: Path, name: str) -> None:
+        self.name = name
+        self.path = Path(models_root) / name
+
+    def version_path(self, version: int) -> Path:
+        return self.path / str(version)
+
+    def versions(self) -> list[int]:
+        if not self.path.is_dir():
+            return []
+        return sorted(
+            int(p.name) for p in self.path.iterdir()
+            if p.is_dir() and p.name.isdigit() and not p.name.startswith("0")
+        )
+
+    def read_active(self) -> int | None:
+        try:
+            text = (self.path / ACTIVE_FILE).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return int(text) if text.isdigit() else None
+
+    def write_active(self, version: int) -> None:
+        atomic_write(self.path / ACTIVE_FILE, f"{version}\n".encode())
+
+    def read_state(self) -> ModelState:
+        try:
+            doc = json.loads((self.path / STATE_FILE).read_bytes())
+            return ModelState(
+                highest_seen=int(doc["highest_seen"]),
+                history=[int(v) for v in doc["history"]],
+                last_good=None if doc.get("last_good") is None else int(doc["last_good"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            # Lost state: reconcile() rebuilds highest_seen from the installed folders.
+            return ModelState()
+
+    def write_state(self, state: ModelState) -> None:
+        doc = {
+            "highest_seen": state.highest_seen,
+            "previous": state.previous,
+            "last_good": state.last_good,
+            "history": state.history,
+        }
+        atomic_write(self.path / STATE_FILE, json.dumps(doc, indent=2).encode() + b"\n")

@@ -1,0 +1,132 @@
+"""Counting live values into the bins of a bundle's baseline.json.
+
+Numeric bins: interior cut points c1..ck, bin 0 = (-inf, c1), bin i = [c_i, c_i+1),
+last = [ck, +inf); NaN is a null. Categorical: one bin per category plus a last
+"other" bin; None and "" are nulls. Counting is vectorised over a whole batch of
+requests (searchsorted / unique + bincount), in the telemetry writer thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_agent.contract.records import PREDICTION_FEATURE, Baseline, FeatureBaseline
+
+PREDICTION = PREDICTION_FEATURE
+Array = np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureBins:
+    name: str
+    edges: Array | None  # numeric features
+    categories: dict[str, int] | None  # categorical features: category -> bin
+
+    @property
+    def size(self) -> int:
+        if self.edges is not None:
+            return len(self.edges) + 1
+        assert self.categories is not None
+        return len(self.categories) + 1
+
+    def count(self, values: Array) -> tuple[Array, int]:
+        """Bin counts and the number of nulls among values."""
+        values = values.ravel()
+        with np.errstate(all="ignore"):  # NaN payloads from binary inputs: nulls, not errors
+            if self.edges is not None:
+                return self._count_numeric(values)
+            return self._count_categorical(values)
+
+    def _count_numeric(self, values: Array) -> tuple[Array, int]:
+        try:
+            numbers = values.astype(np.float64)
+        except (TypeError, ValueError):
+            return np.zeros(self.size, np.int64), 0
+        present = ~np.isnan(numbers)
+        assert self.edges is not None
+        bins = np.searchsorted(self.edges, numbers[present], side="right")
+        return np.bincount(bins, minlength=self.size), int(values.size - present.sum())
+
+    def _count_categorical(self, values: Array) -> tuple[Array, int]:
+        assert self.categories is not None
+        nulls = 0
+        if values.dtype.kind == "f":
+            missing = np.isnan(values)
+            nulls, values = int(missing.sum()), values[~missing]
+            if np.all(values == np.round(values)):
+                values = values.astype(np.int64)
+        uniques, counts = np.unique(values.astype(str), return_counts=True)
+        out = np.zeros(self.size, np.int64)
+        other = self.size - 1
+        for value, n in zip(uniques.tolist(), counts.tolist(), strict=True):
+            if value == "":
+                nulls += n
+            else:
+                out[self.categories.get(value, other)] += n
+        return out, nulls
+
+
+def feature_bins(feature: FeatureBaseline) -> FeatureBins:
+    if feature.kind == "numeric":
+        return FeatureBins(feature.name, np.asarray(feature.edges or [], np.float64), None)
+    return FeatureBins(feature.name, None, {c: i for i, c in enumerate(feature.categories or [])})
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """Where a feature's values sit in a request: an input, and a column of it if 2-D."""
+
+    bins: FeatureBins
+    input: str
+    column: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Binner:
+    columns: tuple[Column, ...]
+    prediction: FeatureBins | None
+
+    def feature_values(self, feeds: Sequence[Mapping[str, Array]]
+                       ) -> Iterator[tuple[FeatureBins, Array]]:
+        """Each feature's values over a batch of requests: one concatenation per input."""
+        stacked: dict[str, Array | None] = {}
+        for name in {c.input for c in self.columns}:
+            parts = [f[name] for f in feeds if name in f]
+            if not parts:
+                stacked[name] = None
+                continue
+            try:
+                stacked[name] = np.concatenate(parts)
+            except ValueError:  # shapes that vary beyond the batch dimension
+                stacked[name] = np.concatenate([p.ravel() for p in parts])
+        for column in self.columns:
+            arr = stacked[column.input]
+            if arr is None:
+                continue
+            if column.column is None:
+                yield column.bins, arr.ravel()
+            elif arr.ndim == 2:
+                yield column.bins, arr[:, column.column]
+
+
+def binner_for(baseline: Baseline | None,
+               inputs: Sequence[tuple[str, tuple[int, ...]]]) -> Binner | None:
+    """Map baseline features onto model inputs: by name (one input per column), or onto
+    the columns of a single 2-D input whose width equals the number of features."""
+    if baseline is None:
+        return None
+    bins = [feature_bins(f) for f in baseline.features]
+    shapes = dict(inputs)
+    columns = [Column(b, b.name, None) for b in bins if b.name in shapes]
+    if not columns and len(inputs) == 1:
+        name, shape = inputs[0]
+        if len(shape) == 2 and shape[1] == len(bins):
+            columns = [Column(b, name, i) for i, b in enumerate(bins)]
+    prediction = feature_bins(baseline.prediction) if baseline.prediction else None
+    if not columns and prediction is None:
+        return None
+    return Binner(tuple(columns), prediction)
