@@ -2,11 +2,13 @@
 the admin socket, with the same output and exit code as alone (real processes only)."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from core.admin import AdminServer, Session, socket_path
+from core.admin import AdminServer, Request, Session, forward, socket_path
 from core.config import Settings
 from tests.forward_helpers import operate_hub_from_cli, popen_in, run_in
 from tests.hub_helpers import start_hub_process
@@ -201,6 +203,26 @@ def test_headless_hub_operated_entirely_from_the_cli(outpost_home: Path, work: P
         assert hub.proc.poll() is None
     finally:
         hub.stop()
+
+
+def test_hostile_frames_get_one_line_and_the_holder_serves_on(tmp_path: Path) -> None:
+    server = AdminServer(Settings(tmp_path / "home"), lambda session: 7).start()
+    try:
+        for garbage in (struct.pack(">cI", b"q", 1 << 30),  # a 1 GiB frame announced
+                        struct.pack(">cI", b"q", 5) + b"12345",  # not JSON
+                        struct.pack(">cI", b"q", 14) + b'{"argv": "x"}\n',  # argv not a list
+                        struct.pack(">cI", b"z", 0)):  # not a request
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(server.path))
+                sock.sendall(garbage)
+                kind, size = struct.unpack(">cI", sock.recv(5))
+                text = sock.recv(size).decode()
+                assert kind == b"r" and text.startswith("refused: ") and "\n" not in text
+        request = Request(["info"], "/", {})
+        assert forward(Settings(tmp_path / "home"), request, io.BytesIO(), io.BytesIO()) == 7
+        assert server.completed == 1
+    finally:
+        server.stop()
 
 
 def test_long_home_gets_a_private_socket_folder(tmp_path: Path) -> None:

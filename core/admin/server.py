@@ -126,6 +126,8 @@ class AdminServer:
     def start(self) -> AdminServer:
         if self.path.parent != self.settings.home:
             private_folder(self.path.parent)
+        else:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
         # This process holds the catalog, so a socket file here is a crashed holder's.
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -179,8 +181,8 @@ class AdminServer:
             writer = FrameWriter(conn)
             try:
                 request = self._handshake(conn)
-            except (OSError, ValueError, OutpostError) as exc:
-                writer.send(REFUSED, str(exc).encode())
+            except (OSError, ValueError, TypeError, OutpostError) as exc:
+                writer.send(REFUSED, f"refused: {exc}".encode())
                 return
             session = Session(request, ClientStream(writer, STDOUT, request.stdout_tty),
                               ClientStream(writer, STDERR, request.stderr_tty))
@@ -202,7 +204,7 @@ class AdminServer:
 
     def _handshake(self, conn: socket.socket) -> Request:
         if peer_uid(conn) != os.geteuid():
-            raise OutpostError("refused: only the owner of this Outpost home may use it")
+            raise OutpostError("only the owner of this Outpost home may use it")
         conn.settimeout(_HANDSHAKE_S)
         frame = recv_frame(conn)
         conn.settimeout(None)
