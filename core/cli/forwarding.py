@@ -16,7 +16,7 @@ from rich.console import Console
 from core.admin import AdminServer, Handler, NoHolder, Request, Session, forward
 from core.admin.streams import routed
 from core.catalog import Catalog
-from core.cli.session import Forwarded, _current
+from core.cli.session import Forwarded, running_forwarded
 from core.config import ENV_PREFIX, Settings
 from core.errors import CatalogInUse, OutpostError
 
@@ -187,12 +187,9 @@ def holder_handler(catalog: Catalog, run_here: RunFn) -> Handler:
 
     def handle(session: Session) -> int:
         console, err_console = _consoles(session.request, session)
-        token = _current.set(Forwarded(session, catalog, console, err_console))
-        try:
-            with routed(session.stdout, session.stderr):
-                return run_here(session.request.argv)
-        finally:
-            _current.reset(token)
+        current = Forwarded(session, catalog, console, err_console)
+        with running_forwarded(current), routed(session.stdout, session.stderr):
+            return run_here(session.request.argv)
 
     return handle
 

@@ -3,7 +3,8 @@ and what differs when it is forwarded: the catalog, the consoles, env, cancel to
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -29,6 +30,16 @@ _current: ContextVar[Forwarded | None] = ContextVar("outpost_forwarded", default
 
 def forwarded() -> Forwarded | None:
     return _current.get()
+
+
+@contextmanager
+def running_forwarded(current: Forwarded) -> Iterator[None]:
+    """While inside, this thread's command is `current` (its catalog, consoles, env)."""
+    token = _current.set(current)
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def environ() -> Mapping[str, str]:
