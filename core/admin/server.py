@@ -195,11 +195,12 @@ class AdminServer:
                 threading.Thread(target=self._watch, args=(conn, session),
                                  name="admin-watch", daemon=True).start()
                 code = self._run(session)
+                with self._changed:  # counted before the client hears the end
+                    self.completed += 1
                 writer.send(EXIT, str(code).encode())
             finally:
                 with self._changed:
                     self._sessions.discard(session)
-                    self.completed += 1
                     self._changed.notify_all()
 
     def _handshake(self, conn: socket.socket) -> Request:
