@@ -13,14 +13,16 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from core.admin import AdminServer, Request, Session, forward, socket_path
+from core.admin.frames import ACCEPTED, CANCEL, EXIT, REQUEST, recv_frame, send_frame
 from core.config import Settings
 from tests.forward_helpers import operate_hub_from_cli, popen_in, run_in
-from tests.hub_helpers import start_hub_process
+from tests.hub_helpers import start_hub_process, wait_until
 
 CSV = "temp,site\n1.5,north\n2.5,south\n3.0,north\n"
 # Read-only or idempotent: alone and forwarded they must print the same bytes.
@@ -221,6 +223,33 @@ def test_hostile_frames_get_one_line_and_the_holder_serves_on(tmp_path: Path) ->
         request = Request(["info"], "/", {})
         assert forward(Settings(tmp_path / "home"), request, io.BytesIO(), io.BytesIO()) == 7
         assert server.completed == 1
+    finally:
+        server.stop()
+
+
+def test_cancel_interrupts_a_command_that_ignores_its_token(tmp_path: Path) -> None:
+    """Ctrl-C on a command with no cancel points: interrupted in the holder, which serves on."""
+    looping = threading.Event()
+
+    def stubborn(session: Session) -> int:
+        looping.set()
+        while True:  # never looks at session.cancel
+            time.sleep(0.01)
+
+    server = AdminServer(Settings(tmp_path / "home"), stubborn).start()
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(server.path))
+            send_frame(sock, REQUEST, Request(["x"], "/", {}).to_json())
+            assert recv_frame(sock)[0] == ACCEPTED  # type: ignore[index]
+            assert looping.wait(10)
+            send_frame(sock, CANCEL)
+            sock.settimeout(10)
+            assert recv_frame(sock) == (EXIT, b"130")
+        wait_until(lambda: server.running == 0, 10, "the session ended")
+        server.handler = lambda session: 0
+        assert forward(Settings(tmp_path / "home"), Request(["y"], "/", {}), io.BytesIO(),
+                       io.BytesIO()) == 0
     finally:
         server.stop()
 
