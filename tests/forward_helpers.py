@@ -3,6 +3,7 @@ hub loop operated from the CLI while another process holds the catalog."""
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,33 @@ def ok(home: Path, cwd: Path, *args: str) -> CliResult:
 def popen_in(home: Path, cwd: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*OUTPOST, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=_env(home), cwd=cwd)
+
+
+def run_in_pty(home: Path, cwd: Path, *args: str, timeout: float = 120) -> tuple[int, bytes]:
+    """`outpost ARGS` with a terminal for stdin, stdout and stderr: (exit code, what it drew)."""
+    master, slave = pty.openpty()
+    env = dict(_env(home), TERM="xterm-256color")
+    env.pop("NO_COLOR")
+    proc = subprocess.Popen([*OUTPOST, *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, cwd=cwd, close_fds=True)
+    os.close(slave)
+    drawn = bytearray()
+    try:
+        while chunk := _read(master):
+            drawn += chunk
+        return proc.wait(timeout), bytes(drawn)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other side of the terminal closed
+        return b""
 
 
 def answer(agent: HubAgent, x: float) -> float | None:

@@ -21,7 +21,7 @@ import pytest
 from core.admin import AdminServer, Request, Session, forward, socket_path
 from core.admin.frames import ACCEPTED, CANCEL, EXIT, REQUEST, recv_frame, send_frame
 from core.config import Settings
-from tests.forward_helpers import operate_hub_from_cli, popen_in, run_in
+from tests.forward_helpers import operate_hub_from_cli, popen_in, run_in, run_in_pty
 from tests.hub_helpers import start_hub_process, wait_until
 
 CSV = "temp,site\n1.5,north\n2.5,south\n3.0,north\n"
@@ -71,6 +71,24 @@ def test_output_and_exit_codes_match_running_alone(outpost_home: Path, work: Pat
     codes = {c: a.returncode for c, a in zip(COMMANDS, alone, strict=True)}
     assert codes[("dataset", "show", "nope")] == 1 and codes[("dataset", "show")] == 2
     assert (work / "desk.pub").is_file()  # written where the caller stands, not the hub
+
+
+def test_progress_bar_draws_on_the_callers_terminal(outpost_home: Path, work: Path) -> None:
+    with (work / "big.csv").open("w") as out:
+        out.write("id,value,site\n")
+        out.writelines(f"{i},{i * 0.5},s{i % 7}\n" for i in range(100_000))
+    code, alone = run_in_pty(outpost_home, work, "dataset", "import", "big.csv")
+    assert code == 0
+    hub = start_hub_process(outpost_home)
+    try:
+        code, forwarded = run_in_pty(outpost_home, work, "dataset", "import", "big.csv",
+                                     "--name", "again")
+    finally:
+        hub.stop()
+    assert code == 0
+    for drawn in (alone, forwarded):  # a coloured bar on the terminal, erased at the end
+        assert b"\x1b[2Kread " in drawn and "━".encode() in drawn and b"\x1b[?25h" in drawn
+        assert b"imported" in drawn or b"rows" in drawn, drawn[-400:]
 
 
 def test_two_clis_at_once_both_land(outpost_home: Path, work: Path) -> None:
