@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar, table
+from core.cli.session import cancel_token
 from core.telemetry.ingest import import_telemetry
 from core.telemetry.pull import pull_telemetry
 
@@ -21,7 +22,7 @@ def pull(
 ) -> None:
     """Pull new telemetry from agents (resumable; each record stored exactly once)."""
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        results = pull_telemetry(catalog, agent, progress=progress)
+        results = pull_telemetry(catalog, agent, progress=progress, cancel=cancel_token())
     data = {"agents": [r.to_dict() for r in results]}
     emit(data, as_json, lambda: console.print(table("telemetry pulled", [
         "agent", "rows", "requests", "histograms", "cursor", "error"], [

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from core.cli.common import JsonFlag, console, emit, err_console, open_catalog, progress_bar, table
+from core.cli.session import cancel_token
 from core.training.algorithms import parse_param_assignments
 from core.training.metrics import METRICS
 
@@ -75,13 +76,13 @@ def train(
         if search_kind is None:
             run = train_run(catalog, ref, target, features=_features(features), algo=algo,
                             params=params, seed=seed, test_size=test_size, task=task,
-                            progress=progress)
+                            progress=progress, cancel=cancel_token())
             emit(_run_json(run), as_json, lambda: render_run(run))
             return
         result = search(catalog, ref, target, algo=algo, kind=search_kind, trials=trials,
                         metric=metric, cv=cv, seed=seed, params=params,
                         features=_features(features), test_size=test_size, task=task,
-                        progress=progress)
+                        progress=progress, cancel=cancel_token())
     data = {**_run_json(result.parent), "best": result.best.id,
             "metric": (result.parent.search or {}).get("metric"),
             "trials": [{"run": t.id, "params": t.params, "metrics": t.metrics,
