@@ -102,6 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token_file = args.token_file or config.get("token_file")
     token = read_token(Path(token_file) if token_file else None, agent_dir)
     hub = hub_settings(args, agent_dir)  # before the key ring loads: it may trust a key
+    feedback_token = read_token(Path(args.feedback_token_file), agent_dir) \
+        if args.feedback_token_file else None
     options = ServeOptions(
         agent_dir=agent_dir, token=token, keyring=_keyring(agent_dir, args.trust_key),
         inbox=Path(args.inbox) if args.inbox else None,
@@ -109,7 +111,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_bundle_bytes=int(args.max_bundle_mb * 1024 * 1024),
         telemetry_max_bytes=int(args.telemetry_max_mb * 1024 * 1024),
         window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us,
-        hub=hub)
+        hub=hub, feedback_token=feedback_token,
+        capture_max_bytes=int(args.capture_max_mb * 1024 * 1024))
     return serve(sock, options)
 
 
@@ -182,6 +185,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="longest wait for an inference request body (10 s)")
     serve.add_argument("--telemetry-max-mb", type=float, default=64.0,
                        help="telemetry outbox cap; oldest records are evicted past it")
+    serve.add_argument("--feedback-token-file",
+                       help="file holding a second token that may only post feedback "
+                       "(labels) to /v1/models/NAME/feedback")
+    serve.add_argument("--capture-max-mb", type=float, default=16.0,
+                       help="cap of the captured-samples buffer; oldest rows are evicted "
+                       "past it (16)")
     serve.add_argument("--window-s", type=float, default=60.0,
                        help="histogram window length in seconds (60)")
     serve.add_argument("--batch-max", type=int, default=16,
