@@ -13,6 +13,10 @@ import duckdb
 
 from core.errors import NotFound
 
+_FLOATS = ("FP16", "FP32", "FP64")
+
+_FLOATS = ("FP16", "FP32", "FP64")
+
 PREDICTIONS = """
     SELECT agent, version, unnest(ids) AS id, unnest(predicted) AS predicted,
            unnest(times) AS t
@@ -30,11 +34,18 @@ LABELS = """
 
 
 def model_task(cur: duckdb.DuckDBPyConnection, model: str) -> tuple[str, list[str] | None]:
-    """(task, class labels) of the model's latest version; NotFound for an unknown model."""
+    """(task, class labels) of the model's latest version; NotFound for an unknown model.
+
+    An imported graph may not say its task: a float first output means regression, as the
+    agent decides for its feedback route."""
     row = cur.execute(
-        "SELECT coalesce(task, 'classification'), labels FROM model_version WHERE model = ? "
+        "SELECT task, labels, outputs FROM model_version WHERE model = ? "
         "ORDER BY version DESC LIMIT 1", [model]).fetchone()
     if row is None:
         raise NotFound(f"model {model!r} is not in the catalog")
-    labels = json.loads(row[1]) if row[1] else None
-    return str(row[0]), None if labels is None else [str(v) for v in labels]
+    task, labels, outputs = row
+    if task is None:
+        first = (json.loads(outputs) or [{}])[0] if outputs else {}
+        task = "regression" if first.get("datatype") in _FLOATS else "classification"
+    classes = json.loads(labels) if labels else None
+    return str(task), None if classes is None else [str(v) for v in classes]
