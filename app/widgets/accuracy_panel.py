@@ -12,12 +12,9 @@ from app.views.datasets import record_table
 
 if TYPE_CHECKING:
     from core.accuracy import AccuracyReport
+    from core.accuracy import AgentAccuracy  # noqa: F401 -- named in a string type argument
 
 ALERT_COLOUR = "#d9534f"
-
-
-def _share(value: float | None) -> str:
-    return "" if value is None else f"{value:.1%}"
 
 
 class AccuracyTableModel(RecordTableModel["AgentAccuracy"]):
