@@ -11,8 +11,10 @@ from app.models.records import Column, RecordTableModel, number
 from app.views.datasets import record_table
 
 if TYPE_CHECKING:
-    from core.accuracy import AccuracyReport
-    from core.accuracy import AgentAccuracy  # noqa: F401 -- named in a string type argument
+    from core.accuracy import (
+        AccuracyReport,
+        AgentAccuracy,  # noqa: F401 -- named in a string type argument
+    )
 
 ALERT_COLOUR = "#d9534f"
 
