@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from core.accuracy import accuracy_report
+from core.datasets import resolve_version, version_path
 from core.fleet.agents import add_agent
 from core.fleet.capture import capture_policy, set_capture
 from core.fleet.dispatch import deploy
@@ -54,6 +56,19 @@ def test_export_file_carries_predictions_feedback_and_captures(outpost_home: Pat
     assert (entry.predictions, entry.labelled) == (20, 8)
     right = sum(p == 1 for p in doc["predictions"][:8])
     assert entry.correct == right
+    catalog.close()
+    # training data + the 8 labelled captures, in one command
+    run = run_cli(outpost_home, "train", "mini", "--target", "fail", "--algo",
+                  "logistic_regression", "--add-captured", "--json", check=True).json()
+    assert run["dataset"] == "mini_plus_captured"
+    catalog = open_catalog(outpost_home)
+    added = resolve_version(catalog, "mini_plus_captured")
+    assert added.rows == 400 + 8 and added.parent is not None and added.parent[0] == "mini"
+    frame = pd.read_parquet(version_path(catalog, added))
+    assert list(frame.columns) == ["temp", "site", "load", "fail"]
+    tail = frame.iloc[400:]
+    assert sorted(tail["temp"].tolist()) == [r["temp"] for r in RECORDS[:8]]
+    assert (tail["fail"] == 1).all()
     catalog.close()
 
 
