@@ -87,34 +87,48 @@ def _stage(cur: duckdb.DuckDBPyConnection, path: Path, model: str, task: str,
         raise InvalidInput(f"feedback file {name} is not a readable CSV: "
                            f"{duck.first_line(exc)}") from exc
     id_col, label_col, ts_col = _idents(_columns(cur, name, task, model))
-    _first_bad(cur, f"{id_col} IS NULL OR trim({id_col}) = ''", "have no id", name)
-    _first_bad(cur, f"{label_col} IS NULL OR trim({label_col}) = ''", "have no label", name)
     if task == "regression":
         label = f"CAST(CAST(trim({label_col}) AS DOUBLE) AS VARCHAR)"
-        _first_bad(cur, f"NOT isfinite(coalesce(TRY_CAST(trim({label_col}) AS DOUBLE), 'nan'))",
-                   "have a value that is not a number", name, label_col)
     else:
         label = f"trim({label_col})"
-        if classes:
-            cur.execute("CREATE TEMP TABLE fb_classes AS SELECT unnest(?::VARCHAR[]) AS c",
-                        [classes])
-            shown = ", ".join(classes[:_SHOWN_CLASSES])
-            _first_bad(cur, f"{label} NOT IN (SELECT c FROM fb_classes)",
-                       f"have a label that is not a class of model {model} ({shown})", name,
-                       label_col)
+    # Every check in one pass over the file; the slower query that names the first
+    # offending line runs only when a check failed.
+    checks: list[tuple[str, str, str]] = [
+        (f"{id_col} IS NULL OR trim({id_col}) = ''", "have no id", "NULL"),
+        (f"{label_col} IS NULL OR trim({label_col}) = ''", "have no label", "NULL")]
+    if task == "regression":
+        checks.append((f"NOT isfinite(coalesce(TRY_CAST(trim({label_col}) AS DOUBLE), 'nan'))",
+                       "have a value that is not a number", label_col))
+    elif classes:
+        cur.execute("CREATE TEMP TABLE fb_classes AS SELECT unnest(?::VARCHAR[]) AS c",
+                    [classes])
+        shown = ", ".join(classes[:_SHOWN_CLASSES])
+        checks.append((f"{label} NOT IN (SELECT c FROM fb_classes)",
+                       f"have a label that is not a class of model {model} ({shown})",
+                       label_col))
     ts = "epoch(now())"
     if ts_col is not None:
         ts = (f"coalesce(TRY_CAST({ts_col} AS DOUBLE), "
               f"epoch(TRY_CAST({ts_col} AS TIMESTAMPTZ)), epoch(now()))")
-        _first_bad(cur, f"{ts_col} IS NOT NULL AND TRY_CAST({ts_col} AS DOUBLE) IS NULL AND "
-                   f"TRY_CAST({ts_col} AS TIMESTAMPTZ) IS NULL",
-                   "have a ts that is neither unix seconds nor an ISO time", name, ts_col)
-    duck.run(cur, "CREATE TEMP TABLE fb_new AS SELECT id, arg_max(label, r) AS label, "
-             "arg_max(ts, r) AS ts, count(*) AS n FROM ("
-             f"SELECT rowid AS r, trim({id_col}) AS id, {label} AS label, {ts} AS ts "
-             "FROM fb_raw) GROUP BY id", "feedback import", progress, cancel)
-    ((rows,),) = cur.execute("SELECT count(*) FROM fb_raw").fetchall()
-    return int(rows)
+        checks.append((f"{ts_col} IS NOT NULL AND TRY_CAST({ts_col} AS DOUBLE) IS NULL AND "
+                       f"TRY_CAST({ts_col} AS TIMESTAMPTZ) IS NULL",
+                       "have a ts that is neither unix seconds nor an ISO time", ts_col))
+    counts = duck.run(cur, "SELECT count(*), count(DISTINCT trim(" + id_col + ")), "
+                      + ", ".join(f"count(*) FILTER ({w})" for w, _, _ in checks)
+                      + " FROM fb_raw", "feedback check", progress, cancel)[0]
+    rows, distinct = int(counts[0]), int(counts[1])
+    for (where, what, value), bad in zip(checks, counts[2:], strict=True):
+        if bad:
+            _first_bad(cur, where, what, name, value)
+    rows_sql = (f"SELECT rowid AS r, trim({id_col}) AS id, {label} AS label, {ts} AS ts "
+                "FROM fb_raw")
+    if distinct == rows:  # the usual file: no id twice, nothing to deduplicate
+        sql = f"SELECT id, label, ts, 1 AS n FROM ({rows_sql})"
+    else:
+        sql = ("SELECT id, arg_max(label, r) AS label, arg_max(ts, r) AS ts, count(*) AS n "
+               f"FROM ({rows_sql}) GROUP BY id")
+    duck.run(cur, f"CREATE TEMP TABLE fb_new AS {sql}", "feedback import", progress, cancel)
+    return rows
 
 
 def _idents(cols: tuple[str, str, str | None]) -> tuple[str, str, str | None]:
