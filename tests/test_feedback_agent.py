@@ -119,3 +119,31 @@ def test_capture_policy_from_bundle_and_from_the_desktop(tmp_path: Path) -> None
                                    {"policy": {"share": 2}}, agent.headers(), "PUT")
         assert status == 400 and "share" in err["error"]
     assert json.loads((tmp_path / "agent" / "capture.json").read_text())["pumps"]["share"] == 0
+
+
+def test_full_capture_buffer_evicts_oldest_counts_and_never_blocks(tmp_path: Path) -> None:
+    key = generate_signing_key()
+    with running_agent(tmp_path / "agent", trust_key=key,
+                       extra_args=("--capture-max-mb", "0.004")) as agent:
+        _install(agent, _bundle(tmp_path, key, {"share": 1.0}))
+        ids = []
+        for row in ROWS * 3:
+            status, doc = json_request(f"{agent.url}/v1/models/pumps/predict",
+                                       {"records": [row]}, method="POST")
+            assert status == 200
+            ids += doc["ids"]
+        _records(agent, "prediction", len(ids))  # every answer is still recorded
+        deadline = time.monotonic() + 20
+        while True:
+            _, status_doc = json_request(f"{agent.url}/v1/status", headers=agent.headers())
+            telemetry = status_doc["telemetry"]
+            if telemetry["capture_evicted"] > 0:
+                break
+            assert time.monotonic() < deadline, telemetry
+            time.sleep(0.05)
+        _, doc = json_request(f"{agent.url}/v1/telemetry?after=0&limit=10000",
+                              headers=agent.headers())
+    kept = [r["id"] for r in doc["records"] if r["kind"] == "capture"]
+    assert telemetry["capture_bytes"] <= 0.004 * 1024 * 1024
+    assert kept == ids[-len(kept):]  # the newest stay, the oldest went first
+    assert len(kept) + telemetry["capture_evicted"] == len(ids)

@@ -47,9 +47,11 @@ class FeedbackImport:
 
 def _first_bad(cur: duckdb.DuckDBPyConnection, where: str, what: str, name: str,
                value_sql: str = "NULL") -> None:
+    # rowids of a table filled in this transaction start at a large offset: lines count
+    # from the first one (CREATE TABLE AS keeps the file's order).
     n, line, value = cur.execute(
-        f"SELECT count(*), min(rowid) + 2, arg_min({value_sql}, rowid) FROM fb_raw "
-        f"WHERE {where}").fetchone() or (0, None, None)
+        f"SELECT count(*), min(rowid) - (SELECT min(rowid) FROM fb_raw) + 2, "
+        f"arg_min({value_sql}, rowid) FROM fb_raw WHERE {where}").fetchone() or (0, None, None)
     if n:
         shown = "" if value is None else f": {str(value)[:60]!r}"
         raise InvalidInput(f"feedback file {name}: {n} rows {what} (first: line {line}{shown})")
@@ -156,10 +158,11 @@ def import_feedback(catalog: Catalog, path: Path, model: str, *,
         cur.execute("DELETE FROM feedback WHERE model = $model AND id IN "
                     "(SELECT n.id FROM fb_new n JOIN feedback f ON f.model = $model "
                     "AND f.id = n.id AND f.label <> n.label)", params)
-        cur.execute("INSERT INTO feedback (model, id, label, ts, source) "
-                    "SELECT $model, n.id, n.label, n.ts, $source FROM fb_new n "
-                    "ANTI JOIN (SELECT id FROM feedback WHERE model = $model) f USING (id)",
-                    {**params, "source": path.name})
+        insert = ("INSERT INTO feedback (model, id, label, ts, source) "
+                  "SELECT $model, n.id, n.label, n.ts, $source FROM fb_new n")
+        if new != labels:  # some ids were labelled before: only the new and changed ones
+            insert += " ANTI JOIN (SELECT id FROM feedback WHERE model = $model) f USING (id)"
+        cur.execute(insert, {**params, "source": path.name})
         ((orphans,),) = cur.execute(
             "SELECT count(*) FROM fb_new ANTI JOIN (SELECT unnest(ids) AS id FROM "
             "telemetry_prediction WHERE model = $model) p USING (id)", params).fetchall()
