@@ -60,10 +60,11 @@ def _answer(agent: HubAgent, x: float) -> float:
 
 
 def _seqs(catalog: Catalog, agent: str) -> list[int]:
+    tables = ("telemetry_request", "telemetry_histogram", "telemetry_prediction",
+              "telemetry_feedback", "telemetry_capture")
     rows = catalog.cursor().execute(
-        "SELECT seq FROM telemetry_request WHERE agent = ? UNION ALL "
-        "SELECT seq FROM telemetry_histogram WHERE agent = ? ORDER BY seq",
-        [agent, agent]).fetchall()
+        " UNION ALL ".join(f"SELECT seq FROM {t} WHERE agent = $agent" for t in tables)
+        + " ORDER BY seq", {"agent": agent}).fetchall()
     return [int(s) for (s,) in rows]
 
 
