@@ -158,25 +158,33 @@ class Outbox:
             "AND window_start = ?", list(closed))
 
     def _evict(self, seq: int) -> tuple[int, int]:
-        """Drop the oldest records until under 90% of the cap; note what went."""
+        """Drop the oldest records until under 90% of the cap; note what went.
+
+        An earlier note dropped with them is folded into the new one, so the desktop
+        still learns of every record lost, however many evictions the link missed."""
         if self._bytes <= self.max_bytes:
             return 0, seq
         target = self._bytes - int(self.max_bytes * 0.9)
-        freed, first, last, count, captured = 0, 0, 0, 0, 0
-        for row_seq, size, kind in self._conn.execute(
-                "SELECT seq, size, kind FROM records ORDER BY seq"):
+        freed, first, last, count, captured, carried = 0, 0, 0, 0, 0, 0
+        for row_seq, size, kind, body in self._conn.execute(
+                "SELECT seq, size, kind, CASE WHEN kind = 'evicted' THEN body END "
+                "FROM records ORDER BY seq"):
             if freed >= target:
                 break
             first = first or row_seq
             last, freed, count = row_seq, freed + size, count + 1
             captured += size if kind == CAPTURE else 0
+            if body is not None:  # an earlier note: carry what it said, not the note
+                earlier = orjson.loads(body)
+                first = min(first, int(earlier["first_seq"]))
+                carried += int(earlier["count"]) - 1
         self._capture_bytes -= captured
         self._conn.execute("DELETE FROM records WHERE seq <= ?", (last,))
         self._backlog -= count
         self._bytes -= freed
         log.warning("telemetry outbox over %d bytes: evicted %d records", self.max_bytes, count)
-        note = {"kind": "evicted", "ts": time.time(), "count": count, "first_seq": first,
-                "last_seq": last}
+        note = {"kind": "evicted", "ts": time.time(), "count": count + carried,
+                "first_seq": first, "last_seq": last}
         return count, self._insert(seq, [note])
 
     def read(self, after: int, limit: int) -> list[dict[str, Any]]:

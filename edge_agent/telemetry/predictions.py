@@ -9,6 +9,9 @@ from typing import Any, Protocol
 import numpy as np
 
 Array = np.ndarray[Any, Any]
+# Rows per record: keeps a record ~2 KB, well under any telemetry batch limit (a hub
+# refuses a batch over its byte cap, and one record cannot be split).
+MAX_ROWS = 32
 
 
 class Answered(Protocol):
@@ -34,16 +37,16 @@ def predicted_texts(prediction: Array, rows: int) -> list[str]:
 
 def prediction_records(events: Iterable[Answered], prefix: str, now: float
                        ) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, int], dict[str, Any]] = {}
+    groups: dict[tuple[str, int], tuple[list[str], list[str], list[float]]] = {}
     for e in events:
         if e.status != 200 or e.prediction is None or not e.first_id:
             continue
-        rec = groups.get((e.model, e.version))
-        if rec is None:
-            rec = groups[(e.model, e.version)] = {
-                "kind": "prediction", "ts": now, "model": e.model, "version": e.version,
-                "ids": [], "predicted": [], "times": []}
-        rec["ids"] += [f"{prefix}{n}" for n in range(e.first_id, e.first_id + e.rows)]
-        rec["predicted"] += predicted_texts(e.prediction, e.rows)
-        rec["times"] += [e.ts] * e.rows
-    return list(groups.values())
+        ids, predicted, times = groups.setdefault((e.model, e.version), ([], [], []))
+        ids += [f"{prefix}{n}" for n in range(e.first_id, e.first_id + e.rows)]
+        predicted += predicted_texts(e.prediction, e.rows)
+        times += [e.ts] * e.rows
+    return [{"kind": "prediction", "ts": now, "model": model, "version": version,
+             "ids": ids[i:i + MAX_ROWS], "predicted": predicted[i:i + MAX_ROWS],
+             "times": times[i:i + MAX_ROWS]}
+            for (model, version), (ids, predicted, times) in groups.items()
+            for i in range(0, len(ids), MAX_ROWS)]
