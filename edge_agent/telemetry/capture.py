@@ -101,38 +101,47 @@ class Capturer:
         window = now - now % self.window_s
         if window != self._window:
             self._window, self._per_class = window, {}
-        out: list[dict[str, Any]] = []
+        chosen = []
         for e in events:
             if e.status != 200 or e.feeds is None or e.prediction is None or not e.first_id:
                 continue
             policy = self.policy(e.model, e.capture)
-            if policy is None or not policy.active:
-                continue
-            out += self._capture(e, policy)
+            if policy is not None and policy.active:
+                chosen.append((e, policy))
+        if not chosen:
+            return []
+        # One random draw for the whole chunk: the writer shares the GIL with the server.
+        draws = self._rng.random(sum(e.rows for e, _ in chosen))
+        out: list[dict[str, Any]] = []
+        start = 0
+        for e, policy in chosen:
+            reasons = self._reasons(e, policy, draws[start:start + e.rows])
+            start += e.rows
+            if reasons:
+                out += self._capture(e, policy, reasons)
         return out
 
-    def _reasons(self, e: Answered, policy: CapturePolicy) -> list[str | None]:
-        reasons: list[str | None] = [None] * e.rows
+    def _reasons(self, e: Answered, policy: CapturePolicy, draws: Array
+                 ) -> dict[int, str]:
+        """Row -> why it is captured, for the rows that are."""
         if policy.while_drift and policy.drift_alerted:
-            return ["drift"] * e.rows
+            return dict.fromkeys(range(e.rows), "drift")
+        reasons: dict[int, str] = {}
+        if policy.share > 0:
+            reasons.update(dict.fromkeys(np.flatnonzero(draws < policy.share).tolist(),
+                                         "random"))
         if policy.confidence_below is not None and e.proba is not None:
             top = e.proba.reshape(e.rows, -1).max(axis=1)
-            for i in np.flatnonzero(top < policy.confidence_below).tolist():
-                reasons[i] = "confidence"
-        if policy.share > 0:
-            for i in np.flatnonzero(self._rng.random(e.rows) < policy.share).tolist():
-                reasons[i] = reasons[i] or "random"
+            reasons.update(dict.fromkeys(
+                np.flatnonzero(top < policy.confidence_below).tolist(), "confidence"))
         return reasons
 
-    def _capture(self, e: Answered, policy: CapturePolicy) -> list[dict[str, Any]]:
-        reasons = self._reasons(e, policy)
-        rows = [i for i, r in enumerate(reasons) if r is not None]
-        if not rows:
-            return []
+    def _capture(self, e: Answered, policy: CapturePolicy, reasons: dict[int, str]
+                 ) -> list[dict[str, Any]]:
         assert e.feeds is not None and e.prediction is not None
         predicted = predicted_texts(e.prediction, e.rows)
         out = []
-        for i in rows:
+        for i in sorted(reasons):
             if policy.per_class_cap is not None:
                 key = (e.model, e.version, predicted[i])
                 if self._per_class.get(key, 0) >= policy.per_class_cap:
