@@ -67,7 +67,7 @@ def test_migrations_are_named_and_recorded_once(tmp_path: Path) -> None:
     Outbox(path).close()
     names = [r[0] for r in sqlite3.connect(path).execute(
         "SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert names == ["001_records", "002_state", "003_open_windows"]
+    assert names == ["001_records", "002_state", "003_open_windows", "004_capture_evicted"]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

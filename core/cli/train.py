@@ -65,6 +65,9 @@ def train(
         "--metric", help="Metric that picks the best trial (default: f1_macro or rmse).")
     ] = None,
     cv: Annotated[int, typer.Option("--cv", help="Cross-validation folds per trial.")] = 3,
+    with_captured: Annotated[bool, typer.Option(
+        "--add-captured", help="Train on the dataset plus the labelled rows agents captured "
+        "for models trained on it (as dataset NAME_plus_captured).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train a model on a dataset version and record the run (or search, with --search)."""
@@ -73,6 +76,11 @@ def train(
 
     params = parse_param_assignments(param or [])
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
+        if with_captured:
+            from core.feedback.training import add_captured
+
+            added = add_captured(catalog, ref, target, progress=progress)
+            ref = f"{added.name}@{added.version}"
         if search_kind is None:
             run = train_run(catalog, ref, target, features=_features(features), algo=algo,
                             params=params, seed=seed, test_size=test_size, task=task,

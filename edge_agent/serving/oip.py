@@ -304,12 +304,19 @@ def _json_data(arr: np.ndarray[Any, Any], datatype: str) -> Any:
 
 
 def encode_infer_response(model: str, version: int, request: InferRequest,
-                          outputs: list[tuple[str, np.ndarray[Any, Any]]]
-                          ) -> tuple[bytes, int | None]:
-    """The response body and, when any output is binary, the JSON header length."""
+                          outputs: list[tuple[str, np.ndarray[Any, Any]]],
+                          ids: list[str] | None = None) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the JSON header length.
+
+    `id` echoes the client's id, or else is the first row's prediction id; Outpost's ids,
+    one per row, are in ``parameters.prediction_ids``."""
     doc: dict[str, Any] = {"model_name": model, "model_version": str(version)}
     if request.id is not None:
         doc["id"] = request.id
+    elif ids:
+        doc["id"] = ids[0]
+    if ids is not None:
+        doc["parameters"] = {"prediction_ids": ids}
     tensors: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, arr in outputs:

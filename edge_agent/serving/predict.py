@@ -118,8 +118,10 @@ def records_to_feeds(signature: Signature, records: list[dict[str, Any]]
 
 
 def encode_predictions(model: str, version: int, rows: int,
-                       outputs: list[tuple[str, np.ndarray[Any, Any]]]) -> bytes:
-    """{"model", "version", "predictions": first output per row, "outputs": {name: rows}}."""
+                       outputs: list[tuple[str, np.ndarray[Any, Any]]],
+                       ids: list[str] | None = None) -> bytes:
+    """{"model", "version", "predictions": first output per row, "outputs": {name: rows},
+    "ids": one prediction id per row}."""
     def plain(arr: np.ndarray[Any, Any]) -> Any:
         arr = arr.reshape(rows, -1) if arr.size else arr
         arr = arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
@@ -128,4 +130,6 @@ def encode_predictions(model: str, version: int, rows: int,
     doc = {"model": model, "version": version,
            "predictions": plain(outputs[0][1]) if outputs else [],
            "outputs": {name: plain(arr) for name, arr in outputs}}
+    if ids is not None:
+        doc["ids"] = ids
     return orjson.dumps(doc)
