@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=10_000_000)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 20 k labels, 1 s runs, 1 round")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 k labels, 1 s, 1 round")
     parser.add_argument("--only", choices=["ingest", "capture"], help="run one benchmark")
     parser.add_argument("--load", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
