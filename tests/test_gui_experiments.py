@@ -79,6 +79,10 @@ def test_train_classifier_validates_params_and_shows_detail(
     dialog = _dialog(qtbot, view, "breast_cancer", "random_forest")
     dialog.params.fields["n_estimators"].widget.setValue(20)  # type: ignore[attr-defined]
     _train(qtbot, view, dialog, 1)
+    # The importance tab is showing: it is redrawn for the new run on the next turn.
+    assert view.detail.run is not None and view.detail.run.algo == "random_forest"
+    qtbot.waitUntil(lambda: view.detail.importance not in view.detail.stale, timeout=5_000)
+    assert view.detail.evaluation in view.detail.stale  # hidden: not drawn
     view.sort_by_metric("accuracy", descending=True)
     top = view.proxy.index(0, view.runs.metric_column("accuracy")).data()
     bottom = view.proxy.index(1, view.runs.metric_column("accuracy")).data()
