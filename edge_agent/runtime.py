@@ -44,15 +44,17 @@ def build_app(options: ServeOptions) -> Any:
     from edge_agent.serving.metrics import AgentMetrics
     from edge_agent.serving.server import AgentApp, Limits
     from edge_agent.serving.serving import ServedCache
+    from edge_agent.store.events import AgentEventLog
     from edge_agent.store.identity import load_or_create_identity
     from edge_agent.store.store import ModelStore
     from edge_agent.telemetry.outbox import Outbox
     from edge_agent.telemetry.recorder import Recorder
 
     identity = load_or_create_identity(options.agent_dir)
-    store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes)
-    store.open()
     outbox = Outbox(options.agent_dir / "telemetry.sqlite", options.telemetry_max_bytes)
+    store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes,
+                       on_event=AgentEventLog(options.agent_dir, identity, outbox))
+    store.open()
     metrics = AgentMetrics(outbox.stats)
     for status in store.models():
         if status.degraded:

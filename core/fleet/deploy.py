@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.audit import record_event
 from core.catalog import Catalog
 from core.errors import Cancelled, OutpostError
 from core.fleet.agents import AgentRecord, connect, get_agent
@@ -62,9 +63,15 @@ def _start(catalog: Catalog, agent: str, model: str, version: int, action: str,
 def _finish(catalog: Catalog, deployment: int, status: str, error: str | None = None,
             version: int | None = None) -> None:
     with catalog.transaction() as cur:
-        cur.execute("UPDATE deployment SET status = ?, error = ?, finished_at = now(), "
-                    "version = coalesce(?, version) WHERE id = ?",
-                    [status, error, version, deployment])
+        row = cur.execute("UPDATE deployment SET status = ?, error = ?, finished_at = now(), "
+                          "version = coalesce(?, version) WHERE id = ? "
+                          "RETURNING agent, model, version, action, bundle",
+                          [status, error, version, deployment]).fetchone()
+        if row is not None:
+            agent, model, done_version, action, bundle = row
+            record_event(cur, "rollback" if action == "rollback" else "deploy", agent=agent,
+                         model=model, version=int(done_version), sha256=bundle,
+                         detail={"deployment": deployment, "status": status, "error": error})
 
 
 def _domain(name: str) -> str:

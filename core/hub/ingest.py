@@ -18,9 +18,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.audit.agent_ingest import ingest_agent_events
 from core.catalog import Catalog
 from core.errors import OutpostError
 from core.telemetry.ingest import _KINDS, IngestResult, _check_records, ingest_table
+from edge_agent.contract.audit_events import AGENT_EVENT_KIND
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ def _ingest_together(catalog: Catalog, staged: pa.Table) -> dict[str, IngestResu
             present = set(pc.unique(staged["kind"]).to_pylist())
             inserted = {kind: _insert(cur, kind, lo, hi) if kind in present else Counter()
                         for kind in _KINDS}
+            if AGENT_EVENT_KIND in present:
+                ingest_agent_events(cur, True)
             cursors = cur.execute(
                 "INSERT INTO telemetry_cursor (agent, last_seq) "
                 "SELECT agent, max(seq) FROM staged GROUP BY agent "

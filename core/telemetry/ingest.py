@@ -17,9 +17,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from core.audit.agent_ingest import ingest_agent_events
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
 from core.telemetry.exportfile import TelemetryFileInvalid, read_header, verify_export
+from edge_agent.contract.audit_events import AGENT_EVENT_KIND
 
 RECORD_SCHEMA = pa.schema([
     ("seq", pa.int64()), ("kind", pa.string()), ("ts", pa.float64()),
@@ -28,6 +30,7 @@ RECORD_SCHEMA = pa.schema([
     ("window_start", pa.float64()), ("window_end", pa.float64()), ("feature", pa.string()),
     ("counts", pa.list_(pa.int64())), ("nulls", pa.int64()),
     ("count", pa.int64()), ("first_seq", pa.int64()), ("last_seq", pa.int64()),
+    ("body", pa.string()), ("signature", pa.string()),
 ])
 _DUCK_TYPES = {
     pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT", pa.float64(): "DOUBLE",
@@ -45,6 +48,8 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
                    "counts", "nulls")),
     "evicted": ("telemetry_evicted", ("seq", "ts", "count", "first_seq", "last_seq")),
 }
+# Kinds that go to the audit trail rather than a telemetry table (core.audit.agent_ingest).
+OTHER_KINDS: dict[str, tuple[str, ...]] = {AGENT_EVENT_KIND: ("seq", "body", "signature")}
 _agent_locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -74,10 +79,11 @@ def records_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
 
 def _check_records(cur: duckdb.DuckDBPyConnection, where: str) -> tuple[int, int, int]:
     """(records, min seq, max seq); refuses unknown kinds and records missing a field."""
+    required = {**{kind: cols for kind, (_, cols) in _KINDS.items()}, **OTHER_KINDS}
     checks = " OR ".join(
         f"(kind = '{kind}' AND ({' OR '.join(f'{c} IS NULL' for c in cols)}))"
-        for kind, (_, cols) in _KINDS.items())
-    kinds = ", ".join(f"'{k}'" for k in _KINDS)
+        for kind, cols in required.items())
+    kinds = ", ".join(f"'{k}'" for k in required)
     n, bad, lo, hi = cur.execute(
         f"SELECT count(*), count(*) FILTER (kind NOT IN ({kinds}) OR seq IS NULL OR {checks}),"
         " coalesce(min(seq), 0), coalesce(max(seq), 0) FROM staged").fetchall()[0]
@@ -97,6 +103,7 @@ def ingest_table(catalog: Catalog, agent: str, records: pa.Table, *, where: str,
                 raise TelemetryFileInvalid(f"{where} holds {n} records, its end line says "
                                            f"{expected}: the file is corrupt")
             inserted = {kind: _insert_kind(cur, agent, kind, lo, hi) for kind in _KINDS}
+            ingest_agent_events(cur, False, agent)
             cur.execute(
                 "INSERT INTO telemetry_cursor (agent, last_seq) VALUES (?, ?) "
                 "ON CONFLICT (agent) DO UPDATE SET "

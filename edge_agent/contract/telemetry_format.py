@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge_agent.contract.audit_events import AGENT_EVENT_KIND, AgentEventRecord
 from edge_agent.contract.errors import KeyFileError, SchemaError, TelemetryFileError
 from edge_agent.contract.signing import (
     atomic_write,
@@ -62,11 +63,12 @@ class EvictedRecord:
     kind: str = "evicted"
 
 
-TelemetryRecord = RequestRecord | HistogramRecord | EvictedRecord
+TelemetryRecord = RequestRecord | HistogramRecord | EvictedRecord | AgentEventRecord
 _KINDS: dict[str, type[TelemetryRecord]] = {
     "request": RequestRecord,
     "histogram": HistogramRecord,
     "evicted": EvictedRecord,
+    AGENT_EVENT_KIND: AgentEventRecord,
 }
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,
