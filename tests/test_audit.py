@@ -13,8 +13,16 @@ from core.fleet.agents import add_agent
 from core.fleet.deploy import deploy, rollback
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
+from edge_agent.contract.audit_events import AgentEvent, sign_event
 from tests.conftest import run_cli
-from tests.fleet_helpers import agents, open_catalog, train_mini
+from tests.fleet_helpers import (
+    agents,
+    enrol_row,
+    export_file,
+    new_identity,
+    open_catalog,
+    train_mini,
+)
 
 pytestmark = pytest.mark.xdist_group("fleet")
 
@@ -187,3 +195,39 @@ def test_evidence_pack_verifies_elsewhere_and_fails_when_altered(
     write_public_key(generate_signing_key().public_key(), other_key)
     wrong = run_cli(elsewhere, "audit", "verify", str(pack), "--key", str(other_key))
     assert wrong.returncode == 1 and "not the expected" in wrong.stderr
+
+
+def test_agent_events_signed_by_another_key_are_kept_aside_and_skew_is_reported(
+        outpost_home: Path, tmp_path: Path) -> None:
+    identity, stranger = new_identity(), new_identity()
+    catalog = open_catalog(outpost_home)
+    enrol_row(catalog, "edge", identity)
+    catalog.close()
+
+    def event(seq: int, ts: float, version: int, key=identity) -> dict:  # type: ignore[no-untyped-def]
+        record = sign_event(AgentEvent("id-edge", "boot-1", seq, ts, "activate", "pumps",
+                                       version, None, None), key)
+        return {"seq": seq, **record}
+
+    t0 = 1_800_000_000.0
+    records = [event(1, t0, 1), event(2, t0 - 100, 2),  # the clock jumped back 100 s
+               event(3, t0 + 50, 3, key=stranger)]
+    path = export_file(tmp_path / "t.ndjson", records, identity, agent_id="id-edge")
+    for _ in range(2):  # importing the same file twice chains each event once
+        run_cli(outpost_home, "telemetry", "import", str(path), "--json", check=True)
+    log = run_cli(outpost_home, "audit", "log", "--agent", "edge", "--json", check=True).json()
+    assert [e["agent_seq"] for e in log["entries"]] == [1, 2]
+    assert log["rejected_agent_events"] == 1
+
+    when = datetime.fromtimestamp(t0 + 10, UTC).isoformat()
+    answer = run_cli(outpost_home, "audit", "at", "edge", when, "--json", check=True).json()
+    # By the agent's sequence, version 2 came last: never reordered by its clock.
+    assert answer["version"] == 2 and answer["evidence"]["desktop"] is None
+    assert [s["agent_seq"] for s in answer["clock_skew"]] == [2]
+    assert answer["clock_skew"][0]["backwards_s"] == pytest.approx(100)
+    assert answer["rejected_agent_events"] == 1
+    assert run_cli(outpost_home, "audit", "verify", "--json", check=True).json()["ok"]
+
+    bad_time = run_cli(outpost_home, "audit", "at", "edge", "2026-01-01T00:00:00")
+    assert bad_time.returncode == 1 and "timezone" in bad_time.stderr
+    assert len(bad_time.stderr.strip().splitlines()) == 1

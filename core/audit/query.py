@@ -193,3 +193,21 @@ def _answer(catalog: Catalog, agent: str, model: str, desk: dict[str, Any] | Non
     return {"agent": agent, "model": model, "version": version, "sha256": sha,
             "since": since, "deployed_by_event": desk["position"] if desk else
             (seen["position"] if seen else None), "evidence": evidence}
+
+
+def serving_for_model(catalog: Catalog, model: str, when: datetime) -> list[dict[str, Any]]:
+    """`serving_at` for `model` on every agent the trail has seen it on."""
+    rows = catalog.cursor().execute(
+        "SELECT DISTINCT agent FROM audit_event WHERE model = ? AND agent IS NOT NULL "
+        "ORDER BY agent", [model]).fetchall()
+    return [serving_at(catalog, str(agent), when, model) for (agent,) in rows]
+
+
+def audit_subjects(catalog: Catalog) -> tuple[list[str], list[str]]:
+    """(agents, models) the trail mentions, sorted: what the History view offers."""
+    cur = catalog.cursor()
+    agents = cur.execute("SELECT DISTINCT agent FROM audit_event WHERE agent IS NOT NULL "
+                         "ORDER BY agent").fetchall()
+    models = cur.execute("SELECT DISTINCT model FROM audit_event WHERE model IS NOT NULL "
+                         "ORDER BY model").fetchall()
+    return [str(a) for (a,) in agents], [str(m) for (m,) in models]
