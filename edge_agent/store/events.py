@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_agent.contract.audit_events import AgentEvent, sign_event
 from edge_agent.contract.errors import KeyFileError
@@ -18,7 +18,7 @@ EVENT_SEQ_FILE = "event_seq.json"
 
 
 class RecordSink(Protocol):
-    def write(self, records: list[dict]) -> None: ...  # type: ignore[type-arg]
+    def write(self, records: list[dict[str, Any]]) -> None: ...
 
 
 class AgentEventLog:
