@@ -10,7 +10,7 @@ import pytest
 
 from core.audit.chain import AGENT_EVENT, GENESIS, SELECT, entry_hash, row_entry
 from core.fleet.agents import add_agent
-from core.fleet.deploy import deploy, rollback
+from core.fleet.dispatch import deploy, rollback
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
 from edge_agent.contract.audit_events import AgentEvent, sign_event
