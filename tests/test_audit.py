@@ -231,3 +231,37 @@ def test_agent_events_signed_by_another_key_are_kept_aside_and_skew_is_reported(
     bad_time = run_cli(outpost_home, "audit", "at", "edge", "2026-01-01T00:00:00")
     assert bad_time.returncode == 1 and "timezone" in bad_time.stderr
     assert len(bad_time.stderr.strip().splitlines()) == 1
+
+
+def test_usb_install_events_travel_in_the_export_file(outpost_home: Path,
+                                                      tmp_path: Path) -> None:
+    """`outpost-agent install` off-line, `export-telemetry`, `telemetry import`: the
+    agent's own install and activate events arrive with the file and answer `audit at`."""
+    import subprocess
+    import sys
+
+    from core.bundles import build_bundle
+    from edge_agent.contract.protocol import write_public_key
+    from edge_agent.store.identity import load_or_create_identity
+
+    catalog = open_catalog(outpost_home)
+    train_mini(catalog)
+    bundle = build_bundle(catalog, "pumps@1", tmp_path / "b")
+    pub = write_public_key(signing_key(catalog).public_key(), tmp_path / "desk.pub")
+    site = tmp_path / "site"
+    identity = load_or_create_identity(site)
+    enrol_row(catalog, "site", identity.key, agent_id=identity.agent_id)
+    catalog.close()
+    agent = [sys.executable, "-m", "edge_agent"]
+    subprocess.run([*agent, "install", str(bundle.path), "--dir", str(site), "--trust-key",
+                    str(pub)], check=True, capture_output=True, timeout=120)
+    after_install = _now()
+    out = tmp_path / "site.ndjson"
+    subprocess.run([*agent, "export-telemetry", "--dir", str(site), "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)
+    run_cli(outpost_home, "telemetry", "import", str(out), check=True)
+    answer = run_cli(outpost_home, "audit", "at", "site", after_install, "--json",
+                     check=True).json()
+    assert (answer["model"], answer["version"]) == ("pumps", 1)
+    assert answer["evidence"]["agent"]["sha256"] == bundle.sha256 == answer["sha256"]
+    assert answer["evidence"]["desktop"] is None  # the desktop pushed nothing: USB
