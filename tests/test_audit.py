@@ -167,6 +167,10 @@ def test_evidence_pack_verifies_elsewhere_and_fails_when_altered(
     catalog = open_catalog(outpost_home)
     train_mini(catalog)
     catalog.close()
+    rotated = run_cli(outpost_home, "keys", "rotate", "--json", check=True).json()
+    log = run_cli(outpost_home, "audit", "log", "--json", check=True).json()["entries"]
+    assert [e["kind"] for e in log][-1] == "key_rotation"
+    assert log[-1]["detail"]["new_key"] == rotated["new_fingerprint"]
     pack = tmp_path / "evidence.jsonl"
     written = run_cli(outpost_home, "audit", "export", "--out", str(pack), "--json",
                       check=True).json()
@@ -195,6 +199,12 @@ def test_evidence_pack_verifies_elsewhere_and_fails_when_altered(
     write_public_key(generate_signing_key().public_key(), other_key)
     wrong = run_cli(elsewhere, "audit", "verify", str(pack), "--key", str(other_key))
     assert wrong.returncode == 1 and "not the expected" in wrong.stderr
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"not json\nat all\n\x00\xff\n\n")
+    for bad_file in (garbage, tmp_path / "missing.jsonl"):
+        refused = run_cli(elsewhere, "audit", "verify", str(bad_file), "--json")
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_agent_events_signed_by_another_key_are_kept_aside_and_skew_is_reported(
