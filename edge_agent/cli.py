@@ -125,7 +125,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     agent_dir = _writable_dir(Path(args.dir))
     outbox = Outbox(agent_dir / "telemetry.sqlite")
     try:
-        events = AgentEventLog(agent_dir, load_or_create_identity(agent_dir), outbox)
+        events = AgentEventLog(load_or_create_identity(agent_dir), outbox)
         store = ModelStore(agent_dir, _keyring(agent_dir, args.trust_key), on_event=events)
         store.open()
         result = store.install(Path(args.bundle), activate=not args.no_activate,

@@ -53,7 +53,7 @@ def build_app(options: ServeOptions) -> Any:
     identity = load_or_create_identity(options.agent_dir)
     outbox = Outbox(options.agent_dir / "telemetry.sqlite", options.telemetry_max_bytes)
     store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes,
-                       on_event=AgentEventLog(options.agent_dir, identity, outbox))
+                       on_event=AgentEventLog(identity, outbox))
     store.open()
     metrics = AgentMetrics(outbox.stats)
     for status in store.models():

@@ -229,7 +229,8 @@ class ModelStore:
             entry.state.highest_seen = max(entry.state.highest_seen, version)
             entry.dir.write_state(entry.state)
             entry.loaded[version] = loaded
-            self._event("install", name, version, sha256=_file_sha256(bundle.path))
+            if self._on_event is not None:
+                self._event("install", name, version, sha256=_file_sha256(bundle.path))
             if activate:
                 self._switch(entry, loaded)
                 self._event("activate", name, version, previous=previous)
