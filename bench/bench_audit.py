@@ -102,10 +102,13 @@ def build(catalog: Catalog, agents: int, every_s: float, requests: int) -> dict[
     con.register("built", table)
     con.execute("INSERT INTO audit_event SELECT * FROM built")
     con.unregister("built")
-    con.executemany("INSERT INTO deployment (id, agent, model, version, action, status, "
-                    "started_at, finished_at) VALUES (?, ?, ?, ?, 'deploy', 'active', "
-                    "?::TIMESTAMPTZ, ?::TIMESTAMPTZ)",
-                    [(i, a, m, v, t, t) for i, a, m, v, t in deployments])
+    ids, names, models, versions, stamps = (list(c) for c in zip(*deployments, strict=True))
+    con.register("deployed", pa.table({"id": ids, "agent": names, "model": models,
+                                       "version": versions, "stamp": stamps}))
+    con.execute("INSERT INTO deployment (id, agent, model, version, action, status, started_at,"
+                " finished_at) SELECT id, agent, model, version, 'deploy', 'active', "
+                "CAST(stamp AS TIMESTAMPTZ), CAST(stamp AS TIMESTAMPTZ) FROM deployed")
+    con.unregister("deployed")
     con.execute(
         "INSERT INTO telemetry_request SELECT 'agent-' || (i % $agents), i, "
         "$t0 + i * ($year / $n), 'pumps', 1 + (i * ($year / $n) // $every)::INTEGER, 200, "
@@ -126,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--profile", action="store_true", help="profile `at` and print")
     args = parser.parse_args()
     agents, every_s = max(2, int(20 * args.scale)), 4 * 3600.0
     requests = int(10_000_000 * args.scale)
@@ -135,6 +139,14 @@ def main() -> None:
         started = time.perf_counter()
         sizes = build(catalog, agents, every_s, requests)
         build_s = time.perf_counter() - started
+        if args.profile:
+            import cProfile
+            import pstats
+            when = datetime.fromtimestamp(T0 + YEAR_S / 2, UTC)
+            with cProfile.Profile() as prof:
+                for _ in range(5):
+                    serving_at(catalog, "agent-1", when)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(15)
         rng = random.Random(7)
         instants = [(f"agent-{rng.randrange(agents)}",
                      datetime.fromtimestamp(T0 + rng.uniform(0, YEAR_S), UTC))

@@ -110,28 +110,35 @@ def _agent_view(catalog: Catalog, agent: str, model: str | None,
                 when: float) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Per model: the agent's last activation by its own sequence among events its clock
     put at or before `when`; and every backwards clock step the agent made (skew)."""
-    rows = catalog.cursor().execute(
-        "SELECT position, model, version, sha256, agent_seq, agent_ts, agent_boot, detail "
-        "FROM audit_event WHERE kind = ? AND agent = ? AND (? IS NULL OR model = ?) "
-        "ORDER BY agent_seq, position", [AGENT_EVENT, agent, model, model]).fetchall()
+    cur = catalog.cursor()
+    events = "kind = ? AND agent = ? AND (? IS NULL OR model = ?)"
+    args = [AGENT_EVENT, agent, model, model]
+    rows = cur.execute(
+        "WITH e AS (SELECT position, model, version, agent_seq, agent_ts, agent_boot, "
+        f"json_extract_string(detail, '$.event') AS event FROM audit_event WHERE {events}) "
+        "SELECT model, arg_max(struct_pack(position, event, version, agent_seq, agent_ts, "
+        "agent_boot), agent_seq) FROM e WHERE event IN ('activate', 'rollback') "
+        "AND agent_ts <= ? GROUP BY model", [*args, when]).fetchall()
     serving: dict[str, dict[str, Any]] = {}
-    installs: dict[tuple[str, int], str | None] = {}
-    skew: list[dict[str, Any]] = []
-    last_ts: float | None = None
-    for position, m, version, sha, seq, ts, boot, detail in rows:
-        if last_ts is not None and ts < last_ts:
-            skew.append({"agent_seq": seq, "agent_ts": ts, "previous_ts": last_ts,
-                         "backwards_s": round(last_ts - ts, 6)})
-        last_ts = ts if last_ts is None else max(last_ts, ts)
-        event = orjson.loads(detail).get("event")
-        if event == "install":
-            installs[(m, version)] = sha
-        elif ts <= when:
-            serving[m] = {"position": position, "event": event, "version": version,
-                          "agent_seq": seq, "agent_ts": ts, "boot": boot,
-                          "since": iso(datetime.fromtimestamp(ts, UTC)),
-                          "sha256": installs.get((m, version))}
-    return serving, skew
+    for name, last in rows:
+        sha = cur.execute(
+            f"SELECT sha256 FROM audit_event WHERE {events} AND version = ? "
+            "AND agent_seq < ? AND json_extract_string(detail, '$.event') = 'install' "
+            "ORDER BY agent_seq DESC LIMIT 1",
+            [AGENT_EVENT, agent, name, name, last["version"], last["agent_seq"]]).fetchone()
+        serving[name] = {
+            "position": last["position"], "event": last["event"], "version": last["version"],
+            "agent_seq": last["agent_seq"], "agent_ts": last["agent_ts"],
+            "boot": last["agent_boot"],
+            "since": iso(datetime.fromtimestamp(last["agent_ts"], UTC)),
+            "sha256": sha[0] if sha else None}
+    skew = cur.execute(
+        "SELECT agent_seq, agent_ts, previous_ts FROM (SELECT agent_seq, agent_ts, "
+        "max(agent_ts) OVER (ORDER BY agent_seq ROWS BETWEEN UNBOUNDED PRECEDING AND "
+        f"1 PRECEDING) AS previous_ts FROM audit_event WHERE {events}) "
+        "WHERE agent_ts < previous_ts ORDER BY agent_seq", args).fetchall()
+    return serving, [{"agent_seq": seq, "agent_ts": ts, "previous_ts": prev,
+                      "backwards_s": round(prev - ts, 6)} for seq, ts, prev in skew]
 
 
 def _count_requests(catalog: Catalog, agent: str, model: str, version: int, start: float,
