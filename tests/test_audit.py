@@ -275,3 +275,30 @@ def test_usb_install_events_travel_in_the_export_file(outpost_home: Path,
     assert (answer["model"], answer["version"]) == ("pumps", 1)
     assert answer["evidence"]["agent"]["sha256"] == bundle.sha256 == answer["sha256"]
     assert answer["evidence"]["desktop"] is None  # the desktop pushed nothing: USB
+
+
+def test_record_event_api_for_approvals_and_retrains(outpost_home: Path) -> None:
+    """The API later writers call: inside their own transaction, chained like the rest."""
+    from core.audit import record_event
+    from core.audit.query import audit_log, parse_time, verify_catalog
+
+    catalog = open_catalog(outpost_home)
+    with catalog.transaction() as cur:
+        first = record_event(cur, "approve", model="pumps", version=3, actor="alice",
+                             detail={"policy": "two-person"})
+    cut = _now()
+    with catalog.transaction() as cur:
+        second = record_event(cur, "retrain", model="pumps", detail={"trigger": "drift"})
+    with pytest.raises(ValueError, match="unknown audit event kind"):
+        with catalog.transaction() as cur:
+            record_event(cur, "tamper", model="pumps")
+    with pytest.raises(RuntimeError):  # the change it records failed: no entry either
+        with catalog.transaction() as cur:
+            record_event(cur, "retrain", model="pumps")
+            raise RuntimeError("the retrain could not start")
+    entries = audit_log(catalog, model="pumps")
+    assert [(e.position, e.kind, e.actor) for e in entries][:1] == [(first, "approve", "alice")]
+    assert [e.position for e in entries] == [first, second]
+    assert [e.kind for e in audit_log(catalog, since=parse_time(cut))] == ["retrain"]
+    assert verify_catalog(catalog).ok
+    catalog.close()
