@@ -54,7 +54,10 @@ def _all_seqs(catalog: Catalog, agent: str) -> list[int]:
     return [int(s) for (s,) in catalog.cursor().execute(
         "SELECT seq FROM telemetry_request WHERE agent = $a UNION ALL "
         "SELECT seq FROM telemetry_histogram WHERE agent = $a UNION ALL "
-        "SELECT seq FROM telemetry_evicted WHERE agent = $a ORDER BY seq",
+        "SELECT seq FROM telemetry_evicted WHERE agent = $a UNION ALL "
+        # the agent's own audit events (install, activate) share the outbox sequence
+        "SELECT json_extract(detail, '$.outbox_seq')::BIGINT FROM audit_event "
+        "WHERE kind = 'agent_event' AND agent = $a ORDER BY 1",
         {"a": agent}).fetchall()]
 
 
