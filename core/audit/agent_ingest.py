@@ -15,13 +15,16 @@ from edge_agent.contract.audit_events import AGENT_EVENT_KIND, event_signed_by, 
 from edge_agent.contract.errors import SchemaError
 
 
-def ingest_agent_events(cur: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Chain the ``agent_event`` records of the staged table (RECORD_SCHEMA plus an
-    ``agent`` column); returns events chained per agent."""
+def ingest_agent_events(cur: duckdb.DuckDBPyConnection,
+                        agent: str | None = None) -> dict[str, int]:
+    """Chain the ``agent_event`` records of the staged table; returns events chained per
+    agent. Every record is `agent`'s, or (agent None) the table has an ``agent`` column."""
+    who = "s.agent" if agent is None else "$agent"
     rows = cur.execute(
-        "SELECT s.agent, s.seq, s.body, s.signature, a.public_key FROM staged s "
-        "LEFT JOIN agent a ON a.name = s.agent WHERE s.kind = ? ORDER BY s.agent, s.seq",
-        [AGENT_EVENT_KIND]).fetchall()
+        f"SELECT {who}, s.seq, s.body, s.signature, a.public_key FROM staged s "
+        f"LEFT JOIN agent a ON a.name = {who} WHERE s.kind = $kind "
+        f"ORDER BY {'s.agent, ' if agent is None else ''}s.seq",
+        {"kind": AGENT_EVENT_KIND, **({} if agent is None else {"agent": agent})}).fetchall()
     chained: dict[str, int] = {}
     for name, seq, body, signature, key in rows:
         reason = None
