@@ -124,13 +124,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    from edge_agent.store.events import AgentEventLog
+    from edge_agent.store.identity import load_or_create_identity
     from edge_agent.store.store import ModelStore
+    from edge_agent.telemetry.outbox import Outbox
 
     agent_dir = _writable_dir(Path(args.dir))
-    store = ModelStore(agent_dir, _keyring(agent_dir, args.trust_key))
-    store.open()
-    result = store.install(Path(args.bundle), activate=not args.no_activate,
-                           allow_rollback=args.rollback)
+    outbox = Outbox(agent_dir / "telemetry.sqlite")
+    try:
+        events = AgentEventLog(load_or_create_identity(agent_dir), outbox)
+        store = ModelStore(agent_dir, _keyring(agent_dir, args.trust_key), on_event=events)
+        store.open()
+        result = store.install(Path(args.bundle), activate=not args.no_activate,
+                               allow_rollback=args.rollback)
+    finally:
+        outbox.close()
     print(f"{result.model} version {result.version}: {result.status} "
           f"(canary {result.canary})")
     return 0

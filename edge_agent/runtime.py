@@ -49,6 +49,7 @@ def build_app(options: ServeOptions) -> Any:
     from edge_agent.serving.server import AgentApp, Limits
     from edge_agent.serving.serving import ServedCache
     from edge_agent.store.boot import next_boot
+    from edge_agent.store.events import AgentEventLog
     from edge_agent.store.identity import load_or_create_identity
     from edge_agent.store.store import ModelStore
     from edge_agent.telemetry.capture import Capturer
@@ -59,10 +60,11 @@ def build_app(options: ServeOptions) -> Any:
     identity = load_or_create_identity(options.agent_dir)
     ids = PredictionIds(identity.agent_id, next_boot(options.agent_dir))
     capturer = Capturer(options.agent_dir, ids.prefix, options.window_s)
-    store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes)
-    store.open()
     outbox = Outbox(options.agent_dir / "telemetry.sqlite", options.telemetry_max_bytes,
                     options.capture_max_bytes)
+    store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes,
+                       on_event=AgentEventLog(identity, outbox))
+    store.open()
     metrics = AgentMetrics(outbox.stats)
     for status in store.models():
         if status.degraded:

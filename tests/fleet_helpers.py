@@ -263,3 +263,11 @@ def stored_seqs(catalog: Catalog, agent: str,
     return [int(s) for (s,) in catalog.cursor().execute(
         " UNION ALL ".join(f"SELECT seq FROM {t} WHERE agent = $agent" for t in tables)
         + " ORDER BY seq", {"agent": agent}).fetchall()]
+
+
+def agent_event_seqs(catalog: Catalog, agent: str) -> list[int]:
+    """The outbox seqs of `agent`'s own audit events (install, activate, rollback): they
+    share the outbox sequence with telemetry and land in the audit trail."""
+    return [int(s) for (s,) in catalog.cursor().execute(
+        "SELECT json_extract(detail, '$.outbox_seq')::BIGINT FROM audit_event "
+        "WHERE kind = 'agent_event' AND agent = $a", {"a": agent}).fetchall()]

@@ -67,8 +67,26 @@ def test_migrations_are_named_and_recorded_once(tmp_path: Path) -> None:
     Outbox(path).close()
     names = [r[0] for r in sqlite3.connect(path).execute(
         "SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert names == ["001_records", "002_state", "003_open_windows", "004_capture_evicted"]
+    assert names == ["001_records", "002_state", "003_open_windows", "004_capture_evicted",
+                     "005_counters"]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_counted_records_take_each_number_once_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    outbox = Outbox(path)
+    outbox.write_counted("c", lambda n: [{"kind": "evicted", "number": n}])
+
+    def fails(n: int) -> list[dict[str, object]]:
+        raise RuntimeError("signing failed")
+
+    with pytest.raises(RuntimeError):  # nothing taken when the records are not stored
+        outbox.write_counted("c", fails)
+    outbox.close()
+    outbox = Outbox(path)
+    outbox.write_counted("c", lambda n: [{"kind": "evicted", "number": n}])
+    assert [(r["seq"], r["number"]) for r in outbox.read(0, 10)] == [(1, 1), (2, 2)]
+    outbox.close()
 
 
 def test_cap_evicts_oldest_first_and_says_so(tmp_path: Path) -> None:
