@@ -17,13 +17,15 @@ from core.hub import DEFAULT_PORT, enroll_agent, revoke_agent, start_hub, write_
 
 app = typer.Typer(help="The hub where hub-mode agents (behind NAT) poll and post.",
                   no_args_is_help=True)
-DEFAULT_HUB_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_HUB_URL = f"https://127.0.0.1:{DEFAULT_PORT}"
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = DEFAULT_PORT,
+    insecure_http: Annotated[bool, typer.Option(
+        "--insecure-http", help="Plain HTTP, only behind a TLS-terminating proxy.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the hub until interrupted; it holds the catalog meanwhile (one writer)."""
@@ -31,9 +33,10 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with open_catalog() as catalog:
-        handle = start_hub(catalog, host, port)
+        handle = start_hub(catalog, host, port, insecure_http=insecure_http)
         try:
-            emit({"url": handle.url, "host": handle.host, "port": handle.port}, as_json,
+            emit({"url": handle.url, "host": handle.host, "port": handle.port,
+                  "tls_spki_sha256": handle.tls_spki}, as_json,
                  lambda: console.print(f"hub serving on {handle.url} (Ctrl-C stops it)"))
             sys.stdout.flush()
             while handle.running and not stop.wait(0.5):

@@ -19,8 +19,9 @@ from core.alerts import Condition, sync_alerts
 from core.catalog import Catalog
 from core.errors import InvalidInput, OutpostError
 from core.fleet.client import AgentClient
-from core.fleet.errors import AgentNotFound, AgentUnreachable
+from core.fleet.errors import AgentNotFound, AgentPinMismatch, AgentUnreachable
 from core.keys import current_rotation
+from core.vault import agent_token, set_agent_token
 from edge_agent.contract.protocol import check_model_name
 
 
@@ -37,6 +38,8 @@ class AgentRecord:
     added_at: datetime
     last_seen_at: datetime | None
     last_error: str | None
+    tls_spki: str | None = None  # pinned certificate key (https agents)
+    pin_failed_at: datetime | None = None  # the last call met another certificate
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,12 @@ class AgentStatus:
 
 
 _FIELDS = ("name, url, token, agent_id, public_key, mode, key_index, key_counter, added_at, "
-           "last_seen_at, last_error")
+           "last_seen_at, last_error, tls_spki, pin_failed_at")
+
+
+def _record(catalog: Catalog, row: tuple[Any, ...]) -> AgentRecord:
+    """A row, with the token from the secrets file (the catalog holds none)."""
+    return AgentRecord(row[0], row[1], agent_token(catalog.settings, row[0]), *row[3:])
 
 
 def get_agent(catalog: Catalog, name: str) -> AgentRecord:
@@ -66,12 +74,12 @@ def get_agent(catalog: Catalog, name: str) -> AgentRecord:
                                     [name]).fetchall()
     if not rows:
         raise AgentNotFound(name)
-    return AgentRecord(*rows[0])
+    return _record(catalog, rows[0])
 
 
 def list_agents(catalog: Catalog) -> list[AgentRecord]:
     rows = catalog.cursor().execute(f"SELECT {_FIELDS} FROM agent ORDER BY name").fetchall()
-    return [AgentRecord(*row) for row in rows]
+    return [_record(catalog, row) for row in rows]
 
 
 def _check_name(name: str) -> str:
@@ -91,17 +99,19 @@ def add_agent(catalog: Catalog, name: str, url: str, token: str, *, mode: str = 
     if exists and not replace:
         raise InvalidInput(f"agent {name!r} is already enrolled (use --replace to re-enrol)")
     with AgentClient(name, url, token) as client:
-        ident = client.identity()
+        ident = client.identity()  # no token yet: first the identity key vouches for TLS
         status = client.status()
     counter = status.get("key_rotation")
+    set_agent_token(catalog.settings, name, token)
     with catalog.transaction() as cur:
         cur.execute("DELETE FROM agent WHERE name = ?", [name])
         cur.execute(
             "INSERT INTO agent (name, url, token, agent_id, public_key, mode, key_index, "
-            "key_counter, last_seen_at, last_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
-            [name, url.rstrip("/"), token, ident.agent_id, ident.public_key, mode,
+            "key_counter, last_seen_at, last_status, tls_spki) "
+            "VALUES (?, ?, '', ?, ?, ?, ?, ?, now(), ?, ?)",
+            [name, url.rstrip("/"), ident.agent_id, ident.public_key, mode,
              current_rotation(catalog), counter if isinstance(counter, int) else 0,
-             orjson.dumps(status).decode()])
+             orjson.dumps(status).decode(), ident.tls_spki])
     return get_agent(catalog, name)
 
 
@@ -112,9 +122,37 @@ def connect(catalog: Catalog, name: str) -> Iterator[tuple[AgentRecord, AgentCli
     if record.mode == "hub":
         raise InvalidInput(f"agent {name} is in hub mode: the desktop cannot call it; it "
                            "polls the hub (`outpost hub serve`)")
-    with AgentClient(record.name, record.url, record.token) as client:
-        client.verify_pinned(record.public_key)
+    client = AgentClient(record.name, record.url, record.token, tls_pin=record.tls_spki)
+    try:
+        try:
+            client.verify_pinned(record.public_key)
+        except AgentPinMismatch as mismatch:
+            client.close()
+            client = _repin(catalog, record, mismatch)
+        if record.pin_failed_at is not None:
+            with catalog.transaction() as cur:
+                cur.execute("UPDATE agent SET pin_failed_at = NULL WHERE name = ?", [name])
         yield record, client
+    finally:
+        client.close()
+
+
+def _repin(catalog: Catalog, record: AgentRecord, mismatch: AgentPinMismatch) -> AgentClient:
+    """Another certificate at the agent's address: accept it only if the pinned identity
+    key vouches for it (`outpost-agent rotate-cert`); otherwise badge the agent and fail
+    with the mismatch (both keys named). The token is not sent on either path."""
+    client = AgentClient(record.name, record.url, record.token, tls_pin=None)
+    try:
+        ident = client.verify_pinned(record.public_key)
+    except OutpostError:
+        client.close()
+        with catalog.transaction() as cur:
+            cur.execute("UPDATE agent SET pin_failed_at = now(), last_error = ? WHERE name = ?",
+                        [str(mismatch), record.name])
+        raise mismatch from None
+    with catalog.transaction() as cur:
+        cur.execute("UPDATE agent SET tls_spki = ? WHERE name = ?", [ident.tls_spki, record.name])
+    return client
 
 
 def telemetry_rows(catalog: Catalog, name: str) -> int:

@@ -8,6 +8,7 @@ The socket is bound first, so "port in use" is one clear error before anything s
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import sys
 import threading
@@ -19,6 +20,10 @@ import uvicorn
 from core.catalog import Catalog
 from core.errors import OutpostError
 from core.hub.app import HubApp, HubOptions
+from core.hub.tls import hub_certificate
+from edge_agent.contract.tls import server_context
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8700
 
@@ -50,12 +55,13 @@ class HubHandle:
     app: HubApp
     _server: uvicorn.Server
     _thread: threading.Thread
+    tls_spki: str | None = None  # None: plain HTTP (--insecure-http)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'http' if self.tls_spki is None else 'https'}://{host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -76,14 +82,22 @@ class HubHandle:
 
 
 def start_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-              options: HubOptions | None = None, *, ready_timeout: float = 15.0) -> HubHandle:
-    """Serve the hub on host:port (0 = a free port) from a background thread."""
+              options: HubOptions | None = None, *, ready_timeout: float = 15.0,
+              insecure_http: bool = False) -> HubHandle:
+    """Serve the hub on host:port (0 = a free port) from a background thread, over TLS 1.3
+    with the hub's certificate (whose key enrolment files pin) unless `insecure_http`."""
+    cert = None if insecure_http else hub_certificate(catalog.settings)
+    context = None if cert is None else server_context(cert)
     sock = _listen(host, port)
+    if insecure_http:
+        log.warning("hub --insecure-http: plain HTTP on %s:%d; only behind a TLS-terminating "
+                    "proxy", host, port)
     app = HubApp(catalog, options)
     config = uvicorn.Config(
         app, loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
         lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=5,
-        timeout_keep_alive=30, proxy_headers=False, server_header=False, date_header=False)
+        timeout_keep_alive=30, proxy_headers=False, server_header=False, date_header=False,
+        ssl_context_factory=None if context is None else lambda _config, _default: context)
     server = uvicorn.Server(config)
     app.start()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
@@ -97,4 +111,6 @@ def start_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = DEFAULT_POR
             sock.close()
             raise HubStartFailed(f"hub did not start on {host}:{port}")
         time.sleep(0.01)
-    return HubHandle(host, int(sock.getsockname()[1]), app, server, thread)
+    return HubHandle(host, int(sock.getsockname()[1]), app, server, thread,
+                     None if cert is None else cert.spki)
+
