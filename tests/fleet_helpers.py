@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.catalog import Catalog
 from core.config import Settings
+from core.vault import set_agent_token
 from edge_agent.contract.protocol import (
     HistogramRecord,
     RequestRecord,
@@ -26,7 +28,8 @@ from edge_agent.contract.protocol import (
     write_public_key,
     write_telemetry_export,
 )
-from tests.agent_helpers import free_port, wait_http_ok
+from edge_agent.contract.tls import ServerCert, server_context, spki_sha256_of_file
+from tests.agent_helpers import free_port, ssl_context_for, trust_cert, wait_http_ok
 
 
 def open_catalog(home: Path) -> Catalog:
@@ -38,8 +41,9 @@ def enrol_row(catalog: Catalog, name: str, identity: Ed25519PrivateKey,
     """An agent row as `agent add` leaves it, for tests that only need its pinned key."""
     catalog.con.execute(
         "INSERT INTO agent (name, url, token, agent_id, public_key, mode, key_index, "
-        "key_counter) VALUES (?, 'http://127.0.0.1:9', 'token-token', ?, ?, 'push', 0, 0)",
+        "key_counter) VALUES (?, 'http://127.0.0.1:9', '', ?, ?, 'push', 0, 0)",
         [name, agent_id or f"id-{name}", public_key_b64(identity)])
+    set_agent_token(catalog.settings, name, "token-token")
 
 
 def requests(first_seq: int, n: int, *, model: str = "m", version: int = 1, t0: float = 1e9,
@@ -96,6 +100,10 @@ class Agent:
     dir: Path
     token: str
 
+    @property
+    def ssl(self) -> ssl.SSLContext | None:
+        return ssl_context_for(self.url)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -120,7 +128,8 @@ def start_agent(folder: Path, trust: Ed25519PrivateKey, *, port: int | None = No
              "127.0.0.1", "--port", str(port), "--token-file", str(token_file), "--trust-key",
              str(pub), "--window-s", str(window_s)],
             stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
+    trust_cert(url, folder / "tls.crt")
     try:
         wait_http_ok(f"{url}/v2/health/ready", 30, proc)
     except AssertionError:
@@ -141,13 +150,35 @@ def agents(root: Path, trust: Ed25519PrivateKey, n: int) -> Iterator[list[Agent]
             agent.stop()
 
 
+def relay_pair(client: socket.socket, target_port: int, tls: ServerCert | None
+               ) -> tuple[socket.socket, socket.socket]:
+    """The two ends a proxy pipes between. With `tls`, the proxy terminates TLS with that
+    certificate (the server's own: a TLS-terminating proxy; another: a man in the middle)
+    and speaks TLS to the target, so it sees the plain HTTP in between."""
+    upstream = socket.create_connection(("127.0.0.1", target_port))
+    if tls is None:
+        return client, upstream
+    client = server_context(tls).wrap_socket(client, server_side=True)
+    to_target = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    to_target.check_hostname, to_target.verify_mode = False, ssl.CERT_NONE
+    return client, to_target.wrap_socket(upstream)
+
+
+def server_cert_of(folder: Path) -> ServerCert:
+    """The certificate an agent (or hub) in `folder` presents."""
+    return ServerCert(folder / "tls.key", folder / "tls.crt", spki_sha256_of_file(
+        folder / "tls.crt"))
+
+
 class CuttingProxy:
     """Forwards 127.0.0.1:port to a target. `cut_after(marker, n)` arms it: the connection
     on which the client sends `marker` is dropped `n` bytes later, as a network failing
-    mid-upload would (once; then it forwards normally again)."""
+    mid-upload would (once; then it forwards normally again). With `tls` it terminates
+    TLS with that certificate (see `relay_pair`)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, tls: ServerCert | None = None) -> None:
         self.target_port = target_port
+        self.tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._armed: tuple[bytes, int] | None = None
@@ -156,7 +187,7 @@ class CuttingProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'http' if self.tls is None else 'https'}://127.0.0.1:{self.port}"
 
     def cut_after(self, marker: bytes, n: int) -> None:
         self._armed = (marker, n)
@@ -167,9 +198,16 @@ class CuttingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._upload, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            client, upstream = relay_pair(client, self.target_port, self.tls)
+        except OSError:  # a client that refuses our certificate hangs up here
+            client.close()
+            return
+        threading.Thread(target=self._upload, args=(client, upstream), daemon=True).start()
+        _pipe(upstream, client)
 
     def _take(self, seen: bytes) -> int | None:
         """Bytes of `seen` still to forward before the cut, if the marker is in it."""
@@ -216,8 +254,8 @@ def _close(*socks: socket.socket) -> None:
 
 
 @contextlib.contextmanager
-def cutting_proxy(target_port: int) -> Iterator[CuttingProxy]:
-    proxy = CuttingProxy(target_port)
+def cutting_proxy(target_port: int, tls: ServerCert | None = None) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(target_port, tls)
     try:
         yield proxy
     finally:

@@ -14,7 +14,7 @@ from core.drift import drift_report
 from core.fleet.agents import add_agent, agent_status, list_agents
 from core.fleet.deploy import deploy, list_deployments, rollback
 from core.fleet.rotation import rotate_keys
-from core.hub import HubHandle, HubOptions, enroll_agent, start_hub, write_enrolment
+from core.hub import HubHandle, HubOptions, enroll_agent, write_enrolment
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
 from tests.fleet_helpers import open_catalog, start_agent, train_mini
@@ -23,6 +23,7 @@ from tests.hub_helpers import (
     enrol_and_start,
     register_adder,
     start_hub_agent,
+    start_test_hub,
     wait_until,
 )
 
@@ -38,7 +39,7 @@ def catalog(outpost_home: Path) -> Iterator[Catalog]:
 
 @pytest.fixture
 def hub(catalog: Catalog) -> Iterator[HubHandle]:
-    handle = start_hub(catalog, "127.0.0.1", 0, HubOptions(contact_flush_s=0.2))
+    handle = start_test_hub(catalog, "127.0.0.1", 0, HubOptions(contact_flush_s=0.2))
     yield handle
     handle.stop()
 

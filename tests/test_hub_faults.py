@@ -18,7 +18,7 @@ import pytest
 from core.bundles import build_bundle
 from core.catalog import Catalog
 from core.fleet.deploy import deploy, list_deployments
-from core.hub import HubOptions, enroll_agent, revoke_agent, start_hub, write_enrolment
+from core.hub import HubOptions, enroll_agent, revoke_agent, write_enrolment
 from core.keys import write_public_key_file
 from tests.agent_helpers import free_port
 from tests.fleet_helpers import open_catalog
@@ -29,6 +29,7 @@ from tests.hub_helpers import (
     register_adder,
     start_hub_agent,
     start_hub_process,
+    start_test_hub,
     wait_until,
 )
 
@@ -59,7 +60,7 @@ def _all_seqs(catalog: Catalog, agent: str) -> list[int]:
 
 def test_download_cut_midway_resumes_and_the_hash_verifies(catalog: Catalog,
                                                            tmp_path: Path) -> None:
-    hub = start_hub(catalog, "127.0.0.1", 0)
+    hub = start_test_hub(catalog, "127.0.0.1", 0)
     proxy = DownloadCutter(hub.port)
     try:
         ref = register_adder(catalog, tmp_path)
@@ -153,7 +154,7 @@ def test_hub_away_for_a_while_loses_nothing_and_reports_evictions(catalog: Catal
     try:
         agent.infer(150)  # ~20 KB of records into a 10 KB outbox, with the hub away
         wait_until(lambda: "retrying with backoff" in agent.log_text(), 10, "backoff")
-        hub = start_hub(catalog, "127.0.0.1", port)
+        hub = start_test_hub(catalog, "127.0.0.1", port)
         try:
             wait_until(lambda: agent.outbox() == [] and _requests(catalog, "remote"), 30,
                        "the backlog delivered")
@@ -174,7 +175,7 @@ def test_hub_away_for_a_while_loses_nothing_and_reports_evictions(catalog: Catal
 
 def test_refused_and_oversized_batches_stay_in_the_outbox(catalog: Catalog,
                                                           tmp_path: Path) -> None:
-    hub = start_hub(catalog, "127.0.0.1", 0, HubOptions(max_batch_bytes=4096))
+    hub = start_test_hub(catalog, "127.0.0.1", 0, HubOptions(max_batch_bytes=4096))
     try:
         ref = register_adder(catalog, tmp_path)
         agent = enrol_and_start(catalog, tmp_path, "big", hub.url)
@@ -210,7 +211,7 @@ def test_refused_and_oversized_batches_stay_in_the_outbox(catalog: Catalog,
 
 
 def test_device_clock_skew_orders_by_seq_not_time(catalog: Catalog, tmp_path: Path) -> None:
-    hub = start_hub(catalog, "127.0.0.1", 0)
+    hub = start_test_hub(catalog, "127.0.0.1", 0)
     try:
         now = time.time()
         stamps = [now + 86400, now - 86400, now - 90000, now + 3600]  # a clock that jumps
