@@ -21,7 +21,7 @@ from core.fleet.errors import (
 from core.keys import signing_key
 from core.progress import CancelToken, ProgressEvent
 from core.telemetry.pull import RetryPolicy, cursor_of, pull_telemetry
-from tests.agent_helpers import make_identity_bundle
+from tests.agent_helpers import make_identity_bundle, verify_for
 from tests.conftest import run_cli
 from tests.fleet_helpers import Agent, agents, cutting_proxy, open_catalog, start_agent
 
@@ -45,7 +45,7 @@ def _active(catalog: Catalog, name: str) -> int | None:
 
 
 def _traffic(agent: Agent, n: int) -> None:
-    with httpx.Client(base_url=agent.url) as http:
+    with httpx.Client(base_url=agent.url, verify=verify_for(agent.url)) as http:
         for i in range(n):
             body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1],
                                 "data": [float(i % 3)]}]}

@@ -2,6 +2,7 @@
 deploy → traffic → Monitoring shows the requests and, after drifted traffic, a drift alert."""
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator
 
@@ -16,7 +17,7 @@ from app.window import MainWindow
 from core.catalog import Catalog
 from core.datasets import read_frame, resolve_version
 from core.feeds import records
-from core.fleet.local import stop_local_agent
+from core.fleet.local import local_dir, stop_local_agent
 from core.registry import ModelVersion, resolve_model
 from core.samples import SENSOR_DRIFTED_FEATURES
 from edge_agent.contract.protocol import PREDICTION_FEATURE
@@ -42,7 +43,9 @@ def _send(catalog: Catalog, url: str, mv: ModelVersion, dataset: str, rows: int)
     frame = read_frame(catalog, resolve_version(catalog, dataset),
                        columns=[s.name for s in mv.inputs]).sample(rows, random_state=7)
     body = records(mv.inputs, frame)
-    with httpx.Client(base_url=url, timeout=30) as http:
+    cafile = local_dir(catalog) / "tls.crt"  # the local agent's own certificate
+    with httpx.Client(base_url=url, timeout=30,
+                      verify=ssl.create_default_context(cafile=str(cafile))) as http:
         for start in range(0, len(body), 200):
             answer = http.post(f"/v1/models/{mv.model}/predict",
                                json={"records": body[start:start + 200]})

@@ -227,7 +227,8 @@ def test_twenty_agents_poll_and_post_at_once(catalog: Catalog, hub: HubHandle,
     start = threading.Barrier(len(agents))
 
     def run(e: Enrolment) -> None:
-        transport = HubTransport(hub.url, e.token)  # the agent's own client, one connection
+        # the agent's own client, one connection
+        transport = HubTransport(hub.url, e.token, tls_pin=e.hub_tls_spki)
         start.wait()
         expected = 1 if int(e.agent[3:]) % 2 == 0 else 0
         try:

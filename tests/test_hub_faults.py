@@ -26,6 +26,7 @@ from tests.hub_helpers import (
     DownloadCutter,
     HubAgent,
     enrol_and_start,
+    hub_cert,
     register_adder,
     start_hub_agent,
     start_hub_process,
@@ -61,7 +62,7 @@ def _all_seqs(catalog: Catalog, agent: str) -> list[int]:
 def test_download_cut_midway_resumes_and_the_hash_verifies(catalog: Catalog,
                                                            tmp_path: Path) -> None:
     hub = start_test_hub(catalog, "127.0.0.1", 0)
-    proxy = DownloadCutter(hub.port)
+    proxy = DownloadCutter(hub.port, tls=hub_cert(catalog.settings))
     try:
         ref = register_adder(catalog, tmp_path)
         agent = enrol_and_start(catalog, tmp_path, "far", proxy.url)
@@ -87,7 +88,7 @@ def test_hub_killed_and_restarted_while_agents_post(outpost_home: Path, tmp_path
     with open_catalog(outpost_home) as catalog:  # desired state is recorded with no hub up
         ref = register_adder(catalog, tmp_path)
         port = free_port()
-        files = {n: write_enrolment(enroll_agent(catalog, n, f"http://127.0.0.1:{port}"),
+        files = {n: write_enrolment(enroll_agent(catalog, n, f"https://127.0.0.1:{port}"),
                                     tmp_path / f"{n}.enrol") for n in names}
         for name in names:
             deploy(catalog, ref, name)
@@ -147,7 +148,7 @@ def test_hub_away_for_a_while_loses_nothing_and_reports_evictions(catalog: Catal
     subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle), "--dir",
                     str(folder), "--trust-key", str(pub)], check=True, capture_output=True)
     port = free_port()
-    enrol = write_enrolment(enroll_agent(catalog, "remote", f"http://127.0.0.1:{port}"),
+    enrol = write_enrolment(enroll_agent(catalog, "remote", f"https://127.0.0.1:{port}"),
                             tmp_path / "remote.enrol")
     agent = start_hub_agent(folder, "remote", enrol=enrol,
                             extra=("--telemetry-max-mb", "0.01"))
