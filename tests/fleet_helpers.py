@@ -161,7 +161,39 @@ def relay_pair(client: socket.socket, target_port: int, tls: ServerCert | None
     client = server_context(tls).wrap_socket(client, server_side=True)
     to_target = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     to_target.check_hostname, to_target.verify_mode = False, ssl.CERT_NONE
-    return client, to_target.wrap_socket(upstream)
+    return (_OneAtATime(client),  # type: ignore[return-value]
+            _OneAtATime(to_target.wrap_socket(upstream)))
+
+
+class _OneAtATime:
+    """An SSL socket used by two relay threads (one reads, one writes): OpenSSL allows one
+    operation at a time on a connection, so each call takes a lock, and a read waits for
+    data in short slices so that a write can go between them."""
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            with self._lock:
+                self._sock.settimeout(0.02)
+                try:
+                    return self._sock.recv(size)
+                except (TimeoutError, ssl.SSLWantReadError):
+                    pass
+                finally:
+                    self._sock.settimeout(None)
+
+    def sendall(self, data: bytes) -> None:
+        with self._lock:
+            self._sock.sendall(data)
+
+    def shutdown(self, how: int) -> None:
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def server_cert_of(folder: Path) -> ServerCert:

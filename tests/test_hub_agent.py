@@ -17,6 +17,7 @@ from core.fleet.rotation import rotate_keys
 from core.hub import HubHandle, HubOptions, enroll_agent, write_enrolment
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
+from tests.agent_helpers import verify_for
 from tests.fleet_helpers import open_catalog, start_agent, train_mini
 from tests.hub_helpers import (
     HubAgent,
@@ -54,7 +55,8 @@ def _finished(catalog: Catalog, deployment: int) -> tuple[str, int, str | None]:
 
 def _answer(agent: HubAgent, x: float) -> float:
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [x]}]}
-    doc = httpx.post(f"{agent.url}/v2/models/adder/infer", json=body).json()
+    doc = httpx.post(f"{agent.url}/v2/models/adder/infer", json=body,
+                     verify=verify_for(agent.url)).json()
     return float(doc["outputs"][0]["data"][0])
 
 
@@ -127,7 +129,7 @@ def test_device_switches_modes_without_losing_telemetry(catalog: Catalog, hub: H
 
     def traffic(url: str, n: int) -> int:
         rows = [{"temp": 20.0 + i % 7, "site": "north", "load": 1.0} for i in range(3)]
-        with httpx.Client(base_url=url) as http:
+        with httpx.Client(base_url=url, verify=verify_for(url)) as http:
             for _ in range(n):
                 answer = http.post("/v1/models/pumps/predict", json={"records": rows})
                 assert answer.status_code == 200, answer.text
