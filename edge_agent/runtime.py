@@ -78,6 +78,8 @@ def build_app(options: ServeOptions) -> Any:
 def serve(sock: socket.socket, options: ServeOptions) -> int:
     import uvicorn
 
+    from edge_agent.contract.uvicorn_server import Server
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
     if options.token is None:
@@ -92,7 +94,7 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
                             log_level="warning", timeout_graceful_shutdown=30,
                             timeout_keep_alive=30, proxy_headers=False, server_header=False,
                             date_header=False, ssl_context_factory=ssl_context)
-    server = uvicorn.Server(config)
+    server = Server(config)
     # uvicorn re-raises the signal that stopped it once it is done; by then the agent has
     # drained and flushed, so the re-raised signal only has to end the process cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -215,6 +215,7 @@ class CuttingProxy:
         self.port = int(self._listener.getsockname()[1])
         self._armed: tuple[bytes, int] | None = None
         self._lock = threading.Lock()
+        self.received = b""  # every byte clients sent through it (inside TLS, if any)
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -254,6 +255,7 @@ class CuttingProxy:
         seen = b""
         try:
             while data := src.recv(65536):
+                self.received += data
                 start = len(seen)
                 seen += data
                 limit = self._take(seen)

@@ -194,10 +194,13 @@ def request_records(first: int, n: int, *, ts: float = 1.7e9, step: float = 1.0
 class DownloadCutter:
     """Forwards 127.0.0.1:port to the hub. `cut_after(n)` arms it: the next answer that
     carries a bundle (application/octet-stream) is dropped after `n` body bytes. Every
-    request line and its Range header (if any) is recorded in `requests`."""
+    request line and its Range header (if any) is recorded in `requests`. With `tls` it
+    terminates TLS with the hub's certificate (as a TLS-terminating proxy holding the hub's
+    key would)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, tls: ServerCert | None = None) -> None:
         self.target_port = target_port
+        self.tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._armed: int | None = None

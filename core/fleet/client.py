@@ -104,6 +104,10 @@ class AgentClient:
             raise AgentUnreachable(f"agent {self.name} at {self.url} did not answer in time") \
                 from exc
         except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            if not self.https and path.startswith("/v1/identity"):
+                raise AgentUnreachable(
+                    f"agent {self.name} at {self.url} hung up on plain HTTP: agents serve "
+                    "https by default (use https://)") from exc
             raise TransferFailed(f"connection to agent {self.name} broke during {method} "
                                  f"{path.split('?')[0]}: {_reason(exc)}") from exc
         except httpx.HTTPError as exc:

@@ -22,6 +22,7 @@ from core.errors import OutpostError
 from core.hub.app import HubApp, HubOptions
 from core.hub.tls import hub_certificate
 from edge_agent.contract.tls import server_context
+from edge_agent.contract.uvicorn_server import Server
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def start_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = DEFAULT_POR
         lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=5,
         timeout_keep_alive=30, proxy_headers=False, server_header=False, date_header=False,
         ssl_context_factory=None if context is None else lambda _config, _default: context)
-    server = uvicorn.Server(config)
+    server = Server(config)
     app.start()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="hub-server", daemon=True)
