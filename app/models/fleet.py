@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.models.datasets import when
 from app.models.records import Column, RecordTableModel, number
+from edge_agent.contract.tls import short
 
 if TYPE_CHECKING:
     from core.fleet.agents import AgentRecord, AgentStatus
@@ -30,6 +31,19 @@ class AgentRow:
         if self.status is None:
             return "checking…"
         return "online" if self.status.online else "offline"
+
+    @property
+    def pin_failed(self) -> bool:
+        """The last call met another TLS certificate than the pinned one."""
+        if self.status is not None:
+            return self.status.pin_failed
+        return self.record.pin_failed_at is not None
+
+    def pin_text(self) -> str:
+        if self.pin_failed:
+            return "PIN FAILED"
+        spki = self.record.tls_spki
+        return short(spki) if spki else ("plain HTTP" if self.record.mode != "hub" else "")
 
     def served(self) -> str:
         if self.status is None:
@@ -60,6 +74,9 @@ class AgentsTableModel(RecordTableModel[AgentRow]):
             Column("State", lambda r: r.state, colour=_state_colour, tip=_error),
             Column("Mode", lambda r: r.record.mode),
             Column("URL", lambda r: r.record.url),
+            Column("TLS key", AgentRow.pin_text,
+                   colour=lambda r: OFFLINE if r.pin_failed else None,
+                   tip=lambda r: r.record.tls_spki or ""),
             Column("Serving", AgentRow.served),
             Column("Telemetry rows", lambda r: r.status.telemetry_rows if r.status else None,
                    number, align_right=True),

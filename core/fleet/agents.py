@@ -53,11 +53,13 @@ class AgentStatus:
     backlog: int | None  # records waiting in the agent's outbox
     runtime: dict[str, Any]  # agent version, python, onnxruntime, opset_max
     error: str | None
+    pin_failed: bool = False  # another TLS certificate answered at the agent's address
 
     def to_dict(self) -> dict[str, Any]:
         return {"agent": self.agent, "online": self.online, "mode": self.mode,
                 "models": self.models, "telemetry_rows": self.telemetry_rows, "url": self.url,
-                "backlog": self.backlog, "runtime": self.runtime, "error": self.error}
+                "backlog": self.backlog, "runtime": self.runtime, "error": self.error,
+                "pin_failed": self.pin_failed}
 
 
 _FIELDS = ("name, url, token, agent_id, public_key, mode, key_index, key_counter, added_at, "
@@ -186,9 +188,12 @@ def agent_status(catalog: Catalog, name: str) -> AgentStatus:
         return hub_agent_status(catalog, record)
     status: dict[str, Any] | None = None
     error: str | None = None
+    pin_failed = False
     try:
         with connect(catalog, name) as (_, client):
             status = client.status()
+    except AgentPinMismatch as exc:
+        error, pin_failed = str(exc), True
     except AgentUnreachable as exc:
         error = str(exc)
     except OutpostError as exc:  # wrong token, different key: online, but not usable
@@ -202,7 +207,7 @@ def agent_status(catalog: Catalog, name: str) -> AgentStatus:
         models=list((status or {}).get("models") or []),
         telemetry_rows=telemetry_rows(catalog, name),
         backlog=telemetry.get("backlog") if isinstance(telemetry, dict) else None,
-        runtime=runtime, error=error)
+        runtime=runtime, error=error, pin_failed=pin_failed)
 
 
 def fleet_status(catalog: Catalog) -> list[AgentStatus]:
