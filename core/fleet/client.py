@@ -201,6 +201,13 @@ class AgentClient:
                                   headers={"Content-Type": "application/json"}))
 
 
+def pinned_http(url: str, tls_spki: str | None, timeout: float = 30.0) -> httpx.Client:
+    """An httpx client for an agent's inference routes (no token), pinned to its enrolled
+    certificate key like the management calls."""
+    verify = pinned_client_context(tls_spki) if url.startswith("https://") else True
+    return httpx.Client(base_url=url.rstrip("/"), timeout=timeout, verify=verify)
+
+
 def _chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
