@@ -74,9 +74,6 @@ class AgentsTableModel(RecordTableModel[AgentRow]):
             Column("State", lambda r: r.state, colour=_state_colour, tip=_error),
             Column("Mode", lambda r: r.record.mode),
             Column("URL", lambda r: r.record.url),
-            Column("TLS key", AgentRow.pin_text,
-                   colour=lambda r: OFFLINE if r.pin_failed else None,
-                   tip=lambda r: r.record.tls_spki or ""),
             Column("Serving", AgentRow.served),
             Column("Telemetry rows", lambda r: r.status.telemetry_rows if r.status else None,
                    number, align_right=True),
@@ -85,6 +82,9 @@ class AgentsTableModel(RecordTableModel[AgentRow]):
             Column("Runtime", _runtime),
             Column("Last seen", lambda r: r.record.last_seen_at, when),
             Column("Error", _error, tip=_error),
+            Column("TLS key", AgentRow.pin_text,
+                   colour=lambda r: OFFLINE if r.pin_failed else None,
+                   tip=lambda r: r.record.tls_spki or ""),
         ])
 
     def row_of(self, name: str) -> int | None:
