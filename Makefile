@@ -38,10 +38,20 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
-# Real windows on a virtual X server (needs xvfb and libxcb-icccm4/-keysyms1/-cursor0).
+# Real windows on a virtual X server (needs xvfb and libxcb-icccm4/-keysyms1/-cursor0),
+# else on the display this session has.
+XVFB_PACKAGES := xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0
 screenshots: $(DEV_STAMP)
-	xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb \
-		$(BIN)/python -m app.screenshots docs/screenshots
+	@if command -v xvfb-run >/dev/null; then \
+		xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb \
+			$(BIN)/python -m app.screenshots docs/screenshots; \
+	elif [ -n "$$DISPLAY" ]; then \
+		QT_QPA_PLATFORM=xcb $(BIN)/python -m app.screenshots docs/screenshots; \
+	else \
+		echo "make screenshots needs a display: install a virtual one with" \
+			"'sudo apt-get install $(XVFB_PACKAGES)' (Debian/Ubuntu), or run it in a desktop session" >&2; \
+		exit 1; \
+	fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

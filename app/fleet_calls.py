@@ -6,31 +6,30 @@ window opens without them and the UI thread never waits on their import.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.catalog import Catalog
-from core.errors import OutpostError
 from core.progress import CancelToken, ProgressFn
 
 if TYPE_CHECKING:
     from core.bundles import BuiltBundle
     from core.feature_distribution import FeatureDistribution
-    from core.fleet.agents import AgentRecord, AgentStatus
-    from core.fleet.deploy import Deployment, DeployResult
+    from core.fleet.dispatch import Compatibility
+    from core.fleet.ledger import Deployment, DeployResult
     from core.fleet.local import LocalAgent
+    from core.fleet.records import AgentRecord, AgentStatus
     from core.telemetry.ingest import IngestResult
 
 
 def list_agents(catalog: Catalog) -> list[AgentRecord]:
-    from core.fleet.agents import list_agents
+    from core.fleet.records import list_agents
 
     return list_agents(catalog)
 
 
 def fleet_status(catalog: Catalog) -> list[AgentStatus]:
-    from core.fleet.agents import fleet_status
+    from core.fleet.dispatch import fleet_status
 
     return fleet_status(catalog)
 
@@ -42,7 +41,7 @@ def add_agent(catalog: Catalog, name: str, url: str, token: str) -> AgentRecord:
 
 
 def list_deployments(catalog: Catalog, agent: str) -> list[Deployment]:
-    from core.fleet.deploy import list_deployments
+    from core.fleet.ledger import list_deployments
 
     return list_deployments(catalog, agent=agent)
 
@@ -61,13 +60,13 @@ def stop_local_agent(catalog: Catalog) -> bool:
 
 def deploy(catalog: Catalog, ref: str, agent: str, force: bool, progress: ProgressFn,
            cancel: CancelToken) -> DeployResult:
-    from core.fleet.deploy import deploy
+    from core.fleet.dispatch import deploy
 
     return deploy(catalog, ref, agent, force=force, progress=progress, cancel=cancel)
 
 
 def rollback(catalog: Catalog, model: str, agent: str) -> DeployResult:
-    from core.fleet.deploy import rollback
+    from core.fleet.dispatch import rollback
 
     return rollback(catalog, model, agent)
 
@@ -94,28 +93,7 @@ def feature_distribution(catalog: Catalog, model: str, version: int, feature: st
                                 until=until)
 
 
-@dataclass(frozen=True)
-class Compatibility:
-    ok: bool
-    text: str
-
-
 def check_compatibility(catalog: Catalog, ref: str, agent: str) -> Compatibility:
-    """Can ``agent``'s onnxruntime load ``ref``'s opsets? Asks the agent; changes nothing."""
-    from core.fleet.agents import connect
-    from core.fleet.deploy import check_opset
-    from core.registry import resolve_model
+    from core.fleet.dispatch import check_compatibility
 
-    mv = resolve_model(catalog, ref)
-    needs = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(mv.opset.items()))
-    try:
-        with connect(catalog, agent) as (_, client):
-            status = client.status()
-        check_opset(agent, status, mv.model, mv.opset)
-    except OutpostError as exc:
-        return Compatibility(False, str(exc))
-    have = status.get("opset_max") or {}
-    top = have.get("ai.onnx", have.get("", "?"))
-    return Compatibility(True, f"Compatible: {mv.ref} needs opset {needs}; {agent} runs "
-                               f"onnxruntime {status.get('onnxruntime', '?')} "
-                               f"(ai.onnx up to {top}).")
+    return check_compatibility(catalog, ref, agent)

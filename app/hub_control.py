@@ -5,14 +5,13 @@ after the task pool has drained, so a hub whose start was still in flight stops 
 """
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.catalog import Catalog
-from core.config import ENV_PREFIX
+from core.config import Settings
 
 if TYPE_CHECKING:
     from core.hub import HubHandle
@@ -74,7 +73,7 @@ class HubControl:
 def hub_url(host: str, port: int, handle: HubHandle | None) -> str:
     """The address devices are told to call: ${OUTPOST_}HUB_URL if set (as for the CLI),
     else the hub's; a wildcard listen address becomes this machine's name."""
-    configured = os.environ.get(f"{ENV_PREFIX}HUB_URL")
+    configured = Settings.from_env().hub_url
     if configured:
         return configured
     if handle is not None:

@@ -47,7 +47,7 @@ def snapshot(catalog: Catalog, model: str | None, agent: str | None, bucket_s: f
              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Snapshot:
     from core.alerts import list_alerts
     from core.drift import drift_matrix, drift_report
-    from core.fleet.agents import list_agents
+    from core.fleet.records import list_agents
     from core.registry import list_models
     from core.telemetry.pull import pull_telemetry
     from core.telemetry.series import request_series

@@ -1,14 +1,17 @@
 """Render every view of the real application into PNG files (``make screenshots``).
 
-Builds a demo catalog in a temporary OUTPOST_HOME: the samples, a few runs, two model
-versions, the local agent serving one of them, normal then drifted traffic. Run it under
-a display (``xvfb-run``) so that the windows are real ones.
+Builds a demo catalog in a new temporary OUTPOST_HOME (never the user's, even when
+OUTPOST_HOME is set: a catalog used before has no first-start banner to show and must not
+get demo runs): the samples, a few runs, two model versions, the local agent serving one
+of them, normal then drifted traffic. Run it under a display (``xvfb-run``) so that the
+windows are real ones.
 
     python -m app.screenshots docs/screenshots
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -58,7 +61,8 @@ def send(agent: AgentRecord, model: str, body: list[dict[str, object]]) -> None:
 
 
 def main(out: Path) -> int:
-    os.environ.setdefault("OUTPOST_HOME", tempfile.mkdtemp(prefix="outpost-screens-"))
+    home = tempfile.mkdtemp(prefix="outpost-screens-")
+    os.environ["OUTPOST_HOME"] = home
     out.mkdir(parents=True, exist_ok=True)
     # Imported after OUTPOST_HOME is set: everything below works on the demo catalog.
     from app.main import application, create_window
@@ -90,6 +94,7 @@ def main(out: Path) -> int:
     finally:
         stop_local_agent(catalog)
         catalog.close()
+        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 
@@ -189,7 +194,7 @@ class Shots:
         from app.views.monitoring import MonitoringView
         from core.datasets import read_frame, resolve_version
         from core.feeds import records
-        from core.fleet.agents import get_agent
+        from core.fleet.records import get_agent
         from core.registry import resolve_model
 
         assert isinstance(view, MonitoringView)

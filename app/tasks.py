@@ -42,12 +42,10 @@ class _Worker(FunctionWorker[Any]):
 
     def run(self) -> None:
         self.started.emit()
-        self._running = True
         try:
             self.returned.emit(self.work())
         except Exception as exc:  # handed to the UI thread, which decides what the user sees
             self.errored.emit(exc)
-        self._running = False
         self.finished.emit()
         self._finished.emit(self)
 

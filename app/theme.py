@@ -47,9 +47,6 @@ class Theme(QObject):
         )
         self.changed.emit(self.name)
 
-    def toggle(self, app: QApplication) -> None:
-        self.apply(app, "dark" if self.name == "light" else "light")
-
     def _palette(self) -> QPalette:
         c = self.colours
         palette = QPalette()

@@ -16,7 +16,7 @@ MODULES = (
     "core.registry.register",
     "core.registry.card",
     "core.bundles",
-    "core.fleet.deploy",
+    "core.fleet.dispatch",
     "core.fleet.local",
     "core.telemetry.pull",
     "core.telemetry.ingest",

@@ -119,7 +119,7 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         self.quit_action = QAction("&Quit", self)
-        self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        self.quit_action.setShortcut("Ctrl+Q")  # StandardKey.Quit is empty on some platforms
         self.quit_action.triggered.connect(self.close)
         for view in self.views:
             menu = bar.addMenu(f"&{view.title}")
@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
             view_menu.addAction(act)
         view_menu.addSeparator()
         refresh = QAction("&Refresh", self)
-        refresh.setShortcut(QKeySequence.StandardKey.Refresh)
+        refresh.setShortcut("F5")
         refresh.triggered.connect(lambda: self.current_view().refresh())
         view_menu.addAction(refresh)
         self.dark_action = QAction("&Dark Theme", self)
@@ -193,7 +193,7 @@ class MainWindow(QMainWindow):
             saved = self.settings.value(f"views/{type(view).__name__}")
             if isinstance(saved, dict):
                 view.restore_state(saved)
-        index = int(self.settings.value("window/view", 0) or 0)
+        index = int(str(self.settings.value("window/view", 0) or 0))
         self.nav.setCurrentRow(index if 0 <= index < len(self.views) else 0)
 
     def save_settings(self) -> None:

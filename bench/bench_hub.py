@@ -53,7 +53,7 @@ def setup(home: Path, agents: int) -> list[dict[str, str]]:
     """A catalog with `agents` enrolled hub agents, each with adder@1 desired."""
     from core.catalog import Catalog
     from core.config import Settings
-    from core.fleet.deploy import deploy
+    from core.fleet.dispatch import deploy
     from core.hub import enroll_agent
     from core.registry import import_onnx
     from tests.agent_helpers import identity_model

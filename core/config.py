@@ -3,17 +3,37 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from core.errors import InvalidInput
+
 ENV_PREFIX = "OUTPOST_"
+
+
+# Alert thresholds an OUTPOST_<NAME> variable may override (core.drift.Thresholds fields).
+THRESHOLD_NAMES = ("psi_warn", "psi_alert", "error_rate", "p99_ms")
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
+    hub_url: str | None = None  # the address devices are told to call (OUTPOST_HUB_URL)
+    # OUTPOST_<NAME> overrides of the alert thresholds, as given; read by thresholds()
+    threshold_text: Mapping[str, str] = field(default_factory=dict)
+
+    def thresholds(self) -> dict[str, float]:
+        """The threshold overrides as numbers; a value that is not one is refused."""
+        values: dict[str, float] = {}
+        for name, raw in self.threshold_text.items():
+            try:
+                values[name] = float(raw)
+            except ValueError as exc:
+                raise InvalidInput(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number"
+                                   ) from exc
+        return values
 
     @property
     def catalog_path(self) -> Path:
@@ -50,4 +70,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = env.get(ENV_PREFIX + "HOME") or user_data_dir("outpost", appauthor=False)
-        return cls(home=Path(home).expanduser().resolve())
+        text = {name: raw for name in THRESHOLD_NAMES
+                if (raw := env.get(ENV_PREFIX + name.upper()))}
+        return cls(home=Path(home).expanduser().resolve(),
+                   hub_url=env.get(ENV_PREFIX + "HUB_URL") or None, threshold_text=text)

@@ -19,10 +19,10 @@ from core.datasets import import_frame, read_frame, resolve_version
 from core.drift import DriftReport, drift_report
 from core.errors import OutpostError
 from core.feeds import records
-from core.fleet.agents import AgentRecord, get_agent
 from core.fleet.client import pinned_http
-from core.fleet.deploy import deploy
+from core.fleet.dispatch import deploy
 from core.fleet.local import LOCAL_AGENT, start_local_agent, stop_local_agent
+from core.fleet.records import AgentRecord, get_agent
 from core.progress import CancelToken, check
 from core.registry import ModelVersion, register_model, resolve_model, set_alias
 from core.samples import SAMPLES, SENSOR_DRIFTED_FEATURES

@@ -10,13 +10,13 @@ alerts in the catalog, and cleared when they stop holding.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.alerts import Condition, sync_alerts
 from core.catalog import Catalog
+from core.config import Settings
 from core.errors import InvalidInput, NotFound
 from core.telemetry.series import RequestStats, request_stats
 from edge_agent.contract.protocol import PREDICTION_FEATURE
@@ -36,17 +36,8 @@ class Thresholds:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Thresholds:
         """Defaults, overridden by OUTPOST_PSI_WARN, OUTPOST_PSI_ALERT, OUTPOST_ERROR_RATE,
-        OUTPOST_P99_MS."""
-        env = os.environ if environ is None else environ
-        values: dict[str, float] = {}
-        for name in ("psi_warn", "psi_alert", "error_rate", "p99_ms"):
-            raw = env.get("OUTPOST_" + name.upper())
-            if raw:
-                try:
-                    values[name] = float(raw)
-                except ValueError as exc:
-                    raise InvalidInput(f"OUTPOST_{name.upper()}={raw!r} is not a number") from exc
-        return cls(**values)
+        OUTPOST_P99_MS (read by :class:`core.config.Settings`)."""
+        return cls(**Settings.from_env(environ).thresholds())
 
     def status(self, psi: float) -> str:
         if psi >= self.psi_alert:

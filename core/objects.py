@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.errors import NotFound, StorageError
+from edge_agent.contract.signing import fsync_dir
 
 _CHUNK = 1 << 20
 
@@ -26,14 +27,6 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ObjectStore:
@@ -101,10 +94,6 @@ class ObjectStore:
             except OSError as exc:
                 raise self._write_error(exc) from exc
             return self.adopt(tmp)
-
-    def put_file(self, src: Path) -> tuple[str, bool]:
-        with src.open("rb") as fh:
-            return self.put_stream(fh)
 
     def _write_error(self, exc: OSError) -> StorageError:
         return StorageError(f"could not write object to {self.root}: {exc.strerror or exc}")

@@ -204,7 +204,7 @@ def _alias(catalog: Catalog, step: dict[str, Any], state: _State) -> str:
 
 
 def _deploy(catalog: Catalog, step: dict[str, Any], state: _State) -> str:
-    from core.fleet.deploy import deploy
+    from core.fleet.dispatch import deploy
 
     if state.model is None:
         raise InvalidInput("deploy needs an earlier register step")

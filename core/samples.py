@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.catalog import Catalog
-from core.datasets import ImportResult, import_frame, list_datasets
+from core.datasets import ImportResult, import_frame
 from core.progress import ProgressFn, report
 
 if TYPE_CHECKING:
@@ -140,10 +140,3 @@ def load_samples(catalog: Catalog, *, progress: ProgressFn | None = None) -> lis
     report(progress, "samples", len(SAMPLES), len(SAMPLES))
     return results
 
-
-def ensure_samples(catalog: Catalog, *, progress: ProgressFn | None = None) -> list[ImportResult]:
-    """Load the samples unless the catalog already has every one (first start, ``outpost demo``)."""
-    present = {info.name for info in list_datasets(catalog)}
-    if all(sample.name in present for sample in SAMPLES):
-        return []
-    return load_samples(catalog, progress=progress)

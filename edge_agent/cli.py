@@ -6,6 +6,7 @@ Every failure the user can cause prints one line, `error: ...`, and exits 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import os
@@ -19,6 +20,8 @@ from typing import Any
 
 from edge_agent.contract.errors import AgentError
 from edge_agent.contract.tls import short
+
+MiB = 1024 * 1024
 
 TOKEN_FILE = "token"
 CONFIG_FILE = "config.json"
@@ -106,9 +109,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         agent_dir=agent_dir, token=token, keyring=_keyring(agent_dir, args.trust_key),
         inbox=Path(args.inbox) if args.inbox else None,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024), body_timeout_s=args.body_timeout_s,
-        max_bundle_bytes=int(args.max_bundle_mb * 1024 * 1024),
-        telemetry_max_bytes=int(args.telemetry_max_mb * 1024 * 1024),
+        max_body_bytes=int(args.max_body_mb * MiB), body_timeout_s=args.body_timeout_s,
+        max_bundle_bytes=int(args.max_bundle_mb * MiB),
+        telemetry_max_bytes=int(args.telemetry_max_mb * MiB),
         window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us,
         hub=hub, insecure_http=args.insecure_http)
     return serve(sock, options)
@@ -187,21 +190,27 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: DIR/token, written by init)")
     serve.add_argument("--trust-key", type=Path, help="public key file to trust for bundles")
     serve.add_argument("--inbox", help="folder watched for bundles dropped by hand")
-    serve.add_argument("--max-body-mb", type=float, default=16.0,
-                       help="largest inference request body (16 MiB)")
-    serve.add_argument("--max-bundle-mb", type=float, default=512.0,
-                       help="largest bundle upload (512 MiB)")
-    serve.add_argument("--body-timeout-s", type=float, default=10.0,
-                       help="longest wait for an inference request body (10 s)")
-    serve.add_argument("--telemetry-max-mb", type=float, default=64.0,
-                       help="telemetry outbox cap; oldest records are evicted past it")
-    serve.add_argument("--window-s", type=float, default=60.0,
-                       help="histogram window length in seconds (60)")
-    serve.add_argument("--batch-max", type=int, default=16,
-                       help="adaptive batching: most requests run as one (16; 1 = off)")
-    serve.add_argument("--batch-delay-us", type=int, default=0,
-                       help="adaptive batching: longest wait for a batch to fill (0: only "
-                       "requests that arrived together)")
+    from edge_agent.runtime import ServeOptions
+
+    d: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ServeOptions)}
+    serve.add_argument("--max-body-mb", type=float, default=d["max_body_bytes"] / MiB,
+                       help=f"largest inference request body ({d['max_body_bytes'] // MiB} MiB)")
+    serve.add_argument("--max-bundle-mb", type=float, default=d["max_bundle_bytes"] / MiB,
+                       help=f"largest bundle upload ({d['max_bundle_bytes'] // MiB} MiB)")
+    serve.add_argument("--body-timeout-s", type=float, default=d["body_timeout_s"],
+                       help=f"longest wait for an inference request body "
+                       f"({d['body_timeout_s']:g} s)")
+    serve.add_argument("--telemetry-max-mb", type=float, default=d["telemetry_max_bytes"] / MiB,
+                       help="telemetry outbox cap; oldest records are evicted past it "
+                       f"({d['telemetry_max_bytes'] // MiB} MiB)")
+    serve.add_argument("--window-s", type=float, default=d["window_s"],
+                       help=f"histogram window length in seconds ({d['window_s']:g})")
+    serve.add_argument("--batch-max", type=int, default=d["batch_max"],
+                       help=f"adaptive batching: most requests run as one ({d['batch_max']}; "
+                       "1 = off)")
+    serve.add_argument("--batch-delay-us", type=int, default=d["batch_delay_us"],
+                       help="adaptive batching: longest wait for a batch to fill "
+                       f"({d['batch_delay_us']}: only requests that arrived together)")
     serve.add_argument("--insecure-http", action="store_true",
                        help="serve plain HTTP (only behind a TLS-terminating proxy)")
     from edge_agent.hub.client import add_hub_arguments

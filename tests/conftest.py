@@ -5,17 +5,54 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Every process this pytest process starts inherits the mark (pytest-xdist workers replace
+# their controller's with their own), so one left running is found even once orphaned.
+SESSION_MARK = "OUTPOST_TEST_SESSION"
+os.environ[SESSION_MARK] = uuid.uuid4().hex
 
 REPO = Path(__file__).resolve().parents[1]
-OUTPOST = [sys.executable, "-m", "core.cli.__main__"]
+# The installed console script, as a user runs it (it lives beside this interpreter).
+OUTPOST = [str(Path(sys.executable).with_name("outpost"))]
+
+
+def _marked_survivors() -> list[psutil.Process]:
+    mark, found = os.environ[SESSION_MARK], []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(SESSION_MARK) == mark:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fail the run if a process the suite started is still running once it ends (after
+    ten seconds for those already shutting down); the survivors are killed."""
+    yield
+    deadline = time.monotonic() + 10
+    while (survivors := _marked_survivors()) and time.monotonic() < deadline:
+        psutil.wait_procs(survivors, timeout=0.5)
+    if survivors:
+        described = [f"{p.pid} {' '.join(p.cmdline())[:200]}" for p in survivors]
+        for proc in survivors:
+            proc.kill()
+        pytest.fail("processes started by the suite outlived it (killed now):\n"
+                    + "\n".join(described), pytrace=False)
 
 
 @dataclass

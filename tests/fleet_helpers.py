@@ -8,11 +8,13 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -29,7 +31,13 @@ from edge_agent.contract.protocol import (
     write_telemetry_export,
 )
 from edge_agent.contract.tls import ServerCert, server_context, spki_sha256_of_file
-from tests.agent_helpers import free_port, ssl_context_for, trust_cert, wait_http_ok
+from tests.agent_helpers import (
+    free_port,
+    ssl_context_for,
+    trust_cert,
+    verify_for,
+    wait_http_ok,
+)
 
 
 def open_catalog(home: Path) -> Catalog:
@@ -294,3 +302,32 @@ def cutting_proxy(target_port: int, tls: ServerCert | None = None) -> Iterator[C
         yield proxy
     finally:
         proxy.close()
+
+
+def outbox_last_seq(url: str, token: str) -> int:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                      verify=verify_for(url)) as http:
+        answer = http.get("/v1/telemetry", params={"after": 0, "limit": 1})
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()["last_seq"])
+
+
+def wait_for_outbox(url: str, token: str, *, requests: int, after: int = 0,
+                    timeout: float = 30.0) -> None:
+    """Wait until the agent's outbox holds at least `requests` request records after seq
+    `after`, and a closed histogram window among them: what a pull right after traffic
+    expects to find."""
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {token}"}
+    kinds: list[str] = []
+    with httpx.Client(base_url=url, headers=headers, timeout=10,
+                      verify=verify_for(url)) as http:
+        while time.monotonic() < deadline:
+            answer = http.get("/v1/telemetry", params={"after": after, "limit": 100_000})
+            assert answer.status_code == 200, answer.text
+            kinds = [r["kind"] for r in answer.json()["records"]]
+            if kinds.count("request") >= requests and "histogram" in kinds:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"agent at {url} flushed {kinds.count('request')} of {requests} "
+                         f"requests, histograms: {'histogram' in kinds}, within {timeout} s")

@@ -122,6 +122,11 @@ def _agent_active(agent: AgentProcess) -> int | None:
     models = status["models"]
     if not models:
         return None
+    if models[0]["active"] is None:
+        # Killed between the first version's folder appearing and its activation: that
+        # version is installed, none was ever active, and none is now (the old state).
+        assert models[0]["state"] == "inactive" and models[0]["versions"], models[0]
+        return None
     assert models[0]["state"] == "ready", models[0]
     active: int = models[0]["active"]
     code, reply = json_request(f"{agent.url}/v2/models/adder/infer", body={
@@ -158,3 +163,24 @@ def test_kill9_real_agent_during_uploads(tmp_path: Path) -> None:
         done = [v for kind, v in log if kind == "done"]
         allowed = {done[-1] if done else active, begun[-1] if begun else None}
     assert active is not None and active >= AGENT_CYCLES
+
+
+def test_first_install_cut_before_activation_reads_as_none_active(tmp_path: Path) -> None:
+    """The state a kill -9 leaves between the first version folder's rename and the
+    active pointer (the loop above once failed on it): a real agent reports the model
+    'inactive' with no version active, and the crash loop counts that as the old state."""
+    key = generate_signing_key()
+    key_path = save_private_key(key, tmp_path / "signing.pem")
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    store = ModelStore(tmp_path / "agent", KeyRing(tmp_path / "agent" / "keys"))
+    store.keys.trust(key.public_key())
+    store.open()
+    store.install(bundle_for(bundles, key_path, 1), activate=False)
+    assert not (tmp_path / "agent" / "models" / "adder" / "active").exists()
+    with running_agent(tmp_path / "agent", trust_key=key) as agent:
+        assert _agent_active(agent) is None
+        code, _ = json_request(f"{agent.url}/v1/bundles?activate=true",
+                               data=bundle_for(bundles, key_path, 2).read_bytes(),
+                               headers=agent.headers(), method="POST")
+        assert code == 200 and _agent_active(agent) == 2

@@ -6,9 +6,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.fleet.agents import add_agent, agent_status
-from core.fleet.deploy import deploy, list_deployments
+from core.fleet.agents import add_agent
+from core.fleet.dispatch import agent_status, deploy
 from core.fleet.errors import DeployRefused
+from core.fleet.ledger import list_deployments
 from core.keys import signing_key
 from tests.conftest import run_cli
 from tests.fleet_helpers import agents, open_catalog, train_mini

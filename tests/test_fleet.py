@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from core.catalog import Catalog
-from core.fleet.agents import add_agent, agent_status, get_agent, list_agents
-from core.fleet.deploy import deploy_bundle_file, list_deployments, rollback
+from core.fleet.agents import add_agent
+from core.fleet.dispatch import agent_status, rollback
 from core.fleet.errors import (
     AgentIdentityMismatch,
     AgentPinMismatch,
@@ -20,6 +20,9 @@ from core.fleet.errors import (
     DeployRefused,
     TransferFailed,
 )
+from core.fleet.ledger import list_deployments
+from core.fleet.push import deploy_bundle_file
+from core.fleet.records import get_agent, list_agents
 from core.keys import signing_key
 from core.progress import CancelToken, ProgressEvent
 from core.telemetry.pull import RetryPolicy, cursor_of, pull_telemetry
@@ -33,6 +36,7 @@ from tests.fleet_helpers import (
     open_catalog,
     server_cert_of,
     start_agent,
+    wait_for_outbox,
 )
 
 pytestmark = pytest.mark.xdist_group("fleet")
@@ -201,7 +205,7 @@ def test_pull_is_exactly_once_resumable_and_not_stalled(catalog: Catalog,
                            version=1)
         _traffic(a, 30)
         b.stop()
-        time.sleep(1.6)  # the agent closes its 1 s histogram windows
+        wait_for_outbox(a.url, a.token, requests=30)  # its 1 s histogram windows closed
         cancel = CancelToken()
 
         def stop_after_first_page(event: ProgressEvent) -> None:

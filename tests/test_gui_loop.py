@@ -2,8 +2,6 @@
 deploy → traffic → Monitoring shows the requests and, after drifted traffic, a drift alert."""
 from __future__ import annotations
 
-import ssl
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -21,6 +19,8 @@ from core.fleet.local import local_dir, stop_local_agent
 from core.registry import ModelVersion, resolve_model
 from core.samples import SENSOR_DRIFTED_FEATURES
 from edge_agent.contract.protocol import PREDICTION_FEATURE
+from tests.agent_helpers import trust_cert, verify_for
+from tests.fleet_helpers import outbox_last_seq, wait_for_outbox
 from tests.gui_helpers import (  # noqa: F401 (fixtures)
     catalog_fixture,
     error_dialogs,
@@ -39,18 +39,20 @@ def local_agent_stopped(catalog: Catalog) -> Iterator[None]:
     stop_local_agent(catalog)
 
 
-def _send(catalog: Catalog, url: str, mv: ModelVersion, dataset: str, rows: int) -> None:
+def _send(catalog: Catalog, url: str, token: str, mv: ModelVersion, dataset: str,
+          rows: int) -> None:
     frame = read_frame(catalog, resolve_version(catalog, dataset),
                        columns=[s.name for s in mv.inputs]).sample(rows, random_state=7)
     body = records(mv.inputs, frame)
-    cafile = local_dir(catalog) / "tls.crt"  # the local agent's own certificate
-    with httpx.Client(base_url=url, timeout=30,
-                      verify=ssl.create_default_context(cafile=str(cafile))) as http:
+    trust_cert(url, local_dir(catalog) / "tls.crt")  # the local agent's own certificate
+    before = outbox_last_seq(url, token)
+    with httpx.Client(base_url=url, timeout=30, verify=verify_for(url)) as http:
         for start in range(0, len(body), 200):
             answer = http.post(f"/v1/models/{mv.model}/predict",
                                json={"records": body[start:start + 200]})
             assert answer.status_code == 200, answer.text
-    time.sleep(WINDOW_S + 0.6)  # let the agent close its histogram window and flush it
+    # each request of 200 rows is one record; wait for them and the closed histogram window
+    wait_for_outbox(url, token, requests=-(-len(body) // 200), after=before)
 
 
 @pytest.mark.usefixtures("local_agent_stopped")
@@ -91,11 +93,11 @@ def test_whole_loop_through_the_gui(qtbot: QtBot, make_window: Callable[..., Mai
                     timeout=120_000)
 
     mv = resolve_model(catalog, "pump_failure@1")
-    url = fleet.agents.record(0).record.url
+    url, token = fleet.agents.record(0).record.url, fleet.agents.record(0).record.token
     monitoring = window.view(MonitoringView)
     assert isinstance(monitoring, MonitoringView)
     window.show_view(window.views.index(monitoring))
-    _send(catalog, url, mv, "field_sensor", 600)
+    _send(catalog, url, token, mv, "field_sensor", 600)
     monitoring.refresh_action.trigger()
     qtbot.waitUntil(lambda: monitoring.snap is not None and bool(monitoring.snap.series.get(
         "local")), timeout=60_000)
@@ -103,7 +105,7 @@ def test_whole_loop_through_the_gui(qtbot: QtBot, make_window: Callable[..., Mai
     assert line.name() == "local" and sum(line.yData) * 60 == pytest.approx(3)  # 600 / 200
     assert not any(a.kind == "drift" for a in monitoring.alerts.records)
 
-    _send(catalog, url, mv, "field_sensor_drifted", 3000)
+    _send(catalog, url, token, mv, "field_sensor_drifted", 3000)
     monitoring.refresh_action.trigger()
     qtbot.waitUntil(lambda: any(a.kind == "drift" for a in monitoring.alerts.records),
                     timeout=60_000)

@@ -164,7 +164,10 @@ def test_a_long_session_of_signals_cannot_exhaust_true(
         window.ctx.events.datasets_changed.emit()
     assert sys.getrefcount(True) > PINNED // 2
     drop = before - sys.getrefcount(True)
-    assert abs(drop) < 100 or abs(drop - 200_000) < 100  # fixed upstream, or still leaking
+    if sys.version_info >= (3, 12):  # True is immortal: its count does not move
+        assert abs(drop) < 100
+    else:  # each emit takes one reference; when PySide stops, app/qt_compat.py can go
+        assert abs(drop - 200_000) < 100, f"True lost {drop} references in 200,000 emits"
 
 
 def test_catalog_held_by_another_process_says_so_and_exits_1(

@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.catalog import Catalog
 from core.errors import InvalidInput
-from core.fleet.agents import agent_status, get_agent
-from core.fleet.deploy import deploy, list_deployments
+from core.fleet.dispatch import agent_status, deploy
+from core.fleet.ledger import list_deployments
+from core.fleet.records import get_agent
 from core.hub import HubHandle, HubOptions, enroll_agent, revoke_agent
 from core.keys import key_info
 from edge_agent.contract.hub_protocol import Enrolment, agent_path, claim_message

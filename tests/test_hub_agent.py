@@ -11,8 +11,10 @@ import pytest
 
 from core.catalog import Catalog
 from core.drift import drift_report
-from core.fleet.agents import add_agent, agent_status, list_agents
-from core.fleet.deploy import deploy, list_deployments, rollback
+from core.fleet.agents import add_agent
+from core.fleet.dispatch import agent_status, deploy, rollback
+from core.fleet.ledger import list_deployments
+from core.fleet.records import list_agents
 from core.fleet.rotation import rotate_keys
 from core.hub import HubHandle, HubOptions, enroll_agent, write_enrolment
 from core.keys import signing_key

@@ -17,7 +17,8 @@ import pytest
 
 from core.bundles import build_bundle
 from core.catalog import Catalog
-from core.fleet.deploy import deploy, list_deployments
+from core.fleet.dispatch import deploy
+from core.fleet.ledger import list_deployments
 from core.hub import HubOptions, enroll_agent, revoke_agent, write_enrolment
 from core.keys import write_public_key_file
 from tests.agent_helpers import free_port

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.catalog import Catalog
-from core.fleet.agents import add_agent, get_agent
-from core.fleet.deploy import deploy_bundle_file
+from core.fleet.agents import add_agent
+from core.fleet.push import deploy_bundle_file
+from core.fleet.records import get_agent
 from core.fleet.rotation import rotate_keys
 from core.keys import key_at, key_info, rotate_signing_key, signing_key
 from edge_agent.contract.protocol import (

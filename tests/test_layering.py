@@ -18,7 +18,7 @@ def test_import_contracts_hold() -> None:
 
 
 @pytest.mark.slow
-def test_mypy_passes_on_core_and_edge_agent() -> None:
+def test_mypy_passes_on_core_edge_agent_and_app() -> None:
     proc = subprocess.run(
         [str(BIN / "mypy"), "--no-error-summary"], cwd=REPO, capture_output=True, text=True,
         timeout=600,

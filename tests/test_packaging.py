@@ -19,7 +19,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +33,7 @@ from tests.agent_helpers import (
     json_request,
     make_identity_bundle,
     make_tabular_bundle,
+    trust_cert,
     wait_http_ok,
 )
 
@@ -118,17 +119,20 @@ def serving(agent: Path, agent_dir: Path, *extra: str, token: str = "field-token
     token_file.write_text(token + "\n")
     port = free_port()
     with (agent_dir.parent / "agent.log").open("wb") as log:
+        # Its own process group: the one-file binary is a bootloader whose child serves,
+        # and killing the bootloader alone would leave that child running.
         proc = subprocess.Popen([str(agent), "serve", "--dir", str(agent_dir), "--port",
                                  str(port), "--token-file", str(token_file), *extra],
-                                stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"https://127.0.0.1:{port}"
+    trust_cert(url, agent_dir / "tls.crt")
     try:
         wait_http_ok(f"{url}/v2/health/ready", 60, proc)
         yield proc, url
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _trust(tmp_path: Path, key: Ed25519PrivateKey) -> Path:

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import InvalidInput
-from core.fleet.agents import add_agent, agent_status
-from core.fleet.deploy import list_deployments
+from core.fleet.agents import add_agent
+from core.fleet.dispatch import agent_status
+from core.fleet.ledger import list_deployments
 from core.keys import signing_key
 from core.pipeline import load_pipeline, run_pipeline
 from core.registry import list_versions, resolve_model

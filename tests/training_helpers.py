@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -58,17 +59,21 @@ def run_onnx_file(path: Path, X: pd.DataFrame) -> tuple[list[str], list[np.ndarr
 
 
 def run_main(*args: str) -> tuple[int, str, str]:
-    """The real CLI entry point in this process: (exit code, stdout, stderr)."""
-    from core.cli import main
+    """The `outpost` console script's entry point (core.entry:main, as pyproject names it)
+    in this process: (exit code, stdout, stderr)."""
+    from core.entry import main as entry_main
 
     # JSON goes to sys.stdout.buffer, so stdout needs a real binary buffer underneath.
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
     err = io.StringIO()
-    code = 0
+    code, argv = 0, sys.argv
     with redirect_stdout(out), redirect_stderr(err):
         try:
-            main(list(args))
+            sys.argv = ["outpost", *args]
+            entry_main()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.argv = argv
     out.flush()
     return code, out.buffer.getvalue().decode(), err.getvalue()

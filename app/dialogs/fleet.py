@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
 from app import fleet_calls as calls
 from app.context import AppContext
 from app.dialogs.base import TaskDialog
-from app.fleet_calls import Compatibility
 from app.models.registry import parity_text
 from core import registry
 from core.catalog import Catalog
@@ -27,8 +26,9 @@ from core.errors import OutpostError
 
 if TYPE_CHECKING:
     from core.bundles import BuiltBundle
-    from core.fleet.agents import AgentRecord
-    from core.fleet.deploy import DeployResult
+    from core.fleet.dispatch import Compatibility
+    from core.fleet.ledger import DeployResult
+    from core.fleet.records import AgentRecord
     from core.registry import ModelVersion
 
 

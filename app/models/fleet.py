@@ -9,7 +9,9 @@ from app.models.records import Column, RecordTableModel, number
 from edge_agent.contract.tls import short
 
 if TYPE_CHECKING:
-    from core.fleet.agents import AgentRecord, AgentStatus
+    from core.alerts import Alert  # noqa: F401 -- named in string type arguments below
+    from core.fleet.ledger import Deployment  # noqa: F401
+    from core.fleet.records import AgentRecord, AgentStatus
 
 ONLINE, OFFLINE, UNKNOWN = "#1a7f37", "#cf222e", "#6e7781"
 SEVERITY = {"alert": "#cf222e", "warn": "#b26b00"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
@@ -19,6 +20,10 @@ Index = QModelIndex | QPersistentModelIndex
 PageReader = Callable[[TaskContext, int, int], list[tuple[Any, ...]]]
 PLACEHOLDER = "…"
 
+
+
+def _read(reader: PageReader, offset: int, limit: int, ctx: TaskContext) -> list[tuple[Any, ...]]:
+    return reader(ctx, offset, limit)
 
 class LazyTableModel(QAbstractTableModel):
     page_loaded = Signal(int)
@@ -104,9 +109,9 @@ class LazyTableModel(QAbstractTableModel):
             offset, limit = page_no * self.page_size, self.page_size
             self.runner.run(
                 "Reading rows",
-                lambda ctx, r=reader, o=offset, n=limit: r(ctx, o, n),
-                lambda rows, p=page_no, g=generation: self._arrived(p, g, rows),
-                on_error=lambda exc, p=page_no, g=generation: self._failed(p, g),
+                partial(_read, reader, offset, limit),
+                partial(self._arrived, page_no, generation),
+                on_error=partial(self._failed, page_no, generation),
                 visible=False,
             )
 
@@ -124,7 +129,7 @@ class LazyTableModel(QAbstractTableModel):
         self.page_loaded.emit(page_no)
         self._fetch_next()
 
-    def _failed(self, page_no: int, generation: int) -> bool:
+    def _failed(self, page_no: int, generation: int, _error: BaseException) -> bool:
         """A failed page goes to the error sink (returns False) and is not retried in a loop."""
         if generation == self._generation:
             self._in_flight.discard(page_no)

@@ -53,11 +53,6 @@ class RecordTableModel(QAbstractTableModel, Generic[R]):
         self.records = list(records)
         self.endResetModel()
 
-    def set_columns(self, columns: Sequence[Column[R]]) -> None:
-        self.beginResetModel()
-        self.columns = list(columns)
-        self.endResetModel()
-
     def record(self, row: int) -> R:
         return self.records[row]
 

@@ -4,6 +4,7 @@ Import by the file dialog or by dropping files on the view; derive with SQL; dif
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ from app.dialogs.derive import DeriveDialog
 from app.dialogs.diff import DiffDialog
 from app.models.datasets import DatasetsTableModel, DatasetVersionsTableModel
 from app.models.records import RecordTableModel
+from app.statusbar import say
+from app.tasks import TaskContext
 from app.views.base import View
-from app.widgets.lineage import LineageTree, ancestry
+from app.widgets.lineage import LineageTree
 from app.widgets.preview import PreviewPane
 from app.widgets.profile_panel import ProfilePanel
 from core.datasets import (
@@ -31,6 +34,7 @@ from core.datasets import (
     DatasetVersion,
     ImportResult,
     Profile,
+    ancestry,
     import_dataset,
     list_datasets,
     list_versions,
@@ -54,6 +58,15 @@ def record_table(model: RecordTableModel[Any], name: str) -> QTableView:
     model.modelReset.connect(table.resizeColumnsToContents)
     return table
 
+
+
+def _read_page(dv: DatasetVersion, c: TaskContext, offset: int, limit: int
+               ) -> list[tuple[Any, ...]]:
+    return read_page(c.catalog, dv, offset, limit)
+
+
+def _import(path: Path, c: TaskContext) -> ImportResult:
+    return import_dataset(c.catalog, path, progress=c.progress, cancel=c.cancel)
 
 class DatasetsView(View):
     title = "Datasets"
@@ -164,7 +177,7 @@ class DatasetsView(View):
             self.preview.show_table(
                 f"{dv.ref}: {dv.rows:,} rows × {len(dv.columns)} columns",
                 [f"{c.name}\n{c.type}" for c in dv.columns], dv.rows,
-                lambda c, offset, limit, v=dv: read_page(c.catalog, v, offset, limit))
+                partial(_read_page, dv))
         elif widget is self.profile:
             self.profile.clear(f"Profiling {dv.ref}…")
             self.ctx.tasks.run(f"Profile {dv.ref}",
@@ -194,15 +207,13 @@ class DatasetsView(View):
         for path in paths:
             self.ctx.tasks.run(
                 f"Import {path.name}",
-                lambda c, p=path: import_dataset(c.catalog, p, progress=c.progress,
-                                                 cancel=c.cancel),
+                partial(_import, path),
                 self._imported,
             )
 
     def _imported(self, result: ImportResult) -> None:
         what = "new version" if result.new else "already present as version"
-        self.window().statusBar().showMessage(
-            f"Imported {result.name}: {result.rows:,} rows, {what} {result.version[:12]}", 8000)
+        say(self, f"Imported {result.name}: {result.rows:,} rows, {what} {result.version[:12]}")
         self._want_dataset = result.name
         self.ctx.events.datasets_changed.emit()
 

@@ -18,6 +18,7 @@ from app.context import AppContext
 from app.dialogs.train import TrainDialog, TrainRequest
 from app.models.records import RECORD_ROLE, sorting_proxy
 from app.models.runs import RunsTableModel
+from app.statusbar import say
 from app.tasks import TaskContext
 from app.views.base import View
 from app.widgets.run_detail import RunDetail
@@ -131,9 +132,6 @@ class ExperimentsView(View):
         rows = self.table.selectionModel().selectedRows()
         return [r.data(RECORD_ROLE) for r in rows]
 
-    def current_run(self) -> Run | None:
-        return self.detail.run
-
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         run = current.data(RECORD_ROLE) if current.isValid() else None
         self.detail.show_run(run)
@@ -165,7 +163,7 @@ class ExperimentsView(View):
     def _trained(self, run: Run) -> None:
         metric = next(iter(run.metrics.items()), None)
         shown = f", {metric[0]} {metric[1]:.4g}" if metric and isinstance(metric[1], float) else ""
-        self.window().statusBar().showMessage(f"Run {run.short} finished{shown}", 8000)
+        say(self, f"Run {run.short} finished{shown}")
         self._want_run = run.id
         self.ctx.events.runs_changed.emit()
 
@@ -215,7 +213,7 @@ class ExperimentsView(View):
 
     def _registered(self, version: ModelVersion) -> None:
         parity = "parity passed" if not version.flagged else "parity FAILED: version flagged"
-        self.window().statusBar().showMessage(f"Registered {version.ref} ({parity})", 8000)
+        say(self, f"Registered {version.ref} ({parity})")
         self.ctx.events.models_changed.emit()
 
     # --- state -----------------------------------------------------------------------------

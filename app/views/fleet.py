@@ -26,14 +26,15 @@ from app.context import AppContext
 from app.dialogs.fleet import AddAgentDialog, BundleDialog, DeployDialog, RollbackDialog
 from app.hub_control import DEFAULT_HOST, HubControl, enrol_for_hub, hub_url
 from app.models.fleet import AgentRow, AgentsTableModel, DeploymentsTableModel
+from app.statusbar import say
 from app.views.base import View
 from app.views.datasets import record_table
 from core.catalog import Catalog
 
 if TYPE_CHECKING:
-    from core.fleet.agents import AgentRecord, AgentStatus
-    from core.fleet.deploy import Deployment
+    from core.fleet.ledger import Deployment
     from core.fleet.local import LocalAgent
+    from core.fleet.records import AgentRecord, AgentStatus
     from core.hub import HubHandle
     from core.telemetry.ingest import IngestResult
     from edge_agent.contract.hub_protocol import Enrolment
@@ -114,7 +115,6 @@ class FleetView(View):
         self.timer = QTimer(self)
         self.timer.setInterval(poll_ms)
         self.timer.timeout.connect(self.poll)
-        self.polls = 0
         # Telemetry window of a local agent started here (None: the agent's default, 60 s).
         self.local_window_s: float | None = None
         self._update_actions()
@@ -168,7 +168,6 @@ class FleetView(View):
                                visible=False, key="poll")
 
     def _polled(self, statuses: list[AgentStatus]) -> None:
-        self.polls += 1
         self.agents.set_statuses(statuses)
         self._show_detail()
 
@@ -319,9 +318,7 @@ class FleetView(View):
         self._say("Hub stopped", 8000)
 
     def _say(self, text: str, ms: int) -> None:
-        window = self.window()
-        if isinstance(window, QMainWindow):
-            window.statusBar().showMessage(text, ms)
+        say(self, text, ms)
 
     def _show_hub(self, text: str, *, busy: bool) -> None:
         running = self.hub.running

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 from app.context import AppContext
 from app.dialogs.models import AliasDialog, ImportOnnxDialog, RegisterDialog
 from app.models.registry import ModelsTableModel, ModelVersionsTableModel, parity_state, parity_text
+from app.statusbar import say
 from app.views.base import View
 from app.views.datasets import record_table
 from core import registry
@@ -187,8 +188,7 @@ class ModelsView(View):
             return
         ref = self.selected.ref
         self.ctx.tasks.run(f"Export {ref}", lambda c: registry.export_model(c.catalog, ref, path),
-                           lambda v: self.window().statusBar().showMessage(
-                               f"Exported {v.ref} to {path}", 8000))
+                           lambda v: say(self, f"Exported {v.ref} to {path}"))
 
     # --- state -----------------------------------------------------------------------------
     def save_state(self) -> dict[str, object]:

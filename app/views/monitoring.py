@@ -105,8 +105,8 @@ class MonitoringView(View):
 
     def load(self, pull: bool) -> None:
         model = self.model_box.currentText() or None
-        agent = self.agent_box.currentText()
-        agent = None if agent in ("", ALL_AGENTS) else agent
+        chosen = self.agent_box.currentText()
+        agent = None if chosen in ("", ALL_AGENTS) else chosen
         bucket, cleared = BUCKETS[self.bucket_box.currentText()], self.cleared.isChecked()
         self.ctx.tasks.run(
             "Pull telemetry" if pull else "Load monitoring",

@@ -4,19 +4,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem
 
 from app.models.datasets import source_text, when
-from core.catalog import Catalog
-from core.datasets import DatasetVersion, resolve_version
-
-_MAX_DEPTH = 50  # a cycle cannot happen with content hashes, but a bad catalog must not hang us
-
-
-def ancestry(catalog: Catalog, dv: DatasetVersion) -> list[DatasetVersion]:
-    """``dv`` followed by its parent, grandparent, …; runs in a worker."""
-    chain = [dv]
-    while chain[-1].parent is not None and len(chain) < _MAX_DEPTH:
-        name, version = chain[-1].parent
-        chain.append(resolve_version(catalog, f"{name}@{version}"))
-    return chain
+from core.datasets import DatasetVersion
 
 
 class LineageTree(QTreeWidget):

@@ -74,6 +74,7 @@ class ParamField:
             return w.currentTextChanged
         if isinstance(w, QSpinBox):
             return w.valueChanged
+        assert isinstance(w, QLineEdit), type(w)
         return w.textChanged
 
 

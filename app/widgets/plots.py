@@ -4,7 +4,7 @@ Each widget is a thin PlotWidget subclass told its data by a view, coloured by t
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
@@ -100,7 +100,7 @@ class BarChart(Plot):
         self.getAxis("left").setTicks([[(i, p[0][:22]) for i, p in enumerate(pairs)]])
         self.getAxis("bottom").setTicks(None)
 
-    def show_grouped(self, groups: Sequence[str], series: dict[str, Sequence[float]],
+    def show_grouped(self, groups: Sequence[str], series: Mapping[str, Sequence[float]],
                      title: str = "") -> None:
         """One group of bars per label in ``groups``, one colour per series (a run)."""
         self.reset(title)
@@ -122,7 +122,8 @@ class BarChart(Plot):
 
 
 class ScatterPlot(Plot):
-    def show_points(self, xs: Sequence[float], ys: Sequence[float], title: str = "",
+    def show_points(self, xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray,
+                    title: str = "",
                     x_label: str = "", y_label: str = "", zero_line: bool = False) -> None:
         self.reset(title)
         self.getAxis("bottom").setTicks(None)
@@ -146,7 +147,7 @@ class TimeSeriesPlot(Plot):
         self.setAxisItems({"bottom": pg.DateAxisItem()})
         self.retheme()
 
-    def show_series(self, series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    def show_series(self, series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
                     title: str | None = None, y_label: str = "", min_top: float = 0.0) -> None:
         """Lines from 0 up; the axis reaches at least ``min_top`` so that a flat zero (no
         errors) reads as zero, not as noise around it."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,23 +13,9 @@ from app.models.records import number
 from app.models.runs import scalar_metrics
 from app.widgets.plots import BarChart, Heatmap, ScatterPlot
 from core import training
-from core.catalog import Catalog
 
 if TYPE_CHECKING:
-    from core.training import Run
-
-_MAX_POINTS = 5000  # a residual plot needs the shape, not every holdout row
-
-
-def residuals(catalog: Catalog, run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, actual - predicted) on the run's holdout rows; runs in a worker."""
-    X, y = training.holdout_frame(catalog, run)
-    if len(X) > _MAX_POINTS:
-        rows = np.random.default_rng(run.seed).choice(len(X), _MAX_POINTS, replace=False)
-        X, y = X.iloc[rows], y.iloc[rows]
-    predicted = np.asarray(training.load_model(catalog, run).predict(X), dtype=float)
-    return predicted, np.asarray(y, dtype=float) - predicted
-
+    from core.training import Residuals, Run
 
 def _rows(pairs: list[tuple[str, Any]]) -> str:
     return "".join(f"<tr><td><b>{html.escape(str(k))}</b>&nbsp;&nbsp;</td>"
@@ -108,17 +95,16 @@ class RunDetail(QTabWidget):
             self.evaluation.setCurrentWidget(self.residual_plot)
             self.residual_plot.reset("Residuals: computing…")
             self.ctx.tasks.run(f"Residuals of {run.short}",
-                               lambda c: residuals(c.catalog, run),
-                               lambda pr, r=run: self._show_residuals(r, pr),
+                               lambda c: training.residuals(c.catalog, run),
+                               partial(self._show_residuals, run),
                                visible=False, key="residuals")
         else:
             self.evaluation.setCurrentWidget(self.confusion)
             self.confusion.reset("No evaluation plot for this run (a search trial has no model)")
 
-    def _show_residuals(self, run: Run, points: tuple[np.ndarray, np.ndarray]) -> None:
+    def _show_residuals(self, run: Run, points: Residuals) -> None:
         if self.run is not None and self.run.id == run.id:
-            predicted, residual = points
-            self.residual_plot.show_points(predicted, residual, "Residuals (holdout)",
+            self.residual_plot.show_points(points.predicted, points.residual, "Residuals (holdout)",
                                            "predicted", "actual − predicted", zero_line=True)
 
     def show_comparison(self, runs: list[Run]) -> None:

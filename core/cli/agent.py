@@ -6,9 +6,11 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, table
-from core.fleet.agents import add_agent, agent_status, fleet_status, list_agents
+from core.fleet.agents import add_agent
 from core.fleet.client import Identity
+from core.fleet.dispatch import agent_status, fleet_status
 from core.fleet.local import start_local_agent, stop_local_agent
+from core.fleet.records import list_agents
 from edge_agent.contract.tls import short
 
 app = typer.Typer(help="Edge agents: enrol, list, status, and the local agent.",

@@ -13,6 +13,7 @@ from core.datasets import (
     DatasetVersion,
     Diff,
     Profile,
+    ancestry,
     derive_dataset,
     diff_versions,
     import_dataset,
@@ -108,6 +109,21 @@ def show(ref: RefArg, as_json: JsonFlag = False) -> None:
         console.print(_grid(None, ["column", "type"], [(c.name, c.type) for c in dv.columns]))
 
     emit(dv.to_dict(), as_json, render)
+
+
+@app.command()
+def lineage(ref: RefArg, as_json: JsonFlag = False) -> None:
+    """Show a version's chain of parents and how each was made (SQL or import)."""
+    with open_catalog() as catalog:
+        chain = ancestry(catalog, resolve_version(catalog, ref))
+
+    def render() -> None:
+        for depth, dv in enumerate(chain):
+            made = f"sql: {dv.source['sql']}" if dv.source.get("sql") else _origin(dv)
+            console.print(Text(f"{'  ' * depth}{'└ ' if depth else ''}{dv.ref}  {dv.rows:,} rows"
+                               f"  {made}  {_when(dv)}"))
+
+    emit({"lineage": [dv.to_dict() for dv in chain]}, as_json, render)
 
 
 @app.command()

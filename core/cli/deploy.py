@@ -6,8 +6,10 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
-from core.fleet.deploy import deploy as deploy_version
-from core.fleet.deploy import rollback as rollback_version
+from core.fleet.dispatch import check_compatibility
+from core.fleet.dispatch import deploy as deploy_version
+from core.fleet.dispatch import rollback as rollback_version
+from core.fleet.errors import DeployRefused
 from core.fleet.local import LOCAL_AGENT
 
 
@@ -19,9 +21,20 @@ def deploy(
         "--force", help="Deploy even a version flagged by the parity check.")] = False,
     allow_downgrade: Annotated[bool, typer.Option(
         "--allow-downgrade", help="Allow a version older than the agent has seen.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Only check the agent's onnxruntime can load the version's opsets; "
+        "change nothing (exit 1 if it cannot).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model version to an agent, which installs, canary-checks and activates it."""
+    if check:
+        with open_catalog() as catalog:
+            verdict = check_compatibility(catalog, ref, to)
+        if not verdict.ok:
+            raise DeployRefused(verdict.text)
+        emit({"ref": ref, "agent": to, **verdict.to_dict()}, as_json,
+             lambda: console.print(verdict.text))
+        return
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
         result = deploy_version(catalog, ref, to, force=force, allow_downgrade=allow_downgrade,
                                 progress=progress)

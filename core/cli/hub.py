@@ -1,7 +1,6 @@
 """`outpost hub serve`, and `outpost agent enroll|revoke` for hub-mode agents."""
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -12,7 +11,7 @@ import orjson
 import typer
 
 from core.cli.common import JsonFlag, console, emit, err_console, open_catalog
-from core.config import ENV_PREFIX
+from core.config import ENV_PREFIX, Settings
 from core.hub import DEFAULT_PORT, enroll_agent, revoke_agent, start_hub, write_enrolment
 
 app = typer.Typer(help="The hub where hub-mode agents (behind NAT) poll and post.",
@@ -59,7 +58,7 @@ def enroll(
 ) -> None:
     """Enrol an agent for hub mode: print a one-time file with the hub URL, a token and
     the desktop's public key, for `outpost-agent serve --enroll FILE`."""
-    url = hub_url or os.environ.get(f"{ENV_PREFIX}HUB_URL") or DEFAULT_HUB_URL
+    url = hub_url or Settings.from_env().hub_url or DEFAULT_HUB_URL
     with open_catalog() as catalog:
         enrolment = enroll_agent(catalog, name, url, replace=replace)
     if out is not None:

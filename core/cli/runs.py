@@ -86,6 +86,35 @@ def compare(
 
 
 @app.command()
+def residuals(
+    run_id: RunArg,
+    max_points: Annotated[int, typer.Option(
+        "--max-points", help="Largest holdout sample to predict (seeded by the run).")] = 5000,
+    as_json: JsonFlag = False,
+) -> None:
+    """A regression run's residuals (actual - predicted) on its holdout rows."""
+    import numpy as np
+
+    from core.training import residuals as compute
+
+    with open_catalog() as catalog:
+        result = compute(catalog, get_run(catalog, run_id), max_points)
+    doc = result.to_dict()
+
+    def render() -> None:
+        if not len(result.residual):
+            console.print(f"run {result.run}: no holdout rows")
+            return
+        q = np.quantile(result.residual, [0.0, 0.05, 0.5, 0.95, 1.0])
+        console.print(f"run {result.run}: {doc['points']} of {result.holdout_rows} holdout rows, "
+                      f"mean |residual| {doc['mean_abs']:.4g}")
+        console.print(table("residual (actual - predicted)", ["min", "p5", "median", "p95", "max"],
+                            [tuple(f"{v:.4g}" for v in q)]))
+
+    emit(doc, as_json, render)
+
+
+@app.command()
 def reproduce(run_id: RunArg, as_json: JsonFlag = False) -> None:
     """Retrain a run from the same data version, parameters and seed; report if identical."""
     from core.training import reproduce_run

@@ -5,6 +5,7 @@ Import names from here; the modules behind are split by idea.
 from core.datasets.derive import derive_dataset
 from core.datasets.diff import Diff, StatChange, diff_versions
 from core.datasets.importing import import_dataset, import_frame
+from core.datasets.lineage import ancestry
 from core.datasets.profile import ColumnProfile, Profile, profile_version
 from core.datasets.reading import read_frame, read_page
 from core.datasets.records import (
@@ -18,6 +19,7 @@ from core.datasets.records import (
 from core.datasets.versions import list_datasets, list_versions, resolve_version, version_path
 
 __all__ = [
+    "ancestry",
     "Column",
     "ColumnProfile",
     "DatasetInfo",

@@ -1,3 +1,4 @@
 """Agents and what goes to them: enrolment, the local agent, deploys, key rotation.
 
-The GUI imports the whole fleet API from ``core.fleet.api``."""
+Operations go through :mod:`core.fleet.dispatch`, which sends each the agent's way
+(push, or recorded for the hub)."""

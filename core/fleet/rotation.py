@@ -7,8 +7,9 @@ from typing import Any
 
 from core.catalog import Catalog
 from core.errors import OutpostError
-from core.fleet.agents import AgentRecord, connect, list_agents
+from core.fleet.agents import connect
 from core.fleet.client import AgentClient
+from core.fleet.records import AgentRecord, list_agents
 from core.keys import Rotation, current_rotation, rotate_signing_key, rotation_record_for
 
 

@@ -10,16 +10,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-import orjson
 import pyarrow as pa
 
 from core.alerts import Condition, sync_alerts
 from core.catalog import Catalog
-from core.fleet.agents import AgentRecord, AgentStatus, telemetry_rows
-
-DEFAULT_POLL_S = 30.0
+from core.fleet.records import AgentRecord, AgentStatus, StatusReport, assemble_status, last_status
+from edge_agent.contract.hub_protocol import DEFAULT_POLL_S
 
 
 @dataclass(frozen=True)
@@ -73,38 +70,24 @@ class ContactBook:
         return len(pending)
 
 
-def silence_limit(status: dict[str, Any] | None) -> float:
-    poll_s = ((status or {}).get("hub") or {}).get("poll_s")
-    poll_s = float(poll_s) if isinstance(poll_s, int | float) and poll_s > 0 else DEFAULT_POLL_S
+def silence_limit(report: StatusReport | None) -> float:
+    poll_s = (report.poll_s if report else None) or DEFAULT_POLL_S
     return max(3 * poll_s, poll_s + 30.0)
-
-
-def _last_status(catalog: Catalog, name: str) -> dict[str, Any] | None:
-    rows = catalog.cursor().execute("SELECT last_status FROM agent WHERE name = ?",
-                                    [name]).fetchall()
-    return orjson.loads(rows[0][0]) if rows and rows[0][0] else None
 
 
 def hub_agent_status(catalog: Catalog, record: AgentRecord) -> AgentStatus:
     """A hub agent's status from its last poll: the desktop cannot call it."""
-    status = _last_status(catalog, record.name)
+    report = last_status(catalog, record.name)
     error: str | None = None
     if record.last_seen_at is None:
         error = "has not called the hub yet"
     else:
         age = (datetime.now(UTC) - record.last_seen_at).total_seconds()
-        if age > silence_limit(status):
+        if age > silence_limit(report):
             error = f"no call to the hub for {age:.0f} s"
     holding = [] if error is None or record.last_seen_at is None else [Condition(
         f"health/{record.name}/unreachable", "health", "alert",
         f"agent {record.name} is unreachable: {error}", agent=record.name)]
     with catalog.transaction() as cur:
         sync_alerts(cur, f"health/{record.name}/unreachable", holding)
-    doc = status or {}
-    telemetry = doc.get("telemetry") if isinstance(doc.get("telemetry"), dict) else {}
-    runtime = {k: doc.get(k) for k in ("version", "python", "onnxruntime", "opset_max",
-                                       "uptime_s", "disk_free_bytes")}
-    return AgentStatus(
-        agent=record.name, online=error is None, mode=record.mode, url=record.url,
-        models=list(doc.get("models") or []), telemetry_rows=telemetry_rows(catalog, record.name),
-        backlog=(telemetry or {}).get("backlog"), runtime=runtime, error=error)
+    return assemble_status(catalog, record, report, online=error is None, error=error)

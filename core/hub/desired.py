@@ -12,25 +12,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
-import orjson
 
 from core.catalog import Catalog
-from core.fleet.agents import AgentRecord
-from core.fleet.deploy import DeployResult, check_opset
+from core.fleet.checks import check_opset
 from core.fleet.errors import DeployRefused
+from core.fleet.ledger import (
+    OUTCOMES,
+    Action,
+    DeployResult,
+    DeployStatus,
+    finish_in,
+    insert_deployment,
+)
+from core.fleet.records import AgentRecord, last_status
 from core.progress import CancelToken, ProgressFn, check, report
-from core.registry import ModelVersion
+from core.registry.models import ModelVersion
 from edge_agent.contract.asgi import HTTPError
 from edge_agent.contract.hub_protocol import agent_path
-
-OUTCOMES = ("active", "installed", "failed")
 
 
 @dataclass(frozen=True)
 class Outcome:
     deployment: int
     model: str
-    status: str  # one of OUTCOMES
+    status: DeployStatus  # one of OUTCOMES
     version: int | None  # the version active after it (a rollback learns it here)
     error: str | None
 
@@ -45,18 +50,14 @@ class Outcome:
             raise HTTPError(400, "outcome version must be an integer or null")
         if status == "failed" and not isinstance(error, str):
             raise HTTPError(400, "a failed outcome must say why (error)")
-        return cls(deployment, model, str(status), version,
+        return cls(deployment, model, status, version,
                    str(error)[:2000] if error is not None else None)
 
 
-def _record(catalog: Catalog, agent: str, model: str, version: int, action: str,
+def _record(catalog: Catalog, agent: str, model: str, version: int, action: Action,
             bundle: str | None, allow_downgrade: bool) -> int:
     with catalog.transaction() as cur:
-        rows = cur.execute(
-            "INSERT INTO deployment (agent, model, version, action, status, bundle) "
-            "VALUES (?, ?, ?, ?, 'pending', ?) RETURNING id",
-            [agent, model, version, action, bundle]).fetchall()
-        deployment = int(rows[0][0])
+        deployment = insert_deployment(cur, agent, model, version, action, bundle)
         cur.execute(
             "UPDATE deployment SET status = 'failed', finished_at = now(), "
             "error = 'superseded by deployment ' || ? WHERE agent = ? AND model = ? "
@@ -69,12 +70,6 @@ def _record(catalog: Catalog, agent: str, model: str, version: int, action: str,
     return deployment
 
 
-def last_status(catalog: Catalog, agent: str) -> dict[str, Any] | None:
-    rows = catalog.cursor().execute("SELECT last_status FROM agent WHERE name = ?",
-                                    [agent]).fetchall()
-    return orjson.loads(rows[0][0]) if rows and rows[0][0] else None
-
-
 def deploy_via_hub(catalog: Catalog, mv: ModelVersion, record: AgentRecord, *,
                    allow_downgrade: bool = False, progress: ProgressFn | None = None,
                    cancel: CancelToken | None = None) -> DeployResult:
@@ -84,9 +79,9 @@ def deploy_via_hub(catalog: Catalog, mv: ModelVersion, record: AgentRecord, *,
     agent checks on install and the failure comes back as the outcome)."""
     from core.bundles import build_bundle
 
-    status = last_status(catalog, record.name)
-    if status is not None and status.get("opset_max"):
-        check_opset(record.name, status, mv.model, mv.opset)
+    last = last_status(catalog, record.name)
+    if last is not None and last.opset_max:
+        check_opset(record.name, last, mv.model, mv.opset)
     report(progress, f"deploy {mv.ref} to {record.name} (hub)", 0, 2)
     built = build_bundle(catalog, mv.ref, cancel=cancel)
     check(cancel, "deploy")
@@ -98,9 +93,8 @@ def deploy_via_hub(catalog: Catalog, mv: ModelVersion, record: AgentRecord, *,
 
 def rollback_via_hub(catalog: Catalog, model: str, record: AgentRecord) -> DeployResult:
     """Record that the hub agent should go back to the version it served before."""
-    status = last_status(catalog, record.name) or {}
-    known = {m.get("name") for m in status.get("models") or [] if isinstance(m, dict)}
-    if status and model not in known:
+    last = last_status(catalog, record.name)
+    if last is not None and not last.serves(model):
         raise DeployRefused(f"agent {record.name} does not serve {model} (as of its last poll)")
     deployment = _record(catalog, record.name, model, 0, "rollback", None, False)
     return DeployResult(record.name, model, 0, "pending", deployment)
@@ -134,9 +128,7 @@ def record_outcome(catalog: Catalog, agent: str, outcome: Outcome) -> None:
             raise HTTPError(404, f"no deployment {outcome.deployment} of {outcome.model} "
                                     f"for agent {agent}")
         action, _ = rows[0]
-        cur.execute("UPDATE deployment SET status = ?, error = ?, finished_at = now(), "
-                    "version = coalesce(?, version) WHERE id = ?",
-                    [outcome.status, outcome.error, outcome.version, outcome.deployment])
+        finish_in(cur, outcome.deployment, outcome.status, outcome.error, outcome.version)
         if action == "rollback" and outcome.status != "failed" and outcome.version:
             # A device wiped later converges on the same version from its bundle.
             cur.execute("UPDATE hub_desired SET action = 'deploy', version = ?, "

@@ -19,8 +19,8 @@ import duckdb
 
 from core.catalog import Catalog
 from core.errors import InvalidInput, StorageError
-from core.fleet.agents import get_agent
 from core.fleet.errors import AgentNotFound
+from core.fleet.records import get_agent
 from core.hub.tls import hub_certificate
 from core.keys import current_rotation, key_info
 from edge_agent.contract.asgi import HTTPError

@@ -15,9 +15,10 @@ from typing import Any
 
 from core.catalog import Catalog
 from core.errors import Cancelled, OutpostError
-from core.fleet.agents import connect, get_agent, list_agents, record_contact
+from core.fleet.agents import connect, record_contact
 from core.fleet.client import AgentClient
 from core.fleet.errors import AgentUnreachable, TransferFailed
+from core.fleet.records import get_agent, list_agents
 from core.progress import CancelToken, ProgressFn, check, report
 from core.telemetry.ingest import ingest_table, records_table
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from core.training.holdout import holdout_frame
     from core.training.metrics import METRICS
     from core.training.reproduce import Reproduction, reproduce_run
+    from core.training.residuals import Residuals, residuals
     from core.training.runs import Run, get_run, list_runs, load_model
     from core.training.searcher import SearchResult, search
     from core.training.trainer import train
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 _HOMES = {
     "ALGORITHMS": "algorithms", "Algorithm": "algorithms", "ParamSpec": "algorithms",
     "get_algorithm": "algorithms", "holdout_frame": "holdout", "METRICS": "metrics",
-    "Reproduction": "reproduce", "reproduce_run": "reproduce", "Run": "runs",
+    "Reproduction": "reproduce", "reproduce_run": "reproduce", "Residuals": "residuals",
+    "residuals": "residuals", "Run": "runs",
     "get_run": "runs", "list_runs": "runs", "load_model": "runs", "SearchResult": "searcher",
     "search": "searcher", "train": "trainer",
 }
@@ -32,6 +34,7 @@ __all__ = [
     "METRICS",
     "ParamSpec",
     "Reproduction",
+    "Residuals",
     "Run",
     "SearchResult",
     "get_algorithm",
@@ -40,6 +43,7 @@ __all__ = [
     "list_runs",
     "load_model",
     "reproduce_run",
+    "residuals",
     "search",
     "train",
 ]

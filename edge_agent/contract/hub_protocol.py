@@ -23,6 +23,9 @@ from edge_agent.contract.errors import AgentError
 
 ENROLMENT_FORMAT = "outpost-enrolment"
 PREFIX = "/hub/v1"
+# An agent polls this often unless told otherwise; the hub reads it as "online" while
+# the agent keeps to it (its status document's hub.poll_s overrides).
+DEFAULT_POLL_S = 30.0
 
 
 class EnrolmentFileInvalid(AgentError):

@@ -16,13 +16,14 @@ import random
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from edge_agent.contract.hub_protocol import (
+    DEFAULT_POLL_S,
     Enrolment,
     EnrolmentFileInvalid,
     agent_path,
@@ -42,7 +43,7 @@ ENROLMENT_FILE = "enrolment.json"
 @dataclass(frozen=True)
 class HubSettings:
     enrolment: Enrolment
-    poll_s: float = 30.0
+    poll_s: float = DEFAULT_POLL_S
     push_s: float = 10.0
     jitter: float = 0.2  # each wait is its interval times 1 ± jitter
     backoff_max_s: float = 300.0
@@ -57,12 +58,14 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hub", nargs="?", const="", metavar="URL",
                         help="hub mode with the enrolment saved by an earlier --enroll "
                         "(URL: the hub moved)")
-    parser.add_argument("--hub-poll-s", type=float, default=30.0,
-                        help="hub mode: seconds between desired-state polls (30)")
-    parser.add_argument("--hub-push-s", type=float, default=10.0,
-                        help="hub mode: seconds between telemetry pushes (10)")
-    parser.add_argument("--hub-backoff-max-s", type=float, default=300.0,
-                        help="hub mode: longest wait while the hub is away (300)")
+    d: dict[str, Any] = {f.name: f.default for f in fields(HubSettings)}  # one set of defaults
+    parser.add_argument("--hub-poll-s", type=float, default=d["poll_s"],
+                        help=f"hub mode: seconds between desired-state polls ({d['poll_s']:g})")
+    parser.add_argument("--hub-push-s", type=float, default=d["push_s"],
+                        help=f"hub mode: seconds between telemetry pushes ({d['push_s']:g})")
+    parser.add_argument("--hub-backoff-max-s", type=float, default=d["backoff_max_s"],
+                        help="hub mode: longest wait while the hub is away "
+                        f"({d['backoff_max_s']:g})")
 
 
 def hub_settings(args: argparse.Namespace, agent_dir: Path) -> HubSettings | None:

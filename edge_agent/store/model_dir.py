@@ -31,10 +31,6 @@ class ModelState:
         self.history.append(version)
         self.last_good = version
 
-    def rolled_back(self) -> None:
-        self.history.pop()
-        self.last_good = self.history[-1] if self.history else None
-
     def reconcile(self, active: int | None, installed: list[int]) -> None:
         """Repair after a crash between writing the active pointer and this state: the
         pointer is the truth."""

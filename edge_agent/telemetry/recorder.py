@@ -56,7 +56,7 @@ FlushHook = Callable[[list[RequestEvent], OutboxStats], None]
 
 
 class Recorder:
-    def __init__(self, outbox: Outbox, *, window_s: float = 60.0, flush_s: float = 0.25,
+    def __init__(self, outbox: Outbox, *, window_s: float, flush_s: float,
                  on_flush: FlushHook | None = None) -> None:
         self.outbox = outbox
         self.window_s = window_s
