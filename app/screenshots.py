@@ -23,7 +23,7 @@ from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication, QWidget
 
 if TYPE_CHECKING:
-    from core.fleet.agents import AgentRecord
+    from core.fleet.records import AgentRecord
 
 SIZE = (1400, 860)
 WINDOW_S = 2.0

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.contract.hub_protocol import ANSWER_SIGNATURE, Enrolment, answer_message
 from edge_agent.contract.protocol import generate_signing_key, key_fingerprint, public_key_b64
-from edge_agent.contract.tls import create_cert, server_context
+from edge_agent.contract.tls import create_cert, server_context, short
 from tests.agent_helpers import make_identity_bundle
 from tests.hub_helpers import HubAgent, start_hub_agent, wait_until
 
@@ -89,8 +89,8 @@ def desktop_key() -> Ed25519PrivateKey:
 
 
 @contextlib.contextmanager
-def agent_of(tmp_path: Path, desktop_key: Ed25519PrivateKey, answer: Answer
-             ) -> Iterator[tuple[FakeHub, HubAgent]]:
+def agent_of(tmp_path: Path, desktop_key: Ed25519PrivateKey, answer: Answer,
+             pin: str | None = None) -> Iterator[tuple[FakeHub, HubAgent]]:
     """The fake hub on TLS, an enrolment pinning its certificate and trusting
     `desktop_key`, and a real agent started with it."""
     bundle = make_identity_bundle(tmp_path, desktop_key).read_bytes()
@@ -102,7 +102,8 @@ def agent_of(tmp_path: Path, desktop_key: Ed25519PrivateKey, answer: Answer
     thread.start()
     url = f"https://127.0.0.1:{server.server_address[1]}"
     enrolment = Enrolment("gate", url, "t" * 43, public_key_b64(desktop_key),
-                          key_fingerprint(desktop_key), "2026-01-01T00:00:00+00:00", cert.spki)
+                          key_fingerprint(desktop_key), "2026-01-01T00:00:00+00:00",
+                          pin or cert.spki)
     enrol = tmp_path / "gate.enrol"
     enrol.write_bytes(enrolment.to_json_bytes())
     agent = start_hub_agent(tmp_path / "gate", "gate", enrol=enrol, poll_s=0.2)
@@ -173,3 +174,15 @@ def test_a_replayed_signed_answer_is_refused(tmp_path: Path,
     with agent_of(tmp_path, desktop_key,
                   lambda _n, _nonce: (captured, signature)) as (hub, agent):
         _refused(agent, hub, "it answers another poll (a replayed answer?)")
+
+
+def test_a_hub_with_another_certificate_gets_no_request(
+        tmp_path: Path, desktop_key: Ed25519PrivateKey) -> None:
+    """The enrolment pinned the real hub's certificate key; a spoofed hub at that address
+    presents another: the agent hangs up after the handshake, before sending its token."""
+    real = create_cert(tmp_path / "real-hub", "real-hub")
+    with agent_of(tmp_path, desktop_key, lambda _n, _nonce: (b"{}", None),
+                  pin=real.spki) as (hub, agent):
+        wait_until(lambda: "is not the pinned" in agent.log_text(), 30, "pin refusal")
+        assert f"not the pinned {short(real.spki)} (nothing was sent)" in agent.log_text()
+        assert hub.polls == [] and hub.bundle_fetches == 0

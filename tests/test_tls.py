@@ -17,7 +17,9 @@ import httpx
 import pytest
 
 from core.catalog import Catalog
-from core.fleet.agents import add_agent, agent_status, get_agent
+from core.fleet.agents import add_agent
+from core.fleet.dispatch import agent_status
+from core.fleet.records import get_agent
 from core.keys import signing_key
 from edge_agent.contract.tls import create_cert, short, spki_sha256_of_file
 from tests.agent_helpers import running_agent, verify_for
