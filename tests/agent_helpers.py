@@ -331,7 +331,13 @@ def ssl_context_for(url: str) -> ssl.SSLContext | None:
     cert = _CERTS.get(urlsplit(url).netloc)
     if cert is None:
         raise AssertionError(f"no certificate registered for {url} (trust_cert)")
-    context = ssl.create_default_context(cafile=str(cert))
+    return _context(cert, cert.read_bytes())
+
+
+@functools.lru_cache(maxsize=256)
+def _context(cert: Path, pem: bytes) -> ssl.SSLContext:
+    """One context per certificate (a new certificate at that path makes a new one)."""
+    context = ssl.create_default_context(cadata=pem.decode())
     context.verify_flags |= _NO_CHECK_TIME
     return context
 
