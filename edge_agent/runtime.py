@@ -68,7 +68,8 @@ def build_app(options: ServeOptions) -> Any:
     cache.warm()
     management = Management(store, cache, outbox, identity, metrics, options.token,
                             options.agent_dir, max_bundle_bytes=options.max_bundle_bytes,
-                            body_timeout_s=options.body_timeout_s, tls_proof=tls_proof)
+                            body_timeout_s=options.body_timeout_s, cut_windows=recorder.cut,
+                            tls_proof=tls_proof)
     limits = Limits(max_body_bytes=options.max_body_bytes,
                     body_timeout_s=options.body_timeout_s, batch_max=options.batch_max,
                     batch_delay_s=options.batch_delay_us / 1e6)

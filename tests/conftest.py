@@ -26,13 +26,20 @@ REPO = Path(__file__).resolve().parents[1]
 OUTPOST = [str(Path(sys.executable).with_name("outpost"))]
 
 
+def _ends_with_us(proc: psutil.Process) -> bool:
+    """A resource tracker (multiprocessing's, or joblib's): a helper of this very process
+    that exits when it does, on the end of file of our pipe."""
+    return proc.ppid() == os.getpid() and "resource_tracker" in " ".join(proc.cmdline())
+
+
 def _marked_survivors() -> list[psutil.Process]:
     mark, found = os.environ[SESSION_MARK], []
     for proc in psutil.process_iter():
         if proc.pid == os.getpid():
             continue
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(SESSION_MARK) == mark:
+            if (proc.status() != psutil.STATUS_ZOMBIE and not _ends_with_us(proc)
+                    and proc.environ().get(SESSION_MARK) == mark):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
@@ -44,6 +51,10 @@ def no_process_left_behind() -> Iterator[None]:
     """Fail the run if a process the suite started is still running once it ends (after
     ten seconds for those already shutting down); the survivors are killed."""
     yield
+    if "joblib.externals.loky" in sys.modules:  # in-process searches keep a worker pool
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
     deadline = time.monotonic() + 10
     while (survivors := _marked_survivors()) and time.monotonic() < deadline:
         psutil.wait_procs(survivors, timeout=0.5)

@@ -108,7 +108,7 @@ def test_ui_thread_keeps_beating_while_workers_run(
             window.ctx.tasks.run("Slow work", lambda ctx: _slow(ctx, {}, steps=40), done.append)
         qtbot.waitUntil(lambda: len(done) == 2, timeout=10_000)
     assert heart.beats > 20
-    assert heart.max_gap_ms < 100
+    heart.assert_responsive(100, "while workers run")
 
 
 def test_theme_layout_and_view_survive_a_restart(

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from app.models.datasets import when
 from app.models.records import Column, RecordTableModel, number
@@ -64,8 +64,7 @@ def _error(row: AgentRow) -> str:
 
 
 def _runtime(row: AgentRow) -> str:
-    runtime: dict[str, Any] = row.status.runtime if row.status else {}
-    ort = runtime.get("onnxruntime")
+    ort = row.status.runtime.get("onnxruntime") if row.status else None
     return f"onnxruntime {ort}" if ort else ""
 
 

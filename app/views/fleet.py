@@ -4,7 +4,7 @@ that hub-mode agents (behind NAT) poll, with their enrolment."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
@@ -38,12 +38,13 @@ if TYPE_CHECKING:
     from core.hub import HubHandle
     from core.telemetry.ingest import IngestResult
     from edge_agent.contract.hub_protocol import Enrolment
+    from edge_agent.contract.status import Runtime
 
 POLL_MS = 5000
 HUB_PORT = 8700  # core.hub.DEFAULT_PORT, without importing uvicorn before the hub starts
 
 
-def runtime_text(runtime: dict[str, Any]) -> str:
+def runtime_text(runtime: Runtime) -> str:
     """The agent's self-description in one readable line."""
     parts = []
     if runtime.get("version"):
@@ -56,10 +57,10 @@ def runtime_text(runtime: dict[str, Any]) -> str:
     if opsets:
         parts.append("opsets " + ", ".join(f"{d or 'ai.onnx'} ≤ {v}"
                                            for d, v in sorted(opsets.items())))
-    if runtime.get("uptime_s") is not None:
-        parts.append(f"up {float(runtime['uptime_s']):,.0f} s")
-    if runtime.get("disk_free_bytes") is not None:
-        parts.append(f"{float(runtime['disk_free_bytes']) / 1e9:,.1f} GB free")
+    if (uptime := runtime.get("uptime_s")) is not None:
+        parts.append(f"up {float(uptime):,.0f} s")
+    if (free := runtime.get("disk_free_bytes")) is not None:
+        parts.append(f"{float(free) / 1e9:,.1f} GB free")
     return " · ".join(parts) or "unknown"
 
 

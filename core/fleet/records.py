@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 
 from core.catalog import Catalog
 from core.fleet.errors import AgentNotFound
 from core.vault import agent_token
+from edge_agent.contract.status import RUNTIME_KEYS, ModelReport, Runtime
 
 Mode = Literal["push", "hub"]
-RUNTIME_KEYS = ("version", "python", "onnxruntime", "opset_max", "uptime_s", "disk_free_bytes")
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class StatusReport:
     with each hub poll) the desktop reads. The document comes from a device: a field
     missing or of the wrong type reads as unknown, never as an error."""
 
-    models: list[dict[str, Any]] = field(default_factory=list)  # {"name", "active", ...}
-    runtime: dict[str, Any] = field(default_factory=dict)  # RUNTIME_KEYS
+    models: list[ModelReport] = field(default_factory=list)
+    runtime: Runtime = field(default_factory=lambda: Runtime())
     opset_max: dict[str, int] = field(default_factory=dict)  # domain -> highest opset
     backlog: int | None = None  # records waiting in the agent's outbox
     key_rotation: int | None = None  # desktop key rotations the agent has applied
@@ -67,8 +67,8 @@ class StatusReport:
         doc = _dict(doc)
         poll_s = _dict(doc.get("hub")).get("poll_s")
         return cls(
-            models=[m for m in doc.get("models") or [] if isinstance(m, dict)],
-            runtime={k: doc.get(k) for k in RUNTIME_KEYS},
+            models=[ModelReport(**m) for m in doc.get("models") or [] if isinstance(m, dict)],
+            runtime=cast(Runtime, {k: doc.get(k) for k in RUNTIME_KEYS}),
             opset_max={str(d): v for d, v in _dict(doc.get("opset_max")).items()
                        if type(v) is int},
             backlog=_int(_dict(doc.get("telemetry")).get("backlog")),
@@ -85,10 +85,10 @@ class AgentStatus:
     online: bool
     mode: Mode
     url: str
-    models: list[dict[str, Any]]  # [{"name", "active", "versions", ...}] from the agent
+    models: list[ModelReport]  # what the agent serves, as it last said
     telemetry_rows: int  # request records from this agent now in the catalog
     backlog: int | None  # records waiting in the agent's outbox
-    runtime: dict[str, Any]  # agent version, python, onnxruntime, opset_max
+    runtime: Runtime
     error: str | None
     pin_failed: bool = False  # another TLS certificate answered at the agent's address
 

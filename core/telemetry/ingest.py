@@ -88,67 +88,70 @@ def _check_records(cur: duckdb.DuckDBPyConnection, where: str) -> tuple[int, int
     return int(n), int(lo), int(hi)
 
 
-def insert_staged(cur: duckdb.DuckDBPyConnection, staged: pa.Table, *, where: str,
+def insert_staged(cur: duckdb.DuckDBPyConnection, records: pa.Table, *, where: str,
+                  agent: str | None = None,
                   expected: int | None = None) -> dict[str, IngestResult]:
-    """Insert the records (RECORD_SCHEMA plus an `agent` column) not yet stored for their
-    agent and move each agent's cursor, inside the caller's transaction; per agent, its
-    result. The one implementation of exactly-once by (agent, seq): rows already stored
-    are skipped by an anti-join, and the cursor moves in the same commit."""
-    cur.register("staged", staged)
+    """Insert the records not yet stored and move the cursor, inside the caller's
+    transaction; per agent, its result. `records` (RECORD_SCHEMA) all come from `agent`,
+    or (agent None) carry an `agent` column telling several apart (a hub round).
+
+    The one implementation of exactly-once by (agent, seq): rows already stored are
+    skipped by an anti-join, and the cursor moves in the same commit."""
+    cur.register("staged", records)
     try:
         n, lo, hi = _check_records(cur, where)
         if expected is not None and n != expected:
             raise TelemetryFileInvalid(f"{where} holds {n} records, its end line says "
                                        f"{expected}: the file is corrupt")
         # Kinds absent from the batch are skipped: each statement costs ~3 ms of CPU here.
-        present = set(pc.unique(staged["kind"]).to_pylist())
-        agents = pc.unique(staged["agent"]).to_pylist()
-        only = agents[0] if len(agents) == 1 else None
-        inserted = {kind: _insert_kind(cur, kind, lo, hi, only) if kind in present
+        present = set(pc.unique(records["kind"]).to_pylist())
+        inserted = {kind: _insert_kind(cur, kind, lo, hi, agent) if kind in present
                     else Counter() for kind in _KINDS}
+        moved = ("VALUES ($agent, $hi)" if agent is not None else
+                 "SELECT agent, max(seq) FROM staged GROUP BY agent")
         cursors = cur.execute(
-            "INSERT INTO telemetry_cursor (agent, last_seq) "
-            "SELECT agent, max(seq) FROM staged GROUP BY agent "
+            f"INSERT INTO telemetry_cursor (agent, last_seq) {moved} "
             "ON CONFLICT (agent) DO UPDATE SET "
             "last_seq = greatest(telemetry_cursor.last_seq, excluded.last_seq),"
-            " updated_at = now() RETURNING agent, last_seq").fetchall()
+            " updated_at = now() RETURNING agent, last_seq",
+            {"agent": agent, "hi": hi} if agent is not None else {}).fetchall()
     finally:
         cur.unregister("staged")
-    return {str(agent): IngestResult(
-        str(agent), inserted["request"].get(agent, 0), inserted["histogram"].get(agent, 0),
-        inserted["evicted"].get(agent, 0), int(last)) for agent, last in cursors}
+    return {str(name): IngestResult(
+        str(name), inserted["request"].get(name, 0), inserted["histogram"].get(name, 0),
+        inserted["evicted"].get(name, 0), int(last)) for name, last in cursors}
 
 
 def _insert_kind(cur: duckdb.DuckDBPyConnection, kind: str, lo: int, hi: int,
                  agent: str | None) -> Counter[str]:
-    """Rows inserted per agent. With one agent staged (`agent`), the statement's own count;
-    with several, each inserted row's agent comes back (hub rounds: small)."""
+    """Rows of `kind` inserted, per agent: for one agent the statement's own count; for
+    a hub round each inserted row's agent comes back (rounds are small)."""
     table, cols = _KINDS[kind]
     select = ", ".join(f"s.{c}" for c in cols)
-    sql = (f"INSERT INTO {table} (agent, {', '.join(cols)}) "
-           f"SELECT s.agent, {select} FROM staged s "
-           f"ANTI JOIN (SELECT agent, seq FROM {table} WHERE seq BETWEEN $lo AND $hi "
-           f"AND agent IN (SELECT DISTINCT agent FROM staged)) e "
-           f"ON s.agent = e.agent AND s.seq = e.seq WHERE s.kind = $kind")
-    params = {"lo": lo, "hi": hi, "kind": kind}
+    params: dict[str, object] = {"lo": lo, "hi": hi, "kind": kind}
     if agent is not None:
-        row = cur.execute(sql, params).fetchall()
+        row = cur.execute(
+            f"INSERT INTO {table} (agent, {', '.join(cols)}) "
+            f"SELECT $agent, {select} FROM staged s "
+            f"ANTI JOIN (SELECT seq FROM {table} WHERE agent = $agent"
+            f" AND seq BETWEEN $lo AND $hi) e ON s.seq = e.seq "
+            f"WHERE s.kind = $kind", {**params, "agent": agent}).fetchall()
         return Counter({agent: int(row[0][0]) if row else 0})
-    rows = cur.execute(sql + " RETURNING agent", params).fetchall()
+    rows = cur.execute(
+        f"INSERT INTO {table} (agent, {', '.join(cols)}) "
+        f"SELECT s.agent, {select} FROM staged s "
+        f"ANTI JOIN (SELECT agent, seq FROM {table} WHERE seq BETWEEN $lo AND $hi "
+        f"AND agent IN (SELECT DISTINCT agent FROM staged)) e "
+        f"ON s.agent = e.agent AND s.seq = e.seq WHERE s.kind = $kind RETURNING agent",
+        params).fetchall()
     return Counter(name for (name,) in rows)
 
 
 def ingest_table(catalog: Catalog, agent: str, records: pa.Table, *, where: str,
                  expected: int | None = None) -> IngestResult:
     """Insert the records not yet stored for `agent` and move its cursor, in one commit."""
-    staged = records.append_column("agent", pa.array([agent] * records.num_rows, pa.string()))
     with _agent_lock(agent), catalog.transaction() as cur:
-        results = insert_staged(cur, staged, where=where, expected=expected)
-        if agent in results:
-            return results[agent]
-        last = cur.execute("SELECT last_seq FROM telemetry_cursor WHERE agent = ?",
-                           [agent]).fetchall()
-    return IngestResult(agent, 0, 0, 0, int(last[0][0]) if last else 0)
+        return insert_staged(cur, records, where=where, agent=agent, expected=expected)[agent]
 
 
 def agent_for_key(catalog: Catalog, public_key: str) -> str | None:

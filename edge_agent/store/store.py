@@ -30,6 +30,7 @@ from edge_agent.contract.errors import (
 from edge_agent.contract.manifest import MANIFEST, check_model_name
 from edge_agent.contract.protocol import RotationRecord
 from edge_agent.contract.signing import fsync_dir
+from edge_agent.contract.status import InstallStatus, ServingState
 from edge_agent.store.keys import KeyRing
 from edge_agent.store.loaded_model import LoadedModel, load_version
 from edge_agent.store.model_dir import ModelDir, ModelState
@@ -37,11 +38,12 @@ from edge_agent.store.model_dir import ModelDir, ModelState
 log = logging.getLogger(__name__)
 
 
+
 @dataclass(frozen=True)
 class InstallResult:
     model: str
     version: int
-    status: str  # "active" | "installed"
+    status: InstallStatus
     canary: str = "passed"
     previous: int | None = None  # the version that was active before
     already_installed: bool = False
@@ -57,7 +59,7 @@ class ModelStatus:
     active: int | None
     versions: list[int]
     highest_seen: int
-    state: str  # "ready" | "degraded" | "inactive" | "unavailable"
+    state: ServingState
     degraded: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,6 +183,7 @@ class ModelStore:
     def models(self) -> list[ModelStatus]:
         out = []
         for name, entry in sorted(self._entries.items()):
+            state: ServingState
             if entry.active is None:
                 state = "unavailable" if entry.pointer is not None else "inactive"
             else:
@@ -244,7 +247,8 @@ class ModelStore:
             )
         if activate and previous != version:
             self._switch(entry, self._loaded(entry, version))
-        status = "active" if entry.active and entry.active.version == version else "installed"
+        active = entry.active is not None and entry.active.version == version
+        status: InstallStatus = "active" if active else "installed"
         return InstallResult(name, version, status, previous=previous, already_installed=True)
 
     def _unpack_and_load(self, entry: _Entry, bundle: VerifiedBundle) -> LoadedModel:
