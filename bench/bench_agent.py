@@ -385,9 +385,11 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
     for name in overhead:
         tls1, http1 = plain[f"{name}_c1"], no_tls[f"{name}_c1"]
         tls16, http16 = plain[f"{name}_c16"], no_tls[f"{name}_c16"]
+        cpu_t, cpu_h = tls16["server_cpu_us_per_req"], http16["server_cpu_us_per_req"]
         print(f"  {name:10s} c1 p50 {tls1['p50_us']:6.0f} us vs {http1['p50_us']:6.0f} us "
               f"({tls1['p50_us'] / http1['p50_us']:.2f}x) | c16 {tls16['req_s']:6.0f} vs "
-              f"{http16['req_s']:6.0f} req/s ({tls16['req_s'] / http16['req_s']:.2f}x)")
+              f"{http16['req_s']:6.0f} req/s ({tls16['req_s'] / http16['req_s']:.2f}x) | "
+              f"server CPU c16 {cpu_t:.0f} vs {cpu_h:.0f} us/req ({cpu_t / cpu_h:.2f}x)")
     print(f"RSS with the model loaded: {plain['rss_mb']:.1f} MB "
           f"(after load {plain['after_load_rss_mb']:.1f} MB); start to ready "
           f"{plain['ready_s']:.2f} s")
