@@ -88,6 +88,9 @@ def hub_settings(args: argparse.Namespace, agent_dir: Path) -> HubSettings | Non
         return None
     if args.hub:
         enrolment = replace(enrolment, hub_url=args.hub.rstrip("/"))
+    if enrolment.hub_url.startswith("https://") and not enrolment.hub_tls_spki:
+        raise EnrolmentFileInvalid(f"hub {enrolment.hub_url} is https but the enrolment pins "
+                                   "no hub certificate key: enrol again for that hub")
     saved.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(saved, enrolment.to_json_bytes(), mode=0o600)
     return HubSettings(enrolment, poll_s=args.hub_poll_s, push_s=args.hub_push_s,
