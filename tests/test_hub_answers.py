@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.contract.hub_protocol import ANSWER_SIGNATURE, Enrolment, answer_message
 from edge_agent.contract.protocol import generate_signing_key, key_fingerprint, public_key_b64
 from edge_agent.contract.tls import create_cert, server_context, short
-from tests.agent_helpers import make_identity_bundle
+from tests.agent_helpers import free_port, make_identity_bundle
 from tests.hub_helpers import HubAgent, start_hub_agent, wait_until
 
 Answer = Callable[[int, str], tuple[bytes, str | None]]  # (poll number, nonce) -> reply
@@ -186,3 +188,17 @@ def test_a_hub_with_another_certificate_gets_no_request(
         wait_until(lambda: "is not the pinned" in agent.log_text(), 30, "pin refusal")
         assert f"not the pinned {short(real.spki)} (nothing was sent)" in agent.log_text()
         assert hub.polls == [] and hub.bundle_fetches == 0
+
+
+def test_an_https_hub_without_a_pinned_key_is_refused_at_start(
+        tmp_path: Path, desktop_key: Ed25519PrivateKey) -> None:
+    plain = Enrolment("gate", "http://127.0.0.1:9", "t" * 43, public_key_b64(desktop_key),
+                      key_fingerprint(desktop_key), "2026-01-01T00:00:00+00:00")
+    enrol = tmp_path / "plain.enrol"
+    enrol.write_bytes(plain.to_json_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "serve", "--dir", str(tmp_path / "gate"),
+         "--port", str(free_port()), "--enroll", str(enrol), "--hub", "https://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "pins no hub certificate key" in result.stderr
