@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
+from core.cli.session import cancel_token
 
 app = typer.Typer(help="Signed model bundles (NAME-VERSION.outpost).", no_args_is_help=True)
 
@@ -21,6 +22,6 @@ def build(
     from core.bundles import build_bundle  # the registry imports scikit-learn: only when used
 
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        built = build_bundle(catalog, ref, out, progress=progress)
+        built = build_bundle(catalog, ref, out, progress=progress, cancel=cancel_token())
     emit(built.to_dict(), as_json, lambda: console.print(
         f"wrote {built.path} ({built.model}@{built.version}, signed by key {built.key_id})"))

@@ -21,6 +21,7 @@ from core.catalog import Catalog
 from core.errors import OutpostError
 from core.hub.app import HubApp, HubOptions
 from core.hub.tls import hub_certificate
+from edge_agent.contract.http_limits import ConnectionLimits, limited_protocol
 from edge_agent.contract.tls import server_context
 from edge_agent.contract.uvicorn_server import Server
 
@@ -84,9 +85,12 @@ class HubHandle:
 
 def start_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
               options: HubOptions | None = None, *, ready_timeout: float = 15.0,
+              connections: ConnectionLimits | None = None,
               insecure_http: bool = False) -> HubHandle:
-    """Serve the hub on host:port (0 = a free port) from a background thread, over TLS 1.3
-    with the hub's certificate (whose key enrolment files pin) unless `insecure_http`."""
+    """Serve the hub on host:port (0 = a free port) from a background thread, with the
+    same connection limits as the agent (header size and time, a connection cap), over
+    TLS 1.3 with the hub's certificate (whose key enrolment files pin) unless
+    `insecure_http`."""
     cert = None if insecure_http else hub_certificate(catalog.settings)
     context = None if cert is None else server_context(cert)
     sock = _listen(host, port)
@@ -95,7 +99,8 @@ def start_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = DEFAULT_POR
                     "proxy", host, port)
     app = HubApp(catalog, options)
     config = uvicorn.Config(
-        app, loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
+        app, loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http=limited_protocol(connections or ConnectionLimits()),
         lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=5,
         timeout_keep_alive=30, proxy_headers=False, server_header=False, date_header=False,
         ssl_context_factory=None if context is None else lambda _config, _default: context)

@@ -122,9 +122,13 @@ def write_bundle(
     built_by: str = "outpost 0.1.0",
     created: str | None = None,
     min_onnxruntime: str = DEFAULT_MIN_ONNXRUNTIME,
+    capture: Mapping[str, Any] | None = None,
 ) -> Path:
     """Build and sign `NAME-VERSION.outpost`. Inputs, outputs and opset default to what the
-    ONNX graph declares. The file appears atomically (temp file, fsync, rename)."""
+    ONNX graph declares; `capture` is an optional sample-capture policy. The file appears
+    atomically (temp file, fsync, rename)."""
+    from edge_agent.contract.capture import CAPTURE_KEY, CapturePolicy
+
     if inputs is None or outputs is None or opset is None:
         from edge_agent.contract.model_checks import inspect_model  # onnx is only needed here
 
@@ -150,6 +154,8 @@ def write_bundle(
         task=task,
         labels=labels,
         key_id=key_fingerprint(key),
+        extra={} if capture is None else {
+            CAPTURE_KEY: CapturePolicy.from_dict(dict(capture)).to_dict()},
     )
     manifest_bytes = manifest.to_json_bytes()
     Manifest.from_json_bytes(manifest_bytes)  # what the agent will check, checked here first
