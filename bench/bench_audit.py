@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import shutil
@@ -36,7 +37,8 @@ from core.config import Settings  # noqa: E402
 from edge_agent.contract.audit_events import AgentEvent, sign_event  # noqa: E402
 from edge_agent.contract.protocol import generate_signing_key, public_key_b64  # noqa: E402
 
-RESULTS = REPO / "bench" / "results" / "bench_audit.json"
+RESULTS_DIR = Path(os.environ.get("OUTPOST_BENCH_RESULTS") or REPO / "bench" / "results")
+RESULTS = RESULTS_DIR / "bench_audit.json"
 YEAR_S = 365 * 24 * 3600.0
 T0 = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 
@@ -130,7 +132,10 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--profile", action="store_true", help="profile `at` and print")
+    parser.add_argument("--quick", action="store_true", help="smoke run: --scale 0.001, 3 queries")
     args = parser.parse_args()
+    if args.quick:
+        args.scale, args.queries = 0.001, 3
     agents, every_s = max(2, int(20 * args.scale)), 4 * 3600.0
     requests = int(10_000_000 * args.scale)
     home = Path(tempfile.mkdtemp(prefix="bench-audit-"))
@@ -181,7 +186,7 @@ def main() -> None:
           f"{result['at_max_s'] * 1000:.1f} ms over {sizes['audit_events']:,} events and "
           f"{requests:,} requests; plain SQL lookup {result['baseline_median_s'] * 1000:.1f} ms "
           f"(ratio {result['ratio']}x); verify {verify_s:.2f} s")
-    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
 
 
