@@ -111,7 +111,8 @@ def _start_agent(work: Path, key: Any) -> tuple[subprocess.Popen[bytes], int]:
     token.write_text("bench-token-123")
     proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "serve", "--dir",
                              str(work / "agent"), "--port", str(port), "--token-file",
-                             str(token), "--trust-key", str(work / "trusted.pub")],
+                             str(token), "--trust-key", str(work / "trusted.pub"),
+                             "--insecure-http"],  # both arms alike: capture's cost, not TLS's
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     wait_http_ok(f"http://127.0.0.1:{port}/v2/health/ready", 60, proc)
     return proc, port
