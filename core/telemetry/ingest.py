@@ -30,6 +30,8 @@ RECORD_SCHEMA = pa.schema([
     ("window_start", pa.float64()), ("window_end", pa.float64()), ("feature", pa.string()),
     ("counts", pa.list_(pa.int64())), ("nulls", pa.int64()),
     ("count", pa.int64()), ("first_seq", pa.int64()), ("last_seq", pa.int64()),
+    ("challenger", pa.int32()), ("agreed", pa.int64()), ("dropped", pa.int64()),
+    ("timeouts", pa.int64()), ("errors", pa.int64()), ("divergence", pa.string()),
 ])
 _DUCK_TYPES = {
     pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT", pa.float64(): "DOUBLE",
@@ -46,6 +48,10 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
                   ("seq", "window_start", "window_end", "model", "version", "feature",
                    "counts", "nulls")),
     "evicted": ("telemetry_evicted", ("seq", "ts", "count", "first_seq", "last_seq")),
+    "shadow": ("telemetry_shadow",
+               ("seq", "window_start", "window_end", "model", "version", "challenger", "count",
+                "rows", "agreed", "dropped", "timeouts", "errors", "latency_us", "counts",
+                "divergence")),
 }
 _agent_locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()

@@ -50,9 +50,11 @@ from edge_agent.contract.manifest import (
     BUNDLE_FORMAT_VERSION,
     BUNDLE_MEMBERS,
     CANARY,
+    CHALLENGER,
     MANIFEST,
     MODEL,
     SIGNATURE,
+    ChallengerSpec,
     Manifest,
     MemberDigest,
     TensorSpec,
@@ -122,9 +124,13 @@ def write_bundle(
     built_by: str = "outpost 0.1.0",
     created: str | None = None,
     min_onnxruntime: str = DEFAULT_MIN_ONNXRUNTIME,
+    challenger: tuple[int, bytes, float] | None = None,
 ) -> Path:
     """Build and sign `NAME-VERSION.outpost`. Inputs, outputs and opset default to what the
-    ONNX graph declares. The file appears atomically (temp file, fsync, rename)."""
+    ONNX graph declares. The file appears atomically (temp file, fsync, rename).
+
+    `challenger` (version, model bytes, shadow share) adds a signed challenger member; its
+    inputs must be the champion's (the agent checks again)."""
     if inputs is None or outputs is None or opset is None:
         from edge_agent.contract.model_checks import inspect_model  # onnx is only needed here
 
@@ -137,6 +143,15 @@ def write_bundle(
         BASELINE: _json_member(baseline, BASELINE),
         CANARY: _json_member(canary, CANARY),
     }
+    spec = None
+    if challenger is not None:
+        from edge_agent.contract.model_checks import check_challenger, inspect_model
+
+        c_version, c_bytes, share = challenger
+        c_info = inspect_model(c_bytes, check_opset=False)
+        check_challenger(list(inputs), c_info.inputs)
+        spec = ChallengerSpec(c_version, share, c_info.outputs)
+        members[CHALLENGER] = c_bytes
     manifest = Manifest(
         model=check_model_name(model),
         version=version,
@@ -150,6 +165,7 @@ def write_bundle(
         task=task,
         labels=labels,
         key_id=key_fingerprint(key),
+        challenger=spec,
     )
     manifest_bytes = manifest.to_json_bytes()
     Manifest.from_json_bytes(manifest_bytes)  # what the agent will check, checked here first

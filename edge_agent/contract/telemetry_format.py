@@ -62,11 +62,34 @@ class EvictedRecord:
     kind: str = "evicted"
 
 
-TelemetryRecord = RequestRecord | HistogramRecord | EvictedRecord
+@dataclass(frozen=True)
+class ShadowRecord:
+    """One window of a challenger run in shadow beside champion `version`."""
+
+    seq: int
+    window_start: float
+    window_end: float
+    model: str
+    version: int
+    challenger: int
+    count: int  # requests the challenger ran on
+    rows: int  # rows compared
+    agreed: int
+    dropped: int  # jobs dropped because the shadow queue was full
+    timeouts: int
+    errors: int
+    latency_us: int  # sum over `count` calls
+    counts: list[int]  # challenger latency histogram (serving.shadow.LATENCY_EDGES_US)
+    divergence: str  # JSON {champion class: rows where the challenger disagreed}
+    kind: str = "shadow"
+
+
+TelemetryRecord = RequestRecord | HistogramRecord | EvictedRecord | ShadowRecord
 _KINDS: dict[str, type[TelemetryRecord]] = {
     "request": RequestRecord,
     "histogram": HistogramRecord,
     "evicted": EvictedRecord,
+    "shadow": ShadowRecord,
 }
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,

@@ -41,6 +41,7 @@ from edge_agent.serving.oip import (
 )
 from edge_agent.serving.predict import encode_predictions, parse_records, records_to_feeds
 from edge_agent.serving.serving import Runner, Served, ServedCache
+from edge_agent.serving.shadow import Shadow
 from edge_agent.serving.signature import bind_inputs
 from edge_agent.telemetry.recorder import Recorder, RequestEvent
 
@@ -65,8 +66,10 @@ def _version(text: str) -> int:
 
 class AgentApp:
     def __init__(self, cache: ServedCache, recorder: Recorder, metrics: AgentMetrics,
-                 management: Management, limits: Limits | None = None) -> None:
+                 management: Management, limits: Limits | None = None,
+                 shadow: Shadow | None = None) -> None:
         self.cache = cache
+        self.shadow = shadow
         self.recorder = recorder
         self.metrics = metrics
         self.management = management
@@ -96,6 +99,8 @@ class AgentApp:
                 self.ready = False
                 self.runner.close()
                 self.management.close()
+                if self.shadow is not None:
+                    self.shadow.close()
                 self.recorder.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -167,6 +172,8 @@ class AgentApp:
             time.time(), served.name if served else "", served.version if served else 0, status,
             int((time.perf_counter() - t0) * 1e6), rows,
             served.binner if served and feeds is not None else None, feeds, prediction))
+        if self.shadow is not None and feeds is not None and served is not None:
+            self.shadow.offer(served, feeds, prediction)
 
     async def _infer(self, scope: Scope, receive: Receive, name: str, version: int | None
                      ) -> Reply:

@@ -63,6 +63,7 @@ class Recorder:
         self.flush_s = flush_s
         self._on_flush = on_flush
         self._queue: queue.SimpleQueue[RequestEvent] = queue.SimpleQueue()
+        self._records: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._windows: dict[WindowKey, tuple[Array, int]] = outbox.open_windows()
         self._pending: list[dict[str, Any]] = []
@@ -74,6 +75,10 @@ class Recorder:
 
     def submit(self, event: RequestEvent) -> None:
         self._queue.put(event)
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        """A finished record from another writer (the shadow), committed with the next flush."""
+        self._records.put(record)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything submitted so far, close every open window, stop the thread."""
@@ -105,6 +110,11 @@ class Recorder:
             return events
 
     def _flush(self, final: bool) -> None:
+        try:
+            while True:
+                self._pending.append(self._records.get_nowait())
+        except queue.Empty:
+            pass
         events = self._drain()
         for start in range(0, max(len(events), 1), CHUNK):
             if start:
