@@ -68,8 +68,9 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle),
                             "--dir", str(dirs[variant]), "--trust-key", str(pub)], check=True,
                            cwd=REPO, capture_output=True)
-        for _ in range(args.rounds):
-            for variant, agent_dir in dirs.items():
+        for i in range(args.rounds):  # the order flips each round: no variant always first
+            for variant, agent_dir in (list(dirs.items()) if i % 2 == 0
+                                       else list(dirs.items())[::-1]):
                 runs[variant].append(measure(agent_dir, token_file, pub, case, args.duration,
                                              tmp))
     summary = {v: {"c1_p99_us": statistics.median(r["c1"]["p99_us"] for r in rs),

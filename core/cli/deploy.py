@@ -24,9 +24,31 @@ def deploy(
     check: Annotated[bool, typer.Option(
         "--check", help="Only check the agent's onnxruntime can load the version's opsets; "
         "change nothing (exit 1 if it cannot).")] = False,
+    to_fleet: Annotated[bool, typer.Option(
+        "--to-fleet", help="Staged rollout to every push agent, wave by wave.")] = False,
+    waves: Annotated[str, typer.Option(
+        "--waves", help="--to-fleet: cumulative share of agents per wave.")] = "10%,50%,100%",
+    max_failures: Annotated[int, typer.Option(
+        "--max-failures", help="--to-fleet: failed agents tolerated; one more halts the "
+        "rollout and rolls back the agents it switched.")] = 0,
+    soak: Annotated[float, typer.Option(
+        "--soak", help="--to-fleet: seconds each wave must stay healthy.")] = 60.0,
+    offline_timeout: Annotated[float, typer.Option(
+        "--offline-timeout", help="--to-fleet: seconds an agent may be unreachable before "
+        "it counts as failed.")] = 30.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model version to an agent, which installs, canary-checks and activates it."""
+    if to_fleet:
+        from core.cli.rollout import run_rollout
+        from core.fleet.rollout import parse_waves, start_rollout
+
+        plan = parse_waves(waves)
+        with open_catalog() as catalog:
+            rollout = start_rollout(catalog, ref, waves=plan, max_failures=max_failures,
+                                    soak_s=soak, offline_s=offline_timeout)
+        run_rollout(rollout.id, as_json)
+        return
     if check:
         with open_catalog() as catalog:
             verdict = check_compatibility(catalog, ref, to)
