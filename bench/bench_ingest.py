@@ -6,9 +6,13 @@ the same run times, alternately and several times:
       in-process (the statement alone) and as `python -c` (process start included);
   - `outpost dataset import f.csv` end to end through the CLI, into a fresh home each time,
       with its peak RSS;
-  - DuckDB SUMMARIZE of the stored Parquet object vs `outpost dataset profile`.
+  - DuckDB SUMMARIZE of the stored Parquet object vs `outpost dataset profile`;
+  - the row-accounting pass alone (counting the CSV's lines), the part of the import
+    that checks no row was lost;
+  - an .xlsx of --xlsx-rows x 10 columns: python-calamine reading the sheet alone vs
+    `import_dataset` of the same file in-process.
 Prints the ratios (medians) and writes bench/results/bench_ingest.json.
-Usage: python bench/bench_ingest.py [--rows N] [--repeat K]
+Usage: python bench/bench_ingest.py [--rows N] [--repeat K] [--xlsx-rows N]
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ REPO = HERE.parent
 DATA = HERE / ".data"
 RESULTS = HERE / "results"
 OUTPOST = [sys.executable, "-m", "core.cli.__main__"]
-TARGET_IMPORT, TARGET_RSS_MB, TARGET_PROFILE = 1.25, 1536, 2.0
+TARGET_IMPORT, TARGET_RSS_MB, TARGET_PROFILE = 1.1, 1536, 2.0
 
 # 12 columns: ids, floats (one with empty cells, one with NA), ints, categoricals,
 # a high-cardinality string, a boolean, a date and a timestamp. Values come from
@@ -63,6 +67,52 @@ def dataset_csv(rows: int) -> Path:
         duckdb.connect().execute(GENERATE.format(rows=rows, path=tmp))
         tmp.rename(path)
     return path
+
+
+def workbook(rows: int) -> Path:
+    """An .xlsx of ``rows`` x 10 columns (numbers, whole numbers, text, dates), cached."""
+    import datetime as dt
+
+    import openpyxl
+
+    path = DATA / f"ingest_{rows}.xlsx"
+    if not path.is_file():
+        DATA.mkdir(parents=True, exist_ok=True)
+        book = openpyxl.Workbook(write_only=True)
+        sheet = book.create_sheet("data")
+        sheet.append([f"c{i}" for i in range(10)])
+        day = dt.date(2024, 1, 1)
+        for i in range(rows):
+            sheet.append([i, i * 0.5, f"s{i % 97}", i % 7, day + dt.timedelta(days=i % 365),
+                          (i * 7919) % 1000 / 10, f"t{i}", i % 2 == 0, i * 3, -i / 3])
+        tmp = path.with_suffix(".tmp.xlsx")
+        book.save(tmp)
+        tmp.rename(path)
+    return path
+
+
+def xlsx_round(samples: dict[str, list[float]], book: Path, home: Path) -> None:
+    import python_calamine
+
+    sys.path.insert(0, str(REPO))
+    from core.catalog import Catalog
+    from core.config import Settings
+    from core.datasets import import_dataset
+
+    def read_alone() -> None:
+        workbook = python_calamine.CalamineWorkbook.from_path(str(book))
+        workbook.get_sheet_by_index(0).to_python()
+
+    samples["xlsx_reader_s"].append(timed(read_alone))
+    with Catalog.open(Settings(home=home)) as catalog:
+        samples["xlsx_import_s"].append(timed(lambda: import_dataset(catalog, book, "sheet")))
+
+
+def accounting_round(samples: dict[str, list[float]], csv: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    from core.datasets.accounting import count_lines
+
+    samples["accounting_s"].append(timed(lambda: count_lines(csv, csv.name)))
 
 
 def run_measured(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
@@ -119,18 +169,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--xlsx-rows", type=int, default=200_000)
     opts = parser.parse_args()
     csv = dataset_csv(opts.rows)
+    book = workbook(opts.xlsx_rows)
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     samples: dict[str, list[float]] = {k: [] for k in (
         "copy_inprocess_s", "copy_process_s", "copy_rss_mb", "import_cli_s", "import_rss_mb",
         "cli_start_s", "summarize_inprocess_s", "profile_inprocess_s", "summarize_process_s",
-        "profile_cli_s")}
+        "profile_cli_s", "accounting_s", "xlsx_reader_s", "xlsx_import_s")}
     try:
         for index in range(opts.repeat):
             copy_round(samples, csv, work / f"x{index}.parquet")
             import_round(samples, csv, work / f"home{index}", opts.rows)
             profile_round(samples, work / f"home{index}")
+            accounting_round(samples, csv)
+            xlsx_round(samples, book, work / f"xhome{index}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(opts, csv, samples)
@@ -166,9 +220,12 @@ def report(opts: argparse.Namespace, csv: Path, samples: dict[str, list[float]])
         "profile_vs_summarize_inprocess":
             med["profile_inprocess_s"] / med["summarize_inprocess_s"],
         "profile_cli_vs_summarize_process": med["profile_cli_s"] / med["summarize_process_s"],
+        "accounting_share_of_copy_inprocess": med["accounting_s"] / med["copy_inprocess_s"],
+        "xlsx_import_vs_reader": med["xlsx_import_s"] / med["xlsx_reader_s"],
     }
     result = {
         "benchmark": "bench_ingest", "rows": opts.rows, "columns": 12, "repeat": opts.repeat,
+        "xlsx_rows": opts.xlsx_rows, "xlsx_columns": 10,
         "csv_mb": round(csv.stat().st_size / 1e6, 1), "cpus": os.cpu_count(),
         "python": platform.python_version(), "duckdb": duckdb.__version__,
         "median": {k: round(v, 3) for k, v in med.items()},
@@ -197,6 +254,10 @@ def report(opts: argparse.Namespace, csv: Path, samples: dict[str, list[float]])
           f"{ratios['profile_vs_summarize_inprocess']:.2f} (target <= {TARGET_PROFILE})")
     print(f"  CLI profile {med['profile_cli_s']:.2f}s vs SUMMARIZE process "
           f"{med['summarize_process_s']:.2f}s: {ratios['profile_cli_vs_summarize_process']:.2f}")
+    print(f"row accounting pass alone {med['accounting_s']:.2f}s = "
+          f"{ratios['accounting_share_of_copy_inprocess']:.1%} of the in-process COPY")
+    print(f".xlsx {opts.xlsx_rows:,} x 10: python-calamine alone {med['xlsx_reader_s']:.2f}s, "
+          f"import {med['xlsx_import_s']:.2f}s: ratio {ratios['xlsx_import_vs_reader']:.2f}")
     print(f"met: {result['met']}")
 
 

@@ -25,12 +25,12 @@ from core.errors import InvalidInput, StorageError
 from core.feeds import frame_feeds, is_categorical, json_columns, outputs_json
 from core.keys import signing_key
 from core.progress import CancelToken, ProgressFn, check, report
-from core.registry import ModelVersion, resolve_model
+from core.registry import ModelVersion, resolve_model, tensor_inputs
 from core.registry.runtime import load_session
 from core.training import get_run, holdout_frame
 from edge_agent.contract.errors import ModelInvalid
 from edge_agent.contract.model_checks import check_challenger, inspect_model
-from edge_agent.contract.protocol import key_fingerprint, write_bundle
+from edge_agent.contract.protocol import Baseline, key_fingerprint, write_bundle
 
 DEFAULT_SHADOW_SHARE = 0.5
 
@@ -75,9 +75,33 @@ def _predict(session: Any, mv: ModelVersion, frame: pd.DataFrame) -> np.ndarray[
     return np.asarray(session.run([wanted], frame_feeds(mv.inputs, frame))[0]).ravel()
 
 
+def _sample(catalog: Catalog, mv: ModelVersion) -> dict[str, np.ndarray[Any, Any]] | None:
+    """The arrays given with ``model import --sample``, if any."""
+    canary = mv.source.get("canary") or {}
+    if canary.get("from") != "sample":
+        return None
+    return tensor_inputs.from_npz(catalog.objects.require(canary["object"]).read_bytes())
+
+
+def _imported_baseline(catalog: Catalog, mv: ModelVersion, session: Any) -> dict[str, Any]:
+    """No training data: no per-column bins; the prediction's over the sample, if given."""
+    sample = _sample(catalog, mv)
+    if sample is None:
+        return {"rows": 0, "features": [], "prediction": None}
+    wanted = mv.outputs[0].name
+    (values,) = session.run([wanted], sample)
+    values = np.asarray(values)
+    rows = len(next(iter(sample.values())))
+    if values.dtype.kind not in "fiu" or values.size != rows:
+        return {"rows": 0, "features": [], "prediction": None}  # not one number per row
+    with catalog.cursor() as cur:
+        prediction = prediction_baseline(cur, values.ravel(), None)
+    return Baseline(rows, [], prediction).to_dict()
+
+
 def _baseline(catalog: Catalog, mv: ModelVersion, session: Any) -> dict[str, Any]:
     if mv.run is None:  # an imported ONNX file: no training data to compare against
-        return {"rows": 0, "features": [], "prediction": None}
+        return _imported_baseline(catalog, mv, session)
     run = get_run(catalog, mv.run)
     dv = resolve_version(catalog, f"{run.dataset}@{run.dataset_version}")
     path = str(version_path(catalog, dv)).replace("'", "''")
@@ -102,7 +126,20 @@ def _canary_frame(catalog: Catalog, mv: ModelVersion) -> pd.DataFrame:
     return pd.concat([X[complete], X[~complete]]).head(CANARY_ROWS)
 
 
+def _tensor_canary(catalog: Catalog, mv: ModelVersion, session: Any) -> dict[str, Any]:
+    """Canary of an imported model from its sample, or from inputs made to its signature."""
+    sample = _sample(catalog, mv)
+    arrays = (tensor_inputs.head(sample, mv.inputs) if sample is not None
+              else tensor_inputs.generate(mv.inputs))
+    names = [o.name for o in mv.outputs]
+    results = session.run(names, arrays)
+    return {"inputs": tensor_inputs.json_inputs(arrays), "expected": outputs_json(names, results),
+            "atol": 1e-4, "label_output": None}
+
+
 def _canary(catalog: Catalog, mv: ModelVersion, session: Any) -> dict[str, Any]:
+    if mv.run is None and (mv.source.get("canary") or tensor_inputs.has_tensor_inputs(mv.inputs)):
+        return _tensor_canary(catalog, mv, session)
     frame = _canary_frame(catalog, mv)
     names = [o.name for o in mv.outputs]
     results = session.run(names, frame_feeds(mv.inputs, frame))

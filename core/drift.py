@@ -62,6 +62,56 @@ class FeatureDrift:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """The telemetry a report is computed over: its time range and the rows in it."""
+
+    start: float  # the earliest window's start (unix seconds)
+    end: float  # the latest window's end
+    rows: int  # values counted for the prediction (or the busiest feature)
+    windows: int  # histogram records summed
+
+
+_COVERAGE_SQL = """
+SELECT min(window_start), max(window_end), count(*),
+       max(rows) FROM (
+    SELECT window_start, window_end, sum(list_sum(counts) + nulls) OVER (PARTITION BY feature)
+        AS rows
+    FROM telemetry_histogram
+    WHERE model = $model AND version = $version AND ($agent IS NULL OR agent = $agent)
+      AND ($since IS NULL OR window_end > $since) AND ($until IS NULL OR window_start < $until))
+"""
+
+
+def coverage(catalog: Catalog, model: str, version: int, *, agent: str | None = None,
+             since: float | None = None, until: float | None = None) -> Coverage | None:
+    """What histogram telemetry a report over these bounds sums; None if there is none."""
+    row = catalog.cursor().execute(_COVERAGE_SQL, {
+        "model": model, "version": version, "agent": agent, "since": since,
+        "until": until}).fetchone()
+    if row is None or row[0] is None:
+        return None
+    start, end, windows, rows = row
+    return Coverage(float(start), float(end), int(rows or 0), int(windows))
+
+
+def _notes(catalog: Catalog, model: str, version: int) -> list[str]:
+    """Why per-column drift is left out, for a model whose inputs are tensors."""
+    from core.registry import resolve_model
+    from core.registry.tensor_inputs import describe, is_tensor
+
+    try:
+        mv = resolve_model(catalog, f"{model}@{version}")
+    except NotFound:
+        return []
+    tensors = [describe(s) for s in mv.inputs if is_tensor(s)]
+    if not tensors:
+        return []
+    return [f"per-column drift skipped: {model}@{version} takes tensor inputs "
+            f"({'; '.join(tensors)}), not one column per feature; only the prediction is "
+            "compared with its baseline"]
+
+
+@dataclass(frozen=True)
 class DriftReport:
     model: str
     version: int
@@ -73,11 +123,14 @@ class DriftReport:
     prediction: FeatureDrift | None
     by_agent: list[FeatureDrift] = field(default_factory=list)
     health: list[RequestStats] = field(default_factory=list)
+    covers: Coverage | None = None
+    notes: list[str] = field(default_factory=list)  # what the report leaves out, and why
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "version": self.version, "agent": self.agent,
             "since": self.since, "until": self.until, "thresholds": asdict(self.thresholds),
+            "covers": asdict(self.covers) if self.covers else None, "notes": self.notes,
             "features": [f.to_dict() for f in self.features],
             "prediction": self.prediction.to_dict() if self.prediction else None,
             "by_agent": [f.to_dict() for f in self.by_agent],
@@ -187,7 +240,9 @@ def drift_report(catalog: Catalog, model: str, agent: str | None = None, *,
         model, version, agent, since, until, th,
         features=[r for r in fleet if r.feature != PREDICTION_FEATURE],
         prediction=next((r for r in fleet if r.feature == PREDICTION_FEATURE), None),
-        by_agent=[r for r in rows if r.agent is not None], health=health)
+        by_agent=[r for r in rows if r.agent is not None], health=health,
+        covers=coverage(catalog, model, version, agent=agent, since=since, until=until),
+        notes=_notes(catalog, model, version))
     if record_alerts and until is None:
         _record_alerts(catalog, report)
     return report

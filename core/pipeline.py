@@ -20,7 +20,8 @@ from core.errors import InvalidInput, NotFound, OutpostError
 from core.progress import CancelToken, ProgressFn, check, report
 
 _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind -> (required, optional)
-    "import": (set(), {"path", "sample", "name"}),  # exactly one of path and sample
+    # exactly one of path and sample
+    "import": (set(), {"path", "sample", "name", "encoding", "decimal", "sheet", "bad_lines"}),
     "derive": ({"name", "sql"}, {"from"}),
     "train": ({"target"}, {"dataset", "algo", "params", "seed", "features", "search"}),
     "gate": ({"metric"}, {"threshold", "model", "against_production"}),
@@ -28,6 +29,54 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind -> (required, optional)
     "alias": ({"alias"}, {"force"}),
     "deploy": ({"agents"}, {"force"}),
 }
+
+_TEXT = (str,), "a string"
+_NUMBER = (int, float), "a number"
+_FLAG = (bool,), "true or false"
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {  # key -> (types, what to say)
+    **{key: _TEXT for key in ("path", "sample", "name", "sql", "from", "target", "dataset",
+                              "algo", "metric", "model", "alias", "encoding", "decimal",
+                              "sheet", "bad_lines")},
+    "seed": ((int,), "a whole number"), "threshold": _NUMBER,
+    "params": ((dict,), "a table"), "search": ((dict,), "a table {kind, trials, metric}"),
+    "features": ((list,), "a list of column names"),
+    "against_production": _FLAG, "force": _FLAG,
+    "agents": ((str, list), "an agent name or a list of them"),
+}
+_SEARCH: dict[str, tuple[tuple[type, ...], str]] = {
+    "kind": _TEXT, "trials": ((int,), "a whole number"), "metric": _TEXT}
+
+
+def _type_error(key: str, value: Any, types: tuple[type, ...], what: str) -> str | None:
+    """Why ``value`` does not fit, or None (a bool is not a number here)."""
+    if isinstance(value, bool) and bool not in types:
+        return f"{key} must be {what}, not {value!r}"
+    if not isinstance(value, types):
+        return f"{key} must be {what}, not {value!r}"
+    return None
+
+
+def _check_types(step: dict[str, Any]) -> str | None:
+    for key, value in step.items():
+        if key in _TYPES and (problem := _type_error(key, value, *_TYPES[key])):
+            return problem
+    if isinstance(step.get("features"), list) and not all(
+            isinstance(f, str) for f in step["features"]):
+        return "features must be a list of column names (strings)"
+    if isinstance(step.get("agents"), list) and not all(
+            isinstance(a, str) for a in step["agents"]):
+        return "agents must be an agent name or a list of them"
+    search = step.get("search")
+    if isinstance(search, dict):
+        unknown = sorted(set(search) - set(_SEARCH))
+        if unknown:
+            return f"search has unknown keys {unknown}"
+        for key, value in search.items():
+            if problem := _type_error(f"search.{key}", value, *_SEARCH[key]):
+                return problem
+        if search.get("trials", 1) < 1:
+            return f"search.trials must be at least 1, not {search['trials']}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -94,12 +143,16 @@ def load_pipeline(path: Path) -> tuple[str, list[dict[str, Any]]]:
         if missing or unknown:
             what = f"misses {missing}" if missing else f"has unknown keys {unknown}"
             raise InvalidInput(f"{path}: step {i} ({kind}) {what}")
+        problem = _check_types(step)
+        if problem:
+            raise InvalidInput(f"{path}: step {i} ({kind}): {problem}")
     name = doc.get("name", Path(path).stem)
     return str(name), steps
 
 
 def _import(catalog: Catalog, step: dict[str, Any], state: _State) -> str:
     from core.datasets import import_dataset, import_frame
+    from core.datasets.options import ReadOptions
     from core.samples import SAMPLES
 
     if "sample" in step:
@@ -112,8 +165,10 @@ def _import(catalog: Catalog, step: dict[str, Any], state: _State) -> str:
                             "description": sample.description})
     else:
         path = Path(step["path"])
+        options = ReadOptions(encoding=step.get("encoding"), decimal=step.get("decimal", "."),
+                              sheet=step.get("sheet"), bad_lines=step.get("bad_lines"))
         res = import_dataset(catalog, path if path.is_absolute() else state.base / path,
-                             step.get("name"))
+                             step.get("name"), options=options)
     state.dataset = f"{res.name}@{res.version}"
     return f"{res.name}@{res.version[:12]} ({res.rows} rows{', new' if res.new else ''})"
 

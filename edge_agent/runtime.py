@@ -67,7 +67,7 @@ def build_app(options: ServeOptions) -> Any:
     cache.warm()
     management = Management(store, cache, outbox, identity, metrics, options.token,
                             options.agent_dir, max_bundle_bytes=options.max_bundle_bytes,
-                            body_timeout_s=options.body_timeout_s)
+                            body_timeout_s=options.body_timeout_s, cut_windows=recorder.cut)
     limits = Limits(max_body_bytes=options.max_body_bytes,
                     body_timeout_s=options.body_timeout_s, batch_max=options.batch_max,
                     batch_delay_s=options.batch_delay_us / 1e6)

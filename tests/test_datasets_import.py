@@ -181,7 +181,7 @@ def test_cli_import_json_keys(cli, tmp_path: Path) -> None:  # type: ignore[no-u
     first = cli("dataset", "import", str(path), "--name", "k", "--json")
     assert first.returncode == 0, first.stderr
     data = first.json()
-    assert set(data) == {"name", "version", "rows", "new"}
+    assert set(data) == {"name", "version", "rows", "new", "lines"}
     assert (data["name"], data["rows"], data["new"]) == ("k", 2, True)
     second = cli("dataset", "import", str(path), "--name", "k", "--json").json()
     assert second == {**data, "new": False}

@@ -111,6 +111,37 @@ def test_drop_a_file_imports_it(qtbot: QtBot, make_window: Callable[..., MainWin
     assert view.selected is not None and view.selected.rows == 100
 
 
+def test_drop_a_workbook_and_non_utf8_csvs_imports_them(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], tmp_path: Path) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["city", "amount"])
+    for i in range(40):
+        sheet.append([f"city{i}", i * 1.5])
+    book.save(tmp_path / "sheet.xlsx")
+    (tmp_path / "win.csv").write_bytes("city,n\nMünchen,1\nZürich,2\n".encode("cp1252"))
+    (tmp_path / "wide.csv").write_bytes("city,n\nÅre,1\n".encode("utf-16"))
+    window = make_window([DatasetsView])
+    view = _view(window)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / n)) for n in ("sheet.xlsx", "win.csv",
+                                                                  "wide.csv")])
+    enter = QDragEnterEvent(QPointF(view.rect().center()), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(view, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(view.rect().center()), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(view, drop)
+    qtbot.waitUntil(lambda: {"sheet", "win", "wide"} <= set(_names(view)), timeout=20_000)
+    rows = {d.name: d.latest.rows for d in view.datasets.records}
+    assert (rows["sheet"], rows["win"], rows["wide"]) == (40, 2, 1)
+    assert not error_dialogs(window)
+
+
 def test_bad_file_shows_its_message_and_the_window_stays_usable(
         qtbot: QtBot, make_window: Callable[..., MainWindow], tmp_path: Path) -> None:
     bad = tmp_path / "broken.csv"

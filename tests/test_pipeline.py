@@ -120,3 +120,28 @@ def test_the_shipped_example_is_valid() -> None:
     assert name == "pump-failure"
     assert [s["kind"] for s in steps] == ["import", "derive", "train", "gate", "register",
                                          "alias", "deploy"]
+
+
+WRONG_TYPES = {
+    'trials = "many"': ('[steps.search]\nkind = "random"\ntrials = "many"\n',
+                        "step 2 (train): search.trials must be a whole number, not 'many'"),
+    "seed = 1.5": ("seed = 1.5\n", "step 2 (train): seed must be a whole number, not 1.5"),
+    "features = 3": ("features = 3\n", "step 2 (train): features must be a list"),
+    "seed = true": ("seed = true\n", "seed must be a whole number, not True"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_TYPES))
+def test_a_mistyped_value_is_refused_before_any_step(outpost_home: Path, tmp_path: Path,
+                                                      case: str) -> None:
+    extra, message = WRONG_TYPES[case]
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n3,4\n")
+    bad = tmp_path / "typed.toml"
+    bad.write_text('[[steps]]\nkind = "import"\npath = "x.csv"\n'
+                   f'[[steps]]\nkind = "train"\ntarget = "b"\n{extra}')
+    cli = run_cli(outpost_home, "pipeline", "run", str(bad), "--json")
+    assert cli.returncode == 1 and cli.stdout == ""
+    lines = cli.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], cli.stderr
+    with open_catalog(outpost_home) as catalog:
+        assert catalog.con.execute("SELECT count(*) FROM dataset").fetchall()[0][0] == 0

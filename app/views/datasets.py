@@ -42,7 +42,8 @@ from core.datasets import (
     read_page,
 )
 
-FILE_FILTER = "Data files (*.csv *.tsv *.txt *.parquet *.json *.ndjson *.jsonl *.gz);;All files (*)"
+FILE_FILTER = ("Data files (*.csv *.tsv *.txt *.parquet *.json *.ndjson *.jsonl *.gz *.xlsx "
+               "*.xlsm);;All files (*)")
 
 
 def record_table(model: RecordTableModel[Any], name: str) -> QTableView:

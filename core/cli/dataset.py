@@ -12,6 +12,7 @@ from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar,
 from core.datasets import (
     DatasetVersion,
     Diff,
+    ImportResult,
     Profile,
     ancestry,
     derive_dataset,
@@ -23,6 +24,7 @@ from core.datasets import (
     read_page,
     resolve_version,
 )
+from core.datasets.options import ReadOptions
 from core.datasets.profile import plain
 
 app = typer.Typer(help="Import, inspect, profile, compare and derive versioned datasets.",
@@ -56,19 +58,39 @@ def _origin(dv: DatasetVersion) -> str:
     return str(dv.source.get("kind", ""))
 
 
+def _accounted(result: ImportResult) -> str:
+    lines = result.lines
+    if lines is None or not (lines.skipped or lines.padded):
+        return ""
+    return f"; {lines.read:,} lines read, {lines.skipped:,} skipped, {lines.padded:,} padded"
+
+
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="A .csv, .tsv, .parquet, .json or .ndjson file.")],
+    path: Annotated[Path, typer.Argument(
+        help="A .csv, .tsv, .parquet, .json, .ndjson or .xlsx file.")],
     name: Annotated[str | None, typer.Option("--name", help="Dataset name (default: file name).")]
     = None,
+    encoding: Annotated[str | None, typer.Option(
+        "--encoding", help="Text encoding (default: detected: UTF-8, UTF-16 with BOM, cp1252).")]
+    = None,
+    decimal: Annotated[str, typer.Option(
+        "--decimal", help="Decimal mark of numbers in a CSV: '.' or ','.")] = ".",
+    sheet: Annotated[str | None, typer.Option(
+        "--sheet", help="Sheet of an .xlsx workbook (default: the first).")] = None,
+    bad_lines: Annotated[str | None, typer.Option(
+        "--bad-lines", help="CSV lines whose field count differs from the header's: "
+        "'skip' them or 'null-pad' short ones (default: refuse the file).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Import a file as a version of a dataset (the same content twice is one version)."""
+    options = ReadOptions(encoding=encoding, decimal=decimal, sheet=sheet,
+                          bad_lines=bad_lines)  # type: ignore[arg-type]
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        result = import_dataset(catalog, path, name, progress=progress)
+        result = import_dataset(catalog, path, name, options=options, progress=progress)
     word = "imported" if result.new else "already there:"
-    emit(result.to_dict(), as_json,
-         lambda: console.print(f"{word} {result.ref}  ({result.rows:,} rows)"))
+    emit(result.to_dict(), as_json, lambda: console.print(
+        f"{word} {result.ref}  ({result.rows:,} rows{_accounted(result)})"))
 
 
 @app.command("list")

@@ -51,6 +51,13 @@ def _render(r: DriftReport) -> None:
     for f in rows:
         out.add_row(*_row(f))
     console.print(out)
+    if r.covers:
+        span = (f"{datetime.fromtimestamp(r.covers.start):%Y-%m-%d %H:%M:%S} → "
+                f"{datetime.fromtimestamp(r.covers.end):%Y-%m-%d %H:%M:%S}")
+        console.print(f"covers {r.covers.rows:,} rows in {r.covers.windows:,} histogram "
+                      f"windows, {span}")
+    for note in r.notes:
+        console.print(note)
     if r.health:
         console.print(table("requests", ["agent", "requests", "error rate", "p50 ms", "p99 ms"], [
             (h.agent, h.requests, f"{h.error_rate:.1%}", h.p50_ms and f"{h.p50_ms:.2f}",

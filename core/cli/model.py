@@ -56,16 +56,21 @@ def register(
 def import_(
     path: Annotated[Path, typer.Argument(help="An .onnx file.")],
     name: NameOpt,
+    sample: Annotated[Path | None, typer.Option(
+        "--sample", help="An .npz with one array per model input: the canary's inputs "
+        "(default for tensor inputs: generated to the signature).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register an external ONNX file; its signature is read from the graph."""
     from core.registry import import_onnx
 
     with open_catalog() as catalog:
-        mv = import_onnx(catalog, path, name)
+        mv = import_onnx(catalog, path, name, sample=sample)
+    canary = mv.source.get("canary") or {}
     data = {"model": mv.model, "version": mv.version, "opset": mv.opset,
             "inputs": [s.to_dict() for s in mv.inputs],
-            "outputs": [s.to_dict() for s in mv.outputs]}
+            "outputs": [s.to_dict() for s in mv.outputs],
+            "canary": canary.get("from", "table")}
     emit(data, as_json, lambda: console.print(f"imported {mv.ref}; {_signature(mv)}"))
 
 

@@ -15,13 +15,16 @@ from typing import Any
 import duckdb
 
 from core.datasets import sniff
+from core.datasets.accounting import Layout
 from core.datasets.duck import first_line, literal
+from core.datasets.options import BadLines, ReadOptions
 from core.errors import InvalidInput, NotFound, OutpostError, StorageError
 
 FORMATS = {
     ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv",
     ".parquet": "parquet", ".pq": "parquet",
     ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson",
+    ".xlsx": "xlsx", ".xlsm": "xlsx",
 }
 TEXT_FORMATS = {"csv", "tsv", "json", "ndjson"}
 NULLS = ("NA", "")
@@ -41,6 +44,8 @@ class Attempt:
 
     encoding: str | None = None
     full_sniff: bool = False
+    decimal: str = "."
+    strict: bool = True  # False under a --bad-lines policy: ragged rows are expected
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class Source:
     details: dict[str, Any]
     attempt: Attempt = field(default_factory=Attempt)
     ascii_sample: bool = False
+    layout: Layout | None = None  # CSV/TSV only
+    options: tuple[str, ...] = ()  # the read_csv options the relation was built with
 
 
 def detect_format(path: Path) -> tuple[str, str]:
@@ -65,6 +72,8 @@ def detect_format(path: Path) -> tuple[str, str]:
         known = ", ".join(sorted(FORMATS))
         raise InvalidInput(f"{path.name}: unsupported file type {shown}; "
                            f"Outpost reads {known} (text ones also .gz)")
+    if compressed and kind == "xlsx":
+        raise InvalidInput(f"{path.name}: a compressed spreadsheet; unpack it first")
     stem = path.name[: len(path.name) - len(ext) - (3 if compressed else 0)]
     return kind, stem
 
@@ -82,9 +91,13 @@ def check_file(path: Path) -> None:
         raise InvalidInput(f"{path.name} is empty")
 
 
+def first_attempt(options: ReadOptions) -> Attempt:
+    return Attempt(encoding=options.encoding, decimal=options.decimal,
+                   strict=options.bad_lines is None)
+
+
 def prepare(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch,
-            attempt: Attempt | None = None) -> Source:
-    attempt = attempt or Attempt()
+            attempt: Attempt) -> Source:
     try:
         if kind in ("csv", "tsv"):
             return _csv(cur, path, kind, scratch, attempt)
@@ -123,7 +136,8 @@ def explain(path: Path, exc: duckdb.Error) -> OutpostError:
     ragged = _RAGGED.search(message)
     if line and ragged:
         return InvalidInput(
-            f"{name}: ragged rows: line {line[1]} has {ragged[2]} fields, expected {ragged[1]}")
+            f"{name}: ragged rows: line {line[1]} has {ragged[2]} fields, expected {ragged[1]}; "
+            "pass --bad-lines skip or --bad-lines null-pad to import the rest")
     if "Invalid unicode" in message:
         where = f" (line {line[1]})" if line else ""
         return sniff.InvalidText(f"{name} is not valid UTF-8{where}")
@@ -137,15 +151,18 @@ def explain(path: Path, exc: duckdb.Error) -> OutpostError:
 
 def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch,
          attempt: Attempt) -> Source:
-    sample = sniff.sample_text(path)
+    sample = sniff.sample_text(path, attempt.encoding)
     encoding = attempt.encoding or sample.encoding
     read_path = path
-    if encoding not in ("utf-8", "utf-8-sig"):
+    mixed = sniff.mixed_newlines(sample.text)
+    if mixed or encoding not in ("utf-8", "utf-8-sig"):
         read_path = scratch(".csv")
-        sniff.transcode(path, encoding, read_path)
+        sniff.transcode(path, encoding, read_path, newlines=mixed)
         sample = replace(sniff.sample_text(read_path), encoding=encoding)
     forced = "\t" if kind == "tsv" else None
     options = [_NULLSTR] + ([f"delim={literal(forced)}"] if forced else [])
+    if attempt.decimal != ".":
+        options.append(f"decimal_separator={literal(attempt.decimal)}")
     if attempt.full_sniff:
         options.append("sample_size=-1")
     try:
@@ -166,13 +183,41 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
     assert row is not None
     delimiter, quote, header, skip, columns = row
     quote = "" if quote == "(empty)" else quote
+    if attempt.decimal == delimiter:
+        raise InvalidInput(f"{path.name}: the decimal mark {attempt.decimal!r} is also the "
+                           "delimiter; a file with decimal commas separates fields by ';'")
     if len(columns) == 1:
-        sniff.find_ragged(path, sample.text, None, quote or '"')
-    if header:
-        sniff.check_header(path.name, sniff.header_fields(sample.text, delimiter, quote, int(skip)))
-    details = {"format": kind, "encoding": encoding, "delimiter": delimiter, "header": bool(header)}
+        # DuckDB falls back to one column when rows are ragged inside its sample.
+        if attempt.strict:
+            sniff.find_ragged(path, sample.text, None, quote or '"')
+        delimiter = sniff.guess_delimiter(sample.text) or delimiter
+        quote = quote or '"'
+    first = sniff.first_record(sample.text, delimiter, quote)
+    if header and len(first) == len(columns):
+        sniff.check_header(path.name, sniff.header_fields(sample.text, delimiter, quote,
+                                                          int(skip)))
+    details = {"format": kind, "encoding": encoding, "delimiter": delimiter, "header": bool(header),
+               **({"newlines": "normalized"} if mixed else {}),
+               **({"decimal": attempt.decimal} if attempt.decimal != "." else {})}
     relation = f"read_csv({literal(read_path)}, {', '.join(options)})"
-    return Source(path, kind, relation, details, attempt, sample.ascii_only)
+    layout = Layout(read_path, delimiter, quote, bool(header), len(columns), len(first))
+    if not attempt.strict and len(columns) == 1:
+        layout = replace(layout, columns=len(first))
+    return Source(path, kind, relation, details, attempt, sample.ascii_only, layout,
+                  tuple(options))
+
+
+def with_policy(source: Source, header: bool, policy: BadLines) -> Source:
+    """``source`` read with the header and dialect fixed, bad lines skipped or padded."""
+    assert source.layout is not None
+    layout = source.layout
+    fixed = [*source.options, f"header={str(header).lower()}", f"quote={literal(layout.quote)}",
+             "comment=''", "sample_size=-1",
+             "ignore_errors=true" if policy == "skip" else "null_padding=true"]
+    if not any(o.startswith("delim=") for o in fixed):
+        fixed.append(f"delim={literal(layout.delimiter)}")
+    relation = f"read_csv({literal(layout.path)}, {', '.join(dict.fromkeys(fixed))})"
+    return replace(source, relation=relation, details={**source.details, "header": header})
 
 
 def _parquet(cur: duckdb.DuckDBPyConnection, path: Path) -> Source:

@@ -81,16 +81,35 @@ class DatasetInfo:
 
 
 @dataclass(frozen=True)
+class LineCounts:
+    """Data lines (or sheet rows) an import read, rows stored, lines skipped or padded."""
+
+    read: int
+    stored: int
+    skipped: int = 0
+    padded: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"read": self.read, "stored": self.stored, "skipped": self.skipped,
+                "padded": self.padded}
+
+
+@dataclass(frozen=True)
 class ImportResult:
     name: str
     version: str
     rows: int
     new: bool
     columns: list[Column] = field(default_factory=list, compare=False)
+    lines: LineCounts | None = field(default=None, compare=False)
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version[:SHORT]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "rows": self.rows, "new": self.new}
+        data: dict[str, Any] = {"name": self.name, "version": self.version, "rows": self.rows,
+                                "new": self.new}
+        if self.lines is not None:
+            data["lines"] = self.lines.to_dict()
+        return data

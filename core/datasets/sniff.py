@@ -12,6 +12,7 @@ import codecs
 import csv
 import gzip
 import io
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,13 +62,25 @@ def _not_text(path: Path, data: bytes, offset: int) -> InvalidText:
     )
 
 
-def sample_text(path: Path) -> TextSample:
-    """Decode the first bytes of ``path`` and say which encoding they are in."""
+def sample_text(path: Path, encoding: str | None = None) -> TextSample:
+    """Decode the first bytes of ``path`` and say which encoding they are in.
+
+    ``encoding``: the user's choice; the sample must decode in it.
+    """
     try:
         with open_raw(path) as fh:
             data = fh.read(SAMPLE_BYTES)
     except (OSError, EOFError) as exc:
         raise InvalidInput(f"cannot read {path.name}: {exc}") from exc
+    if encoding is not None:
+        try:
+            text = _decode_prefix(data, encoding)
+        except UnicodeDecodeError as exc:
+            raise InvalidText(f"{path.name} is not {encoding} text: byte "
+                              f"0x{data[exc.start]:02x} at offset {exc.start}") from exc
+        if not text.lstrip("\ufeff").strip():
+            raise InvalidInput(f"{path.name} is empty (nothing but blank space)")
+        return TextSample(encoding, text.lstrip("\ufeff"), data.isascii())
     if len(data) < SAMPLE_BYTES and not data.removeprefix(codecs.BOM_UTF8).strip():
         raise InvalidInput(f"{path.name} is empty (nothing but blank space)")
     if data.startswith(codecs.BOM_UTF8):
@@ -75,6 +88,10 @@ def sample_text(path: Path) -> TextSample:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return TextSample("utf-16", _decode_prefix(data, "utf-16"), False)
     if b"\x00" in data:
+        utf16 = _utf16_without_bom(data)
+        if utf16:
+            raise InvalidText(f"{path.name} looks like UTF-16 without a byte-order mark; "
+                              f"pass --encoding {utf16}")
         raise InvalidText(f"{path.name} looks like a binary file, not text (it contains NUL bytes)")
     try:
         return TextSample("utf-8", _decode_prefix(data, "utf-8"), data.isascii())
@@ -91,14 +108,44 @@ def sample_text(path: Path) -> TextSample:
             raise _not_text(path, data, exc2.start) from exc2
 
 
+def _utf16_without_bom(data: bytes) -> str | None:
+    """``utf-16-le``/``-be`` when every other byte of the sample is NUL, as in ASCII text."""
+    pairs = data[: len(data) - len(data) % 2]
+    if not pairs:
+        return None
+    low, high = pairs[0::2], pairs[1::2]
+    if high.count(0) >= 0.9 * len(high) and low.count(0) < 0.1 * len(low):
+        return "utf-16-le"
+    if low.count(0) >= 0.9 * len(low) and high.count(0) < 0.1 * len(high):
+        return "utf-16-be"
+    return None
+
+
+def mixed_newlines(text: str) -> bool:
+    """Both CRLF and bare LF line ends in the sample (DuckDB's sniffer gives up on those)."""
+    crlf = text.count("\r\n")
+    return 0 < crlf < text.count("\n")
+
+
 def _decode_prefix(data: bytes, encoding: str) -> str:
     """Decode a prefix that may end inside a multi-byte character."""
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     return decoder.decode(data, final=False)
 
 
-def transcode(path: Path, encoding: str, out: Path) -> None:
-    """Stream ``path`` into ``out`` as UTF-8; a byte that does not decode is an error."""
+def transcode(path: Path, encoding: str, out: Path, *, newlines: bool = False) -> None:
+    """Stream ``path`` into ``out`` as UTF-8; a byte that does not decode is an error.
+
+    ``newlines``: also turn every CRLF and CR line end into LF.
+    """
+    if newlines:
+        with open_raw(path) as src, io.TextIOWrapper(src, encoding, newline=None) as text, \
+                out.open("w", encoding="utf-8", newline="") as dst:
+            try:
+                shutil.copyfileobj(text, dst, _CHUNK)
+            except UnicodeDecodeError as exc:
+                raise InvalidText(f"{path.name} is not {encoding} text: {exc.reason}") from exc
+        return
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     offset = 0
     with open_raw(path) as src, out.open("w", encoding="utf-8", newline="") as dst:
@@ -125,6 +172,14 @@ def _records(text: str, delimiter: str, quote: str) -> Iterator[tuple[int, list[
         start = reader.line_num + 1
 
 
+def first_record(text: str, delimiter: str, quote: str) -> list[str]:
+    """The fields of the sample's first non-blank record."""
+    for _, fields in _records(text, delimiter, quote):
+        if fields:
+            return fields
+    return []
+
+
 def header_fields(text: str, delimiter: str, quote: str, skip_lines: int) -> list[str]:
     lines = text.split("\n", skip_lines)
     rest = lines[-1] if len(lines) > skip_lines else ""
@@ -138,7 +193,8 @@ def check_header(label: str, names: list[str]) -> None:
     empty = [i + 1 for i, name in enumerate(names) if not name.strip()]
     if empty:
         where = ", ".join(str(i) for i in empty)
-        raise InvalidInput(f"{label}: empty column name at position {where}")
+        trailing = " (a delimiter at the end of the header line?)" if empty == [len(names)] else ""
+        raise InvalidInput(f"{label}: empty column name at position {where}{trailing}")
     seen: dict[str, str] = {}
     dups: list[str] = []
     for name in names:
@@ -150,14 +206,19 @@ def check_header(label: str, names: list[str]) -> None:
         raise InvalidInput(f"{label}: duplicate column names: {', '.join(dups)}")
 
 
+def guess_delimiter(text: str) -> str | None:
+    """The most frequent of the usual delimiters on the first line, if any is there."""
+    first_line = text.split("\n", 1)[0]
+    counts = {d: first_line.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else None
+
+
 def find_ragged(path: Path, text: str, delimiter: str | None, quote: str) -> None:
     """Raise for the first record whose field count differs from the header's."""
-    first_line = text.split("\n", 1)[0]
+    delimiter = delimiter or guess_delimiter(text)
     if delimiter is None:
-        counts = {d: first_line.count(d) for d in DELIMITERS}
-        delimiter = max(counts, key=lambda d: counts[d])
-        if counts[delimiter] == 0:
-            return
+        return
     expected: int | None = None
     for line, fields in _records(text, delimiter, quote):
         if not fields:
@@ -167,5 +228,6 @@ def find_ragged(path: Path, text: str, delimiter: str | None, quote: str) -> Non
         elif len(fields) != expected:
             raise InvalidInput(
                 f"{path.name}: ragged rows: "
-                f"line {line} has {len(fields)} fields, expected {expected}"
+                f"line {line} has {len(fields)} fields, expected {expected}; "
+                "pass --bad-lines skip or --bad-lines null-pad to import the rest"
             )

@@ -77,6 +77,16 @@ def _signature_section(version: ModelVersion) -> list[str]:
     return lines
 
 
+def _canary_line(canary: dict[str, Any] | None) -> list[str]:
+    if not canary:
+        return []
+    if canary.get("from") == "sample":
+        return [f"- canary: from the sample `{canary['file']}` ({canary['rows']} rows) given "
+                "at import; prediction drift baseline over the same sample"]
+    return [f"- canary: generated to the signature ({canary.get('reason', '')}); "
+            "no prediction drift baseline"]
+
+
 def model_card(catalog: Catalog, ref: str) -> str:
     version = resolve_model(catalog, ref)
     aliases = ", ".join(f"`{a}`" for a in version.aliases) or "none"
@@ -86,7 +96,8 @@ def model_card(catalog: Catalog, ref: str) -> str:
              + (f" (`{version.source['file']}`)" if version.source.get("file") else ""),
              f"- task: {version.task or 'unknown (imported)'}",
              f"- aliases: {aliases}",
-             f"- ONNX: sha256 `{version.onnx_object}`, {version.onnx_bytes} bytes", ""]
+             f"- ONNX: sha256 `{version.onnx_object}`, {version.onnx_bytes} bytes",
+             *_canary_line(version.source.get("canary")), ""]
     if version.run is not None:
         lines += _run_section(get_run(catalog, version.run)) + [""]
     lines += _parity_section(version.parity, version.flagged) + [""]

@@ -110,7 +110,8 @@ class Backoff:
 
 class HubClient:
     def __init__(self, settings: HubSettings, *, agent_dir: Path, store: Any, cache: Any,
-                 outbox: Any, identity: Any, status: Callable[[], dict[str, Any]]) -> None:
+                 outbox: Any, identity: Any, status: Callable[[], dict[str, Any]],
+                 cut_windows: Callable[[], object] | None = None) -> None:
         self.settings = settings
         self.enrolment = settings.enrolment
         self.store = store
@@ -119,7 +120,8 @@ class HubClient:
         self.desired = DesiredState(self.enrolment, agent_dir / HUB_DIR, store, cache)
         self.pusher = TelemetryPusher(self.enrolment.agent, outbox,
                                       batch_records=settings.batch_records,
-                                      batch_bytes=settings.batch_bytes)
+                                      batch_bytes=settings.batch_bytes,
+                                      cut_windows=cut_windows)
         self._stop = threading.Event()
         self._claimed = False
         self._threads = [
@@ -212,6 +214,7 @@ def start_hub_client(settings: HubSettings, app: Any) -> HubClient:
     """Run hub mode beside a built agent app (`edge_agent.runtime.build_app`)."""
     m = app.management
     client = HubClient(settings, agent_dir=m.agent_dir, store=m.store, cache=m.cache,
-                       outbox=m.outbox, identity=m.identity, status=m.status)
+                       outbox=m.outbox, identity=m.identity, status=m.status,
+                       cut_windows=m.cut_windows)
     client.start()
     return client

@@ -11,6 +11,7 @@ large is split.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +33,11 @@ class PushResult:
 
 class TelemetryPusher:
     def __init__(self, agent: str, outbox: Any, *, batch_records: int = 5000,
-                 batch_bytes: int = 4 * 1024 * 1024) -> None:
+                 batch_bytes: int = 4 * 1024 * 1024,
+                 cut_windows: Callable[[], object] | None = None) -> None:
         self.agent = agent
         self.outbox = outbox
+        self.cut_windows = cut_windows  # closes open histogram windows before a push
         self.batch_records = batch_records
         self.batch_bytes = batch_bytes
 
@@ -58,6 +61,8 @@ class TelemetryPusher:
     def push(self, transport: HubTransport) -> PushResult | None:
         """Send one batch; None when the outbox is empty. HubUnavailable and HubRefused
         propagate with the batch still in the outbox."""
+        if self.cut_windows is not None and self.outbox.stats().backlog:
+            self.cut_windows()  # traffic since the last push: send its counts with it
         body, count, first, last, more = self._batch()
         if not count:
             return None

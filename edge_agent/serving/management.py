@@ -84,7 +84,8 @@ class Management:
     def __init__(self, store: Any, cache: ServedCache, outbox: Outbox, identity: AgentIdentity,
                  metrics: AgentMetrics, token: str | None, agent_dir: Path,
                  max_bundle_bytes: int = 512 * 1024 * 1024, upload_idle_s: float = 30.0,
-                 body_timeout_s: float = 10.0) -> None:
+                 body_timeout_s: float = 10.0,
+                 cut_windows: Callable[[], object] | None = None) -> None:
         self.store = store
         self.cache = cache
         self.outbox = outbox
@@ -95,6 +96,8 @@ class Management:
         self.max_bundle_bytes = max_bundle_bytes
         self.upload_idle_s = upload_idle_s
         self.body_timeout_s = body_timeout_s
+        # Closes the open histogram windows, so a pull sees all traffic served before it.
+        self.cut_windows = cut_windows
         self.started = time.monotonic()
         self.deadlines = Deadlines()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="management")
@@ -180,6 +183,8 @@ class Management:
         params = query(scope)
         after = _int(params.get("after"), "after", 0)
         limit = min(max(_int(params.get("limit"), "limit", 1000), 1), MAX_TELEMETRY_PAGE)
+        if self.cut_windows is not None:
+            await self._call(self.cut_windows)
         records = await self._call(self.outbox.read, after, limit)
         stats = self.outbox.stats()
         return json_reply({"records": records, "last_seq": stats.last_seq,

@@ -7,6 +7,8 @@ chunk) and commits their request records and the open windows' counts in one
 transaction; windows that ended are closed with the last chunk. Histogram
 counts are additive: a window cut short by a clean shutdown is written then,
 and the rest of it, after a restart, as a second record for the same window.
+``cut`` closes every open window at the next flush the same way, so a telemetry
+pull or a hub push sees the counts of all traffic served before it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Recorder:
         self._on_flush = on_flush
         self._queue: queue.SimpleQueue[RequestEvent] = queue.SimpleQueue()
         self._records: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._cuts: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._windows: dict[WindowKey, tuple[Array, int]] = outbox.open_windows()
         self._pending: list[dict[str, Any]] = []
@@ -79,6 +82,18 @@ class Recorder:
     def add_record(self, record: dict[str, Any]) -> None:
         """A finished record from another writer (the shadow), committed with the next flush."""
         self._records.put(record)
+
+    def cut(self, timeout: float = 5.0) -> bool:
+        """Close every open window with the next flush and wait for it to be written.
+
+        The rest of a cut window's traffic becomes a second record for the same window
+        (counts are additive). False if the writer did not get to it within ``timeout``.
+        """
+        if not self._thread.is_alive():
+            return False
+        done = threading.Event()
+        self._cuts.put(done)
+        return done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything submitted so far, close every open window, stop the thread."""
@@ -115,12 +130,19 @@ class Recorder:
                 self._pending.append(self._records.get_nowait())
         except queue.Empty:
             pass
-        events = self._drain()
-        for start in range(0, max(len(events), 1), CHUNK):
-            if start:
-                time.sleep(YIELD_S)
-            last = start + CHUNK >= len(events)
-            self._write(events[start:start + CHUNK], final, last)
+        cuts: list[threading.Event] = []
+        while not self._cuts.empty():
+            cuts.append(self._cuts.get_nowait())
+        events = self._drain()  # after the cuts: everything submitted before them
+        try:
+            for start in range(0, max(len(events), 1), CHUNK):
+                if start:
+                    time.sleep(YIELD_S)
+                last = start + CHUNK >= len(events)
+                self._write(events[start:start + CHUNK], final or bool(cuts), last)
+        finally:
+            for done in cuts:
+                done.set()
 
     def _write(self, events: list[RequestEvent], final: bool, last: bool) -> None:
         """Commit one chunk of events; windows that ended are closed with the last chunk."""
