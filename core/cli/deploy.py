@@ -77,3 +77,16 @@ def rollback(
         f"{result.agent} now serves {result.model}@{result.version}"
         if result.status != "pending" else  # a hub agent rolls back on its next poll
         f"rollback of {result.model} on {result.agent} recorded: it happens on its next poll"))
+
+
+def approve(
+    ref: Annotated[str, typer.Argument(help="M@VERSION staged by `outpost model challenge`.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve a staged version: it becomes production (deploy it as usual)."""
+    from core.registry.gate import approve as approve_version
+
+    with open_catalog() as catalog:
+        doc = approve_version(catalog, ref)
+    emit(doc, as_json, lambda: console.print(
+        f"{doc['model']}@{doc['version']} is now production"))

@@ -69,5 +69,6 @@ for _group in ("dataset", "samples", "telemetry", "drift", "keys", "bundle", "pi
 lazy_group("agent", _agent_app)
 lazy_command("deploy", _module_function("deploy", "deploy"))
 lazy_command("rollback", _module_function("deploy", "rollback"))
+lazy_command("approve", _module_function("deploy", "approve"))
 lazy_command("demo", _module_function("demo", "demo"))
 lazy_command("train", _module_function("train", "train"))
