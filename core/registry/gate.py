@@ -97,19 +97,18 @@ def challenge(catalog: Catalog, run_id: str, name: str, *, metric: str | None = 
         beats = gain > margin
         why = (f"{metric} {ours:.4f} vs production {theirs:.4f} "
                f"({'+' if gain >= 0 else ''}{gain:.4f}, margin {margin:g})")
-    base = dict(model=name, run=run.id, metric=metric, margin=margin, challenger=ours,
-                production=theirs, production_version=champion.version if champion else None)
+    def result(passed: bool, version: int | None, reason: str) -> GateResult:
+        return GateResult(name, run.id, str(metric), margin, ours, theirs,
+                          champion.version if champion else None, passed, version, reason)
+
     if not beats:
-        return GateResult(**base, passed=False, version=None,
-                          reason=f"not registered: does not beat production: {why}")
+        return result(False, None, f"not registered: does not beat production: {why}")
     mv = register_model(catalog, run.id, name, progress=progress, cancel=cancel)
     if mv.flagged:
-        return GateResult(**base, passed=False, version=mv.version,
-                          reason=f"registered as {mv.ref} but not staged: its ONNX export "
-                          "failed the parity check")
+        return result(False, mv.version, f"registered as {mv.ref} but not staged: its ONNX "
+                      "export failed the parity check")
     set_alias(catalog, mv.ref, STAGED)
-    return GateResult(**base, passed=True, version=mv.version,
-                      reason=f"staged as {mv.ref}, waiting for approval: {why}")
+    return result(True, mv.version, f"staged as {mv.ref}, waiting for approval: {why}")
 
 
 def approve(catalog: Catalog, ref: str) -> dict[str, Any]:
