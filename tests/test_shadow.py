@@ -72,9 +72,9 @@ def expected_agreement() -> tuple[int, int, dict[str, int]]:
     return rows, agreed, divergence
 
 
-def shadow_records(agent: AgentProcess) -> list[dict[str, Any]]:
+def shadow_records(agent: AgentProcess | Any) -> list[dict[str, Any]]:
     _, doc = json_request(f"{agent.url}/v1/telemetry?after=0&limit=10000", None,
-                          agent.headers())
+                          {"Authorization": f"Bearer {agent.token}"})
     return [r for r in doc["records"] if r["kind"] == "shadow"]
 
 
@@ -160,3 +160,37 @@ def test_manifest_challenger_fields_are_checked(tmp_path: Path, key: Ed25519Priv
     del half["challenger"]  # a challenger member the manifest does not describe
     with pytest.raises(BundleManifestInvalid):
         Manifest.from_dict(half)
+
+
+def test_deploy_with_a_challenger_from_the_registry(outpost_home: Path, cli: Any,
+                                                    tmp_path: Path) -> None:
+    from core.fleet.agents import add_agent
+    from core.keys import signing_key
+    from core.registry import register_model
+    from core.training import train
+    from tests.fleet_helpers import start_agent, train_mini
+
+    catalog = open_catalog(outpost_home)
+    try:
+        frame = train_mini(catalog, "pumps")  # pumps@1
+        register_model(catalog, train(catalog, "mini", "fail", algo="random_forest").id,
+                       "pumps")  # pumps@2, same inputs
+        agent = start_agent(tmp_path / "agent", signing_key(catalog))
+        add_agent(catalog, "edge", agent.url, agent.token)
+    finally:
+        catalog.close()
+    try:
+        bad = cli("deploy", "pumps@1", "--to", "edge", "--challenger", "pumps@1")
+        assert bad.returncode == 1 and "is the champion itself" in bad.stderr
+        done = cli("deploy", "pumps@1", "--to", "edge", "--challenger", "pumps@2",
+                   "--shadow-share", "1", "--json", check=True).json()
+        assert (done["version"], done["status"]) == (1, "active")
+        rows = frame.drop(columns=["fail"]).head(20)
+        body = {"records": json.loads(rows.to_json(orient="records"))}
+        status, doc = json_request(f"{agent.url}/v1/models/pumps/predict", body)
+        assert status == 200, doc
+        found = wait_until(lambda: [r for r in shadow_records(agent) if r["count"]],
+                           timeout=30, what="a shadow window")
+        assert found[0]["challenger"] == 2 and found[0]["rows"] == 20
+    finally:
+        agent.stop()

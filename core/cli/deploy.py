@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
+from core.errors import InvalidInput
 from core.fleet.dispatch import check_compatibility
 from core.fleet.dispatch import deploy as deploy_version
 from core.fleet.dispatch import rollback as rollback_version
@@ -24,6 +25,11 @@ def deploy(
     check: Annotated[bool, typer.Option(
         "--check", help="Only check the agent's onnxruntime can load the version's opsets; "
         "change nothing (exit 1 if it cannot).")] = False,
+    challenger: Annotated[str | None, typer.Option(
+        "--challenger", help="M@V2: the bundle also carries it, run in shadow on the agent.")
+    ] = None,
+    shadow_share: Annotated[float, typer.Option(
+        "--shadow-share", help="--challenger: share of requests it runs on (0-1].")] = 0.5,
     to_fleet: Annotated[bool, typer.Option(
         "--to-fleet", help="Staged rollout to every push agent, wave by wave.")] = False,
     waves: Annotated[str, typer.Option(
@@ -39,6 +45,9 @@ def deploy(
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model version to an agent, which installs, canary-checks and activates it."""
+    if to_fleet and challenger is not None:
+        raise InvalidInput("--challenger and --to-fleet do not combine: roll out the champion, "
+                           "then deploy a challenger bundle to the agents that should shadow it")
     if to_fleet:
         from core.cli.rollout import run_rollout
         from core.fleet.rollout import parse_waves, start_rollout
@@ -59,7 +68,8 @@ def deploy(
         return
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
         result = deploy_version(catalog, ref, to, force=force, allow_downgrade=allow_downgrade,
-                                progress=progress)
+                                progress=progress, challenger=challenger,
+                                shadow_share=shadow_share)
     emit(result.to_dict(), as_json, lambda: console.print(
         f"{result.model}@{result.version} is {result.status} on {result.agent}"))
 
