@@ -116,7 +116,7 @@ def _baseline(catalog: Catalog, mv: ModelVersion, session: Any) -> dict[str, Any
                                 prediction=prediction)
 
 
-def _canary_frame(catalog: Catalog, mv: ModelVersion) -> pd.DataFrame:
+def canary_frame(catalog: Catalog, mv: ModelVersion) -> pd.DataFrame:
     if mv.run is None:
         return pd.DataFrame({s.name: ["" if is_categorical(s.datatype) else 0.0] * 4
                              for s in mv.inputs})
@@ -140,7 +140,7 @@ def _tensor_canary(catalog: Catalog, mv: ModelVersion, session: Any) -> dict[str
 def _canary(catalog: Catalog, mv: ModelVersion, session: Any) -> dict[str, Any]:
     if mv.run is None and (mv.source.get("canary") or tensor_inputs.has_tensor_inputs(mv.inputs)):
         return _tensor_canary(catalog, mv, session)
-    frame = _canary_frame(catalog, mv)
+    frame = canary_frame(catalog, mv)
     names = [o.name for o in mv.outputs]
     results = session.run(names, frame_feeds(mv.inputs, frame))
     label = "label" if mv.task == "classification" and "label" in names else None

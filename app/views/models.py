@@ -229,8 +229,10 @@ class ModelsView(View):
         if self.selected is None:
             return
         ref = self.selected.ref
-        self.ctx.tasks.run(f"Export {ref}", lambda c: registry.export_model(c.catalog, ref, path),
-                           lambda v: say(self, f"Exported {v.ref} to {path}"))
+        # The save dialog has already asked before replacing a file.
+        self.ctx.tasks.run(f"Export {ref}",
+                           lambda c: registry.export_model(c.catalog, ref, path, force=True),
+                           lambda v: say(self, f"Exported {v.version.ref} to {path}"))
 
     # --- state -----------------------------------------------------------------------------
     def save_state(self) -> dict[str, object]:

@@ -74,24 +74,44 @@ def challenge(
 
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="An .onnx file.")],
+    path: Annotated[Path, typer.Argument(help="An .onnx file, or an MLflow model folder.")],
     name: NameOpt,
     sample: Annotated[Path | None, typer.Option(
         "--sample", help="An .npz with one array per model input: the canary's inputs "
         "(default for tensor inputs: generated to the signature).")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="onnx (a file) or mlflow (a model folder).")] = "onnx",
+    trust_pickle: Annotated[bool, typer.Option(
+        "--trust-pickle", help="Allow unpickling an MLflow sklearn flavor (this runs code "
+        "from the folder).")] = False,
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", help="MLflow sklearn flavor: check parity on this dataset N[@V] instead "
+        "of the input example.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Register an external ONNX file; its signature is read from the graph."""
+    """Register an external ONNX file or MLflow model; the signature is read from the graph."""
     from core.registry import import_onnx
 
+    if fmt not in ("onnx", "mlflow"):
+        raise InvalidInput(f"unknown import format {fmt!r}: use onnx or mlflow")
     with open_catalog() as catalog:
-        mv = import_onnx(catalog, path, name, sample=sample)
+        if fmt == "mlflow":
+            from core.registry.mlflow_io import import_mlflow
+
+            if sample is not None:
+                raise InvalidInput("--sample is for an .onnx file; an MLflow folder brings "
+                                   "its own input example")
+            mv = import_mlflow(catalog, path, name, trust_pickle=trust_pickle, dataset=dataset)
+        else:
+            mv = import_onnx(catalog, path, name, sample=sample)
     canary = mv.source.get("canary") or {}
     data = {"model": mv.model, "version": mv.version, "opset": mv.opset,
             "inputs": [s.to_dict() for s in mv.inputs],
             "outputs": [s.to_dict() for s in mv.outputs],
-            "canary": canary.get("from", "table")}
-    emit(data, as_json, lambda: console.print(f"imported {mv.ref}; {_signature(mv)}"))
+            "canary": canary.get("from", "table"), "source": mv.source,
+            "parity": mv.parity, "flagged": mv.flagged}
+    emit(data, as_json, lambda: console.print(f"imported {mv.ref}; {_signature(mv)}; "
+                                              f"{_parity_line(mv)}"))
 
 
 @app.command("list")
@@ -188,15 +208,23 @@ def alias_history_(
 @app.command()
 def export(
     ref: RefArg,
-    out: Annotated[Path, typer.Option("--out", help="Where to write the .onnx file.")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="The .onnx file; the Triton model repository (the model goes in "
+        "OUT/NAME); or the KServe / MLflow folder to create.")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="onnx, triton, kserve or mlflow.")] = "onnx",
+    force: Annotated[bool, typer.Option("--force", help="Replace what is there.")] = False,
+    storage_uri: Annotated[str | None, typer.Option(
+        "--storage-uri", help="kserve: where the repository folder will be copied "
+        "(default pvc://outpost-models/repository).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Write a model version's ONNX file."""
+    """Write a model version as an ONNX file, a Triton or KServe repository, or an MLflow model."""
     with open_catalog() as catalog:
-        mv = export_model(catalog, ref, out)
-    data = {"model": mv.model, "version": mv.version, "path": str(out),
-            "sha256": mv.onnx_object, "bytes": mv.onnx_bytes}
-    emit(data, as_json, lambda: console.print(f"wrote {mv.ref} to {out} ({mv.onnx_bytes} bytes)"))
+        result = export_model(catalog, ref, out, fmt, force=force, storage_uri=storage_uri)
+    mv = result.version
+    emit(result.to_dict(), as_json,
+         lambda: console.print(f"wrote {mv.ref} as {fmt} to {result.path}"))
 
 
 @app.command()
