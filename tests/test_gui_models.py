@@ -126,6 +126,7 @@ def test_staged_banner_approves_the_staged_version(
     qtbot.waitUntil(lambda: not view.banner.isHidden(), timeout=10_000)
     assert "cancer@2" in view.banner_text.text()
     qtbot.mouseClick(view.approve_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: view.banner.isHidden(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.banner.isHidden() and not window.ctx.tasks.running(),
+                    timeout=10_000)
     assert resolve_model(catalog, "cancer@production").version == 2
     assert not error_dialogs(window)
