@@ -15,6 +15,7 @@ from core.progress import CancelToken, ProgressFn
 if TYPE_CHECKING:
     from core.bundles import BuiltBundle
     from core.feature_distribution import FeatureDistribution
+    from core.feedback import FeedbackImport
     from core.fleet.dispatch import Compatibility
     from core.fleet.ledger import Deployment, DeployResult
     from core.fleet.local import LocalAgent
@@ -97,3 +98,12 @@ def check_compatibility(catalog: Catalog, ref: str, agent: str) -> Compatibility
     from core.fleet.dispatch import check_compatibility
 
     return check_compatibility(catalog, ref, agent)
+
+
+def import_feedback(catalog: Catalog, path: Path, model: str,
+                    progress: ProgressFn | None = None) -> FeedbackImport:
+    from core.feedback import import_feedback, refresh_captured
+
+    result = import_feedback(catalog, path, model, progress=progress)
+    refresh_captured(catalog, model)
+    return result

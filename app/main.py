@@ -8,6 +8,7 @@ from types import TracebackType
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app.cli_bridge import CliBridge
 from app.context import AppContext, CatalogEvents
 from app.errors import ErrorSink
 from app.qt_compat import pin_true
@@ -78,8 +79,11 @@ def run_gui() -> int:
     except OutpostError as exc:  # CatalogInUse above all: the CLI or another window holds it
         QMessageBox.critical(None, "Outpost", str(exc))
         return 1
+    bridge: CliBridge | None = None
     try:
         window = create_window(catalog, app)
+        bridge = CliBridge(window.ctx, window)
+        bridge.start()  # `outpost …` in another shell now runs here, on this catalog
         previous_hook = sys.excepthook
 
         def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
@@ -96,4 +100,6 @@ def run_gui() -> int:
         window.warm_up()
         return app.exec()
     finally:
+        if bridge is not None:
+            bridge.stop()
         catalog.close()

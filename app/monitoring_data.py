@@ -13,6 +13,7 @@ from core.errors import NotFound
 from core.progress import CancelToken, ProgressFn, check, report
 
 if TYPE_CHECKING:
+    from core.accuracy import AccuracyReport
     from core.alerts import Alert
     from core.drift import DriftReport, FeatureDrift
     from core.telemetry.pull import PullResult
@@ -32,6 +33,7 @@ class Snapshot:
     alerts: list[Alert] = field(default_factory=list)
     pulled: list[PullResult] = field(default_factory=list)
     shadow: list[dict[str, Any]] = field(default_factory=list)  # core.shadow summaries
+    accuracy: AccuracyReport | None = None  # live accuracy from labels, beside drift
 
 
 def _pick_model(catalog: Catalog, models: list[str], wanted: str | None) -> str | None:
@@ -46,14 +48,18 @@ def _pick_model(catalog: Catalog, models: list[str], wanted: str | None) -> str 
 def snapshot(catalog: Catalog, model: str | None, agent: str | None, bucket_s: float, *,
              pull: bool = True, include_cleared: bool = False,
              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Snapshot:
+    from core.accuracy import accuracy_report
     from core.alerts import list_alerts
     from core.drift import drift_matrix, drift_report
+    from core.feedback import refresh_all_captured
     from core.fleet.records import list_agents
     from core.registry import list_models
     from core.telemetry.pull import pull_telemetry
     from core.telemetry.series import request_series
 
     pulled = pull_telemetry(catalog, progress=progress, cancel=cancel) if pull else []
+    if pull:
+        refresh_all_captured(catalog)  # captured rows land as MODEL_captured versions
     check(cancel, "refresh")
     report(progress, "drift", 0, 1)
     models = [str(m["model"]) for m in list_models(catalog)]
@@ -72,6 +78,7 @@ def snapshot(catalog: Catalog, model: str | None, agent: str | None, bucket_s: f
                                        version=snap.report.version)
         except NotFound as exc:
             snap.drift_note = str(exc)
+        snap.accuracy = accuracy_report(catalog, chosen, agent)
     snap.alerts = list_alerts(catalog, include_cleared=include_cleared)
     report(progress, "drift", 1, 1)
     return snap

@@ -12,7 +12,13 @@ Baseline, same run: the hub commits the batches that queue up together in one
 transaction (`core.hub.ingest`); the baseline commits the same batches one transaction
 each through `core.telemetry.ingest.ingest_table`. Ratio = baseline CPU / hub CPU per batch.
 
-    python bench/bench_hub.py [--agents 200] [--duration 60] [--quick]
+With `--deploys N`, N `outpost deploy` commands run one after another from the CLI in the
+second half of the measured window: the hub process holds the catalog, so each is
+forwarded to it over the admin socket. Reported: poll p99 before and during the deploys,
+and the deploy command's time, against the same command alone (nothing holding the
+catalog) after the fleet stops.
+
+    python bench/bench_hub.py [--agents 200] [--duration 60] [--deploys 20] [--quick]
 """
 from __future__ import annotations
 
@@ -62,6 +68,8 @@ def setup(home: Path, agents: int) -> list[dict[str, str]]:
         model = home / "adder.onnx"
         model.write_bytes(identity_model())
         ref = import_onnx(catalog, model, "adder").ref
+        model.write_bytes(identity_model(bias_value=2.0))
+        import_onnx(catalog, model, "adder")  # adder@2, for the CLI's deploys
         enrolled = []
         for i in range(agents):
             e = enroll_agent(catalog, f"dev{i:03d}", "http://127.0.0.1:0")
@@ -73,12 +81,15 @@ def setup(home: Path, agents: int) -> list[dict[str, str]]:
 def serve_hub(home: Path) -> None:
     """Child process: the hub on a free port until SIGTERM; prints its URL, then stats."""
     from core.catalog import Catalog
+    from core.cli import run
+    from core.cli.forwarding import serving
     from core.config import Settings
     from core.hub import start_hub
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Catalog.open(Settings(home)) as catalog:
+    # As under `outpost hub serve`: the user's `outpost` commands run in this process.
+    with Catalog.open(Settings(home)) as catalog, serving(catalog, run):
         hub = start_hub(catalog, "127.0.0.1", 0)
         print(json.dumps({"url": hub.url}), flush=True)
         stop.wait()
@@ -95,6 +106,7 @@ class SimAgent:
         self.token = token
         self.seq = 0
         self.polls: list[float] = []
+        self.poll_ends: list[float] = []
         self.posts: list[float] = []
         self.inserted = 0
         self.errors: list[str] = []
@@ -130,6 +142,7 @@ class SimAgent:
                 self.seq += batch
                 if time.monotonic() >= measure_from:
                     self.polls.append(t1 - t0)
+                    self.poll_ends.append(time.monotonic())
                     self.posts.append(t3 - t2)
                     self.inserted += int(ack["inserted"])
             next_at += self.poll_s
@@ -143,6 +156,18 @@ def cpu_seconds(pid: int) -> float:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+def deploy_cli(home: Path, agent: str) -> float:
+    """`outpost deploy adder@2 --to AGENT --json`, a process of its own; seconds."""
+    env = dict(os.environ, OUTPOST_HOME=str(home), PYTHONPATH=str(REPO))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "core.cli.__main__", "deploy", "adder@2",
+                           "--to", agent, "--json"], capture_output=True, text=True, env=env,
+                          cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"deploy to {agent} failed: {proc.stderr.strip()}")
+    return time.perf_counter() - t0
 
 
 def fleet(home: Path, args: argparse.Namespace, enrolled: list[dict[str, str]]
@@ -164,6 +189,12 @@ def fleet(home: Path, args: argparse.Namespace, enrolled: list[dict[str, str]]
         t.start()
     time.sleep(max(0.0, measure_from - time.monotonic()))
     cpu0, wall0 = cpu_seconds(hub.pid), time.monotonic()
+    deploys_from = measure_from + args.duration / 2
+    deploy_s: list[float] = []
+    if args.deploys:
+        time.sleep(max(0.0, deploys_from - time.monotonic()))
+        deploy_s = [deploy_cli(home, e["agent"]) for e in enrolled[:args.deploys]]
+        deploys_until = time.monotonic()
     time.sleep(max(0.0, until - time.monotonic()))
     cpu1, wall1 = cpu_seconds(hub.pid), time.monotonic()
     for t in threads:
@@ -173,6 +204,20 @@ def fleet(home: Path, args: argparse.Namespace, enrolled: list[dict[str, str]]
     hub.wait()
     polls = [p for s in sims for p in s.polls]
     posts = [p for s in sims for p in s.posts]
+    deploys: dict[str, Any] = {}
+    if deploy_s:
+        timed = [(end, p) for s in sims for end, p in zip(s.poll_ends, s.polls, strict=True)]
+        before = [p for end, p in timed if end < deploys_from]
+        during = [p for end, p in timed if deploys_from <= end <= deploys_until]
+        alone = [deploy_cli(home, e["agent"]) for e in enrolled[args.deploys:args.deploys + 5]]
+        deploys = {"deploys": len(deploy_s),
+                   "deploy_forwarded_ms_median": round(sorted(deploy_s)[len(deploy_s) // 2]
+                                                       * 1000, 1),
+                   "deploy_forwarded_ms_max": round(max(deploy_s) * 1000, 1),
+                   "deploy_alone_ms_median": round(sorted(alone)[len(alone) // 2] * 1000, 1),
+                   "poll_p99_ms_before_deploys": round(pct(before, 0.99), 2),
+                   "poll_p99_ms_during_deploys": round(pct(during, 0.99), 2),
+                   "polls_during_deploys": len(during)}
     cores = (cpu1 - cpu0) / (wall1 - wall0)
     return {
         "agents": len(sims), "poll_s": args.poll_s, "records_per_s_per_agent": args.rate,
@@ -186,7 +231,7 @@ def fleet(home: Path, args: argparse.Namespace, enrolled: list[dict[str, str]]
         "errors": sum(len(s.errors) for s in sims),
         "first_error": next((s.errors[0] for s in sims if s.errors), None),
         "telemetry_commits": final["flushes"], "rows_stored": final["rows"],
-        "rows_sent": sum(s.seq for s in sims),
+        "rows_sent": sum(s.seq for s in sims), **deploys,
     }
 
 
@@ -226,6 +271,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="records/s per agent")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--deploys", type=int, default=20,
+                        help="`outpost deploy` commands from the CLI meanwhile")
     parser.add_argument("--quick", action="store_true", help="20 agents, 10 s")
     parser.add_argument("--serve-hub", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -234,6 +281,7 @@ def main() -> None:
         return
     if args.quick:
         args.agents, args.duration, args.warmup = 20, 10.0, 3.0
+        args.deploys = min(args.deploys, 5)
     os.sched_setaffinity(0, AGENTS_CPU)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.monotonic()
@@ -251,6 +299,12 @@ def main() -> None:
     print(f"ingest ratio (per-batch / coalesced CPU): {base['ratio']:.1f}x; "
           f"hub {result['hub_cpu_cores']:.2f} cores for {result['agents']} agents, "
           f"poll p99 {result['poll_p99_ms']:.1f} ms")
+    if result.get("deploys"):
+        forwarded, alone = result["deploy_forwarded_ms_median"], result["deploy_alone_ms_median"]
+        print(f"{result['deploys']} CLI deploys forwarded to the hub: median {forwarded:.0f} ms"
+              f" vs {alone:.0f} ms alone (ratio {forwarded / alone:.2f}); poll p99 "
+              f"{result['poll_p99_ms_before_deploys']:.1f} ms before, "
+              f"{result['poll_p99_ms_during_deploys']:.1f} ms during")
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -44,14 +44,15 @@ def known_migrations() -> list[Migration]:
 class Catalog:
     """An open catalog. Worker threads use :meth:`cursor`; one process writes at a time."""
 
-    def __init__(self, settings: Settings, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, settings: Settings, con: duckdb.DuckDBPyConnection,
+                 write_turn: threading.RLock | None = None) -> None:
         self.settings = settings
         self.con = con
         self.objects = ObjectStore(settings.objects_dir)
         # DuckDB resolves concurrent writes to one row by failing the later commit
         # ("Conflict on update"). The GUI's workers and the hub's writer share this
         # connection, so write transactions take turns here instead of failing there.
-        self._write_turn = threading.RLock()
+        self._write_turn = threading.RLock() if write_turn is None else write_turn
 
     @classmethod
     def open(cls, settings: Settings) -> Catalog:
@@ -82,6 +83,11 @@ class Catalog:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()
+
+    def for_thread(self) -> Catalog:
+        """This catalog on a cursor of its own, for another thread; closing it closes only
+        the cursor, and its write transactions take turns with this catalog's."""
+        return Catalog(self.settings, self.con.cursor(), self._write_turn)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

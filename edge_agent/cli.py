@@ -95,6 +95,7 @@ def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untype
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from edge_agent.contract.http_limits import ConnectionLimits
     from edge_agent.hub.client import hub_settings
     from edge_agent.runtime import ServeOptions, serve
 
@@ -105,6 +106,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token_file = args.token_file or config.get("token_file")
     token = read_token(Path(token_file) if token_file else None, agent_dir)
     hub = hub_settings(args, agent_dir)  # before the key ring loads: it may trust a key
+    feedback_token = read_token(Path(args.feedback_token_file), agent_dir) \
+        if args.feedback_token_file else None
     options = ServeOptions(
         agent_dir=agent_dir, token=token, keyring=_keyring(agent_dir, args.trust_key),
         inbox=Path(args.inbox) if args.inbox else None,
@@ -112,7 +115,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_bundle_bytes=int(args.max_bundle_mb * MiB),
         telemetry_max_bytes=int(args.telemetry_max_mb * MiB),
         window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us,
-        shadow_timeout_ms=args.shadow_timeout_ms, shadow_queue=args.shadow_queue, hub=hub)
+        hub=hub, feedback_token=feedback_token, shadow_timeout_ms=args.shadow_timeout_ms,
+        shadow_queue=args.shadow_queue,
+        capture_max_bytes=int(args.capture_max_mb * MiB),
+        connections=ConnectionLimits(
+            max_connections=args.max_connections, header_timeout_s=args.header_timeout_s,
+            max_header_bytes=int(args.max_header_kb * 1024)))
     return serve(sock, options)
 
 
@@ -190,6 +198,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--telemetry-max-mb", type=float, default=d["telemetry_max_bytes"] / MiB,
                        help="telemetry outbox cap; oldest records are evicted past it "
                        f"({d['telemetry_max_bytes'] // MiB} MiB)")
+    serve.add_argument("--feedback-token-file",
+                       help="file holding a second token that may only post feedback "
+                       "(labels) to /v1/models/NAME/feedback")
+    serve.add_argument("--capture-max-mb", type=float, default=d["capture_max_bytes"] / MiB,
+                       help="cap of the captured-samples buffer; oldest rows are evicted "
+                       f"past it ({d['capture_max_bytes'] // MiB} MiB)")
     serve.add_argument("--window-s", type=float, default=d["window_s"],
                        help=f"histogram window length in seconds ({d['window_s']:g})")
     serve.add_argument("--batch-max", type=int, default=d["batch_max"],
@@ -204,6 +218,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--shadow-queue", type=int, default=d["shadow_queue"],
                        help="shadow: jobs waiting for the challenger; more are dropped and "
                        f"counted ({d['shadow_queue']})")
+    from edge_agent.contract.http_limits import ConnectionLimits
+
+    c = ConnectionLimits()
+    serve.add_argument("--max-connections", type=int, default=c.max_connections,
+                       help=f"most connections at once ({c.max_connections}; never above the "
+                       f"file limit minus {c.reserved_files}); past it the longest-idle "
+                       "connection is closed")
+    serve.add_argument("--header-timeout-s", type=float, default=c.header_timeout_s,
+                       help=f"longest wait for a request's headers ({c.header_timeout_s:g} s; "
+                       "then 408)")
+    serve.add_argument("--max-header-kb", type=float, default=c.max_header_bytes / 1024,
+                       help=f"largest request headers ({c.max_header_bytes // 1024} KiB; 431 "
+                       "beyond)")
     from edge_agent.hub.client import add_hub_arguments
 
     add_hub_arguments(serve)

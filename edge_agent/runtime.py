@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.contract.http_limits import ConnectionLimits, limited_protocol
 from edge_agent.store.keys import KeyRing
 
 log = logging.getLogger("edge_agent")
@@ -38,6 +39,9 @@ class ServeOptions:
     shadow_timeout_ms: float = 500.0  # longest challenger call in shadow
     shadow_queue: int = 256  # shadow jobs waiting; more are dropped and counted
     hub: Any = None  # edge_agent.hub.client.HubSettings: device-initiated mode
+    connections: ConnectionLimits = ConnectionLimits()
+    feedback_token: str | None = None  # may only post feedback (a label-entry tablet)
+    capture_max_bytes: int = 16 * 1024 * 1024
 
 
 def build_app(options: ServeOptions) -> Any:
@@ -47,34 +51,41 @@ def build_app(options: ServeOptions) -> Any:
     from edge_agent.serving.server import AgentApp, Limits
     from edge_agent.serving.serving import ServedCache
     from edge_agent.serving.shadow import Shadow
+    from edge_agent.store.boot import next_boot
     from edge_agent.store.identity import load_or_create_identity
     from edge_agent.store.store import ModelStore
+    from edge_agent.telemetry.capture import Capturer
+    from edge_agent.telemetry.ids import PredictionIds
     from edge_agent.telemetry.outbox import Outbox
     from edge_agent.telemetry.recorder import Recorder
 
     identity = load_or_create_identity(options.agent_dir)
+    ids = PredictionIds(identity.agent_id, next_boot(options.agent_dir))
+    capturer = Capturer(options.agent_dir, ids.prefix, options.window_s)
     store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes)
     store.open()
-    outbox = Outbox(options.agent_dir / "telemetry.sqlite", options.telemetry_max_bytes)
+    outbox = Outbox(options.agent_dir / "telemetry.sqlite", options.telemetry_max_bytes,
+                    options.capture_max_bytes)
     metrics = AgentMetrics(outbox.stats)
     for status in store.models():
         if status.degraded:
             metrics.load_failed(status.name)
     recorder = Recorder(outbox, window_s=options.window_s, flush_s=options.flush_s,
-                        on_flush=metrics.observe)
+                        on_flush=metrics.observe, capturer=capturer)
     recorder.start()
     cache = ServedCache(store)
     cache.warm()
     management = Management(store, cache, outbox, identity, metrics, options.token,
                             options.agent_dir, max_bundle_bytes=options.max_bundle_bytes,
-                            body_timeout_s=options.body_timeout_s, cut_windows=recorder.cut)
+                            body_timeout_s=options.body_timeout_s, cut_windows=recorder.cut,
+                            feedback_token=options.feedback_token, capturer=capturer)
     limits = Limits(max_body_bytes=options.max_body_bytes,
                     body_timeout_s=options.body_timeout_s, batch_max=options.batch_max,
                     batch_delay_s=options.batch_delay_us / 1e6)
     shadow = Shadow(recorder.add_record, window_s=options.window_s,
                     queue_size=options.shadow_queue, timeout_s=options.shadow_timeout_ms / 1e3)
     shadow.start()
-    return AgentApp(cache, recorder, metrics, management, limits, shadow)
+    return AgentApp(cache, recorder, metrics, management, limits, ids, shadow)
 
 
 def serve(sock: socket.socket, options: ServeOptions) -> int:
@@ -89,8 +100,8 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
     watcher = _start_inbox(options, app)
     hub = _start_hub(options, app)
     config = uvicorn.Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
-                            http="httptools", lifespan="on", access_log=False,
-                            log_level="warning", timeout_graceful_shutdown=30,
+                            http=limited_protocol(options.connections), lifespan="on",
+                            access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             timeout_keep_alive=30, proxy_headers=False, server_header=False,
                             date_header=False)
     server = uvicorn.Server(config)

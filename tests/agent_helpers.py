@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,6 +303,15 @@ BAD_BUNDLES: dict[str, type[errors.AgentError]] = {
 
 # --- processes -----------------------------------------------------------------------------
 
+def file_limit(n: int) -> Callable[[], None]:
+    """A preexec_fn that sets the child's open-file limit to n."""
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return apply
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -338,8 +347,11 @@ class AgentProcess:
 @contextlib.contextmanager
 def running_agent(agent_dir: Path, trust_key: Ed25519PrivateKey | None = None,
                   extra_args: tuple[str, ...] = (), token: str = "test-token",
-                  ready_timeout: float = 20.0) -> Iterator[AgentProcess]:
-    """Start `outpost-agent serve` on a free port and wait for /v2/health/ready."""
+                  ready_timeout: float = 20.0, max_files: int | None = None,
+                  log: Path | None = None) -> Iterator[AgentProcess]:
+    """Start `outpost-agent serve` on a free port and wait for /v2/health/ready
+    (`max_files`: the process's open-file limit, as a service manager would set it;
+    `log`: a file for its stderr)."""
     agent_dir.mkdir(parents=True, exist_ok=True)
     token_file = agent_dir.parent / f"{agent_dir.name}.token"
     token_file.write_text(token)
@@ -349,7 +361,11 @@ def running_agent(agent_dir: Path, trust_key: Ed25519PrivateKey | None = None,
     if trust_key is not None:
         pub = write_public_key(trust_key.public_key(), agent_dir.parent / "trusted.pub")
         args += ["--trust-key", str(pub)]
-    proc = subprocess.Popen([*args, *extra_args], env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    with contextlib.ExitStack() as files:
+        err = None if log is None else files.enter_context(log.open("ab"))
+        proc = subprocess.Popen([*args, *extra_args], env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                                stderr=err,
+                                preexec_fn=None if max_files is None else file_limit(max_files))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{url}/v2/health/ready", ready_timeout, proc)

@@ -252,3 +252,15 @@ def wait_for_outbox(url: str, token: str, *, requests: int, after: int = 0,
             time.sleep(0.1)
     raise AssertionError(f"agent at {url} flushed {kinds.count('request')} of {requests} "
                          f"requests, histograms: {'histogram' in kinds}, within {timeout} s")
+
+
+TELEMETRY_TABLES = ("telemetry_request", "telemetry_histogram", "telemetry_evicted",
+                    "telemetry_prediction", "telemetry_feedback", "telemetry_capture")
+
+
+def stored_seqs(catalog: Catalog, agent: str,
+                tables: tuple[str, ...] = TELEMETRY_TABLES) -> list[int]:
+    """The outbox seqs of `agent` stored in the catalog, over every record kind, sorted."""
+    return [int(s) for (s,) in catalog.cursor().execute(
+        " UNION ALL ".join(f"SELECT seq FROM {t} WHERE agent = $agent" for t in tables)
+        + " ORDER BY seq", {"agent": agent}).fetchall()]

@@ -21,7 +21,7 @@ import orjson
 from core.catalog import Catalog
 from core.hub import enroll_agent, write_enrolment
 from core.registry import import_onnx
-from tests.agent_helpers import free_port, identity_model, wait_http_ok
+from tests.agent_helpers import file_limit, free_port, identity_model, wait_http_ok
 from tests.conftest import OUTPOST, REPO
 
 
@@ -128,14 +128,17 @@ class HubProcess:
             self.proc.stdout.close()
 
 
-def start_hub_process(home: Path, port: int | None = None) -> HubProcess:
+def start_hub_process(home: Path, port: int | None = None, extra_args: tuple[str, ...] = (),
+                      max_files: int | None = None) -> HubProcess:
     """`outpost hub serve` as its own process (it holds the catalog while it runs)."""
     port = port or free_port()
     env = dict(os.environ, OUTPOST_HOME=str(home))
     log = home.parent / "hub.log"
     with log.open("ab") as err:
-        proc = subprocess.Popen([*OUTPOST, "hub", "serve", "--port", str(port), "--json"],
-                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen([*OUTPOST, "hub", "serve", "--port", str(port), "--json",
+                                 *extra_args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=err,
+                                preexec_fn=None if max_files is None else file_limit(max_files))
     assert proc.stdout is not None
     lines: list[bytes] = []
     while not lines or lines[-1].rstrip() != b"}":

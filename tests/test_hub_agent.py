@@ -19,7 +19,13 @@ from core.fleet.rotation import rotate_keys
 from core.hub import HubHandle, HubOptions, enroll_agent, start_hub, write_enrolment
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
-from tests.fleet_helpers import open_catalog, start_agent, train_mini
+from tests.fleet_helpers import (
+    TELEMETRY_TABLES,
+    open_catalog,
+    start_agent,
+    stored_seqs,
+    train_mini,
+)
 from tests.hub_helpers import (
     HubAgent,
     enrol_and_start,
@@ -60,11 +66,8 @@ def _answer(agent: HubAgent, x: float) -> float:
 
 
 def _seqs(catalog: Catalog, agent: str) -> list[int]:
-    rows = catalog.cursor().execute(
-        "SELECT seq FROM telemetry_request WHERE agent = ? UNION ALL "
-        "SELECT seq FROM telemetry_histogram WHERE agent = ? ORDER BY seq",
-        [agent, agent]).fetchall()
-    return [int(s) for (s,) in rows]
+    tables = tuple(t for t in TELEMETRY_TABLES if t != "telemetry_evicted")
+    return stored_seqs(catalog, agent, tables)
 
 
 def test_deploy_rollback_rotation_and_telemetry_by_poll(catalog: Catalog, hub: HubHandle,

@@ -22,7 +22,7 @@ from core.fleet.ledger import list_deployments
 from core.hub import HubOptions, enroll_agent, revoke_agent, start_hub, write_enrolment
 from core.keys import write_public_key_file
 from tests.agent_helpers import free_port
-from tests.fleet_helpers import open_catalog
+from tests.fleet_helpers import open_catalog, stored_seqs
 from tests.hub_helpers import (
     DownloadCutter,
     HubAgent,
@@ -51,11 +51,7 @@ def _requests(catalog: Catalog, agent: str) -> list[int]:
 
 
 def _all_seqs(catalog: Catalog, agent: str) -> list[int]:
-    return [int(s) for (s,) in catalog.cursor().execute(
-        "SELECT seq FROM telemetry_request WHERE agent = $a UNION ALL "
-        "SELECT seq FROM telemetry_histogram WHERE agent = $a UNION ALL "
-        "SELECT seq FROM telemetry_evicted WHERE agent = $a ORDER BY seq",
-        {"a": agent}).fetchall()]
+    return stored_seqs(catalog, agent)
 
 
 def test_download_cut_midway_resumes_and_the_hash_verifies(catalog: Catalog,

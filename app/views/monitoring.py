@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QSplitter,
@@ -21,11 +22,15 @@ from app.models.fleet import AlertsTableModel
 from app.monitoring_data import Snapshot, snapshot
 from app.views.base import View
 from app.views.datasets import record_table
+from app.widgets.accuracy_panel import AccuracyPanel
 from app.widgets.drift_panel import DriftPanel
 from app.widgets.plots import TimeSeriesPlot
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from core.drift import FeatureDrift
+    from core.feedback import FeedbackImport
     from core.telemetry.series import SeriesPoint
 
 BUCKETS = {"10 s": 10.0, "1 min": 60.0, "5 min": 300.0, "1 h": 3600.0}
@@ -87,6 +92,12 @@ class MonitoringView(View):
             plots.addWidget(plot)
         self.drift = DriftPanel(ctx.theme)
         self.drift.cell_selected.connect(self._load_distribution)
+        self.accuracy = AccuracyPanel()
+        self.accuracy.import_requested.connect(self._choose_labels)
+        quality = QSplitter(Qt.Orientation.Horizontal)
+        quality.addWidget(self.drift)
+        quality.addWidget(self.accuracy)
+        quality.setSizes([600, 400])
         self.alerts = AlertsTableModel()
         self.alerts_table = record_table(self.alerts, "alertsTable")
         alerts_box = QWidget()
@@ -108,7 +119,7 @@ class MonitoringView(View):
         self.shadow.hide()
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(plots)
-        self.splitter.addWidget(self.drift)
+        self.splitter.addWidget(quality)
         self.splitter.addWidget(alerts_box)
         self.splitter.setSizes([230, 300, 170])
         self.body.addWidget(self.summary)
@@ -156,9 +167,35 @@ class MonitoringView(View):
         self.shadow.setVisible(bool(snap.shadow))
         self.drift.show_matrix(snap.matrix, snap.report.thresholds if snap.report else None,
                                snap.drift_note)
+        self.accuracy.show_report(snap.accuracy)
         self.alerts.set_records(snap.alerts)
         self.alerts_table.resizeColumnToContents(2)
         self.alerts_title.setText(f"Alerts ({sum(a.open for a in snap.alerts)} open)")
+
+    def _choose_labels(self) -> None:
+        from pathlib import Path
+
+        name, _ = QFileDialog.getOpenFileName(self, "Import labels", "",
+                                              "CSV files (*.csv);;All files (*)")
+        if name:
+            self.import_labels(Path(name))
+
+    def import_labels(self, path: Path) -> None:
+        """The GUI twin of `outpost feedback import FILE --model M` (the model shown)."""
+        model = self.model_box.currentText()
+        if not model:
+            self.summary.setText("Register and deploy a model before importing its labels.")
+            return
+        self.ctx.tasks.run(f"Import labels {path.name}",
+                           lambda c: calls.import_feedback(c.catalog, path, model, c.progress),
+                           self._labels_imported)
+
+    def _labels_imported(self, result: FeedbackImport) -> None:
+        self.summary.setText(
+            f"{result.labels:,} labels for {result.model}: {result.new:,} new, "
+            f"{result.replaced:,} replaced, {result.unchanged:,} unchanged, "
+            f"{result.duplicates:,} duplicate rows, {result.orphans:,} without a prediction yet")
+        self.load(pull=False)
 
     def _load_distribution(self, cell: FeatureDrift) -> None:
         snap = self.snap

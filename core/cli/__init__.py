@@ -7,6 +7,7 @@ from importlib.metadata import entry_points
 
 import typer
 
+from core.cli.forwarding import ForwardToHolder, run_elsewhere
 from core.cli.lazy import LazyRootGroup
 from core.config import Settings
 from core.errors import OutpostError
@@ -49,17 +50,45 @@ def _log_internal_error() -> str:
         return ""
 
 
-def main(argv: list[str] | None = None) -> None:
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None or isinstance(exc.code, int):
+        return int(exc.code or 0)
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def run(argv: list[str]) -> int:
+    """Run one command in this process; its exit code. Raises ForwardToHolder where the
+    command needs the catalog that another process holds."""
     # typer handles usage errors itself (exit 2); what reaches us is ours to word.
     try:
         app(args=argv, prog_name="outpost")
+    except SystemExit as exc:
+        return _exit_code(exc)
     except OutpostError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except Exception as exc:  # a bug: one line for the user, the traceback in the log
         where = _log_internal_error()
         print(f"error: internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        code = run(args)
+    except ForwardToHolder as held:  # another process holds the catalog: it runs this
+        try:
+            code = run_elsewhere(args, held, run)
+        except OutpostError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            code = 1
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            code = 130
+    sys.exit(code)

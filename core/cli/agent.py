@@ -97,3 +97,35 @@ def local_stop(as_json: JsonFlag = False) -> None:
         stopped = stop_local_agent(catalog)
     emit({"stopped": stopped}, as_json, lambda: console.print(
         "local agent stopped" if stopped else "local agent was not running"))
+
+
+@app.command()
+def capture(
+    name: Annotated[str, typer.Argument(help="Agent name.")],
+    model: Annotated[str, typer.Argument(help="Deployed model name.")],
+    share: Annotated[float | None, typer.Option(
+        "--share", help="Random share of rows to capture, 0..1.")] = None,
+    confidence_below: Annotated[float | None, typer.Option(
+        "--confidence-below", help="Capture rows whose top probability is below this.")] = None,
+    per_class_cap: Annotated[int | None, typer.Option(
+        "--per-class-cap", help="At most this many captures per predicted class per "
+                                "telemetry window.")] = None,
+    while_drift: Annotated[bool, typer.Option(
+        "--while-drift", help="Capture every row while drift is alerted.")] = False,
+    drift_alerted: Annotated[bool, typer.Option(
+        "--drift-alerted", help="Tell the agent drift is alerted now.")] = False,
+    clear: Annotated[bool, typer.Option(
+        "--clear", help="Drop the override: the bundle's policy applies again.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set which answered rows an agent captures for a model (sample capture)."""
+    from core.fleet.capture import capture_policy, set_capture
+
+    policy = None if clear else capture_policy(
+        share=share, confidence_below=confidence_below, per_class_cap=per_class_cap,
+        while_drift=while_drift, drift_alerted=drift_alerted)
+    with open_catalog() as catalog:
+        answer = set_capture(catalog, name, model, policy)
+    data = {"agent": name, "model": model, "policy": answer.get("policy")}
+    emit(data, as_json, lambda: console.print(f"capture policy of {model} on {name}: "
+                                              f"{data['policy'] or 'from the bundle'}"))

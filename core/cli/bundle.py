@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
+from core.cli.session import cancel_token
 
 app = typer.Typer(help="Signed model bundles (NAME-VERSION.outpost).", no_args_is_help=True)
 
@@ -26,7 +27,7 @@ def build(
     from core.bundles import build_bundle  # the registry imports scikit-learn: only when used
 
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        built = build_bundle(catalog, ref, out, progress=progress, challenger=challenger,
-                             shadow_share=shadow_share)
+        built = build_bundle(catalog, ref, out, progress=progress, cancel=cancel_token(),
+                             challenger=challenger, shadow_share=shadow_share)
     emit(built.to_dict(), as_json, lambda: console.print(
         f"wrote {built.path} ({built.model}@{built.version}, signed by key {built.key_id})"))

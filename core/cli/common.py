@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import orjson
 import typer
@@ -13,18 +13,53 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from core.catalog import Catalog
+from core.cli.forwarding import forward_needed, serving
+from core.cli.session import forwarded
 from core.config import Settings
+from core.errors import CatalogInUse
 from core.progress import ProgressEvent, ProgressFn
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _CurrentConsole:
+    """This process's console, or the client's for a command forwarded to this one."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._own = Console(stderr=stderr)
+
+    def get(self) -> Console:
+        current = forwarded()
+        if current is None:
+            return self._own
+        return current.err_console if self._stderr else current.console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+_console, _err_console = _CurrentConsole(stderr=False), _CurrentConsole(stderr=True)
+console = cast(Console, _console)
+err_console = cast(Console, _err_console)
 
 
 @contextmanager
 def open_catalog() -> Iterator[Catalog]:
-    with Catalog.open(Settings.from_env()) as catalog:
+    """The catalog: opened here (and served to other commands meanwhile), or, for a
+    command forwarded into the process that holds it, a cursor of that one's."""
+    current = forwarded()
+    if current is not None:
+        with current.catalog.for_thread() as catalog:
+            yield catalog
+        return
+    try:
+        opened = Catalog.open(Settings.from_env())
+    except CatalogInUse as exc:
+        raise forward_needed(exc) from None
+    from core.cli import run
+
+    with opened as catalog, serving(catalog, run):
         yield catalog
 
 
@@ -70,7 +105,8 @@ def progress_bar(enabled: bool) -> Iterator[ProgressFn | None]:
         return
     tasks: dict[str, TaskID] = {}
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console,
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+        console=_err_console.get(),
         transient=True,
     ) as bar:
 

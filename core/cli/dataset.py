@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar, table
+from core.cli.session import cancel_token
 from core.datasets import (
     DatasetVersion,
     Diff,
@@ -87,7 +88,8 @@ def import_(
     options = ReadOptions(encoding=encoding, decimal=decimal, sheet=sheet,
                           bad_lines=bad_lines)  # type: ignore[arg-type]
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        result = import_dataset(catalog, path, name, options=options, progress=progress)
+        result = import_dataset(catalog, path, name, options=options, progress=progress,
+                                cancel=cancel_token())
     word = "imported" if result.new else "already there:"
     emit(result.to_dict(), as_json, lambda: console.print(
         f"{word} {result.ref}  ({result.rows:,} rows{_accounted(result)})"))
@@ -206,7 +208,8 @@ def _render_profile(profile: Profile) -> None:
 def profile(ref: RefArg, as_json: JsonFlag = False) -> None:
     """Profile every column: type, nulls, distinct, min/max/mean/std, quantiles, top values."""
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        result = profile_version(catalog, resolve_version(catalog, ref), progress=progress)
+        result = profile_version(catalog, resolve_version(catalog, ref), progress=progress,
+                                 cancel=cancel_token())
     emit(result.to_dict(), as_json, lambda: _render_profile(result))
 
 
@@ -244,7 +247,7 @@ def diff(a: Annotated[str, typer.Argument(help="First version: NAME or NAME@VERS
          as_json: JsonFlag = False) -> None:
     """Compare two versions: schema changes, row count, per-column statistics."""
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        result = diff_versions(catalog, a, b, progress=progress)
+        result = diff_versions(catalog, a, b, progress=progress, cancel=cancel_token())
     emit(result.to_dict(), as_json, lambda: _render_diff(result))
 
 
@@ -258,7 +261,7 @@ def derive(
     """Create a version from a SQL query over another version (lineage recorded)."""
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
         parent = resolve_version(catalog, source)
-        result = derive_dataset(catalog, new, parent, sql, progress=progress)
+        result = derive_dataset(catalog, new, parent, sql, progress=progress, cancel=cancel_token())
     data = {**result.to_dict(), "parent": f"{parent.dataset}@{parent.version}"}
     word = "derived" if result.new else "already there:"
     emit(data, as_json, lambda: console.print(

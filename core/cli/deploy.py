@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
+from core.cli.session import cancel_token
 from core.errors import InvalidInput
 from core.fleet.dispatch import check_compatibility
 from core.fleet.dispatch import deploy as deploy_version
@@ -68,8 +69,8 @@ def deploy(
         return
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
         result = deploy_version(catalog, ref, to, force=force, allow_downgrade=allow_downgrade,
-                                progress=progress, challenger=challenger,
-                                shadow_share=shadow_share)
+                                progress=progress, cancel=cancel_token(),
+                                challenger=challenger, shadow_share=shadow_share)
     emit(result.to_dict(), as_json, lambda: console.print(
         f"{result.model}@{result.version} is {result.status} on {result.agent}"))
 

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from core.alerts import list_alerts
 from core.cli.common import JsonFlag, console, emit, open_catalog, table
+from core.cli.session import environ
 from core.drift import DriftReport, FeatureDrift, Thresholds, drift_report
 from core.errors import InvalidInput
 
@@ -79,7 +80,7 @@ def report(
     as_json: JsonFlag = False,
 ) -> None:
     """Drift per feature and of the prediction, with request health; updates alerts."""
-    base = Thresholds.from_env()
+    base = Thresholds.from_env(environ())
     th = Thresholds(psi_warn if psi_warn is not None else base.psi_warn,
                     psi_alert if psi_alert is not None else base.psi_alert,
                     base.error_rate, base.p99_ms)

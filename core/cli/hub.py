@@ -11,8 +11,10 @@ import orjson
 import typer
 
 from core.cli.common import JsonFlag, console, emit, err_console, open_catalog
+from core.cli.session import cancel_token, environ
 from core.config import ENV_PREFIX, Settings
 from core.hub import DEFAULT_PORT, enroll_agent, revoke_agent, start_hub, write_enrolment
+from edge_agent.contract.http_limits import ConnectionLimits
 
 app = typer.Typer(help="The hub where hub-mode agents (behind NAT) poll and post.",
                   no_args_is_help=True)
@@ -23,22 +25,34 @@ DEFAULT_HUB_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = DEFAULT_PORT,
+    max_connections: Annotated[int, typer.Option(
+        "--max-connections", help="Most connections at once (never above the file limit "
+        "minus 64); past it the longest-idle connection is closed.")] = 1000,
+    header_timeout_s: Annotated[float, typer.Option(
+        "--header-timeout-s", help="Longest wait for a request's headers (then 408).")] = 10.0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Serve the hub until interrupted; it holds the catalog meanwhile (one writer)."""
+    """Serve the hub until interrupted. It holds the catalog meanwhile and runs the other
+    `outpost` commands of this user (enroll, deploy, status…) sent to it."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    cancel = cancel_token()  # forwarded into the GUI: its client's Ctrl-C stops this hub
     with open_catalog() as catalog:
-        handle = start_hub(catalog, host, port)
+        handle = start_hub(catalog, host, port, connections=ConnectionLimits(
+            max_connections=max_connections, header_timeout_s=header_timeout_s))
         try:
             emit({"url": handle.url, "host": handle.host, "port": handle.port}, as_json,
                  lambda: console.print(f"hub serving on {handle.url} (Ctrl-C stops it)"))
             sys.stdout.flush()
-            while handle.running and not stop.wait(0.5):
-                pass
+            while handle.running and not stop.wait(0.2):
+                if cancel is not None and cancel.cancelled:
+                    break
         finally:
             handle.stop()
+        if stop.is_set():  # stopped by a signal: commands forwarded here are cancelled too
+            raise typer.Exit(0)
 
 
 def enroll(
@@ -55,7 +69,7 @@ def enroll(
 ) -> None:
     """Enrol an agent for hub mode: print a one-time file with the hub URL, a token and
     the desktop's public key, for `outpost-agent serve --enroll FILE`."""
-    url = hub_url or Settings.from_env().hub_url or DEFAULT_HUB_URL
+    url = hub_url or Settings.from_env(environ()).hub_url or DEFAULT_HUB_URL
     with open_catalog() as catalog:
         enrolment = enroll_agent(catalog, name, url, replace=replace)
     if out is not None:

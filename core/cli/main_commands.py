@@ -64,7 +64,7 @@ def _module_function(module: str, function: str) -> Callable[[], Callable[..., A
 
 
 for _group in ("dataset", "samples", "telemetry", "drift", "keys", "bundle", "pipeline", "runs",
-               "model", "hub", "shadow", "rollout"):
+               "model", "hub", "feedback", "shadow", "rollout"):
     lazy_group(_group, _module_app(_group))
 lazy_group("agent", _agent_app)
 lazy_command("deploy", _module_function("deploy", "deploy"))
@@ -72,3 +72,4 @@ lazy_command("rollback", _module_function("deploy", "rollback"))
 lazy_command("approve", _module_function("deploy", "approve"))
 lazy_command("demo", _module_function("demo", "demo"))
 lazy_command("train", _module_function("train", "train"))
+lazy_command("accuracy", _module_function("feedback", "accuracy"))

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar, table
+from core.cli.session import cancel_token
 from core.errors import InvalidInput, StorageError
 from core.registry.aliases import alias_at, alias_during, alias_history, set_alias
 from core.registry.export import export_model
@@ -46,7 +47,7 @@ def register(
     from core.registry import register_model
 
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        mv = register_model(catalog, run_id, name, progress=progress)
+        mv = register_model(catalog, run_id, name, progress=progress, cancel=cancel_token())
     data = {"model": mv.model, "version": mv.version, "parity": mv.parity,
             "flagged": mv.flagged, "run": mv.run}
     emit(data, as_json, lambda: console.print(f"registered {mv.ref}; {_parity_line(mv)}"))

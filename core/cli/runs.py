@@ -6,6 +6,7 @@ from typing import Annotated, Any
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar, table
+from core.cli.session import cancel_token
 from core.cli.train import render_run
 from core.training.metrics import DEFAULT_METRIC, METRICS
 from core.training.runs import Run, get_run, list_runs
@@ -120,7 +121,7 @@ def reproduce(run_id: RunArg, as_json: JsonFlag = False) -> None:
     from core.training import reproduce_run
 
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        result = reproduce_run(catalog, run_id, progress=progress)
+        result = reproduce_run(catalog, run_id, progress=progress, cancel=cancel_token())
 
     def render() -> None:
         verdict = "identical" if result.identical else "NOT identical"

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar, table
+from core.cli.session import cancel_token
+from core.feedback.captured import captured_summary, refresh_all_captured
 from core.telemetry.ingest import import_telemetry
 from core.telemetry.pull import pull_telemetry
 
@@ -21,8 +23,10 @@ def pull(
 ) -> None:
     """Pull new telemetry from agents (resumable; each record stored exactly once)."""
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
-        results = pull_telemetry(catalog, agent, progress=progress)
-    data = {"agents": [r.to_dict() for r in results]}
+        results = pull_telemetry(catalog, agent, progress=progress, cancel=cancel_token())
+        captured = refresh_all_captured(catalog)
+    data = {"agents": [r.to_dict() for r in results],
+            "captured": [captured_summary(c) for c in captured]}
     emit(data, as_json, lambda: console.print(table("telemetry pulled", [
         "agent", "rows", "requests", "histograms", "cursor", "error"], [
         (r.agent, r.rows, r.requests, r.histograms, r.last_seq, r.error) for r in results])))
@@ -38,9 +42,10 @@ def import_(
     """Import an agent's exported telemetry file (importing it again adds nothing)."""
     with open_catalog() as catalog:
         result = import_telemetry(catalog, file)
+        captured = refresh_all_captured(catalog)
     data = {"agent": result.agent, "rows": result.rows, "requests": result.requests,
             "histograms": result.histograms, "evicted": result.evicted,
-            "last_seq": result.last_seq}
+            "last_seq": result.last_seq, "captured": [captured_summary(c) for c in captured]}
     emit(data, as_json, lambda: console.print(
         f"imported {result.rows} new records from agent {result.agent} "
         f"({result.requests} requests, {result.histograms} histogram windows)"))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from core.cli.common import JsonFlag, console, emit, err_console, open_catalog, progress_bar, table
+from core.cli.session import cancel_token
 from core.training.algorithms import parse_param_assignments
 from core.training.metrics import METRICS
 
@@ -64,6 +65,9 @@ def train(
         "--metric", help="Metric that picks the best trial (default: f1_macro or rmse).")
     ] = None,
     cv: Annotated[int, typer.Option("--cv", help="Cross-validation folds per trial.")] = 3,
+    with_captured: Annotated[bool, typer.Option(
+        "--add-captured", help="Train on the dataset plus the labelled rows agents captured "
+        "for models trained on it (as dataset NAME_plus_captured).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train a model on a dataset version and record the run (or search, with --search)."""
@@ -72,16 +76,21 @@ def train(
 
     params = parse_param_assignments(param or [])
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
+        if with_captured:
+            from core.feedback.training import add_captured
+
+            added = add_captured(catalog, ref, target, progress=progress)
+            ref = f"{added.name}@{added.version}"
         if search_kind is None:
             run = train_run(catalog, ref, target, features=_features(features), algo=algo,
                             params=params, seed=seed, test_size=test_size, task=task,
-                            progress=progress)
+                            progress=progress, cancel=cancel_token())
             emit(_run_json(run), as_json, lambda: render_run(run))
             return
         result = search(catalog, ref, target, algo=algo, kind=search_kind, trials=trials,
                         metric=metric, cv=cv, seed=seed, params=params,
                         features=_features(features), test_size=test_size, task=task,
-                        progress=progress)
+                        progress=progress, cancel=cancel_token())
     data = {**_run_json(result.parent), "best": result.best.id,
             "metric": (result.parent.search or {}).get("metric"),
             "trials": [{"run": t.id, "params": t.params, "metrics": t.metrics,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import duckdb
 
@@ -38,35 +39,58 @@ def _explain(exc: duckdb.Error, parent: DatasetVersion) -> InvalidInput:
     return InvalidInput(f"derive SQL failed: {duck.first_line(exc)}")
 
 
+def _sandbox(allowed: list[Path]) -> duckdb.DuckDBPyConnection:
+    """A connection of its own for SQL that a user or a pipeline file brings: an empty
+    in-memory database (it cannot see the catalog's tables, the agents' tokens among
+    them) with external access off, so no file but `allowed` can be read or written
+    (no read_text, read_csv, glob or ATTACH elsewhere), and the setting locked."""
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False})
+    try:
+        con.execute(f"SET allowed_paths = [{', '.join(duck.literal(p) for p in allowed)}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 def derive_dataset(catalog: Catalog, new_name: str, from_ref: str | DatasetVersion, sql: str, *,
                    progress: ProgressFn | None = None,
                    cancel: CancelToken | None = None) -> ImportResult:
-    """Store the result of ``sql`` over the parent version (table ``data``) as ``new_name``."""
+    """Store the result of ``sql`` over the parent version (table ``data``) as ``new_name``.
+    The SQL runs in a sandbox (see `_sandbox`) that sees the parent version only."""
     validate_name(new_name)
     parent = resolve_version(catalog, from_ref) if isinstance(from_ref, str) else from_ref
     query = _single_select(sql)
-    cur = catalog.cursor()
-    try:
-        cur.execute(f"CREATE TEMP VIEW data AS SELECT * FROM "
-                    f"{duck.parquet_scan(version_path(catalog, parent))}")
+    source = version_path(catalog, parent)
+    with catalog.objects.temp_path(".parquet") as parquet:
+        sandbox = _sandbox([source, parquet])
         try:
-            names = [str(row[0]) for row in cur.execute(f"DESCRIBE {query}").fetchall()]
-        except duckdb.Error as exc:
-            raise _explain(exc, parent) from exc
-        sniff.check_header("derive result", names)
-        with catalog.objects.temp_path(".parquet") as parquet:
+            sandbox.execute(f"CREATE TEMP VIEW data AS SELECT * FROM {duck.parquet_scan(source)}")
             try:
-                duck.run(cur, f"COPY ({query}) TO {duck.literal(parquet)} (FORMAT parquet)",
+                names = [str(row[0]) for row in sandbox.execute(f"DESCRIBE {query}").fetchall()]
+            except duckdb.Error as exc:
+                raise _explain(exc, parent) from exc
+            sniff.check_header("derive result", names)
+            try:
+                duck.run(sandbox, f"COPY ({query}) TO {duck.literal(parquet)} "
+                         "(FORMAT parquet, USE_TMP_FILE false)",
                          "derive", progress, cancel)
             except duckdb.Error as exc:
                 translated = duck.translate(exc, "derive")
                 raise (translated if not isinstance(translated, InvalidInput)
                        else _explain(exc, parent)) from exc
-            source = {"kind": "derive", "from": f"{parent.dataset}@{parent.version}", "sql": query}
-            return store_version(catalog, cur, new_name, parquet, source,
+        finally:
+            sandbox.close()
+        source_doc = {"kind": "derive", "from": f"{parent.dataset}@{parent.version}",
+                      "sql": query}
+        cur = catalog.cursor()
+        try:
+            return store_version(catalog, cur, new_name, parquet, source_doc,
                                  (parent.dataset, parent.version),
                                  empty="derive SQL returned no rows", progress=progress,
                                  cancel=cancel)
-    finally:
-        cur.close()
-
+        finally:
+            cur.close()

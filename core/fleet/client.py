@@ -154,6 +154,11 @@ class AgentClient:
     def ack(self, seq: int) -> None:
         self._request("POST", "/v1/telemetry/ack", json={"seq": seq})
 
+    def set_capture(self, model: str, policy: dict[str, Any] | None) -> dict[str, Any]:
+        """Set the model's sample-capture policy on the agent (None: the bundle's again)."""
+        return dict(self._request("PUT", f"/v1/models/{model}/capture",
+                                  json={"policy": policy}))
+
     def rotate_key(self, record: bytes) -> dict[str, Any]:
         return dict(self._request("POST", "/v1/keys/rotate", content=record,
                                   headers={"Content-Type": "application/json"}))

@@ -29,6 +29,9 @@ from core.progress import CancelToken, ProgressFn, check, report
 from core.registry.models import ModelVersion
 from edge_agent.contract.asgi import HTTPError
 from edge_agent.contract.hub_protocol import agent_path
+from edge_agent.contract.manifest import MAX_VERSION
+
+MAX_ID = 2**63 - 1  # DuckDB BIGINT
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,12 @@ class Outcome:
         if type(deployment) is not int or not isinstance(model, str) or status not in OUTCOMES:
             raise HTTPError(400, 'outcome must be {"deployment": int, "model": str, '
                                     f'"status": one of {list(OUTCOMES)}, ...}}')
-        if version is not None and type(version) is not int:
-            raise HTTPError(400, "outcome version must be an integer or null")
+        if version is not None and (type(version) is not int
+                                    or not 1 <= version <= MAX_VERSION):
+            raise HTTPError(400, f"outcome version must be null or an integer from 1 to "
+                                 f"{MAX_VERSION}")
+        if not 1 <= deployment <= MAX_ID:
+            raise HTTPError(400, f"outcome deployment must be an integer from 1 to {MAX_ID}")
         if status == "failed" and not isinstance(error, str):
             raise HTTPError(400, "a failed outcome must say why (error)")
         return cls(deployment, model, status, version,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from edge_agent.contract.asgi import HTTPError, Scope, header
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")  # 18 digits: any file, no bignum
 
 
 def bearer(scope: Scope) -> str:
@@ -34,8 +34,11 @@ def parse_range(value: bytes | None, size: int) -> ByteRange:
     if match is None or match[1] == match[2] == "":
         raise HTTPError(416, f"unsupported Range {value.decode('latin-1')!r}: "
                              "one bytes=START-[END] range only")
-    if match[1] == "":  # the last n bytes
+    if match[1] == "":  # the last n bytes; the last 0 bytes is no range at all
         n = int(match[2])
+        if n == 0 or size == 0:
+            raise HTTPError(416, f"range of the last {n} bytes of a {size} byte bundle "
+                                 "is empty")
         return ByteRange(max(size - n, 0), size - 1, True)
     start = int(match[1])
     end = min(int(match[2]), size - 1) if match[2] else size - 1

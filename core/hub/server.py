@@ -19,6 +19,7 @@ import uvicorn
 from core.catalog import Catalog
 from core.errors import OutpostError
 from core.hub.app import HubApp, HubOptions
+from edge_agent.contract.http_limits import ConnectionLimits, limited_protocol
 
 DEFAULT_PORT = 8700
 
@@ -76,12 +77,15 @@ class HubHandle:
 
 
 def start_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-              options: HubOptions | None = None, *, ready_timeout: float = 15.0) -> HubHandle:
-    """Serve the hub on host:port (0 = a free port) from a background thread."""
+              options: HubOptions | None = None, *, ready_timeout: float = 15.0,
+              connections: ConnectionLimits | None = None) -> HubHandle:
+    """Serve the hub on host:port (0 = a free port) from a background thread, with the
+    same connection limits as the agent (header size and time, a connection cap)."""
     sock = _listen(host, port)
     app = HubApp(catalog, options)
     config = uvicorn.Config(
-        app, loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
+        app, loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http=limited_protocol(connections or ConnectionLimits()),
         lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=5,
         timeout_keep_alive=30, proxy_headers=False, server_header=False, date_header=False)
     server = uvicorn.Server(config)

@@ -30,12 +30,18 @@ RECORD_SCHEMA = pa.schema([
     ("window_start", pa.float64()), ("window_end", pa.float64()), ("feature", pa.string()),
     ("counts", pa.list_(pa.int64())), ("nulls", pa.int64()),
     ("count", pa.int64()), ("first_seq", pa.int64()), ("last_seq", pa.int64()),
+    # prediction, feedback and capture records (closed loop: ids, labels, captured rows)
+    ("ids", pa.list_(pa.string())), ("predicted", pa.list_(pa.string())),
+    ("times", pa.list_(pa.float64())), ("labels", pa.list_(pa.string())),
+    ("id", pa.string()), ("reason", pa.string()), ("inputs", pa.string()),
+    ("prediction", pa.string()),
     ("challenger", pa.int32()), ("agreed", pa.int64()), ("dropped", pa.int64()),
     ("timeouts", pa.int64()), ("errors", pa.int64()), ("divergence", pa.string()),
 ])
 _DUCK_TYPES = {
     pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT", pa.float64(): "DOUBLE",
     pa.string(): "VARCHAR", pa.list_(pa.int64()): "BIGINT[]",
+    pa.list_(pa.string()): "VARCHAR[]", pa.list_(pa.float64()): "DOUBLE[]",
 }
 JSON_COLUMNS = "{" + ", ".join(
     f"{f.name}: '{_DUCK_TYPES[f.type]}'" for f in RECORD_SCHEMA) + "}"
@@ -48,6 +54,11 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
                   ("seq", "window_start", "window_end", "model", "version", "feature",
                    "counts", "nulls")),
     "evicted": ("telemetry_evicted", ("seq", "ts", "count", "first_seq", "last_seq")),
+    "prediction": ("telemetry_prediction",
+                   ("seq", "ts", "model", "version", "ids", "predicted", "times")),
+    "feedback": ("telemetry_feedback", ("seq", "ts", "model", "ids", "labels")),
+    "capture": ("telemetry_capture",
+                ("seq", "ts", "model", "version", "id", "reason", "inputs", "prediction")),
     "shadow": ("telemetry_shadow",
                ("seq", "window_start", "window_end", "model", "version", "challenger", "count",
                 "rows", "agreed", "dropped", "timeouts", "errors", "latency_us", "counts",

@@ -60,6 +60,10 @@ class BundleCorrupt(BundleError):
     """Not a readable zip, or a member that does not decompress."""
 
 
+class BundleNotRegularFile(BundleError):
+    """A FIFO, socket, device, directory or link where a bundle file was expected."""
+
+
 class BundleManifestInvalid(BundleError):
     pass
 

@@ -25,6 +25,7 @@ OIP_DATATYPES = frozenset(
     "BOOL UINT8 UINT16 UINT32 UINT64 INT8 INT16 INT32 INT64 FP16 FP32 FP64 BYTES".split()
 )
 TASKS = frozenset({"classification", "regression"})
+MAX_VERSION = 2**31 - 1  # model versions, everywhere (agent, hub, catalog)
 # Model names become folder names on the device: keep them boring.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
@@ -152,9 +153,7 @@ class Manifest:
                 f"manifest format_version {doc.get('format_version')!r} is not supported "
                 f"(this agent reads {BUNDLE_FORMAT_VERSION})"
             )
-        version = doc.get("version")
-        if not _is_int(version) or version < 1:
-            raise BundleManifestInvalid("manifest version must be an integer >= 1")
+        version = check_version(doc.get("version"), "manifest version")
         task = doc.get("task")
         if task is not None and task not in TASKS:
             raise BundleManifestInvalid(f"manifest task {task!r} is not one of {sorted(TASKS)}")
@@ -180,6 +179,14 @@ class Manifest:
             challenger=challenger,
             extra={k: v for k, v in doc.items() if k not in known},
         )
+
+
+def check_version(value: object, what: str = "version") -> int:
+    """A model version: an integer in [1, MAX_VERSION] (it must fit every int column and
+    JSON reader on the way: SQLite, DuckDB INTEGER, orjson)."""
+    if not _is_int(value) or not 1 <= value <= MAX_VERSION:
+        raise BundleManifestInvalid(f"{what} must be an integer from 1 to {MAX_VERSION}")
+    return value
 
 
 def _is_int(value: object) -> TypeGuard[int]:

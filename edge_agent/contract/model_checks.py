@@ -6,6 +6,7 @@ import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import onnx
 import onnxruntime as ort
@@ -174,14 +175,17 @@ def check_challenger(champion: list[TensorSpec], challenger: list[TensorSpec]) -
         raise ModelInvalid(f"challenger inputs ({theirs}) differ from the champion's ({ours})")
 
 
-def load_session(data: bytes, threads: int = 1) -> ort.InferenceSession:
-    """An onnxruntime session from bytes: with no model path, nothing is resolved on disk."""
+def load_session(model: bytes | Path, threads: int = 1) -> ort.InferenceSession:
+    """An onnxruntime session from bytes (nothing is resolved on disk), or from a file
+    whose graph inspect_model found free of external data (onnxruntime then reads the
+    file itself: no copy of it as Python bytes on top)."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        source = str(model) if isinstance(model, Path) else model
+        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several untyped errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelInvalid(f"onnxruntime cannot load model.onnx: {first[:300]}") from exc

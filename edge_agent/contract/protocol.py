@@ -125,12 +125,16 @@ def write_bundle(
     created: str | None = None,
     min_onnxruntime: str = DEFAULT_MIN_ONNXRUNTIME,
     challenger: tuple[int, bytes, float] | None = None,
+    capture: Mapping[str, Any] | None = None,
 ) -> Path:
     """Build and sign `NAME-VERSION.outpost`. Inputs, outputs and opset default to what the
-    ONNX graph declares. The file appears atomically (temp file, fsync, rename).
+    ONNX graph declares; `capture` is an optional sample-capture policy. The file appears
+    atomically (temp file, fsync, rename).
 
     `challenger` (version, model bytes, shadow share) adds a signed challenger member; its
     inputs must be the champion's (the agent checks again)."""
+    from edge_agent.contract.capture import CAPTURE_KEY, CapturePolicy
+
     if inputs is None or outputs is None or opset is None:
         from edge_agent.contract.model_checks import inspect_model  # onnx is only needed here
 
@@ -166,6 +170,8 @@ def write_bundle(
         labels=labels,
         key_id=key_fingerprint(key),
         challenger=spec,
+        extra={} if capture is None else {
+            CAPTURE_KEY: CapturePolicy.from_dict(dict(capture)).to_dict()},
     )
     manifest_bytes = manifest.to_json_bytes()
     Manifest.from_json_bytes(manifest_bytes)  # what the agent will check, checked here first

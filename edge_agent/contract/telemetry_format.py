@@ -84,11 +84,57 @@ class ShadowRecord:
     kind: str = "shadow"
 
 
-TelemetryRecord = RequestRecord | HistogramRecord | EvictedRecord | ShadowRecord
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """Rows answered by one model version in one flush: id, answer (as text) and time."""
+
+    seq: int
+    ts: float
+    model: str
+    version: int
+    ids: list[str]
+    predicted: list[str]
+    times: list[float]
+    kind: str = "prediction"
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """Ground-truth labels posted to the agent for earlier prediction ids."""
+
+    seq: int
+    ts: float
+    model: str
+    ids: list[str]
+    labels: list[str]
+    kind: str = "feedback"
+
+
+@dataclass(frozen=True)
+class CaptureRecord:
+    """One captured row: its inputs (a JSON object), the answer, its id and why it was kept."""
+
+    seq: int
+    ts: float
+    model: str
+    version: int
+    id: str
+    reason: str
+    inputs: str
+    prediction: str
+    kind: str = "capture"
+
+
+TelemetryRecord = (RequestRecord | HistogramRecord | EvictedRecord | PredictionRecord
+                   | FeedbackRecord | CaptureRecord | ShadowRecord)
 _KINDS: dict[str, type[TelemetryRecord]] = {
     "request": RequestRecord,
     "histogram": HistogramRecord,
     "evicted": EvictedRecord,
+    "prediction": PredictionRecord,
+    "feedback": FeedbackRecord,
+    "capture": CaptureRecord,
     "shadow": ShadowRecord,
 }
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -96,7 +142,11 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "float": (int, float),
     "str": str,
     "list[int]": list,
+    "list[str]": list,
+    "list[float]": list,
 }
+_ITEM_TYPES: dict[str, type | tuple[type, ...]] = {
+    "list[int]": int, "list[str]": str, "list[float]": (int, float)}
 
 
 def record_to_dict(record: TelemetryRecord) -> dict[str, Any]:
@@ -114,7 +164,8 @@ def record_from_dict(doc: Mapping[str, Any]) -> TelemetryRecord:
         expected = _FIELD_TYPES.get(str(f.type))
         ok = expected is not None and isinstance(value, expected) and not isinstance(value, bool)
         if ok and isinstance(value, list):
-            ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            item = _ITEM_TYPES[str(f.type)]
+            ok = all(isinstance(v, item) and not isinstance(v, bool) for v in value)
         if not ok and name != "kind":
             raise SchemaError(f"telemetry {doc.get('kind')} record: bad or missing {name}")
         values[name] = value

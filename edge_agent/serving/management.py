@@ -37,9 +37,11 @@ from edge_agent.contract.asgi import (
     read_body,
     stream_body,
 )
+from edge_agent.contract.capture import CapturePolicy, feedback_items
 from edge_agent.serving.metrics import AgentMetrics
 from edge_agent.serving.serving import ServedCache
 from edge_agent.store.identity import AgentIdentity
+from edge_agent.telemetry.capture import Capturer
 from edge_agent.telemetry.outbox import Outbox
 
 T = TypeVar("T")
@@ -85,13 +87,17 @@ class Management:
                  metrics: AgentMetrics, token: str | None, agent_dir: Path,
                  max_bundle_bytes: int = 512 * 1024 * 1024, upload_idle_s: float = 30.0,
                  body_timeout_s: float = 10.0,
-                 cut_windows: Callable[[], object] | None = None) -> None:
+                 cut_windows: Callable[[], object] | None = None,
+                 feedback_token: str | None = None, capturer: Capturer | None = None
+                 ) -> None:
         self.store = store
         self.cache = cache
         self.outbox = outbox
         self.identity = identity
         self.metrics = metrics
         self._token = token.encode() if token else None
+        self._feedback_token = feedback_token.encode() if feedback_token else None
+        self.capturer = capturer
         self.agent_dir = agent_dir
         self.max_bundle_bytes = max_bundle_bytes
         self.upload_idle_s = upload_idle_s
@@ -102,12 +108,15 @@ class Management:
         self.deadlines = Deadlines()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="management")
 
-    def _authorize(self, scope: Scope) -> None:
+    def _authorize(self, scope: Scope, feedback: bool = False) -> None:
+        """The management token; on the feedback route, the feedback-only token too."""
         given = header(scope, b"authorization") or b""
         scheme, _, token = given.partition(b" ")
-        if self._token is None:
+        if self._token is None and not (feedback and self._feedback_token):
             raise Unauthorized("management is disabled: the agent was started without a token")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
+        accepted = [t for t in (self._token, self._feedback_token if feedback else None) if t]
+        matches = [hmac.compare_digest(token.strip(), t) for t in accepted]
+        if scheme.lower() != b"bearer" or not any(matches):
             raise Unauthorized("missing or wrong bearer token")
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -120,8 +129,11 @@ class Management:
     async def handle(self, scope: Scope, receive: Receive, method: str, parts: list[str]
                      ) -> Reply:
         """Route /v1/<parts...>; every route needs the token."""
-        self._authorize(scope)
         route = (method, *parts)
+        if route[:2] == ("POST", "models") and len(parts) == 3 and parts[2] == "feedback":
+            self._authorize(scope, feedback=True)
+            return await self._feedback(parts[1], await self._small_body(scope, receive))
+        self._authorize(scope)
         match route:
             case ("POST", "bundles"):
                 return await self._upload(scope, receive)
@@ -134,6 +146,8 @@ class Management:
                 version = await self._call(self.store.rollback, name)
                 await self._call(self.cache.warm)
                 return json_reply({"model": name, "active": version})
+            case ("PUT", "models", name, "capture"):
+                return await self._capture(name, await self._small_body(scope, receive))
             case ("DELETE", "models", name, "versions", version):
                 await self._call(self.store.delete, name, _int(version, "version"))
                 return json_reply({"model": name, "deleted": int(version)})
@@ -155,6 +169,35 @@ class Management:
         if parts and parts[0] in known:
             raise MethodNotAllowed(f"{method} /v1/{'/'.join(parts)} is not a route")
         raise NotFound(f"no route for /v1/{'/'.join(parts)}")
+
+    async def _feedback(self, name: str, body: bytes) -> Reply:
+        """Ground-truth labels for earlier predictions, kept as telemetry for the desktop."""
+        served = self.cache.get(name, None)
+        task = getattr(getattr(served.loaded, "manifest", None), "task", None)
+        regression = task == "regression" or (task is None and served.signature.outputs[0]
+                                              .datatype in ("FP16", "FP32", "FP64"))
+        try:
+            ids, labels = feedback_items(orjson.loads(body), regression)
+        except orjson.JSONDecodeError:
+            raise BadRequest("body is not valid JSON") from None
+        record = {"kind": "feedback", "ts": time.time(), "model": name, "ids": ids,
+                  "labels": labels}
+        await self._call(self.outbox.write, [record])
+        return json_reply({"model": name, "accepted": len(ids)})
+
+    async def _capture(self, name: str, body: bytes) -> Reply:
+        """Set (or with {"policy": null} clear) the capture policy of a model."""
+        if self.capturer is None:
+            raise BadRequest("sample capture is off on this agent")
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise BadRequest("body is not valid JSON") from None
+        if not isinstance(doc, dict) or "policy" not in doc:
+            raise BadRequest('body must be {"policy": {...} or null}')
+        policy = None if doc["policy"] is None else CapturePolicy.from_dict(doc["policy"])
+        await self._call(self.capturer.set_policy, name, policy)
+        return json_reply({"model": name, "policy": policy and policy.to_dict()})
 
     async def _upload(self, scope: Scope, receive: Receive) -> Reply:
         params = query(scope)
@@ -217,7 +260,9 @@ class Management:
             "uptime_s": round(time.monotonic() - self.started, 3),
             "disk_free_bytes": shutil.disk_usage(self.agent_dir).free,
             "telemetry": {"backlog": stats.backlog, "last_seq": stats.last_seq,
-                          "evicted": stats.evicted},
+                          "evicted": stats.evicted, "rejected": self.metrics.rejected_total(),
+                          "capture_bytes": stats.capture_bytes,
+                          "capture_evicted": stats.capture_evicted},
             "models": [_plain(m) for m in self.store.models()],
             # How many desktop key rotations this agent has applied: the desktop sends
             # the next one numbered from here.

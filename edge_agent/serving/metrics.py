@@ -98,12 +98,24 @@ class AgentMetrics:
         self.load_failures = Counter("outpost_model_load_failures",
                                      "Model versions that failed to install or load",
                                      ["model"], registry=self.registry)
+        self.rejected = Counter("outpost_rejected_requests",
+                                "Requests answered 4xx or for an unknown model: counted here, "
+                                "never outbox records", ["status"], registry=self.registry)
+        self._rejected_total = 0
         self.registry.register(_OutboxCollector(outbox_stats))
 
     def observe(self, events: list[RequestEvent], _stats: OutboxStats) -> None:
         """The telemetry writer's flush hook: add a batch of finished requests."""
         if events:
             self._requests.add(events)
+            rejected = Tally(str(e.status) for e in events if not e.recorded)
+            for status, n in rejected.items():
+                self.rejected.labels(status).inc(n)
+            self._rejected_total += sum(rejected.values())
+
+    def rejected_total(self) -> int:
+        """Requests counted but not recorded (unknown model, refused): see RequestEvent."""
+        return self._rejected_total
 
     def load_failed(self, model: str) -> None:
         self.load_failures.labels(model).inc()

@@ -201,6 +201,9 @@ class _Plan:
 
 _PLANS: dict[bytes, _Plan] = {}
 _MAX_PLANS = 256
+# Only headers a real client sends (a few hundred bytes per input) are cached: the cache
+# then holds at most 256 x 16 KiB, whatever a peer pads its headers with.
+_MAX_PLAN_HEADER = 16 * 1024
 
 
 def _plan_of(request: InferRequest, tensors: list[_Tensor]) -> _Plan | None:
@@ -273,7 +276,7 @@ def decode_infer_request(body: bytes, header_length: int | None = None) -> Infer
                                  t.finite))
     request = InferRequest(request_id, params, inputs, _requested_outputs(doc.get("outputs")),
                            params.get("binary_data_output") is True)
-    if header_length is not None:
+    if header_length is not None and len(header) <= _MAX_PLAN_HEADER:
         plan = _plan_of(request, tensors)
         if plan is not None:
             if len(_PLANS) >= _MAX_PLANS:
@@ -301,12 +304,19 @@ def _json_data(arr: np.ndarray[Any, Any], datatype: str) -> Any:
 
 
 def encode_infer_response(model: str, version: int, request: InferRequest,
-                          outputs: list[tuple[str, np.ndarray[Any, Any]]]
-                          ) -> tuple[bytes, int | None]:
-    """The response body and, when any output is binary, the JSON header length."""
+                          outputs: list[tuple[str, np.ndarray[Any, Any]]],
+                          ids: list[str] | None = None) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the JSON header length.
+
+    `id` echoes the client's id, or else is the first row's prediction id; Outpost's ids,
+    one per row, are in ``parameters.prediction_ids``."""
     doc: dict[str, Any] = {"model_name": model, "model_version": str(version)}
     if request.id is not None:
         doc["id"] = request.id
+    elif ids:
+        doc["id"] = ids[0]
+    if ids is not None:
+        doc["parameters"] = {"prediction_ids": ids}
     tensors: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, arr in outputs:

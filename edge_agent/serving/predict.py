@@ -19,6 +19,8 @@ from edge_agent.serving.signature import Signature, TensorInfo
 from edge_agent.serving.tensors import InferRequestInvalid, json_arrays
 
 _MISSING: Any = None
+_STRING_KINDS = frozenset({str, type(None)})
+_SCALAR_KINDS = frozenset({int, float, bool, type(None)})
 
 
 def _fail(message: str) -> InferRequestInvalid:
@@ -41,14 +43,19 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
 def _values(spec: TensorInfo, records: list[dict[str, Any]]) -> list[Any]:
     name = spec.name
     values = [r.get(name, _MISSING) for r in records]
+    kinds = set(map(type, values))
     if spec.datatype == "BYTES":
+        if not kinds <= _STRING_KINDS:
+            raise _fail(f"column {spec.name}: every value must be a string (or null)")
         return ["" if v is None else v for v in values]
+    if not kinds <= _SCALAR_KINDS:
+        raise _fail(f"column {spec.name}: every value must be one number, true/false or null")
     if None in values:
         if spec.datatype not in ("FP16", "FP32", "FP64") or not spec.takes_nan:
             raise _fail(f"column {spec.name} is missing in a record, and the model cannot "
                         "take a missing value there")
         values = [np.nan if v is None else v for v in values]
-    if spec.datatype != "BOOL" and bool in map(type, values):
+    if spec.datatype != "BOOL" and bool in kinds:
         raise _fail(f"column {spec.name}: true/false where a {spec.datatype} is expected")
     return values
 
@@ -111,8 +118,10 @@ def records_to_feeds(signature: Signature, records: list[dict[str, Any]]
 
 
 def encode_predictions(model: str, version: int, rows: int,
-                       outputs: list[tuple[str, np.ndarray[Any, Any]]]) -> bytes:
-    """{"model", "version", "predictions": first output per row, "outputs": {name: rows}}."""
+                       outputs: list[tuple[str, np.ndarray[Any, Any]]],
+                       ids: list[str] | None = None) -> bytes:
+    """{"model", "version", "predictions": first output per row, "outputs": {name: rows},
+    "ids": one prediction id per row}."""
     def plain(arr: np.ndarray[Any, Any]) -> Any:
         arr = arr.reshape(rows, -1) if arr.size else arr
         arr = arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
@@ -121,4 +130,6 @@ def encode_predictions(model: str, version: int, rows: int,
     doc = {"model": model, "version": version,
            "predictions": plain(outputs[0][1]) if outputs else [],
            "outputs": {name: plain(arr) for name, arr in outputs}}
+    if ids is not None:
+        doc["ids"] = ids
     return orjson.dumps(doc)

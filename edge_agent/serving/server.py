@@ -43,6 +43,7 @@ from edge_agent.serving.predict import encode_predictions, parse_records, record
 from edge_agent.serving.serving import Runner, Served, ServedCache
 from edge_agent.serving.shadow import Shadow
 from edge_agent.serving.signature import bind_inputs
+from edge_agent.telemetry.ids import PredictionIds
 from edge_agent.telemetry.recorder import Recorder, RequestEvent
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ def _version(text: str) -> int:
 class AgentApp:
     def __init__(self, cache: ServedCache, recorder: Recorder, metrics: AgentMetrics,
                  management: Management, limits: Limits | None = None,
-                 shadow: Shadow | None = None) -> None:
+                 ids: PredictionIds | None = None, shadow: Shadow | None = None) -> None:
         self.cache = cache
+        self.ids = ids
         self.shadow = shadow
         self.recorder = recorder
         self.metrics = metrics
@@ -167,13 +169,27 @@ class AgentApp:
         return await self.management.handle(scope, receive, method, parts[1:])
 
     def _event(self, t0: float, served: Served | None, status: int, rows: int = 0,
-               feeds: dict[str, Any] | None = None, prediction: Any = None) -> None:
+               feeds: dict[str, Any] | None = None,
+               outputs: list[tuple[str, Any]] | None = None, first_id: int = 0) -> None:
+        if served is None or outputs is None:
+            self.recorder.submit(RequestEvent(
+                time.time(), served.name if served else "", served.version if served else 0,
+                status, int((time.perf_counter() - t0) * 1e6), rows))
+            return
+        proba = None if served.proba_index is None else outputs[served.proba_index][1]
         self.recorder.submit(RequestEvent(
-            time.time(), served.name if served else "", served.version if served else 0, status,
+            time.time(), served.name, served.version, status,
             int((time.perf_counter() - t0) * 1e6), rows,
-            served.binner if served and feeds is not None else None, feeds, prediction))
-        if self.shadow is not None and feeds is not None and served is not None:
-            self.shadow.offer(served, feeds, prediction)
+            served.binner if feeds is not None else None, feeds, outputs[0][1], first_id,
+            proba, served.capture))
+        if self.shadow is not None and feeds is not None:
+            self.shadow.offer(served, feeds, outputs[0][1])
+
+    def _ids(self, rows: int) -> tuple[int, list[str] | None]:
+        if self.ids is None:
+            return 0, None
+        first = self.ids.take(rows)
+        return first, self.ids.texts(first, rows)
 
     async def _infer(self, scope: Scope, receive: Receive, name: str, version: int | None
                      ) -> Reply:
@@ -193,12 +209,13 @@ class AgentApp:
             outputs = await self.runner(served, feeds, rows)
             wanted = outputs if request.outputs is None else [
                 o for o in outputs if o[0] in request.outputs]
+            first, ids = self._ids(rows)
             payload, json_length = encode_infer_response(served.name, served.version, request,
-                                                         wanted)
+                                                         wanted, ids)
         except AgentError as exc:
             self._event(t0, served, exc.http_status)
             raise
-        self._event(t0, served, 200, rows, feeds, outputs[0][1])
+        self._event(t0, served, 200, rows, feeds, outputs, first)
         if json_length is None:
             return Reply(200, payload)
         return Reply(200, payload, OCTETS, [(_HEADER_LENGTH, str(json_length).encode())])
@@ -216,5 +233,7 @@ class AgentApp:
         except AgentError as exc:
             self._event(t0, served, exc.http_status)
             raise
-        self._event(t0, served, 200, len(records), feeds, outputs[0][1])
-        return Reply(200, encode_predictions(served.name, served.version, len(records), outputs))
+        first, ids = self._ids(len(records))
+        self._event(t0, served, 200, len(records), feeds, outputs, first)
+        return Reply(200, encode_predictions(served.name, served.version, len(records), outputs,
+                                             ids))

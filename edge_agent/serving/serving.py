@@ -9,6 +9,7 @@ the store keeps handing out the same loaded model.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +19,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_agent.contract.errors import AgentError
+from edge_agent.contract.capture import CAPTURE_KEY, CapturePolicy
+from edge_agent.contract.errors import AgentError, SchemaError
 from edge_agent.contract.manifest import MODEL
 from edge_agent.serving.oip import InferRequestInvalid
 from edge_agent.serving.signature import Signature, signature_of
 from edge_agent.telemetry.histograms import Binner, binner_for
 
 Array = np.ndarray[Any, Any]
+log = logging.getLogger(__name__)
 
 
 class ModelRunFailed(AgentError):
@@ -48,6 +51,8 @@ class Served:
     signature: Signature
     binner: Binner | None
     output_names: tuple[str, ...]
+    proba_index: int | None = None  # the class-probabilities output, if there is one
+    capture: CapturePolicy | None = None  # the bundle's sample-capture policy
 
     def metadata(self, versions: Sequence[int]) -> dict[str, Any]:
         return {"name": self.name, "versions": [str(v) for v in versions],
@@ -61,11 +66,25 @@ def _model_path(loaded: Any) -> Path | None:
     return None if folder is None else Path(folder) / MODEL
 
 
+def _bundled_capture(loaded: Any) -> CapturePolicy | None:
+    manifest = getattr(loaded, "manifest", None)
+    doc = getattr(manifest, "extra", {}).get(CAPTURE_KEY)
+    if doc is None:
+        return None
+    try:
+        return CapturePolicy.from_dict(doc)
+    except SchemaError as exc:
+        log.error("%s version %s: capture policy ignored: %s", loaded.name, loaded.version, exc)
+        return None
+
+
 def prepare(loaded: Any) -> Served:
     signature = signature_of(loaded.session, _model_path(loaded))
     binner = binner_for(loaded.baseline, [(t.name, t.shape) for t in signature.inputs])
+    proba = next((i for i, t in enumerate(signature.outputs) if i > 0 and len(t.shape) == 2
+                  and t.datatype in ("FP16", "FP32", "FP64")), None)
     return Served(loaded, loaded.name, int(loaded.version), loaded.session, signature, binner,
-                  tuple(t.name for t in signature.outputs))
+                  tuple(t.name for t in signature.outputs), proba, _bundled_capture(loaded))
 
 
 class ServedCache:

@@ -70,7 +70,7 @@ def json_array(data: Any, datatype: str, name: str) -> Array:
     family = _FAMILY[datatype]
     if datatype == "UINT64" and arr.dtype.kind == "f":
         arr = _uint64(data, arr, name)
-    if arr.dtype.kind not in _JSON_KINDS[family]:
+    if arr.dtype.kind not in _JSON_KINDS[family] or (family != "BOOL" and _has_bool(data)):
         raise fail(f"input {name}: {datatype} data must hold only {_WHAT[family]}")
     if family != "FP" and not np.can_cast(arr.dtype, target):
         info = np.iinfo(target)
@@ -102,6 +102,13 @@ def json_arrays(lists: list[list[Any]], datatype: str, names: list[str]
             return out
     arrays = [json_array(data, datatype, name) for data, name in zip(lists, names, strict=True)]
     return [(a, all_finite(a)) for a in arrays]
+
+
+def _has_bool(data: list[Any]) -> bool:
+    """True/false among numbers: numpy would read them as 1 and 0."""
+    if data and type(data[0]) is list:
+        return any(_has_bool(sub) for sub in data if type(sub) is list)
+    return bool in set(map(type, data))
 
 
 def _uint64(data: list[Any], floats: Array, name: str) -> Array:

@@ -16,9 +16,14 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from edge_agent.contract.errors import AgentError, BundleCorrupt, BundleMissingMember
+from edge_agent.contract.errors import (
+    AgentError,
+    BundleCorrupt,
+    BundleMissingMember,
+)
 from edge_agent.contract.signing import atomic_write
-from edge_agent.store.store import ModelStore
+from edge_agent.store.dropped import copy_regular
+from edge_agent.store.store import InstallResult, ModelStore
 
 log = logging.getLogger(__name__)
 SUFFIX = ".outpost"
@@ -35,7 +40,7 @@ class _Pending:
 
 def _signature(path: Path) -> tuple[int, int] | None:
     try:
-        st = path.stat()
+        st = os.lstat(path)
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
@@ -56,11 +61,16 @@ class InboxWatcher:
     events) and installs each `*.outpost` file with `store`, activating it."""
 
     def __init__(self, inbox: Path, store: ModelStore, *, stable_s: float = 2.0,
-                 poll_s: float = 0.25, rescan_s: float = 5.0) -> None:
+                 poll_s: float = 0.25, rescan_s: float = 5.0,
+                 incomplete_s: float | None = None) -> None:
         self.inbox = Path(inbox)
         self.store = store
         self.stable_s, self.poll_s, self.rescan_s = stable_s, poll_s, rescan_s
+        # A file that is not a whole zip may be a copy that stalled (a USB stick pausing):
+        # it is retried each time it changes, and refused only once unchanged this long.
+        self.incomplete_s = 15 * stable_s if incomplete_s is None else incomplete_s
         self._pending: dict[Path, _Pending] = {}
+        self._incomplete: dict[Path, tuple[tuple[int, int] | None, float]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -96,8 +106,7 @@ class InboxWatcher:
 
     def _rescan(self) -> None:
         for path in self.inbox.glob(f"*{SUFFIX}"):
-            if path.is_file():
-                self.notify(path)
+            self.notify(path)  # whatever it is: a FIFO or link is refused, not skipped
 
     def _run(self) -> None:
         last_scan = time.monotonic()
@@ -113,7 +122,7 @@ class InboxWatcher:
                 try:
                     self._process(path)
                 except Exception:  # keep watching whatever one file did
-                    log.exception("inbox: processing %s failed", path.name)
+                    log.exception("inbox: processing %s failed", shown(path.name))
 
     def _stable_files(self) -> list[Path]:
         now, ready = time.monotonic(), []
@@ -129,22 +138,47 @@ class InboxWatcher:
                     del self._pending[path]
         return ready
 
+    def _install(self, path: Path) -> InstallResult:
+        """Install a private copy of the file (see edge_agent.store.dropped)."""
+        copy = self.store.upload_path()
+        try:
+            copy_regular(path, copy, self.store.limits.max_bundle_bytes)
+            return self.store.install(copy, activate=True)
+        finally:
+            copy.unlink(missing_ok=True)
+
+    def _still_arriving(self, path: Path, exc: AgentError) -> bool:
+        """Whether a file that did not read as a whole bundle may still be copying: it
+        then waits in the inbox for another try instead of being refused."""
+        if not isinstance(exc, BundleCorrupt | BundleMissingMember):
+            return False
+        sig, now = _signature(path), time.monotonic()
+        first_sig, since = self._incomplete.get(path, (None, now))
+        if first_sig != sig:
+            since = now  # it changed since the last try: the copy is moving
+        if now - since >= self.incomplete_s:
+            return False
+        self._incomplete[path] = (sig, since)
+        with self._lock:
+            self._pending[path] = _Pending(*(sig or (-1, -1)), now)
+        return True
+
     def _process(self, path: Path) -> None:
-        before = _signature(path)
         doc: dict[str, Any] = {"file": path.name}
         try:
-            result = self.store.install(path, activate=True)
+            result = self._install(path)
         except AgentError as exc:
-            if isinstance(exc, BundleCorrupt | BundleMissingMember) and _signature(path) != before:
-                self.notify(path)  # still being copied: a truncated zip, try again later
+            if self._still_arriving(path, exc):
                 return
             doc.update(status="refused", error=str(exc), error_type=type(exc).__name__)
-            log.warning("inbox: refused %s: %s", path.name, exc)
+            log.warning("inbox: refused %s: %s", shown(path.name), shown(str(exc)))
         else:
             doc.update(status="installed", model=result.model, version=result.version,
                        active=result.status == "active",
                        already_installed=result.already_installed)
-            log.info("inbox: installed %s (%s %d)", path.name, result.model, result.version)
+            log.info("inbox: installed %s (%s %d)", shown(path.name), result.model,
+                     result.version)
+        self._incomplete.pop(path, None)
         doc["time"] = datetime.now(UTC).isoformat(timespec="seconds")
         stem = path.name[: -len(SUFFIX)]
         # Move, then write the result: the result file is the "done" signal a person or
@@ -154,6 +188,12 @@ class InboxWatcher:
         os.replace(path, _free_name(target, path.name))
         atomic_write(self.inbox / f"{stem}.result.json",
                      json.dumps(doc, indent=2).encode() + b"\n")
+
+
+def shown(text: str) -> str:
+    """Text from outside (a file name, a message quoting it) as it may appear in a log
+    line: control characters escaped, so a name cannot start a forged line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _free_name(folder: Path, name: str) -> Path:

@@ -37,6 +37,8 @@ from edge_agent.contract.records import Baseline, Canary
 from edge_agent.contract.signing import verify_signature
 from edge_agent.store.canary import run_canary
 
+_CHUNK = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Challenger:
@@ -68,10 +70,26 @@ def _read(folder: Path, member: str) -> bytes:
         raise VersionCorrupt(f"{folder.name}/{member} cannot be read: {exc.strerror}") from exc
 
 
+def _check_streamed(path: Path, size: int, sha256: str, version: int) -> None:
+    """model.onnx against its checksum, read in chunks: never held whole for this."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
+            read = fh.tell()
+    except OSError as exc:
+        raise VersionCorrupt(f"{path.parent.name}/{path.name} cannot be read: "
+                             f"{exc.strerror}") from exc
+    if read != size or h.hexdigest() != sha256:
+        raise VersionCorrupt(f"version {version}: {path.name} does not match its checksum")
+
+
 def verified_members(
     folder: Path, name: str, version: int, keys: Sequence[Ed25519PublicKey]
 ) -> tuple[Manifest, dict[str, bytes]]:
-    """The manifest and signed members of an installed version, or VersionCorrupt."""
+    """The manifest and signed members of an installed version, or VersionCorrupt.
+    model.onnx, the large one, is checked by streaming and left on disk (not returned)."""
     manifest_bytes, signature = _read(folder, MANIFEST), _read(folder, SIGNATURE)
     if not any(verify_signature(k, signature, manifest_bytes) for k in keys):
         raise VersionCorrupt(f"version {version}: manifest signature does not verify")
@@ -80,6 +98,9 @@ def verified_members(
         raise VersionCorrupt(f"version {version}: folder holds {manifest.model} {manifest.version}")
     members = {}
     for member, digest in manifest.members.items():
+        if member == MODEL:
+            _check_streamed(folder / MODEL, digest.size, digest.sha256, version)
+            continue
         data = _read(folder, member)
         if len(data) != digest.size or hashlib.sha256(data).hexdigest() != digest.sha256:
             raise VersionCorrupt(f"version {version}: {member} does not match its checksum")
@@ -117,7 +138,9 @@ def load_version(
     """Verify, parse and load a version folder; with `canary`, also run its canary."""
     manifest, members = verified_members(folder, name, version, keys)
     check_runtime_version(manifest.min_onnxruntime)
-    info = inspect_model(members[MODEL])
+    # Peak memory: the graph is parsed once to check it (file bytes + protobuf, ~2x the
+    # model, freed), then onnxruntime loads the file itself (its protobuf + initializers).
+    info = inspect_model((folder / MODEL).read_bytes())
     _check_signature_matches(manifest, info.inputs, info.outputs, info.opset)
     try:
         baseline = Baseline.from_dict(_json_member(members[BASELINE], BASELINE))
@@ -125,7 +148,7 @@ def load_version(
     except SchemaError as exc:
         raise BundleMemberInvalid(str(exc)) from exc
     challenger = _load_challenger(manifest, members, info.inputs)
-    session = load_session(members[MODEL], threads)
+    session = load_session(folder / MODEL, threads)  # checked above: no external data
     if canary:
         run_canary(session, canary_doc)
     return LoadedModel(name, version, session, info.inputs, info.outputs, baseline, manifest,

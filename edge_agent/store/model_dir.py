@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.contract.manifest import MAX_VERSION
 from edge_agent.contract.signing import atomic_write
 
 ACTIVE_FILE = "active"
@@ -57,7 +58,7 @@ class ModelDir:
             return []
         return sorted(
             int(p.name) for p in self.path.iterdir()
-            if p.is_dir() and p.name.isdigit() and not p.name.startswith("0")
+            if p.is_dir() and _version_name(p.name)
         )
 
     def read_active(self) -> int | None:
@@ -65,7 +66,7 @@ class ModelDir:
             text = (self.path / ACTIVE_FILE).read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError):
             return None
-        return int(text) if text.isdigit() else None
+        return int(text) if _version_name(text) else None
 
     def write_active(self, version: int) -> None:
         atomic_write(self.path / ACTIVE_FILE, f"{version}\n".encode())
@@ -90,3 +91,9 @@ class ModelDir:
             "history": state.history,
         }
         atomic_write(self.path / STATE_FILE, json.dumps(doc, indent=2).encode() + b"\n")
+
+
+def _version_name(text: str) -> bool:
+    """A folder or pointer naming a version this agent can hold (see MAX_VERSION)."""
+    return (text.isascii() and text.isdigit() and not text.startswith("0") and len(text) <= 10
+            and int(text) <= MAX_VERSION)

@@ -91,7 +91,10 @@ class ModelStore:
     ) -> None:
         self.root = Path(root)
         self.keys = trusted_keys
-        self.limits = limits or BundleLimits(max_bundle_bytes=max_bundle_bytes)
+        # One knob bounds an install's peak memory (about 2.2x model.onnx, see
+        # load_version): no member, the model included, may unpack larger than the bundle cap.
+        self.limits = limits or BundleLimits(max_bundle_bytes=max_bundle_bytes,
+                                             max_member_bytes=max_bundle_bytes)
         self.session_threads = session_threads
         self._models = self.root / "models"
         self._staging = self.root / "staging"
@@ -213,13 +216,17 @@ class ModelStore:
                 ModelDir(self._models, name), ModelState()
             )
             previous = entry.active.version if entry.active else None
-            if version in entry.versions:
-                return self._reinstall(entry, bundle, activate, previous)
-            if version < entry.state.highest_seen and not allow_rollback:
+            going_back = activate and previous != version
+            if version < entry.state.highest_seen and not allow_rollback and (
+                    going_back or version not in entry.versions):
+                # Also for a version still installed: re-delivering an old bundle must
+                # not bring it back; only an explicit rollback goes back.
                 raise DowngradeRefused(
                     f"model {name} version {version} is older than version "
                     f"{entry.state.highest_seen} seen before; refused (install it as a rollback)"
                 )
+            if version in entry.versions:
+                return self._reinstall(entry, bundle, activate, previous)
             loaded = self._unpack_and_load(entry, bundle)
             entry.versions = sorted({*entry.versions, version})
             self._entries[name] = entry
@@ -266,7 +273,8 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        # The session was built from bytes, so it does not depend on the folder's name.
+        # onnxruntime read the whole file while loading: the session does not depend on
+        # the folder's name.
         return replace(loaded, path=final)
 
     def _switch(self, entry: _Entry, loaded: LoadedModel,

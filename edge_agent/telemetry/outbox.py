@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from edge_agent.contract.errors import AgentError
 from edge_agent.telemetry.histograms import Array
 from edge_agent.telemetry.sqlite_utils_lite import Database, Migrations
 
@@ -51,6 +52,16 @@ def _m003_open_windows(db: Database) -> None:
                "nulls INTEGER NOT NULL, PRIMARY KEY (model, version, feature, window_start))")
 
 
+class AckBeyondLastSeq(AgentError):
+    http_status = 400
+
+
+@MIGRATIONS(name="004_capture_evicted")
+def _m004_capture_evicted(db: Database) -> None:
+    db.execute("ALTER TABLE state ADD COLUMN capture_evicted INTEGER NOT NULL DEFAULT 0")
+
+
+CAPTURE = "capture"
 WindowKey = tuple[str, int, str, float]  # model, version, feature, window start
 
 
@@ -60,44 +71,53 @@ class OutboxStats:
     last_seq: int
     evicted: int
     bytes: int
+    capture_bytes: int = 0
+    capture_evicted: int = 0  # captured rows dropped to keep under the capture cap
 
 
 class Outbox:
     """The SQLite file. Thread-safe: every call takes one lock around one connection."""
 
-    def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024,
+                 capture_max_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
+        self.capture_max_bytes = capture_max_bytes
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         self._db = Database(self._conn)
         self._db.enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
         MIGRATIONS.apply(self._db)
-        self._last_seq, self._evicted = self._conn.execute(
-            "SELECT last_seq, evicted FROM state").fetchone()
-        self._backlog, self._bytes = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records").fetchone()
+        self._last_seq, self._evicted, self._capture_evicted = self._conn.execute(
+            "SELECT last_seq, evicted, capture_evicted FROM state").fetchone()
+        self._backlog, self._bytes, self._capture_bytes = self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0), "
+            "COALESCE(SUM(size) FILTER (WHERE kind = 'capture'), 0) FROM records").fetchone()
 
     def stats(self) -> OutboxStats:
-        return OutboxStats(self._backlog, self._last_seq, self._evicted, self._bytes)
+        return OutboxStats(self._backlog, self._last_seq, self._evicted, self._bytes,
+                           self._capture_bytes, self._capture_evicted)
 
     def write(self, records: list[dict[str, Any]],
               windows: Mapping[WindowKey, tuple[Array, int]] | None = None,
               closed: Iterable[WindowKey] = ()) -> None:
         """Append records (numbering them), save open windows, forget closed ones: atomically."""
         with self._lock:
-            backlog, size = self._backlog, self._bytes
+            saved = self._backlog, self._bytes, self._capture_bytes
             try:
                 with self._db.atomic():
                     seq = self._insert(self._last_seq, records)
                     self._save_windows(windows or {}, closed)
+                    captures = self._evict_captures()
                     evicted, seq = self._evict(seq)
-                    self._conn.execute("UPDATE state SET last_seq = ?, evicted = ?",
-                                       (seq, self._evicted + evicted))
+                    self._conn.execute(
+                        "UPDATE state SET last_seq = ?, evicted = ?, capture_evicted = ?",
+                        (seq, self._evicted + evicted, self._capture_evicted + captures))
             except BaseException:
-                self._backlog, self._bytes = backlog, size
+                self._backlog, self._bytes, self._capture_bytes = saved
                 raise
             self._last_seq, self._evicted = seq, self._evicted + evicted
+            self._capture_evicted += captures
 
     def _insert(self, last_seq: int, records: list[dict[str, Any]]) -> int:
         """Number records from last_seq + 1 and insert them; returns the new last seq."""
@@ -108,7 +128,30 @@ class Outbox:
         self._conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
         self._backlog += len(rows)
         self._bytes += sum(r[3] for r in rows)
+        self._capture_bytes += sum(r[3] for r in rows if r[1] == CAPTURE)
         return last_seq + len(rows)
+
+    def _evict_captures(self) -> int:
+        """Drop the oldest captured rows until under 90% of the capture cap; how many went.
+
+        Captures have their own cap so that a generous capture policy cannot push request
+        records and histograms out of the outbox."""
+        if self._capture_bytes <= self.capture_max_bytes:
+            return 0
+        target = self._capture_bytes - int(self.capture_max_bytes * 0.9)
+        freed, count, last = 0, 0, 0
+        for row_seq, size in self._conn.execute(
+                "SELECT seq, size FROM records WHERE kind = 'capture' ORDER BY seq"):
+            if freed >= target:
+                break
+            last, freed, count = row_seq, freed + size, count + 1
+        self._conn.execute("DELETE FROM records WHERE kind = 'capture' AND seq <= ?", (last,))
+        self._backlog -= count
+        self._bytes -= freed
+        self._capture_bytes -= freed
+        log.warning("capture buffer over %d bytes: evicted %d captured rows",
+                    self.capture_max_bytes, count)
+        return count
 
     def _save_windows(self, windows: Mapping[WindowKey, tuple[Array, int]],
                       closed: Iterable[WindowKey]) -> None:
@@ -120,22 +163,33 @@ class Outbox:
             "AND window_start = ?", list(closed))
 
     def _evict(self, seq: int) -> tuple[int, int]:
-        """Drop the oldest records until under 90% of the cap; note what went."""
+        """Drop the oldest records until under 90% of the cap; note what went.
+
+        An earlier note dropped with them is folded into the new one, so the desktop
+        still learns of every record lost, however many evictions the link missed."""
         if self._bytes <= self.max_bytes:
             return 0, seq
         target = self._bytes - int(self.max_bytes * 0.9)
-        freed, first, last, count = 0, 0, 0, 0
-        for row_seq, size in self._conn.execute("SELECT seq, size FROM records ORDER BY seq"):
+        freed, first, last, count, captured, carried = 0, 0, 0, 0, 0, 0
+        for row_seq, size, kind, body in self._conn.execute(
+                "SELECT seq, size, kind, CASE WHEN kind = 'evicted' THEN body END "
+                "FROM records ORDER BY seq"):
             if freed >= target:
                 break
             first = first or row_seq
             last, freed, count = row_seq, freed + size, count + 1
+            captured += size if kind == CAPTURE else 0
+            if body is not None:  # an earlier note: carry what it said, not the note
+                earlier = orjson.loads(body)
+                first = min(first, int(earlier["first_seq"]))
+                carried += int(earlier["count"]) - 1
+        self._capture_bytes -= captured
         self._conn.execute("DELETE FROM records WHERE seq <= ?", (last,))
         self._backlog -= count
         self._bytes -= freed
         log.warning("telemetry outbox over %d bytes: evicted %d records", self.max_bytes, count)
-        note = {"kind": "evicted", "ts": time.time(), "count": count, "first_seq": first,
-                "last_seq": last}
+        note = {"kind": "evicted", "ts": time.time(), "count": count + carried,
+                "first_seq": first, "last_seq": last}
         return count, self._insert(seq, [note])
 
     def read(self, after: int, limit: int) -> list[dict[str, Any]]:
@@ -146,15 +200,21 @@ class Outbox:
         return [{"seq": seq, **orjson.loads(body)} for seq, body in rows]
 
     def ack(self, seq: int) -> int:
-        """Delete every record up to seq; returns how many went."""
+        """Delete every record up to seq; returns how many went. A seq beyond the last one
+        written is refused: it would delete records nobody has read yet."""
         with self._lock:
+            if seq > self._last_seq:
+                raise AckBeyondLastSeq(f"cannot acknowledge seq {seq}: the last record "
+                                       f"written is seq {self._last_seq}")
             with self._db.atomic():
-                gone, size = self._conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records WHERE seq <= ?",
+                gone, size, captured = self._conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(size) FILTER "
+                    "(WHERE kind = 'capture'), 0) FROM records WHERE seq <= ?",
                     (seq,)).fetchone()
                 self._conn.execute("DELETE FROM records WHERE seq <= ?", (seq,))
             self._backlog -= gone
             self._bytes -= size
+            self._capture_bytes -= captured
         return int(gone)
 
     def open_windows(self) -> dict[WindowKey, tuple[Array, int]]:

@@ -24,8 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.contract.capture import CapturePolicy
+from edge_agent.telemetry.capture import Capturer
 from edge_agent.telemetry.histograms import PREDICTION, Array, Binner, FeatureBins
 from edge_agent.telemetry.outbox import Outbox, OutboxStats, WindowKey
+from edge_agent.telemetry.predictions import prediction_records
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 200_000  # records held in memory while the disk refuses writes
@@ -48,6 +51,16 @@ class RequestEvent:
     binner: Binner | None = None
     feeds: Mapping[str, Array] | None = None
     prediction: Array | None = None
+    first_id: int = 0  # row number of the request's first prediction id; 0: none
+    proba: Array | None = None  # class probabilities, for a confidence-band capture
+    capture: CapturePolicy | None = None  # the bundle's capture policy
+
+    @property
+    def recorded(self) -> bool:
+        """Whether this request becomes an outbox record. Requests for unknown models and
+        refused ones (4xx) are only counted (metrics): a peer needs no token to send them,
+        so as records they could push real telemetry out past the byte cap."""
+        return bool(self.model) and not 400 <= self.status < 500
 
     def record(self) -> dict[str, Any]:
         return {"kind": "request", "ts": self.ts, "model": self.model, "version": self.version,
@@ -59,8 +72,10 @@ FlushHook = Callable[[list[RequestEvent], OutboxStats], None]
 
 class Recorder:
     def __init__(self, outbox: Outbox, *, window_s: float, flush_s: float,
-                 on_flush: FlushHook | None = None) -> None:
+                 on_flush: FlushHook | None = None, capturer: Capturer | None = None
+                 ) -> None:
         self.outbox = outbox
+        self.capturer = capturer
         self.window_s = window_s
         self.flush_s = flush_s
         self._on_flush = on_flush
@@ -154,9 +169,13 @@ class Recorder:
         now = time.time()
         closed = [k for k in self._windows
                   if last and (final or k[3] + self.window_s <= now)]
-        records = self._pending + [e.record() for e in events]
+        recorded = [e for e in events if e.recorded]
+        records = self._pending + [e.record() for e in recorded]
+        records += self._answers(recorded, now)
         records += [self._histogram(k, now) for k in closed]
         if not records and not touched:
+            if events and self._on_flush is not None:  # requests only counted, not recorded
+                self._on_flush(events, self.outbox.stats())
             return
         still_open = {k: self._windows[k] for k in touched if k not in closed}
         for key in closed:
@@ -172,6 +191,17 @@ class Recorder:
         self._pending, self._pending_closed = [], []
         if self._on_flush is not None:
             self._on_flush(events, self.outbox.stats())
+
+    def _answers(self, events: list[RequestEvent], now: float) -> list[dict[str, Any]]:
+        """Prediction records (ids and answers) and captured rows of this chunk."""
+        if self.capturer is None:
+            return []
+        records = prediction_records(events, self.capturer.prefix, now)
+        try:
+            records += self.capturer.records(events, now)
+        except Exception:  # a capture bug must not cost the request records
+            log.exception("capturing from %d requests failed", len(events))
+        return records
 
     def _histogram(self, key: WindowKey, now: float) -> dict[str, Any]:
         model, version, feature, start = key

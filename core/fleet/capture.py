@@ -1,0 +1,25 @@
+"""Setting a deployed model's sample-capture policy on an agent from the desktop."""
+from __future__ import annotations
+
+from typing import Any
+
+from core.catalog import Catalog
+from core.errors import InvalidInput
+from core.fleet.agents import connect
+from edge_agent.contract.capture import CapturePolicy
+from edge_agent.contract.errors import SchemaError
+
+
+def capture_policy(**fields: Any) -> CapturePolicy:
+    """A checked policy from keyword fields; one-line InvalidInput when a value is wrong."""
+    try:
+        return CapturePolicy.from_dict({k: v for k, v in fields.items() if v is not None})
+    except SchemaError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def set_capture(catalog: Catalog, agent: str, model: str, policy: CapturePolicy | None
+                ) -> dict[str, Any]:
+    """Send the policy (None: back to the bundle's) to the agent; returns its answer."""
+    with connect(catalog, agent) as (_, client):
+        return client.set_capture(model, None if policy is None else policy.to_dict())

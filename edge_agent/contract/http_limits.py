@@ -1,0 +1,188 @@
+"""Connection limits below the ASGI app, for both Outpost servers (the agent and the hub).
+
+uvicorn offers `limit_concurrency` (a 503 once headers have arrived) and a keep-alive
+timeout, but with httptools nothing bounds how long request headers take to arrive or
+how large they grow, and nothing stops idle sockets from using up the file limit. So
+the servers run uvicorn's httptools protocol with three limits added:
+
+- request headers larger than `max_header_bytes` get 431 and the connection closes;
+- headers not complete `header_timeout_s` after the connection opened (or after the
+  request began, on a kept-alive connection) get 408 and the connection closes; one
+  shared timer checks every connection, no timer per request;
+- at most `cap()` connections: `max_connections`, and never more than the file limit
+  minus `reserved_files` (the store, the outbox, uploads and the log need files too). A
+  new connection over the cap closes the connection idle the longest (waiting for
+  headers or kept alive between requests), so a new client, management included, gets
+  in even when idle sockets fill the cap; only when every connection has a request in
+  flight is the newcomer answered 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable"}
+_DRAIN_S = 1.0  # after a refusal, read and drop what the peer still sends, then close
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_connections: int = 1000
+    max_header_bytes: int = 64 * 1024
+    header_timeout_s: float = 10.0
+    reserved_files: int = 64
+
+    def cap(self) -> int:
+        """Connections allowed at once: below the process's file limit, with room left."""
+        if sys.platform == "win32":
+            return self.max_connections
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return self.max_connections
+        return max(1, min(self.max_connections, soft - self.reserved_files))
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request already refused."""
+
+
+def _refusal(status: int, message: str) -> bytes:
+    body = b'{"error": "' + message.encode() + b'"}'
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body))) + body
+
+
+def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with `limits`: pass it as `uvicorn.Config(http=...)`."""
+    cap = limits.cap()
+
+    class LimitedHttpToolsProtocol(_Limited):
+        pass
+
+    LimitedHttpToolsProtocol.limits = limits
+    LimitedHttpToolsProtocol.cap = cap
+    return LimitedHttpToolsProtocol
+
+
+class _Limited(HttpToolsProtocol):
+    limits: ConnectionLimits = ConnectionLimits()
+    cap: int = 1000
+    _timer_armed: bool = False  # one header-timeout checker per server (per subclass)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_since: float | None = None  # waiting for headers since
+        self._header_bytes = 0  # bytes read while headers were incomplete
+        self._field_bytes = 0  # URL and header fields of the current request
+        self._idle_since = 0.0
+        self._refused = False
+
+    # --- connections ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.cap and not self._make_room():
+            self._refused = True
+            self.transport = transport
+            transport.write(_refusal(503, "too many connections"))
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._header_since = self._idle_since = time.monotonic()
+        cls = type(self)
+        if not cls._timer_armed:
+            cls._timer_armed = True
+            self.loop.call_later(self._tick(), self._check_headers)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused and self.flow is None:  # refused before uvicorn knew it
+            return
+        super().connection_lost(exc)
+
+    def _make_room(self) -> bool:
+        idle = [c for c in self.connections if isinstance(c, _Limited) and c._is_idle()]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c._idle_since)
+        self.connections.discard(oldest)
+        oldest.transport.close()
+        return True
+
+    def _is_idle(self) -> bool:
+        return not self._refused and (self.cycle is None or self.cycle.response_complete)
+
+    # --- header size and time ------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # draining what a refused peer still sends
+        super().data_received(data)
+        if self._header_since is not None and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._refuse(431, f"request headers over {self.limits.max_header_bytes} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_since is None:
+            self._header_since = time.monotonic()
+        self._header_bytes = self._field_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._field_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._field_bytes += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._header_since = None
+        if self._field_bytes > self.limits.max_header_bytes:  # all arrived in one read
+            self._refuse(431, f"request headers over {self.limits.max_header_bytes} bytes")
+            raise _Refused  # stops the parser; uvicorn's 400 for it is suppressed below
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:
+            super().send_400_response(msg)
+
+    def on_response_complete(self) -> None:
+        self._idle_since = time.monotonic()
+        super().on_response_complete()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer `status`, stop parsing, drain for a moment, close (no reset that could
+        destroy the answer before the peer reads it)."""
+        self._refused = True
+        self._header_since = None
+        self.connections.discard(self)
+        transport = self.transport
+        transport.write(_refusal(status, message))
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.loop.call_later(_DRAIN_S, transport.close)
+
+    def _tick(self) -> float:
+        return min(1.0, self.limits.header_timeout_s / 4)
+
+    def _check_headers(self) -> None:
+        cls = type(self)
+        deadline = time.monotonic() - self.limits.header_timeout_s
+        live = [c for c in self.connections if isinstance(c, _Limited)]
+        for conn in live:
+            since = conn._header_since
+            if since is not None and since < deadline and not conn.transport.is_closing():
+                conn._refuse(408, "request headers did not arrive in time")
+        if self.connections:
+            self.loop.call_later(self._tick(), self._check_headers)
+        else:
+            cls._timer_armed = False

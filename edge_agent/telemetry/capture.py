@@ -1,0 +1,156 @@
+"""On-device sample capture: which answered rows are kept, decided off the request path.
+
+The writer thread asks the `Capturer` about each chunk of answered requests; captured
+rows (inputs, prediction, id, reason) become ``capture`` outbox records, which the
+outbox keeps under their own byte cap (oldest evicted first, counted). A policy comes
+from the bundle manifest or, overriding it, from the desktop (kept in DIR/capture.json
+so it survives restarts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_agent.contract.capture import CapturePolicy
+from edge_agent.contract.errors import SchemaError
+from edge_agent.contract.signing import atomic_write
+from edge_agent.telemetry.predictions import predicted_texts
+
+log = logging.getLogger(__name__)
+Array = np.ndarray[Any, Any]
+POLICY_FILE = "capture.json"
+
+
+class Answered(Protocol):
+    ts: float
+    model: str
+    version: int
+    status: int
+    rows: int
+    first_id: int
+    feeds: Mapping[str, Array] | None
+    prediction: Array | None
+    proba: Array | None
+    capture: CapturePolicy | None
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return _cell(value[0]) if len(value) == 1 else [_cell(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN: JSON has no NaN
+        return None
+    return value
+
+
+def _row(arr: Array, i: int) -> Any:
+    value = arr[i]
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
+
+
+class Capturer:
+    def __init__(self, agent_dir: Path | None, prefix: str, window_s: float = 60.0,
+                 seed: int | None = None) -> None:
+        self.prefix = prefix
+        self.window_s = window_s
+        self._path = None if agent_dir is None else Path(agent_dir) / POLICY_FILE
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self._overrides: dict[str, CapturePolicy] = self._load()
+        self._per_class: dict[tuple[str, int, str], int] = {}
+        self._window = 0.0
+        self.capped = 0  # rows a per-class cap kept out
+
+    def _load(self) -> dict[str, CapturePolicy]:
+        if self._path is None or not self._path.exists():
+            return {}
+        try:
+            doc = json.loads(self._path.read_bytes())
+            return {str(k): CapturePolicy.from_dict(v) for k, v in doc.items()}
+        except (OSError, ValueError, AttributeError, SchemaError) as exc:
+            log.error("ignoring %s: %s", self._path, exc)
+            return {}
+
+    def set_policy(self, model: str, policy: CapturePolicy | None) -> None:
+        """Override the bundle's policy for `model` (None: back to the bundle's)."""
+        with self._lock:
+            overrides = dict(self._overrides)
+            if policy is None:
+                overrides.pop(model, None)
+            else:
+                overrides[model] = policy
+            if self._path is not None:
+                atomic_write(self._path, json.dumps(
+                    {k: v.to_dict() for k, v in overrides.items()}, indent=1).encode())
+            self._overrides = overrides
+
+    def policy(self, model: str, bundled: CapturePolicy | None) -> CapturePolicy | None:
+        return self._overrides.get(model, bundled)
+
+    def records(self, events: Iterable[Answered], now: float) -> list[dict[str, Any]]:
+        window = now - now % self.window_s
+        if window != self._window:
+            self._window, self._per_class = window, {}
+        chosen = []
+        for e in events:
+            if e.status != 200 or e.feeds is None or e.prediction is None or not e.first_id:
+                continue
+            policy = self.policy(e.model, e.capture)
+            if policy is not None and policy.active:
+                chosen.append((e, policy))
+        if not chosen:
+            return []
+        # One random draw for the whole chunk: the writer shares the GIL with the server.
+        draws = self._rng.random(sum(e.rows for e, _ in chosen))
+        out: list[dict[str, Any]] = []
+        start = 0
+        for e, policy in chosen:
+            reasons = self._reasons(e, policy, draws[start:start + e.rows])
+            start += e.rows
+            if reasons:
+                out += self._capture(e, policy, reasons)
+        return out
+
+    def _reasons(self, e: Answered, policy: CapturePolicy, draws: Array
+                 ) -> dict[int, str]:
+        """Row -> why it is captured, for the rows that are."""
+        if policy.while_drift and policy.drift_alerted:
+            return dict.fromkeys(range(e.rows), "drift")
+        reasons: dict[int, str] = {}
+        if policy.share > 0:
+            reasons.update(dict.fromkeys(np.flatnonzero(draws < policy.share).tolist(),
+                                         "random"))
+        if policy.confidence_below is not None and e.proba is not None:
+            top = e.proba.reshape(e.rows, -1).max(axis=1)
+            reasons.update(dict.fromkeys(
+                np.flatnonzero(top < policy.confidence_below).tolist(), "confidence"))
+        return reasons
+
+    def _capture(self, e: Answered, policy: CapturePolicy, reasons: dict[int, str]
+                 ) -> list[dict[str, Any]]:
+        assert e.feeds is not None and e.prediction is not None
+        predicted = predicted_texts(e.prediction, e.rows)
+        out = []
+        for i in sorted(reasons):
+            if policy.per_class_cap is not None:
+                key = (e.model, e.version, predicted[i])
+                if self._per_class.get(key, 0) >= policy.per_class_cap:
+                    self.capped += 1
+                    continue
+                self._per_class[key] = self._per_class.get(key, 0) + 1
+            inputs = {name: _cell(_row(arr, i)) for name, arr in e.feeds.items()}
+            out.append({"kind": "capture", "ts": e.ts, "model": e.model,
+                        "version": e.version, "id": f"{self.prefix}{e.first_id + i}",
+                        "reason": reasons[i], "inputs": json.dumps(inputs),
+                        "prediction": predicted[i]})
+        return out

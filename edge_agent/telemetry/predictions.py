@@ -1,0 +1,52 @@
+"""Prediction records: per model version and flush chunk, the id, answer and time of
+every row answered, so that labels arriving later (even a year later) can be joined."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import numpy as np
+
+Array = np.ndarray[Any, Any]
+# Rows per record: keeps a record ~2 KB, well under any telemetry batch limit (a hub
+# refuses a batch over its byte cap, and one record cannot be split).
+MAX_ROWS = 32
+
+
+class Answered(Protocol):
+    ts: float
+    model: str
+    version: int
+    status: int
+    rows: int
+    first_id: int
+    prediction: Array | None
+
+
+def predicted_texts(prediction: Array, rows: int) -> list[str]:
+    """The first value of each row of the first output, as text (labels compare as text)."""
+    arr = prediction.reshape(rows, -1)[:, 0] if rows and prediction.size % rows == 0 \
+        else prediction.ravel()[:rows]
+    if arr.dtype.kind == "S":
+        return [x.decode("utf-8", "replace") for x in arr.tolist()]
+    if arr.dtype.kind == "b":
+        return [str(int(x)) for x in arr.tolist()]
+    return [str(x) for x in arr.tolist()]
+
+
+def prediction_records(events: Iterable[Answered], prefix: str, now: float
+                       ) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, int], tuple[list[str], list[str], list[float]]] = {}
+    for e in events:
+        if e.status != 200 or e.prediction is None or not e.first_id:
+            continue
+        ids, predicted, times = groups.setdefault((e.model, e.version), ([], [], []))
+        ids += [f"{prefix}{n}" for n in range(e.first_id, e.first_id + e.rows)]
+        predicted += predicted_texts(e.prediction, e.rows)
+        times += [e.ts] * e.rows
+    return [{"kind": "prediction", "ts": now, "model": model, "version": version,
+             "ids": ids[i:i + MAX_ROWS], "predicted": predicted[i:i + MAX_ROWS],
+             "times": times[i:i + MAX_ROWS]}
+            for (model, version), (ids, predicted, times) in groups.items()
+            for i in range(0, len(ids), MAX_ROWS)]

@@ -1,0 +1,77 @@
+"""`import_feedback` against a real catalog: orphans joined when predictions arrive later,
+one-line refusals of wrong label types, and a regression model's id,value file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.accuracy import accuracy_report
+from core.catalog import Catalog
+from core.errors import InvalidInput
+from core.feedback import import_feedback
+from core.telemetry.ingest import ingest_table, records_table
+from tests.fleet_helpers import open_catalog, train_mini
+from tests.hub_helpers import register_adder
+
+
+@pytest.fixture
+def catalog(outpost_home: Path) -> Catalog:
+    cat = open_catalog(outpost_home)
+    train_mini(cat)
+    return cat
+
+
+def _predictions(catalog: Catalog, model: str, ids: list[str], predicted: list[str],
+                 seq: int = 1) -> None:
+    record = {"kind": "prediction", "seq": seq, "ts": 1e9, "model": model, "version": 1,
+              "ids": ids, "predicted": predicted, "times": [1e9] * len(ids)}
+    ingest_table(catalog, "edge", records_table([record]), where="test")
+
+
+def test_labels_before_their_predictions_are_orphans_then_join(catalog: Catalog,
+                                                                tmp_path: Path) -> None:
+    ids = [f"a:1:{n}" for n in range(10)]
+    path = tmp_path / "early.csv"
+    path.write_text("id,label\n" + "".join(f"{i},1\n" for i in ids))
+    first = import_feedback(catalog, path, "pumps")
+    assert (first.new, first.orphans) == (10, 10)
+    assert accuracy_report(catalog, "pumps").agents == []
+    _predictions(catalog, "pumps", ids, ["1"] * 6 + ["0"] * 4)
+    (entry,) = accuracy_report(catalog, "pumps").agents
+    assert (entry.labelled, entry.correct, entry.accuracy) == (10, 6, 0.6)
+    assert entry.recall == {"1": 0.6} and entry.confusion == {"1": {"1": 6, "0": 4}}
+    assert accuracy_report(catalog, "pumps").orphans == 0
+
+
+@pytest.mark.parametrize("text,message", [
+    ("id,label\na:1:1,2\n", "not a class of model pumps (0, 1) (first: line 2: '2')"),
+    ("id,label\n,1\n", "1 rows have no id (first: line 2)"),
+    ("id,value\na:1:1,1\n", "model pumps is a classifier"),
+    ("name,label\na,1\n", "needs an id column"),
+    ("id,label,ts\na:1:1,1,yesterday\n", "neither unix seconds nor an ISO time"),
+])
+def test_wrong_labels_are_refused_in_one_line_and_nothing_is_stored(
+        catalog: Catalog, tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(InvalidInput) as err:
+        import_feedback(catalog, path, "pumps")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert catalog.cursor().execute("SELECT count(*) FROM feedback").fetchone() == (0,)
+
+
+def test_regression_takes_numbers_and_reports_mae_rmse(catalog: Catalog,
+                                                       tmp_path: Path) -> None:
+    register_adder(catalog, tmp_path)
+    _predictions(catalog, "adder", ["b:1:1", "b:1:2"], ["2.0", "4.0"], seq=5)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,value\nb:1:1,abc\n")
+    with pytest.raises(InvalidInput, match="not a number"):
+        import_feedback(catalog, bad, "adder")
+    good = tmp_path / "good.csv"
+    good.write_text("id,value\nb:1:1,3\nb:1:2,4.0\nb:1:2,5\n")
+    result = import_feedback(catalog, good, "adder")
+    assert (result.labels, result.duplicates) == (2, 1)
+    (entry,) = accuracy_report(catalog, "adder").agents
+    assert entry.mae == pytest.approx(1.0) and entry.rmse == pytest.approx(1.0)
