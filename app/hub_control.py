@@ -80,7 +80,8 @@ def hub_url(host: str, port: int, handle: HubHandle | None) -> str:
         host, port = handle.host, handle.port
     if host in _WILDCARDS:
         host = socket.getfqdn()
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "http" if handle is not None and handle.tls_spki is None else "https"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def enrol_for_hub(catalog: Catalog, name: str, url: str, out: Path) -> Enrolment:

@@ -19,6 +19,7 @@ from app.views.base import View
 from app.views.datasets import DatasetsView
 from app.views.experiments import ExperimentsView
 from app.views.fleet import FleetView
+from app.views.history import HistoryView
 from app.views.models import ModelsView
 from app.views.monitoring import MonitoringView
 from app.window import MainWindow
@@ -29,7 +30,7 @@ from core.errors import OutpostError
 
 def view_classes() -> list[type[View]]:
     """The pages in navigation order."""
-    return [DatasetsView, ExperimentsView, ModelsView, FleetView, MonitoringView]
+    return [DatasetsView, ExperimentsView, ModelsView, FleetView, MonitoringView, HistoryView]
 
 
 def gui_settings(settings: Settings) -> QSettings:

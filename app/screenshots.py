@@ -17,10 +17,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication, QWidget
+
+if TYPE_CHECKING:
+    from core.fleet.records import AgentRecord
 
 SIZE = (1400, 860)
 WINDOW_S = 2.0
@@ -48,8 +51,10 @@ def save(app: QApplication, widget: QWidget, out: Path, name: str) -> None:
     print(f"wrote {out / name}.png")
 
 
-def send(url: str, model: str, body: list[dict[str, object]]) -> None:
-    with httpx.Client(base_url=url, timeout=30) as http:
+def send(agent: AgentRecord, model: str, body: list[dict[str, object]]) -> None:
+    from core.fleet.client import pinned_http
+
+    with pinned_http(agent.url, agent.tls_spki) as http:
         for start in range(0, len(body), 100):
             http.post(f"/v1/models/{model}/predict",
                       json={"records": body[start:start + 100]}).raise_for_status()
@@ -194,13 +199,13 @@ class Shots:
 
         assert isinstance(view, MonitoringView)
         mv = resolve_model(self.catalog, "pump_failure@1")
-        url = get_agent(self.catalog, "local").url
+        agent = get_agent(self.catalog, "local")
         columns = [s.name for s in mv.inputs]
         for phase, dataset in enumerate(("field_sensor", "field_sensor", "field_sensor_drifted",
                                          "field_sensor_drifted")):
             frame = read_frame(self.catalog, resolve_version(self.catalog, dataset),
                                columns=columns).sample(400 + 300 * phase, random_state=phase)
-            send(url, mv.model, records(mv.inputs, frame))
+            send(agent, mv.model, records(mv.inputs, frame))
             settle(self.app, 10.5)  # one 10 s window each
         self.go(view)
         view.bucket_box.setCurrentText("10 s")

@@ -6,7 +6,8 @@ one run: raw onnxruntime session.run for one row, a bare ASGI app on the same
 uvicorn + httptools + uvloop stack (the HTTP floor), and the agent on single-row
 OIP JSON, OIP binary and /v1 predict at concurrency 1 and 16, with and without
 adaptive batching (on by default: up to 16 requests that arrive together; the
-variants turn it off or let it wait 200 us). Server pinned to core 0, wrk (1
+variants turn it off or let it wait 200 us), over TLS 1.3 (the default) and over
+plain HTTP (`--insecure-http`) for the cost of TLS. Server pinned to core 0, wrk (1
 thread) to core 1.
 
     python bench/bench_agent.py [--duration 10] [--quick]
@@ -35,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "bench_agent.json"
 COLUMNS = [f"f{i}" for i in range(8)]
 SERVER_CPU, LOAD_CPU = "0", "1"
+PLAIN_HTTP = ["--insecure-http"]
 TARGETS = {"overhead_p50_us_c1": 200, "req_s_c16": 4000, "rss_mb": 120, "ready_s": 2.0}
 
 
@@ -139,8 +141,11 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
     while time.perf_counter() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+        from edge_agent.contract.tls import pinned_client_context
+
+        try:  # trust on first use: the bench measures TLS, it does not authenticate
+            with urllib.request.urlopen(url, timeout=1, context=(
+                    pinned_client_context(None) if url.startswith("https") else None)) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -156,13 +161,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(args: list[str], ready_path: str) -> tuple[subprocess.Popen[bytes], str, float]:
+def start(args: list[str], ready_path: str, *, tls: bool = False
+          ) -> tuple[subprocess.Popen[bytes], str, float]:
     port = free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, sys.executable, *args,
                              "--port", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     wait_ready(url + ready_path, proc)
     return proc, url, time.perf_counter() - t0
 
@@ -266,12 +272,13 @@ def run_agent_suite(agent_dir: Path, token_file: Path, pub: Path, bodies: dict[s
                     duration: float, workdir: Path, extra: list[str]) -> dict[str, Any]:
     proc, url, ready = start(["-m", "edge_agent", "serve", "--dir", str(agent_dir),
                               "--token-file", str(token_file), "--trust-key", str(pub),
-                              "--telemetry-max-mb", "16", *extra], "/v2/models/rf/ready")
+                              "--telemetry-max-mb", "16", *extra], "/v2/models/rf/ready",
+                             tls="--insecure-http" not in extra)
     try:
         out: dict[str, Any] = {"ready_s": ready, **rss_mb(proc.pid)}
         for name, (path, body, headers) in bodies.items():
             wrk(url + path, body, headers, 4, 1.0, workdir, proc.pid)  # warm-up
-            for conns in ((16,) if extra else (1, 16)):
+            for conns in ((16,) if extra and extra != PLAIN_HTTP else (1, 16)):
                 out[f"{name}_c{conns}"] = wrk(url + path, body, headers, conns, duration,
                                               workdir, proc.pid)
         out.update({f"after_load_{k}": v for k, v in rss_mb(proc.pid).items()})
@@ -325,16 +332,20 @@ def main() -> None:
         finally:
             stop(floor_proc)
         plain = run_agent_suite(agent_dir, token_file, pub, bodies, duration, tmp, [])
+        # the same agent without TLS, for the cost of TLS (wrk keeps connections alive:
+        # one handshake per connection, as the desktop's and clients' pools do)
+        no_tls = run_agent_suite(agent_dir, token_file, pub, bodies, duration, tmp, PLAIN_HTTP)
         variants = {} if args.quick else {
             "unbatched": run_agent_suite(agent_dir, token_file, pub, bodies, duration, tmp,
                                          ["--batch-max", "1"]),
             "batch_delay_200us": run_agent_suite(agent_dir, token_file, pub, bodies, duration,
                                                  tmp, ["--batch-delay-us", "200"])}
-    report(raw, floor, plain, variants, duration, in_process)
+    report(raw, floor, plain, variants, duration, in_process, no_tls)
 
 
 def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
-           variants: dict[str, Any], duration: float, in_process: dict[str, float]) -> None:
+           variants: dict[str, Any], duration: float, in_process: dict[str, float],
+           no_tls: dict[str, Any]) -> None:
     overhead = {k: plain[f"{k}_c1"]["p50_us"] - raw["p50_us"]
                 for k in ("oip_json", "oip_binary", "v1_predict")}
     over_floor = {k: plain[f"{k}_c1"]["p50_us"] - floor["c1"]["p50_us"] for k in overhead}
@@ -344,7 +355,7 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
                     "load_tool": "wrk 4.1 (1 thread)", "duration_s": duration},
         "raw_session_run": raw, "in_process_cpu_us_per_request": in_process,
         "http_floor": floor, "agent": plain,
-        "agent_variants_c16": variants,
+        "agent_variants_c16": variants, "agent_without_tls": no_tls,
         "overhead_p50_us_c1": overhead, "overhead_over_floor_p50_us_c1": over_floor,
         "targets": TARGETS,
     }
@@ -370,6 +381,15 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
               f"({over_floor[name]:.0f} us over the HTTP floor); server CPU per request at "
               f"c16 {c16['server_cpu_us_per_req']:.0f} us (floor "
               f"{floor['c16']['server_cpu_us_per_req']:.0f} us, session.run {raw['p50_us']:.0f})")
+    print("TLS cost (agent default TLS 1.3 vs --insecure-http, same run, keep-alive):")
+    for name in overhead:
+        tls1, http1 = plain[f"{name}_c1"], no_tls[f"{name}_c1"]
+        tls16, http16 = plain[f"{name}_c16"], no_tls[f"{name}_c16"]
+        cpu_t, cpu_h = tls16["server_cpu_us_per_req"], http16["server_cpu_us_per_req"]
+        print(f"  {name:10s} c1 p50 {tls1['p50_us']:6.0f} us vs {http1['p50_us']:6.0f} us "
+              f"({tls1['p50_us'] / http1['p50_us']:.2f}x) | c16 {tls16['req_s']:6.0f} vs "
+              f"{http16['req_s']:6.0f} req/s ({tls16['req_s'] / http16['req_s']:.2f}x) | "
+              f"server CPU c16 {cpu_t:.0f} vs {cpu_h:.0f} us/req ({cpu_t / cpu_h:.2f}x)")
     print(f"RSS with the model loaded: {plain['rss_mb']:.1f} MB "
           f"(after load {plain['after_load_rss_mb']:.1f} MB); start to ready "
           f"{plain['ready_s']:.2f} s")

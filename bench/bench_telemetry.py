@@ -200,6 +200,8 @@ def _fill_outbox(folder: Path, n: int) -> None:
 
 def bench_pull(root: Path, n: int) -> dict[str, Any]:
     from core.fleet.local import start_local_agent, stop_local_agent
+    from core.fleet.records import get_agent
+    from edge_agent.contract.tls import pinned_client_context
 
     catalog = _catalog(root / "pull-home")
     signing_key(catalog)
@@ -207,8 +209,9 @@ def bench_pull(root: Path, n: int) -> dict[str, Any]:
     agent = start_local_agent(catalog)
     try:
         token = (agent.dir / "token").read_text().strip()
+        pin = get_agent(catalog, "local").tls_spki
         with httpx.Client(base_url=agent.url, headers={"Authorization": f"Bearer {token}"},
-                          timeout=60) as http:
+                          timeout=60, verify=pinned_client_context(pin)) as http:
             def fetch_only() -> int:
                 after, got = 0, 0
                 while page := http.get("/v1/telemetry", params={

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from core.audit import record_event
 from core.baselines import FeatureSpec, compute_baseline, prediction_baseline
 from core.catalog import Catalog
 from core.datasets import read_frame, resolve_version, version_path
@@ -199,6 +200,8 @@ def build_bundle(catalog: Catalog, ref: str, out: Path | None = None, *,
         cur.execute("INSERT OR REPLACE INTO bundle (model, version, object, key_id, baseline) "
                     "VALUES (?, ?, ?, ?, ?)",
                     [mv.model, mv.version, sha, key_id, orjson.dumps(baseline).decode()])
+        record_event(cur, "bundle_build", model=mv.model, version=mv.version, sha256=sha,
+                     detail={"key_id": key_id, "onnx": mv.onnx_object})
     report(progress, "bundle", 3, 3)
     return _deliver(catalog, mv, sha, key_id, baseline, out, reused=False)
 

@@ -15,6 +15,7 @@ import duckdb
 from core.config import Settings
 from core.errors import CatalogInUse, OutpostError, StorageError
 from core.objects import ObjectStore
+from core.vault import lock_down, move_tokens_out
 
 # Nothing is ever downloaded: only the extensions built into the wheel load.
 _DUCKDB_CONFIG = {
@@ -58,7 +59,7 @@ class Catalog:
     def open(cls, settings: Settings) -> Catalog:
         path = settings.catalog_path
         try:
-            settings.home.mkdir(parents=True, exist_ok=True)
+            settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(
                 f"cannot create Outpost home {settings.home}: {exc.strerror}") from exc
@@ -70,8 +71,10 @@ class Catalog:
             raise StorageError(f"cannot open catalog {path}: {exc}") from exc
         catalog = cls(settings, con)
         try:
+            lock_down(settings)
             catalog.objects.ensure()
             catalog.migrate()
+            catalog._move_tokens_out()
         except BaseException:
             con.close()
             raise
@@ -134,6 +137,14 @@ class Catalog:
                 )
             applied.append(migration.number)
         return applied
+
+    def _move_tokens_out(self) -> None:
+        """Tokens left in `agent.token` by an older Outpost go to the 0600 secrets file."""
+        rows = self.con.execute("SELECT name, token FROM agent WHERE token <> ''").fetchall()
+        if rows:
+            move_tokens_out(self.settings, {str(n): str(t) for n, t in rows})
+            with self.transaction() as cur:
+                cur.execute("UPDATE agent SET token = '' WHERE token <> ''")
 
     def close(self) -> None:
         self.con.close()

@@ -52,6 +52,16 @@ class Settings:
         return self.home / "logs"
 
     @property
+    def secrets_path(self) -> Path:
+        """Agent tokens (0600), kept out of the catalog's tables."""
+        return self.home / "secrets.json"
+
+    @property
+    def hub_tls_dir(self) -> Path:
+        """The hub's TLS key (0600) and self-signed certificate."""
+        return self.keys_dir / "hub-tls"
+
+    @property
     def agents_dir(self) -> Path:
         """Where local agents keep their model store and outbox."""
         return self.home / "agents"

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pandas as pd
 
 from core.catalog import Catalog
@@ -20,9 +19,10 @@ from core.datasets import import_frame, read_frame, resolve_version
 from core.drift import DriftReport, drift_report
 from core.errors import OutpostError
 from core.feeds import records
+from core.fleet.client import pinned_http
 from core.fleet.dispatch import deploy
 from core.fleet.local import LOCAL_AGENT, start_local_agent, stop_local_agent
-from core.fleet.records import get_agent
+from core.fleet.records import AgentRecord, get_agent
 from core.progress import CancelToken, check
 from core.registry import ModelVersion, register_model, resolve_model, set_alias
 from core.samples import SAMPLES, SENSOR_DRIFTED_FEATURES
@@ -100,9 +100,9 @@ def _import(catalog: Catalog) -> str:
     return ", ".join(done)
 
 
-def _send(url: str, mv: ModelVersion, frame: pd.DataFrame) -> int:
+def _send(agent: AgentRecord, mv: ModelVersion, frame: pd.DataFrame) -> int:
     body = records(mv.inputs, frame)
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with pinned_http(agent.url, agent.tls_spki) as http:
         for start in range(0, len(body), BATCH):
             answer = http.post(f"/v1/models/{mv.model}/predict",
                                json={"records": body[start:start + BATCH]})
@@ -186,13 +186,13 @@ def _pull(catalog: Catalog, drifted_from: float, timeout: float = 15.0) -> str:
 def _serve_and_observe(catalog: Catalog, run: _Runner, state: dict[str, Any]) -> None:
     run.step("deploy", lambda: _deploy(catalog))
     mv = resolve_model(catalog, f"{MODEL}@production")
-    url = get_agent(catalog, LOCAL_AGENT).url
+    agent = get_agent(catalog, LOCAL_AGENT)
     normal = _traffic_frame(catalog, "field_sensor", mv, 1)
     drifted = _traffic_frame(catalog, "field_sensor_drifted", mv, 2)
     start = time.time()
-    run.step("normal traffic", lambda: f"{_send(url, mv, normal)} rows")
+    run.step("normal traffic", lambda: f"{_send(agent, mv, normal)} rows")
     boundary = _next_window()
-    run.step("drifted traffic", lambda: f"{_send(url, mv, drifted)} rows")
+    run.step("drifted traffic", lambda: f"{_send(agent, mv, drifted)} rows")
     _next_window()
     run.step("pull telemetry", lambda: _pull(catalog, boundary))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from core.audit import record_event
 from core.catalog import Catalog
 from core.errors import OutpostError, StorageError
 from edge_agent.contract.protocol import (
@@ -123,6 +124,9 @@ def rotate_signing_key(catalog: Catalog) -> Rotation:
         cur.execute(
             "INSERT INTO key_rotation (rotation, old_key, new_key, record) VALUES (?, ?, ?, ?)",
             [n, public_key_b64(old), public_key_b64(new), record])
+        record_event(cur, "key_rotation",
+                     detail={"rotation": n, "old_key": key_fingerprint(old),
+                             "new_key": key_fingerprint(new)})
     os.replace(pending, current)
     return Rotation(n, key_fingerprint(old), key_fingerprint(new), record)
 

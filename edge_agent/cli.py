@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.contract.errors import AgentError
+from edge_agent.contract.tls import short
 
 MiB = 1024 * 1024
 
@@ -120,18 +121,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         capture_max_bytes=int(args.capture_max_mb * MiB),
         connections=ConnectionLimits(
             max_connections=args.max_connections, header_timeout_s=args.header_timeout_s,
-            max_header_bytes=int(args.max_header_kb * 1024)))
+            max_header_bytes=int(args.max_header_kb * 1024)),
+        insecure_http=args.insecure_http)
     return serve(sock, options)
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    from edge_agent.store.events import AgentEventLog
+    from edge_agent.store.identity import load_or_create_identity
     from edge_agent.store.store import ModelStore
+    from edge_agent.telemetry.outbox import Outbox
 
     agent_dir = _writable_dir(Path(args.dir))
-    store = ModelStore(agent_dir, _keyring(agent_dir, args.trust_key))
-    store.open()
-    result = store.install(Path(args.bundle), activate=not args.no_activate,
-                           allow_rollback=args.rollback)
+    outbox = Outbox(agent_dir / "telemetry.sqlite")
+    try:
+        events = AgentEventLog(load_or_create_identity(agent_dir), outbox)
+        store = ModelStore(agent_dir, _keyring(agent_dir, args.trust_key), on_event=events)
+        store.open()
+        result = store.install(Path(args.bundle), activate=not args.no_activate,
+                               allow_rollback=args.rollback)
+    finally:
+        outbox.close()
     print(f"{result.model} version {result.version}: {result.status} "
           f"(canary {result.canary})")
     return 0
@@ -157,16 +167,28 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from edge_agent.contract.signing import atomic_write
-    from edge_agent.store.identity import load_or_create_identity
+    from edge_agent.store.identity import load_or_create_identity, load_or_create_tls
 
     agent_dir = _writable_dir(Path(args.dir))
     identity = load_or_create_identity(agent_dir)
+    cert, _ = load_or_create_tls(agent_dir, identity)
     token_path = agent_dir / TOKEN_FILE
     if not token_path.exists():
         atomic_write(token_path, secrets.token_urlsafe(32).encode() + b"\n", mode=0o600)
     config = {"host": "127.0.0.1", "port": 8080, "token_file": str(token_path)}
     atomic_write(agent_dir / CONFIG_FILE, json.dumps(config, indent=2).encode() + b"\n")
-    print(f"agent {identity.agent_id} in {agent_dir}; management token in {token_path}")
+    print(f"agent {identity.agent_id} in {agent_dir}; management token in {token_path}; "
+          f"TLS certificate {cert.cert_file} (key {short(cert.spki)})")
+    return 0
+
+
+def cmd_rotate_cert(args: argparse.Namespace) -> int:
+    from edge_agent.store.identity import load_or_create_identity, rotate_tls
+
+    agent_dir = _writable_dir(Path(args.dir))
+    cert, _ = rotate_tls(agent_dir, load_or_create_identity(agent_dir))
+    print(f"new TLS certificate {cert.cert_file} (key {short(cert.spki)}), signed by the "
+          "identity key; restart `serve` to use it (the desktop re-pins it on its next call)")
     return 0
 
 
@@ -177,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Outpost edge agent: serve ONNX models.")
     parser.add_argument("--version", action="version", version=f"outpost-agent {agent_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the installed models over HTTP")
+    serve = sub.add_parser("serve", help="serve the installed models over HTTPS (TLS 1.3)")
     serve.add_argument("--dir", required=True, help="agent folder (models, keys, telemetry)")
     serve.add_argument("--host", help="address to bind (DIR/config.json, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (DIR/config.json, else 8080)")
@@ -231,6 +253,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-header-kb", type=float, default=c.max_header_bytes / 1024,
                        help=f"largest request headers ({c.max_header_bytes // 1024} KiB; 431 "
                        "beyond)")
+    serve.add_argument("--insecure-http", action="store_true",
+                       help="serve plain HTTP (only behind a TLS-terminating proxy)")
     from edge_agent.hub.client import add_hub_arguments
 
     add_hub_arguments(serve)
@@ -250,6 +274,10 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="create the agent identity, a token and a config")
     init.add_argument("--dir", required=True, help="agent folder")
     init.set_defaults(fn=cmd_init)
+    rotate = sub.add_parser("rotate-cert", help="a new TLS key and certificate, vouched "
+                            "for by the identity key")
+    rotate.add_argument("--dir", required=True, help="agent folder")
+    rotate.set_defaults(fn=cmd_rotate_cert)
     return parser
 
 

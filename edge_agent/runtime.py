@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.contract.http_limits import ConnectionLimits, limited_protocol
+from edge_agent.contract.tls import short
 from edge_agent.store.keys import KeyRing
 
 log = logging.getLogger("edge_agent")
@@ -42,6 +43,7 @@ class ServeOptions:
     connections: ConnectionLimits = ConnectionLimits()
     feedback_token: str | None = None  # may only post feedback (a label-entry tablet)
     capture_max_bytes: int = 16 * 1024 * 1024
+    insecure_http: bool = False  # plain HTTP behind a TLS-terminating proxy
 
 
 def build_app(options: ServeOptions) -> Any:
@@ -52,7 +54,8 @@ def build_app(options: ServeOptions) -> Any:
     from edge_agent.serving.serving import ServedCache
     from edge_agent.serving.shadow import Shadow
     from edge_agent.store.boot import next_boot
-    from edge_agent.store.identity import load_or_create_identity
+    from edge_agent.store.events import AgentEventLog
+    from edge_agent.store.identity import load_or_create_identity, load_or_create_tls
     from edge_agent.store.store import ModelStore
     from edge_agent.telemetry.capture import Capturer
     from edge_agent.telemetry.ids import PredictionIds
@@ -60,12 +63,15 @@ def build_app(options: ServeOptions) -> Any:
     from edge_agent.telemetry.recorder import Recorder
 
     identity = load_or_create_identity(options.agent_dir)
+    tls_proof = None if options.insecure_http else \
+        load_or_create_tls(options.agent_dir, identity)[1]
     ids = PredictionIds(identity.agent_id, next_boot(options.agent_dir))
     capturer = Capturer(options.agent_dir, ids.prefix, options.window_s)
-    store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes)
-    store.open()
     outbox = Outbox(options.agent_dir / "telemetry.sqlite", options.telemetry_max_bytes,
                     options.capture_max_bytes)
+    store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes,
+                       on_event=AgentEventLog(identity, outbox))
+    store.open()
     metrics = AgentMetrics(outbox.stats)
     for status in store.models():
         if status.degraded:
@@ -78,7 +84,8 @@ def build_app(options: ServeOptions) -> Any:
     management = Management(store, cache, outbox, identity, metrics, options.token,
                             options.agent_dir, max_bundle_bytes=options.max_bundle_bytes,
                             body_timeout_s=options.body_timeout_s, cut_windows=recorder.cut,
-                            feedback_token=options.feedback_token, capturer=capturer)
+                            feedback_token=options.feedback_token, capturer=capturer,
+                            tls_proof=tls_proof)
     limits = Limits(max_body_bytes=options.max_body_bytes,
                     body_timeout_s=options.body_timeout_s, batch_max=options.batch_max,
                     batch_delay_s=options.batch_delay_us / 1e6)
@@ -91,26 +98,34 @@ def build_app(options: ServeOptions) -> Any:
 def serve(sock: socket.socket, options: ServeOptions) -> int:
     import uvicorn
 
+    from edge_agent.contract.uvicorn_server import Server
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
     if options.token is None:
         log.warning("no management token (run `outpost-agent init` or pass --token-file): "
                     "management routes are disabled")
     app = build_app(options)
+    ssl_context = _ssl_context(options)
     watcher = _start_inbox(options, app)
     hub = _start_hub(options, app)
     config = uvicorn.Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
                             http=limited_protocol(options.connections), lifespan="on",
                             access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             timeout_keep_alive=30, proxy_headers=False, server_header=False,
-                            date_header=False)
-    server = uvicorn.Server(config)
+                            date_header=False, ssl_context_factory=ssl_context)
+    server = Server(config)
     # uvicorn re-raises the signal that stopped it once it is done; by then the agent has
     # drained and flushed, so the re-raised signal only has to end the process cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     host, port = sock.getsockname()[:2]
-    log.info("serving on http://%s:%d", host, port)
+    if options.insecure_http:
+        log.warning("--insecure-http: serving plain HTTP on %s:%d; only behind a "
+                    "TLS-terminating proxy (tokens and bundles travel in clear)", host, port)
+    else:
+        log.info("serving on https://%s:%d (TLS 1.3, certificate key %s)", host, port,
+                 short(app.management.tls_proof["spki_sha256"]))
     try:
         server.run(sockets=[sock])
     finally:
@@ -120,6 +135,16 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
             hub.stop()
     log.info("stopped")
     return 0
+
+
+def _ssl_context(options: ServeOptions) -> Any:
+    """uvicorn's ssl_context_factory: the agent's own TLS 1.3 context, or None."""
+    if options.insecure_http:
+        return None
+    from edge_agent.contract.tls import load_or_create_cert, server_context
+
+    context = server_context(load_or_create_cert(options.agent_dir, "outpost-agent"))
+    return lambda _config, _default: context
 
 
 def _start_inbox(options: ServeOptions, app: Any) -> Any:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
 import io
 import json
 import os
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import onnx
@@ -318,6 +321,63 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# --- TLS: every server a test starts presents a self-signed certificate ------------------
+
+_CERTS: dict[str, Path] = {}  # "host:port" -> the certificate file that server presents
+
+
+def trust_cert(url: str, cert_file: Path) -> None:
+    """Requests from these helpers to `url` trust `cert_file` (it may not exist yet)."""
+    _CERTS[urlsplit(url).netloc] = Path(cert_file)
+
+
+def ssl_context_for(url: str) -> ssl.SSLContext | None:
+    """A context that trusts the certificate registered for `url` (chain and name are
+    verified; dates are not, as the desktop pins keys, not dates), or None for plain http.
+    FileNotFoundError until the file exists."""
+    if not url.startswith("https://"):
+        return None
+    cert = _CERTS.get(urlsplit(url).netloc)
+    if cert is None:
+        raise AssertionError(f"no certificate registered for {url} (trust_cert)")
+    return _context(cert, cert.read_bytes())
+
+
+@functools.lru_cache(maxsize=256)
+def _context(cert: Path, pem: bytes) -> ssl.SSLContext:
+    """One context per certificate (a new certificate at that path makes a new one)."""
+    context = ssl.create_default_context(cadata=pem.decode())
+    context.verify_flags |= _NO_CHECK_TIME
+    return context
+
+
+_NO_CHECK_TIME = ssl.VerifyFlags(0x200000)  # OpenSSL X509_V_FLAG_NO_CHECK_TIME
+
+
+def verify_for(url: str) -> ssl.SSLContext | bool:
+    """httpx's `verify=` for `url`."""
+    return ssl_context_for(url) or True
+
+
+def http_connection(url: str, timeout: float = 30) -> http.client.HTTPConnection:
+    """A keep-alive connection to the server at `url` (TLS when it is https)."""
+    parts = urlsplit(url)
+    context = ssl_context_for(url)
+    if context is None:
+        return http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    return http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout,
+                                       context=context)
+
+
+def open_socket(url: str, timeout: float = 15) -> socket.socket:
+    """A raw stream to the server at `url`, inside TLS when it is https."""
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+    context = ssl_context_for(url)
+    return sock if context is None else context.wrap_socket(sock,
+                                                            server_hostname=parts.hostname)
+
+
 def wait_http_ok(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
                  ) -> None:
     deadline = time.monotonic() + timeout
@@ -325,7 +385,8 @@ def wait_http_ok(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] 
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"agent exited with {proc.returncode} before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+            context = ssl_context_for(url)
+            with urllib.request.urlopen(url, timeout=1, context=context) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -342,6 +403,19 @@ class AgentProcess:
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def cafile(self) -> Path:
+        """The agent's self-signed certificate (curl --cacert, ssl cafile=)."""
+        return self.dir / "tls.crt"
+
+    @property
+    def ssl(self) -> ssl.SSLContext | None:
+        return ssl_context_for(self.url)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
 
 @contextlib.contextmanager
@@ -366,7 +440,8 @@ def running_agent(agent_dir: Path, trust_key: Ed25519PrivateKey | None = None,
         proc = subprocess.Popen([*args, *extra_args], env=dict(os.environ, PYTHONUNBUFFERED="1"),
                                 stderr=err,
                                 preexec_fn=None if max_files is None else file_limit(max_files))
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'http' if '--insecure-http' in extra_args else 'https'}://127.0.0.1:{port}"
+    trust_cert(url, agent_dir / "tls.crt")
     try:
         wait_http_ok(f"{url}/v2/health/ready", ready_timeout, proc)
         yield AgentProcess(proc, url, agent_dir, token)
@@ -386,7 +461,7 @@ def json_request(url: str, body: Any = None, headers: Mapping[str, str] | None =
     payload = data if data is not None else (None if body is None else json.dumps(body).encode())
     req = urllib.request.Request(url, data=payload, method=method, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30, context=ssl_context_for(url)) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")

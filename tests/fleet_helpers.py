@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.catalog import Catalog
 from core.config import Settings
+from core.vault import set_agent_token
 from edge_agent.contract.protocol import (
     HistogramRecord,
     RequestRecord,
@@ -28,7 +30,14 @@ from edge_agent.contract.protocol import (
     write_public_key,
     write_telemetry_export,
 )
-from tests.agent_helpers import free_port, wait_http_ok
+from edge_agent.contract.tls import ServerCert, server_context, spki_sha256_of_file
+from tests.agent_helpers import (
+    free_port,
+    ssl_context_for,
+    trust_cert,
+    verify_for,
+    wait_http_ok,
+)
 
 
 def open_catalog(home: Path) -> Catalog:
@@ -40,8 +49,9 @@ def enrol_row(catalog: Catalog, name: str, identity: Ed25519PrivateKey,
     """An agent row as `agent add` leaves it, for tests that only need its pinned key."""
     catalog.con.execute(
         "INSERT INTO agent (name, url, token, agent_id, public_key, mode, key_index, "
-        "key_counter) VALUES (?, 'http://127.0.0.1:9', 'token-token', ?, ?, 'push', 0, 0)",
+        "key_counter) VALUES (?, 'http://127.0.0.1:9', '', ?, ?, 'push', 0, 0)",
         [name, agent_id or f"id-{name}", public_key_b64(identity)])
+    set_agent_token(catalog.settings, name, "token-token")
 
 
 def requests(first_seq: int, n: int, *, model: str = "m", version: int = 1, t0: float = 1e9,
@@ -98,6 +108,10 @@ class Agent:
     dir: Path
     token: str
 
+    @property
+    def ssl(self) -> ssl.SSLContext | None:
+        return ssl_context_for(self.url)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -123,7 +137,8 @@ def start_agent(folder: Path, trust: Ed25519PrivateKey, *, port: int | None = No
              "127.0.0.1", "--port", str(port), "--token-file", str(token_file), "--trust-key",
              str(pub), "--window-s", str(window_s), *extra],
             stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
+    trust_cert(url, folder / "tls.crt")
     try:
         wait_http_ok(f"{url}/v2/health/ready", 30, proc)
     except AssertionError:
@@ -144,22 +159,77 @@ def agents(root: Path, trust: Ed25519PrivateKey, n: int) -> Iterator[list[Agent]
             agent.stop()
 
 
+def relay_pair(client: socket.socket, target_port: int, tls: ServerCert | None
+               ) -> tuple[socket.socket, socket.socket]:
+    """The two ends a proxy pipes between. With `tls`, the proxy terminates TLS with that
+    certificate (the server's own: a TLS-terminating proxy; another: a man in the middle)
+    and speaks TLS to the target, so it sees the plain HTTP in between."""
+    upstream = socket.create_connection(("127.0.0.1", target_port))
+    if tls is None:
+        return client, upstream
+    client = server_context(tls).wrap_socket(client, server_side=True)
+    to_target = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    to_target.check_hostname, to_target.verify_mode = False, ssl.CERT_NONE
+    return (_OneAtATime(client),  # type: ignore[return-value]
+            _OneAtATime(to_target.wrap_socket(upstream)))
+
+
+class _OneAtATime:
+    """An SSL socket used by two relay threads (one reads, one writes): OpenSSL allows one
+    operation at a time on a connection, so each call takes a lock, and a read waits for
+    data in short slices so that a write can go between them."""
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            with self._lock:
+                self._sock.settimeout(0.02)
+                try:
+                    return self._sock.recv(size)
+                except (TimeoutError, ssl.SSLWantReadError):
+                    pass
+                finally:
+                    self._sock.settimeout(None)
+
+    def sendall(self, data: bytes) -> None:
+        with self._lock:
+            self._sock.sendall(data)
+
+    def shutdown(self, how: int) -> None:
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def server_cert_of(folder: Path) -> ServerCert:
+    """The certificate an agent (or hub) in `folder` presents."""
+    return ServerCert(folder / "tls.key", folder / "tls.crt", spki_sha256_of_file(
+        folder / "tls.crt"))
+
+
 class CuttingProxy:
     """Forwards 127.0.0.1:port to a target. `cut_after(marker, n)` arms it: the connection
     on which the client sends `marker` is dropped `n` bytes later, as a network failing
-    mid-upload would (once; then it forwards normally again)."""
+    mid-upload would (once; then it forwards normally again). With `tls` it terminates
+    TLS with that certificate (see `relay_pair`)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, tls: ServerCert | None = None) -> None:
         self.target_port = target_port
+        self.tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._armed: tuple[bytes, int] | None = None
         self._lock = threading.Lock()
+        self.received = b""  # every byte clients sent through it (inside TLS, if any)
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'http' if self.tls is None else 'https'}://127.0.0.1:{self.port}"
 
     def cut_after(self, marker: bytes, n: int) -> None:
         self._armed = (marker, n)
@@ -170,9 +240,16 @@ class CuttingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._upload, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            client, upstream = relay_pair(client, self.target_port, self.tls)
+        except OSError:  # a client that refuses our certificate hangs up here
+            client.close()
+            return
+        threading.Thread(target=self._upload, args=(client, upstream), daemon=True).start()
+        _pipe(upstream, client)
 
     def _take(self, seen: bytes) -> int | None:
         """Bytes of `seen` still to forward before the cut, if the marker is in it."""
@@ -187,6 +264,7 @@ class CuttingProxy:
         seen = b""
         try:
             while data := src.recv(65536):
+                self.received += data
                 start = len(seen)
                 seen += data
                 limit = self._take(seen)
@@ -219,8 +297,8 @@ def _close(*socks: socket.socket) -> None:
 
 
 @contextlib.contextmanager
-def cutting_proxy(target_port: int) -> Iterator[CuttingProxy]:
-    proxy = CuttingProxy(target_port)
+def cutting_proxy(target_port: int, tls: ServerCert | None = None) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(target_port, tls)
     try:
         yield proxy
     finally:
@@ -228,7 +306,8 @@ def cutting_proxy(target_port: int) -> Iterator[CuttingProxy]:
 
 
 def outbox_last_seq(url: str, token: str) -> int:
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                      verify=verify_for(url)) as http:
         answer = http.get("/v1/telemetry", params={"after": 0, "limit": 1})
     assert answer.status_code == 200, answer.text
     return int(answer.json()["last_seq"])
@@ -242,7 +321,8 @@ def wait_for_outbox(url: str, token: str, *, requests: int, after: int = 0,
     deadline = time.monotonic() + timeout
     headers = {"Authorization": f"Bearer {token}"}
     kinds: list[str] = []
-    with httpx.Client(base_url=url, headers=headers, timeout=10) as http:
+    with httpx.Client(base_url=url, headers=headers, timeout=10,
+                      verify=verify_for(url)) as http:
         while time.monotonic() < deadline:
             answer = http.get("/v1/telemetry", params={"after": after, "limit": 100_000})
             assert answer.status_code == 200, answer.text
@@ -264,3 +344,11 @@ def stored_seqs(catalog: Catalog, agent: str,
     return [int(s) for (s,) in catalog.cursor().execute(
         " UNION ALL ".join(f"SELECT seq FROM {t} WHERE agent = $agent" for t in tables)
         + " ORDER BY seq", {"agent": agent}).fetchall()]
+
+
+def agent_event_seqs(catalog: Catalog, agent: str) -> list[int]:
+    """The outbox seqs of `agent`'s own audit events (install, activate, rollback): they
+    share the outbox sequence with telemetry and land in the audit trail."""
+    return [int(s) for (s,) in catalog.cursor().execute(
+        "SELECT json_extract(detail, '$.outbox_seq')::BIGINT FROM audit_event "
+        "WHERE kind = 'agent_event' AND agent = $a", {"a": agent}).fetchall()]

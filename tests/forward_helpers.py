@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.agent_helpers import identity_model
+from tests.agent_helpers import identity_model, verify_for
 from tests.conftest import OUTPOST, REPO, CliResult
 from tests.hub_helpers import HubAgent, start_hub_agent, wait_until
 
@@ -66,7 +66,8 @@ def _read(fd: int) -> bytes:
 
 def answer(agent: HubAgent, x: float) -> float | None:
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [x]}]}
-    reply = httpx.post(f"{agent.url}/v2/models/adder/infer", json=body, timeout=10)
+    reply = httpx.post(f"{agent.url}/v2/models/adder/infer", json=body, timeout=10,
+                       verify=verify_for(agent.url))
     return float(reply.json()["outputs"][0]["data"][0]) if reply.status_code == 200 else None
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.agent_helpers import ssl_context_for
+
 
 def address(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
@@ -16,8 +18,12 @@ def address(url: str) -> tuple[str, int]:
 
 
 def open_socket(url: str, timeout: float = 10.0) -> socket.socket:
-    """A plain TCP connection to the server behind `url` (what a hostile peer opens)."""
-    return socket.create_connection(address(url), timeout=timeout)
+    """A connection to the server behind `url` (what a hostile peer opens), inside TLS
+    when the server speaks it: the hostility is in the HTTP that follows."""
+    sock = socket.create_connection(address(url), timeout=timeout)
+    context = ssl_context_for(url)
+    return sock if context is None else context.wrap_socket(sock,
+                                                            server_hostname=address(url)[0])
 
 
 def raw_exchange(url: str, request: bytes, timeout: float = 20.0) -> bytes:

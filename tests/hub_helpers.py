@@ -19,10 +19,33 @@ import httpx
 import orjson
 
 from core.catalog import Catalog
-from core.hub import enroll_agent, write_enrolment
+from core.config import Settings
+from core.hub import HubHandle, HubOptions, enroll_agent, start_hub, write_enrolment
 from core.registry import import_onnx
-from tests.agent_helpers import file_limit, free_port, identity_model, wait_http_ok
+from edge_agent.contract.tls import ServerCert
+from tests.agent_helpers import (
+    file_limit,
+    free_port,
+    identity_model,
+    trust_cert,
+    verify_for,
+    wait_http_ok,
+)
 from tests.conftest import OUTPOST, REPO
+from tests.fleet_helpers import relay_pair, server_cert_of
+
+
+def hub_cert(settings: Settings) -> ServerCert:
+    """The certificate the hub of this home presents (created by the first start)."""
+    return server_cert_of(settings.hub_tls_dir)
+
+
+def start_test_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = 0,
+                   options: HubOptions | None = None, **kwargs: Any) -> HubHandle:
+    """`start_hub`, with this test's requests trusting the hub's certificate."""
+    handle = start_hub(catalog, host, port, options, **kwargs)
+    trust_cert(handle.url, catalog.settings.hub_tls_dir / "tls.crt")
+    return handle
 
 
 def register_adder(catalog: Catalog, tmp: Path, bias: float = 1.0) -> str:
@@ -64,7 +87,7 @@ class HubAgent:
         return self.log.read_text(errors="replace")
 
     def infer(self, n: int, model: str = "adder") -> None:
-        with httpx.Client(base_url=self.url) as http:
+        with httpx.Client(base_url=self.url, verify=verify_for(self.url)) as http:
             for i in range(n):
                 body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1],
                                     "data": [float(i % 3)]}]}
@@ -90,7 +113,8 @@ def start_hub_agent(folder: Path, name: str, *, enrol: Path | None = None,
     log = folder.parent / f"{folder.name}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'http' if '--insecure-http' in extra else 'https'}://127.0.0.1:{port}"
+    trust_cert(url, folder / "tls.crt")
     try:
         wait_http_ok(f"{url}/v2/health/ready", 30, proc)
     except AssertionError:
@@ -147,7 +171,9 @@ def start_hub_process(home: Path, port: int | None = None, extra_args: tuple[str
             proc.stdout.close()
             raise AssertionError(f"hub did not start: {log.read_text(errors='replace')}")
         lines.append(line)
-    return HubProcess(proc, orjson.loads(b"".join(lines))["url"], port, log)
+    url = orjson.loads(b"".join(lines))["url"]
+    trust_cert(url, Settings(home).hub_tls_dir / "tls.crt")
+    return HubProcess(proc, url, port, log)
 
 
 def hub_call(hub_url: str, method: str, path: str, token: str | None, *,
@@ -155,7 +181,8 @@ def hub_call(hub_url: str, method: str, path: str, token: str | None, *,
              ) -> httpx.Response:
     auth = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return httpx.request(method, hub_url + path, content=body,
-                         headers={**auth, **(headers or {})}, timeout=30)
+                         headers={**auth, **(headers or {})}, timeout=30,
+                         verify=verify_for(hub_url))
 
 
 def ndjson(records: list[dict[str, Any]]) -> bytes:
@@ -171,10 +198,13 @@ def request_records(first: int, n: int, *, ts: float = 1.7e9, step: float = 1.0
 class DownloadCutter:
     """Forwards 127.0.0.1:port to the hub. `cut_after(n)` arms it: the next answer that
     carries a bundle (application/octet-stream) is dropped after `n` body bytes. Every
-    request line and its Range header (if any) is recorded in `requests`."""
+    request line and its Range header (if any) is recorded in `requests`. With `tls` it
+    terminates TLS with the hub's certificate (as a TLS-terminating proxy holding the hub's
+    key would)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, tls: ServerCert | None = None) -> None:
         self.target_port = target_port
+        self.tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._armed: int | None = None
@@ -183,7 +213,7 @@ class DownloadCutter:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'http' if self.tls is None else 'https'}://127.0.0.1:{self.port}"
 
     def cut_after(self, n: int) -> None:
         self._armed = n
@@ -194,9 +224,16 @@ class DownloadCutter:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            client, upstream = relay_pair(client, self.target_port, self.tls)
+        except OSError:
+            client.close()
+            return
+        threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
+        self._down(upstream, client)
 
     def _up(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):

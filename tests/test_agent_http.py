@@ -2,7 +2,6 @@
 and the active models are unchanged after every single case."""
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import time
@@ -17,10 +16,13 @@ from edge_agent.contract.protocol import generate_signing_key
 from tests.agent_helpers import (
     AgentProcess,
     free_port,
+    http_connection,
     json_request,
     make_identity_bundle,
     make_tabular_bundle,
+    open_socket,
     running_agent,
+    trust_cert,
     wait_http_ok,
 )
 
@@ -41,7 +43,7 @@ def oip(row: dict[str, Any] = ROW, **changes: Any) -> dict[str, Any]:
 
 def post(agent: AgentProcess, path: str, body: bytes, headers: dict[str, str] | None = None
          ) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", int(agent.url.rsplit(":", 1)[1]), timeout=30)
+    conn = http_connection(agent.url)
     try:
         conn.request("POST", path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -197,8 +199,7 @@ def test_unknown_routes_and_methods(agent: AgentProcess) -> None:
 
 def raw_exchange(agent: AgentProcess, request: bytes) -> bytes:
     """Send request bytes, read until the server closes the connection."""
-    port = int(agent.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+    with open_socket(agent.url) as sock:
         sock.sendall(request)
         reply = b""
         while chunk := sock.recv(65536):
@@ -239,8 +240,9 @@ def test_agent_binds_loopback_by_default(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("a-token-for-this-test")
     proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "serve", "--dir",
                              str(tmp_path), "--port", str(port)])
+    trust_cert(url := f"https://127.0.0.1:{port}", tmp_path / "tls.crt")
     try:
-        wait_http_ok(f"http://127.0.0.1:{port}/v2/health/live", 20, proc)
+        wait_http_ok(f"{url}/v2/health/live", 20, proc)
         listening = Path("/proc/net/tcp").read_text()
         assert f"0100007F:{port:04X}" in listening  # 127.0.0.1, not 0.0.0.0
     finally:

@@ -31,6 +31,7 @@ from tests.agent_helpers import (
     read_members,
     rezip,
     running_agent,
+    trust_cert,
     wait_http_ok,
 )
 
@@ -135,7 +136,7 @@ def test_status_identity_and_metrics(agent: AgentProcess, key: Ed25519PrivateKey
     deadline = time.monotonic() + 5
     text = ""
     while 'status="200"} 3.0' not in text and time.monotonic() < deadline:
-        text = urllib.request.urlopen(f"{agent.url}/metrics").read().decode()
+        text = urllib.request.urlopen(f"{agent.url}/metrics", context=agent.ssl).read().decode()
         time.sleep(0.1)
     assert 'outpost_requests_total{model="adder",status="200",version="1"} 3.0' in text
     assert "outpost_request_latency_seconds_bucket" in text
@@ -212,7 +213,8 @@ def test_init_install_serve_with_inbox_and_export(tmp_path: Path, key: Ed25519Pr
     # no --port and no --token-file: both come from what init wrote
     proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "serve", "--dir",
                              str(agent_dir), "--inbox", str(inbox)])
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
+    trust_cert(url, agent_dir / "tls.crt")
     try:
         wait_http_ok(f"{url}/v2/models/adder/ready", 20, proc)
         headers = {"Authorization": f"Bearer {token}"}  # DIR/token, written by init

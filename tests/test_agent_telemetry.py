@@ -1,10 +1,8 @@
 """The telemetry outbox and its writer thread: sequence numbers, windows, the byte cap."""
 from __future__ import annotations
 
-import http.client
 import json
 import signal
-import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -17,7 +15,14 @@ from edge_agent.contract.records import Baseline
 from edge_agent.telemetry.histograms import binner_for
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.recorder import Recorder, RequestEvent
-from tests.agent_helpers import AgentProcess, json_request, make_identity_bundle, running_agent
+from tests.agent_helpers import (
+    AgentProcess,
+    http_connection,
+    json_request,
+    make_identity_bundle,
+    open_socket,
+    running_agent,
+)
 from tests.hub_helpers import wait_until
 
 BASELINE = Baseline.from_dict({
@@ -67,8 +72,26 @@ def test_migrations_are_named_and_recorded_once(tmp_path: Path) -> None:
     Outbox(path).close()
     names = [r[0] for r in sqlite3.connect(path).execute(
         "SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert names == ["001_records", "002_state", "003_open_windows", "004_capture_evicted"]
+    assert names == ["001_records", "002_state", "003_open_windows", "004_capture_evicted",
+                     "005_counters"]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_counted_records_take_each_number_once_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    outbox = Outbox(path)
+    outbox.write_counted("c", lambda n: [{"kind": "evicted", "number": n}])
+
+    def fails(n: int) -> list[dict[str, object]]:
+        raise RuntimeError("signing failed")
+
+    with pytest.raises(RuntimeError):  # nothing taken when the records are not stored
+        outbox.write_counted("c", fails)
+    outbox.close()
+    outbox = Outbox(path)
+    outbox.write_counted("c", lambda n: [{"kind": "evicted", "number": n}])
+    assert [(r["seq"], r["number"]) for r in outbox.read(0, 10)] == [(1, 1), (2, 2)]
+    outbox.close()
 
 
 def test_cap_evicts_oldest_first_and_says_so(tmp_path: Path) -> None:
@@ -170,7 +193,7 @@ def outbox_records(agent_dir: Path) -> list[dict[str, object]]:
 
 def hammer(agent: AgentProcess, n: int) -> list[float]:
     """n sequential infer requests on one connection; the time each one finished."""
-    conn = http.client.HTTPConnection("127.0.0.1", int(agent.url.rsplit(":", 1)[1]))
+    conn = http_connection(agent.url)
     done = []
     for _ in range(n):
         conn.request("POST", "/v2/models/adder/infer", body=X)
@@ -234,8 +257,7 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path: Path,
     with running_agent(tmp_path / "agent", trust_key=key) as agent:
         json_request(f"{agent.url}/v1/bundles", headers=agent.headers(),
                      data=bundle.read_bytes(), method="POST")
-        port = int(agent.url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with open_socket(agent.url, timeout=10) as sock:
             sock.sendall(b"POST /v2/models/adder/infer HTTP/1.1\r\nHost: x\r\n"
                          b"Content-Length: %d\r\n\r\n" % len(X) + X[:10])
             time.sleep(0.2)

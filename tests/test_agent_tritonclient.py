@@ -38,7 +38,10 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
 
 @pytest.fixture(scope="module")
 def client(agent: AgentProcess) -> Iterator[httpclient.InferenceServerClient]:
-    c = httpclient.InferenceServerClient(agent.url.removeprefix("http://"))
+    # over TLS, trusting the agent's own self-signed certificate (as docs/agent.md shows)
+    assert agent.url.startswith("https://")
+    c = httpclient.InferenceServerClient(agent.url.removeprefix("https://"), ssl=True,
+                                         ssl_options={"ca_certs": str(agent.cafile)})
     yield c
     c.close()
 

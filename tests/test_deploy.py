@@ -40,7 +40,7 @@ def test_deploy_by_alias_refuses_flagged_versions_unless_forced(outpost_home: Pa
                          "--json", check=True).json()
         assert forced == {"agent": "edge", "model": "pumps", "version": 2, "status": "active",
                           "deployment": forced["deployment"]}
-        answer = httpx.post(f"{a.url}/v1/models/pumps/predict", json={"records": [
+        answer = httpx.post(f"{a.url}/v1/models/pumps/predict", verify=a.ssl, json={"records": [
             {"temp": 30.0, "site": "east", "load": 1.0}, {"temp": None, "site": "", "load": 0.0}]})
         assert answer.status_code == 200 and answer.json()["version"] == 2
 

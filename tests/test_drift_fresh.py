@@ -39,7 +39,7 @@ def test_pull_right_after_traffic_sees_all_of_it_once(outpost_home: Path,
         assert run_cli(outpost_home, "deploy", "pumps@1", "--to", "edge").returncode == 0
         shifted = [{"temp": 45.0 + i % 7, "site": "east", "load": 4.0} for i in range(534)]
         for start in range(0, len(shifted), 100):
-            answer = httpx.post(f"{agent.url}/v1/models/pumps/predict",
+            answer = httpx.post(f"{agent.url}/v1/models/pumps/predict", verify=agent.ssl,
                                 json={"records": shifted[start:start + 100]})
             assert answer.status_code == 200, answer.text
         first = pull_and_report(outpost_home, "pumps")
@@ -50,7 +50,8 @@ def test_pull_right_after_traffic_sees_all_of_it_once(outpost_home: Path,
         assert first["prediction"]["rows"] == 534
         again = pull_and_report(outpost_home, "pumps")  # nothing new: nothing counted twice
         assert again["covers"]["rows"] == 534
-        httpx.post(f"{agent.url}/v1/models/pumps/predict", json={"records": shifted[:66]})
+        httpx.post(f"{agent.url}/v1/models/pumps/predict", verify=agent.ssl,
+                   json={"records": shifted[:66]})
         third = pull_and_report(outpost_home, "pumps")  # the same 60 s window, cut again
         assert third["covers"]["rows"] == 600
         assert {f["feature"]: f["rows"] for f in third["features"]}["temp"] == 600
@@ -76,7 +77,7 @@ def test_tensor_model_drift_is_prediction_only_with_a_reason(outpost_home: Path,
         shifted = (rng.normal(size=(300, 8)) + 3).astype(np.float32)
         body = {"inputs": [{"name": "x", "shape": [300, 8], "datatype": "FP32",
                             "data": shifted.ravel().tolist()}]}
-        answer = httpx.post(f"{agent.url}/v2/models/vec/infer", json=body)
+        answer = httpx.post(f"{agent.url}/v2/models/vec/infer", verify=agent.ssl, json=body)
         assert answer.status_code == 200, answer.text
         doc = pull_and_report(outpost_home, "vec")
         assert doc["features"] == []

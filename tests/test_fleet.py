@@ -2,6 +2,7 @@
 telemetry pull, and every bad input the issue lists."""
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,23 +15,26 @@ from core.fleet.agents import add_agent
 from core.fleet.dispatch import agent_status, rollback
 from core.fleet.errors import (
     AgentIdentityMismatch,
+    AgentPinMismatch,
     AgentRefused,
     DeployRefused,
     TransferFailed,
 )
 from core.fleet.ledger import list_deployments
 from core.fleet.push import deploy_bundle_file
-from core.fleet.records import list_agents
+from core.fleet.records import get_agent, list_agents
 from core.keys import signing_key
 from core.progress import CancelToken, ProgressEvent
 from core.telemetry.pull import RetryPolicy, cursor_of, pull_telemetry
-from tests.agent_helpers import make_identity_bundle
+from edge_agent.contract.tls import short, spki_sha256_of_file
+from tests.agent_helpers import make_identity_bundle, verify_for
 from tests.conftest import run_cli
 from tests.fleet_helpers import (
     Agent,
     agents,
     cutting_proxy,
     open_catalog,
+    server_cert_of,
     start_agent,
     wait_for_outbox,
 )
@@ -55,7 +59,7 @@ def _active(catalog: Catalog, name: str) -> int | None:
 
 
 def _traffic(agent: Agent, n: int) -> None:
-    with httpx.Client(base_url=agent.url) as http:
+    with httpx.Client(base_url=agent.url, verify=verify_for(agent.url)) as http:
         for i in range(n):
             body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1],
                                 "data": [float(i % 3)]}]}
@@ -96,11 +100,42 @@ def test_unreachable_and_wrong_token_enrol_nothing(outpost_home: Path, catalog: 
             assert list_agents(cat) == []
 
 
-def test_agent_with_another_key_is_refused(catalog: Catalog, tmp_path: Path) -> None:
+def test_agent_with_another_certificate_is_refused(catalog: Catalog, tmp_path: Path) -> None:
+    key = signing_key(catalog)
+    first = start_agent(tmp_path / "one", key)
+    add_agent(catalog, "field", first.url, first.token)
+    pinned = get_agent(catalog, "field").tls_spki
+    assert pinned == spki_sha256_of_file(tmp_path / "one" / "tls.crt")
+    first.stop()
+    impostor = start_agent(tmp_path / "two", key, port=first.port, token=first.token)
+    presented = spki_sha256_of_file(tmp_path / "two" / "tls.crt")
+    try:
+        status = agent_status(catalog, "field")
+        both = f"presents TLS certificate key {short(presented)}, not the pinned {short(pinned)}"
+        assert not status.online and both in (status.error or "")
+        assert get_agent(catalog, "field").pin_failed_at is not None  # the Fleet view's badge
+        with pytest.raises(AgentPinMismatch, match="nothing was sent"):
+            deploy_bundle_file(catalog, "field", _bundle(catalog, tmp_path, 1),
+                               model="adder", version=1)
+        assert list_deployments(catalog) == []
+        [pulled] = pull_telemetry(catalog, "field")
+        assert pulled.error and both in pulled.error
+        assert get_agent(catalog, "field").tls_spki == pinned  # the pin did not move
+    finally:
+        impostor.stop()
+
+
+def test_agent_with_the_certificate_but_another_identity_is_refused(catalog: Catalog,
+                                                                    tmp_path: Path) -> None:
+    """A device that copied the TLS key but not the identity key: the pin passes, the
+    identity proof does not."""
     key = signing_key(catalog)
     first = start_agent(tmp_path / "one", key)
     add_agent(catalog, "field", first.url, first.token)
     first.stop()
+    (tmp_path / "two").mkdir()
+    for name in ("tls.key", "tls.crt"):
+        shutil.copy2(tmp_path / "one" / name, tmp_path / "two" / name)
     impostor = start_agent(tmp_path / "two", key, port=first.port, token=first.token)
     try:
         status = agent_status(catalog, "field")
@@ -109,14 +144,13 @@ def test_agent_with_another_key_is_refused(catalog: Catalog, tmp_path: Path) -> 
             deploy_bundle_file(catalog, "field", _bundle(catalog, tmp_path, 1),
                                model="adder", version=1)
         assert list_deployments(catalog) == []
-        [pulled] = pull_telemetry(catalog, "field")
-        assert pulled.error and "presents identity key" in pulled.error
     finally:
         impostor.stop()
 
 
 def test_push_cut_off_midway_then_retry(catalog: Catalog, tmp_path: Path) -> None:
-    with agents(tmp_path, signing_key(catalog), 1) as (a,), cutting_proxy(a.port) as proxy:
+    with agents(tmp_path, signing_key(catalog), 1) as (a,), \
+            cutting_proxy(a.port, tls=server_cert_of(a.dir)) as proxy:  # holds its key
         add_agent(catalog, "edge", proxy.url, a.token)
         deploy_bundle_file(catalog, "edge", _bundle(catalog, tmp_path, 1), model="adder",
                            version=1)

@@ -11,10 +11,13 @@ from pytestqt.qtbot import QtBot
 from app.views.fleet import FleetView
 from app.window import MainWindow
 from core.catalog import Catalog
+from core.fleet.agents import add_agent
 from core.fleet.local import stop_local_agent
+from core.keys import signing_key
 from core.registry import register_model, resolve_model
+from edge_agent.contract.tls import short, spki_sha256_of_file
 from tests.agent_helpers import free_port
-from tests.fleet_helpers import train_mini
+from tests.fleet_helpers import start_agent, train_mini
 from tests.gui_helpers import (  # noqa: F401 (fixtures)
     catalog_fixture,
     dismiss_errors,
@@ -134,3 +137,35 @@ def test_bad_telemetry_file_shows_its_message(
     qtbot.waitUntil(lambda: bool(error_dialogs(window)), timeout=10_000)
     assert "site.telemetry" in error_dialogs(window)[0].text()
     dismiss_errors(window)
+
+
+def test_pinned_fingerprint_and_the_badge_when_pinning_fails(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog,
+        tmp_path: Path) -> None:
+    agent = start_agent(tmp_path / "one", signing_key(catalog))
+    try:
+        add_agent(catalog, "field-7", agent.url, agent.token)
+        pinned = spki_sha256_of_file(tmp_path / "one" / "tls.crt")
+        window = make_window([FleetView])
+        view = _view(window)
+        column = [c.header for c in view.agents.columns].index("TLS key")
+
+        def pin_cell() -> str:
+            row = view.agents.row_of("field-7")
+            return "" if row is None else str(
+                view.agents.data(view.agents.index(row, column)))
+
+        qtbot.waitUntil(lambda: _online(view, "field-7"), timeout=30_000)
+        assert pin_cell() == short(pinned)
+        assert f"TLS certificate key pinned: {pinned}" in view.detail.text()
+        assert "PIN FAILED" not in view.detail.text()
+        agent.stop()
+        agent = start_agent(tmp_path / "two", signing_key(catalog), port=agent.port,
+                            token=agent.token)  # another device, another certificate
+        view.poll()
+        qtbot.waitUntil(lambda: pin_cell() == "PIN FAILED", timeout=30_000)
+        assert "PIN FAILED" in view.detail.text()
+        assert f"not the pinned {short(pinned)}" in view.detail.text()
+        assert not error_dialogs(window), [d.text() for d in error_dialogs(window)]
+    finally:
+        agent.stop()

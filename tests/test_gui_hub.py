@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from app.views.fleet import FleetView
 from app.window import MainWindow
-from tests.agent_helpers import free_port
+from tests.agent_helpers import free_port, trust_cert, verify_for
 from tests.gui_helpers import (  # noqa: F401 (fixtures)
     catalog_fixture,
     dismiss_errors,
@@ -41,7 +41,7 @@ def _view(window: MainWindow) -> FleetView:
 
 def _answers(url: str) -> bool:
     try:
-        httpx.get(f"{url}/", timeout=2)
+        httpx.get(f"{url}/", timeout=2, verify=verify_for(url))
     except httpx.TransportError:
         return False
     return True
@@ -84,7 +84,8 @@ def test_hub_toggle_serves_an_enrolled_agent_and_stops(
     port = free_port()
     view.hub_port.setValue(port)
     view.hub_action.trigger()
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
+    trust_cert(url, window.ctx.catalog.settings.hub_tls_dir / "tls.crt")
     qtbot.waitUntil(lambda: view.hub_state.text() == f"Hub serving on {url}", timeout=15_000)
     assert view.hub_action.isChecked() and not view.hub_port.isEnabled()
     assert view.hub_badge.isVisible() and view.hub_badge.text() == f"Hub: {url}"
@@ -119,7 +120,8 @@ def test_quitting_stops_the_hub(qtbot: QtBot, make_window: Callable[..., MainWin
     view.hub_port.setValue(port)
     view.hub_action.trigger()
     qtbot.waitUntil(lambda: view.hub.running, timeout=15_000)
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
+    trust_cert(url, window.ctx.catalog.settings.hub_tls_dir / "tls.crt")
     assert _answers(url)
     window.close()
     assert not view.hub.running

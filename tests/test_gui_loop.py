@@ -15,10 +15,11 @@ from app.window import MainWindow
 from core.catalog import Catalog
 from core.datasets import read_frame, resolve_version
 from core.feeds import records
-from core.fleet.local import stop_local_agent
+from core.fleet.local import local_dir, stop_local_agent
 from core.registry import ModelVersion, resolve_model
 from core.samples import SENSOR_DRIFTED_FEATURES
 from edge_agent.contract.protocol import PREDICTION_FEATURE
+from tests.agent_helpers import trust_cert, verify_for
 from tests.fleet_helpers import outbox_last_seq, wait_for_outbox
 from tests.gui_helpers import (  # noqa: F401 (fixtures)
     catalog_fixture,
@@ -43,8 +44,9 @@ def _send(catalog: Catalog, url: str, token: str, mv: ModelVersion, dataset: str
     frame = read_frame(catalog, resolve_version(catalog, dataset),
                        columns=[s.name for s in mv.inputs]).sample(rows, random_state=7)
     body = records(mv.inputs, frame)
+    trust_cert(url, local_dir(catalog) / "tls.crt")  # the local agent's own certificate
     before = outbox_last_seq(url, token)
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, timeout=30, verify=verify_for(url)) as http:
         for start in range(0, len(body), 200):
             answer = http.post(f"/v1/models/{mv.model}/predict",
                                json={"records": body[start:start + 200]})

@@ -17,14 +17,21 @@ from core.errors import InvalidInput
 from core.fleet.dispatch import agent_status, deploy
 from core.fleet.ledger import list_deployments
 from core.fleet.records import get_agent
-from core.hub import HubHandle, HubOptions, enroll_agent, revoke_agent, start_hub
+from core.hub import HubHandle, HubOptions, enroll_agent, revoke_agent
 from core.keys import key_info
 from edge_agent.contract.hub_protocol import Enrolment, agent_path, claim_message
 from edge_agent.contract.protocol import generate_signing_key, public_key_b64
 from edge_agent.hub.transport import HubRefused, HubTransport
 from tests.conftest import run_cli
 from tests.fleet_helpers import enrol_row, open_catalog
-from tests.hub_helpers import hub_call, ndjson, register_adder, request_records, wait_until
+from tests.hub_helpers import (
+    hub_call,
+    ndjson,
+    register_adder,
+    request_records,
+    start_test_hub,
+    wait_until,
+)
 
 pytestmark = pytest.mark.xdist_group("hub")
 
@@ -38,7 +45,7 @@ def catalog(outpost_home: Path) -> Iterator[Catalog]:
 
 @pytest.fixture
 def hub(catalog: Catalog) -> Iterator[HubHandle]:
-    handle = start_hub(catalog, "127.0.0.1", 0,
+    handle = start_test_hub(catalog, "127.0.0.1", 0,
                        HubOptions(max_batch_bytes=64 * 1024, contact_flush_s=0.2))
     yield handle
     handle.stop()
@@ -221,7 +228,8 @@ def test_twenty_agents_poll_and_post_at_once(catalog: Catalog, hub: HubHandle,
     start = threading.Barrier(len(agents))
 
     def run(e: Enrolment) -> None:
-        transport = HubTransport(hub.url, e.token)  # the agent's own client, one connection
+        # the agent's own client, one connection
+        transport = HubTransport(hub.url, e.token, tls_pin=e.hub_tls_spki)
         start.wait()
         expected = 1 if int(e.agent[3:]) % 2 == 0 else 0
         try:

@@ -19,17 +19,19 @@ from core.bundles import build_bundle
 from core.catalog import Catalog
 from core.fleet.dispatch import deploy
 from core.fleet.ledger import list_deployments
-from core.hub import HubOptions, enroll_agent, revoke_agent, start_hub, write_enrolment
+from core.hub import HubOptions, enroll_agent, revoke_agent, write_enrolment
 from core.keys import write_public_key_file
 from tests.agent_helpers import free_port
-from tests.fleet_helpers import open_catalog, stored_seqs
+from tests.fleet_helpers import agent_event_seqs, open_catalog, stored_seqs
 from tests.hub_helpers import (
     DownloadCutter,
     HubAgent,
     enrol_and_start,
+    hub_cert,
     register_adder,
     start_hub_agent,
     start_hub_process,
+    start_test_hub,
     wait_until,
 )
 
@@ -51,13 +53,13 @@ def _requests(catalog: Catalog, agent: str) -> list[int]:
 
 
 def _all_seqs(catalog: Catalog, agent: str) -> list[int]:
-    return stored_seqs(catalog, agent)
+    return sorted(stored_seqs(catalog, agent) + agent_event_seqs(catalog, agent))
 
 
 def test_download_cut_midway_resumes_and_the_hash_verifies(catalog: Catalog,
                                                            tmp_path: Path) -> None:
-    hub = start_hub(catalog, "127.0.0.1", 0)
-    proxy = DownloadCutter(hub.port)
+    hub = start_test_hub(catalog, "127.0.0.1", 0)
+    proxy = DownloadCutter(hub.port, tls=hub_cert(catalog.settings))
     try:
         ref = register_adder(catalog, tmp_path)
         agent = enrol_and_start(catalog, tmp_path, "far", proxy.url)
@@ -83,7 +85,7 @@ def test_hub_killed_and_restarted_while_agents_post(outpost_home: Path, tmp_path
     with open_catalog(outpost_home) as catalog:  # desired state is recorded with no hub up
         ref = register_adder(catalog, tmp_path)
         port = free_port()
-        files = {n: write_enrolment(enroll_agent(catalog, n, f"http://127.0.0.1:{port}"),
+        files = {n: write_enrolment(enroll_agent(catalog, n, f"https://127.0.0.1:{port}"),
                                     tmp_path / f"{n}.enrol") for n in names}
         for name in names:
             deploy(catalog, ref, name)
@@ -143,14 +145,14 @@ def test_hub_away_for_a_while_loses_nothing_and_reports_evictions(catalog: Catal
     subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle), "--dir",
                     str(folder), "--trust-key", str(pub)], check=True, capture_output=True)
     port = free_port()
-    enrol = write_enrolment(enroll_agent(catalog, "remote", f"http://127.0.0.1:{port}"),
+    enrol = write_enrolment(enroll_agent(catalog, "remote", f"https://127.0.0.1:{port}"),
                             tmp_path / "remote.enrol")
     agent = start_hub_agent(folder, "remote", enrol=enrol,
                             extra=("--telemetry-max-mb", "0.01"))
     try:
         agent.infer(150)  # ~20 KB of records into a 10 KB outbox, with the hub away
         wait_until(lambda: "retrying with backoff" in agent.log_text(), 10, "backoff")
-        hub = start_hub(catalog, "127.0.0.1", port)
+        hub = start_test_hub(catalog, "127.0.0.1", port)
         try:
             wait_until(lambda: agent.outbox() == [] and _requests(catalog, "remote"), 30,
                        "the backlog delivered")
@@ -171,7 +173,7 @@ def test_hub_away_for_a_while_loses_nothing_and_reports_evictions(catalog: Catal
 
 def test_refused_and_oversized_batches_stay_in_the_outbox(catalog: Catalog,
                                                           tmp_path: Path) -> None:
-    hub = start_hub(catalog, "127.0.0.1", 0, HubOptions(max_batch_bytes=4096))
+    hub = start_test_hub(catalog, "127.0.0.1", 0, HubOptions(max_batch_bytes=4096))
     try:
         ref = register_adder(catalog, tmp_path)
         agent = enrol_and_start(catalog, tmp_path, "big", hub.url)
@@ -207,7 +209,7 @@ def test_refused_and_oversized_batches_stay_in_the_outbox(catalog: Catalog,
 
 
 def test_device_clock_skew_orders_by_seq_not_time(catalog: Catalog, tmp_path: Path) -> None:
-    hub = start_hub(catalog, "127.0.0.1", 0)
+    hub = start_test_hub(catalog, "127.0.0.1", 0)
     try:
         now = time.time()
         stamps = [now + 86400, now - 86400, now - 90000, now + 3600]  # a clock that jumps

@@ -33,6 +33,7 @@ from tests.agent_helpers import (
     json_request,
     make_identity_bundle,
     make_tabular_bundle,
+    trust_cert,
     wait_http_ok,
 )
 
@@ -123,7 +124,8 @@ def serving(agent: Path, agent_dir: Path, *extra: str, token: str = "field-token
         proc = subprocess.Popen([str(agent), "serve", "--dir", str(agent_dir), "--port",
                                  str(port), "--token-file", str(token_file), *extra],
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
+    trust_cert(url, agent_dir / "tls.crt")
     try:
         wait_http_ok(f"{url}/v2/health/ready", 60, proc)
         yield proc, url

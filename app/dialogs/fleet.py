@@ -54,7 +54,7 @@ class AddAgentDialog(TaskDialog):
         super().__init__(ctx, "Add an agent", "Add", parent)
         self.name = QLineEdit()
         self.name.setObjectName("agentName")
-        self.url = QLineEdit("http://")
+        self.url = QLineEdit("https://")
         self.url.setObjectName("agentUrl")
         self.token = QLineEdit()
         self.token.setObjectName("agentToken")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from app.models.datasets import when
 from app.models.records import Column, RecordTableModel, number
+from edge_agent.contract.tls import short
 
 if TYPE_CHECKING:
     from core.alerts import Alert  # noqa: F401 -- named in string type arguments below
@@ -32,6 +33,19 @@ class AgentRow:
         if self.status is None:
             return "checking…"
         return "online" if self.status.online else "offline"
+
+    @property
+    def pin_failed(self) -> bool:
+        """The last call met another TLS certificate than the pinned one."""
+        if self.status is not None:
+            return self.status.pin_failed
+        return self.record.pin_failed_at is not None
+
+    def pin_text(self) -> str:
+        if self.pin_failed:
+            return "PIN FAILED"
+        spki = self.record.tls_spki
+        return short(spki) if spki else ("plain HTTP" if self.record.mode != "hub" else "")
 
     def served(self) -> str:
         if self.status is None:
@@ -69,6 +83,9 @@ class AgentsTableModel(RecordTableModel[AgentRow]):
             Column("Runtime", _runtime),
             Column("Last seen", lambda r: r.record.last_seen_at, when),
             Column("Error", _error, tip=_error),
+            Column("TLS key", AgentRow.pin_text,
+                   colour=lambda r: OFFLINE if r.pin_failed else None,
+                   tip=lambda r: r.record.tls_spki or ""),
         ])
 
     def row_of(self, name: str) -> int | None:

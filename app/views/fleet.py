@@ -201,6 +201,12 @@ class FleetView(View):
             return
         status = row.status
         lines = [f"<b>{row.name}</b> — {row.state}, {row.record.mode} mode, {row.record.url}"]
+        if row.record.tls_spki:
+            lines.append(f"TLS certificate key pinned: {row.record.tls_spki}")
+        if row.pin_failed:
+            lines.append("<span style='background:#cf222e;color:white'>&nbsp;PIN FAILED&nbsp;"
+                         "</span> another certificate answered at this address; nothing was "
+                         "sent to it (re-enrol only if the device was replaced)")
         if status is not None:
             lines.append(f"Runtime: {runtime_text(status.runtime)}")
             lines.append(f"Serving: {row.served() or 'nothing yet'}")

@@ -11,6 +11,7 @@ from core.fleet.client import Identity
 from core.fleet.dispatch import agent_status, fleet_status
 from core.fleet.local import start_local_agent, stop_local_agent
 from core.fleet.records import list_agents
+from edge_agent.contract.tls import short
 
 app = typer.Typer(help="Edge agents: enrol, list, status, and the local agent.",
                   no_args_is_help=True)
@@ -22,7 +23,8 @@ app.add_typer(local_app, name="local")
 @app.command()
 def add(
     name: Annotated[str, typer.Argument(help="Name for the agent in this catalog.")],
-    url: Annotated[str, typer.Argument(help="The agent's address, e.g. http://10.0.0.5:8080")],
+    url: Annotated[str, typer.Argument(
+        help="The agent's address, e.g. https://10.0.0.5:8080 (its TLS key is pinned)")],
     token: Annotated[str, typer.Option("--token", help="The agent's management token.")],
     replace: Annotated[bool, typer.Option(
         "--replace", help="Re-enrol an agent of this name (pins the key it presents now).")
@@ -34,9 +36,11 @@ def add(
         record = add_agent(catalog, name, url, token, replace=replace)
     fingerprint = Identity(record.agent_id, record.public_key).fingerprint
     data = {"agent": record.name, "url": record.url, "agent_id": record.agent_id,
-            "fingerprint": fingerprint, "mode": record.mode}
+            "fingerprint": fingerprint, "mode": record.mode, "tls_spki_sha256": record.tls_spki}
+    pin = f", TLS key {short(record.tls_spki)}" if record.tls_spki else ", plain HTTP"
     emit(data, as_json, lambda: console.print(
-        f"enrolled {record.name} at {record.url} (agent {record.agent_id}, key {fingerprint})"))
+        f"enrolled {record.name} at {record.url} (agent {record.agent_id}, key "
+        f"{fingerprint}{pin})"))
 
 
 @app.command("list")
@@ -45,11 +49,14 @@ def list_(as_json: JsonFlag = False) -> None:
     with open_catalog() as catalog:
         agents = list_agents(catalog)
     data = {"agents": [{"agent": a.name, "url": a.url, "mode": a.mode, "agent_id": a.agent_id,
-                        "last_seen_at": a.last_seen_at, "last_error": a.last_error}
+                        "last_seen_at": a.last_seen_at, "last_error": a.last_error,
+                        "tls_spki_sha256": a.tls_spki, "pin_failed_at": a.pin_failed_at}
                        for a in agents]}
     emit(data, as_json, lambda: console.print(table("agents", [
-        "agent", "url", "mode", "last seen", "last error"], [
-        (a.name, a.url, a.mode, a.last_seen_at and a.last_seen_at.isoformat(timespec="seconds"),
+        "agent", "url", "mode", "TLS key", "last seen", "last error"], [
+        (a.name, a.url, a.mode, (short(a.tls_spki) if a.tls_spki else "-")
+         + (" PIN FAILED" if a.pin_failed_at else ""),
+         a.last_seen_at and a.last_seen_at.isoformat(timespec="seconds"),
          a.last_error) for a in agents])))
 
 

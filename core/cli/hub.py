@@ -18,7 +18,7 @@ from edge_agent.contract.http_limits import ConnectionLimits
 
 app = typer.Typer(help="The hub where hub-mode agents (behind NAT) poll and post.",
                   no_args_is_help=True)
-DEFAULT_HUB_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_HUB_URL = f"https://127.0.0.1:{DEFAULT_PORT}"
 
 
 @app.command()
@@ -30,6 +30,8 @@ def serve(
         "minus 64); past it the longest-idle connection is closed.")] = 1000,
     header_timeout_s: Annotated[float, typer.Option(
         "--header-timeout-s", help="Longest wait for a request's headers (then 408).")] = 10.0,
+    insecure_http: Annotated[bool, typer.Option(
+        "--insecure-http", help="Plain HTTP, only behind a TLS-terminating proxy.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the hub until interrupted. It holds the catalog meanwhile and runs the other
@@ -41,9 +43,11 @@ def serve(
     cancel = cancel_token()  # forwarded into the GUI: its client's Ctrl-C stops this hub
     with open_catalog() as catalog:
         handle = start_hub(catalog, host, port, connections=ConnectionLimits(
-            max_connections=max_connections, header_timeout_s=header_timeout_s))
+            max_connections=max_connections, header_timeout_s=header_timeout_s),
+            insecure_http=insecure_http)
         try:
-            emit({"url": handle.url, "host": handle.host, "port": handle.port}, as_json,
+            emit({"url": handle.url, "host": handle.host, "port": handle.port,
+                  "tls_spki_sha256": handle.tls_spki}, as_json,
                  lambda: console.print(f"hub serving on {handle.url} (Ctrl-C stops it)"))
             sys.stdout.flush()
             while handle.running and not stop.wait(0.2):

@@ -20,6 +20,7 @@ import httpx
 from core.fleet.errors import (
     AgentAuthFailed,
     AgentIdentityMismatch,
+    AgentPinMismatch,
     AgentRefused,
     AgentUnreachable,
     TransferFailed,
@@ -30,6 +31,12 @@ from edge_agent.contract.protocol import (
     public_key_from_b64,
     verify_signature,
 )
+from edge_agent.contract.tls import (
+    find_pin_mismatch,
+    pinned_client_context,
+    proof_valid,
+    short,
+)
 
 _CHUNK = 256 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=120.0)
@@ -39,6 +46,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=120.0)
 class Identity:
     agent_id: str
     public_key: str  # base64 of the raw 32 bytes
+    tls_spki: str | None = None  # the certificate key this connection saw, proven by it
 
     @property
     def fingerprint(self) -> str:
@@ -46,14 +54,26 @@ class Identity:
 
 
 class AgentClient:
-    """One agent, one connection pool. Use as a context manager."""
+    """One agent, one connection pool. Use as a context manager.
 
-    def __init__(self, name: str, url: str, token: str,
+    Over https the connection accepts only the certificate key `tls_pin` (checked after
+    the handshake, before the request and its token are sent). `tls_pin=None` is an
+    enrolment: the key first seen must then be proven by :meth:`identity`."""
+
+    def __init__(self, name: str, url: str, token: str, tls_pin: str | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
         self.name = name
         self.url = url.rstrip("/")
+        self.https = self.url.startswith("https://")
+        self._tls = pinned_client_context(tls_pin) if self.https else None
+        self._auth = {"Authorization": f"Bearer {token}"}
         self._http = httpx.Client(base_url=self.url, timeout=timeout,
-                                  headers={"Authorization": f"Bearer {token}"})
+                                  verify=self._tls if self._tls is not None else True)
+
+    @property
+    def tls_pin(self) -> str | None:
+        """The certificate key this client accepts (first seen, for an enrolment)."""
+        return self._tls.pin if self._tls is not None else None
 
     def close(self) -> None:
         self._http.close()
@@ -65,16 +85,29 @@ class AgentClient:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+        if auth:
+            kwargs["headers"] = {**self._auth, **kwargs.get("headers", {})}
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
+            mismatch = find_pin_mismatch(exc)
+            if mismatch is not None:
+                raise AgentPinMismatch(
+                    f"agent {self.name} at {self.url} presents TLS certificate key "
+                    f"{short(mismatch.presented)}, not the pinned {short(mismatch.pinned)}: "
+                    "refusing to talk to it (nothing was sent; re-enrol with `outpost agent "
+                    "add --replace` if the device was replaced)") from exc
             raise AgentUnreachable(f"cannot reach agent {self.name} at {self.url}: "
                                    f"{_reason(exc)}") from exc
         except httpx.TimeoutException as exc:
             raise AgentUnreachable(f"agent {self.name} at {self.url} did not answer in time") \
                 from exc
         except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            if not self.https and path.startswith("/v1/identity"):
+                raise AgentUnreachable(
+                    f"agent {self.name} at {self.url} hung up on plain HTTP: agents serve "
+                    "https by default (use https://)") from exc
             raise TransferFailed(f"connection to agent {self.name} broke during {method} "
                                  f"{path.split('?')[0]}: {_reason(exc)}") from exc
         except httpx.HTTPError as exc:
@@ -103,7 +136,7 @@ class AgentClient:
         """Ask the agent to sign a fresh nonce, and check the signature with the key it
         presents: whoever answers holds that key's private half."""
         nonce = secrets.token_bytes(32)
-        doc = self._request("GET", "/v1/identity", params={"nonce": nonce.hex()})
+        doc = self._request("GET", "/v1/identity", auth=False, params={"nonce": nonce.hex()})
         try:
             agent_id, pub = str(doc["agent_id"]), str(doc["public_key"])
             key = public_key_from_b64(pub)
@@ -114,7 +147,16 @@ class AgentClient:
         if not verify_signature(key, signature, nonce):
             raise AgentIdentityMismatch(
                 f"agent {self.name} could not prove its identity key (bad nonce signature)")
-        return Identity(agent_id, pub)
+        if self._tls is None:
+            return Identity(agent_id, pub)
+        seen = self._tls.seen
+        if seen is None or doc.get("tls_spki_sha256") != seen \
+                or not proof_valid(key, seen, doc.get("tls_signature")):
+            raise AgentIdentityMismatch(
+                f"agent {self.name} at {self.url}: its identity key does not vouch for the TLS "
+                f"certificate key {short(seen or '')} this connection saw (a man in the "
+                "middle?): refusing to send the token")
+        return Identity(agent_id, pub, seen)
 
     def verify_pinned(self, pinned: str) -> Identity:
         ident = self.identity()
@@ -162,6 +204,13 @@ class AgentClient:
     def rotate_key(self, record: bytes) -> dict[str, Any]:
         return dict(self._request("POST", "/v1/keys/rotate", content=record,
                                   headers={"Content-Type": "application/json"}))
+
+
+def pinned_http(url: str, tls_spki: str | None, timeout: float = 30.0) -> httpx.Client:
+    """An httpx client for an agent's inference routes (no token), pinned to its enrolled
+    certificate key like the management calls."""
+    verify = pinned_client_context(tls_spki) if url.startswith("https://") else True
+    return httpx.Client(base_url=url.rstrip("/"), timeout=timeout, verify=verify)
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

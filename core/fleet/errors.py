@@ -21,6 +21,10 @@ class AgentIdentityMismatch(OutpostError):
     """The agent does not prove the identity key pinned when it was enrolled."""
 
 
+class AgentPinMismatch(AgentIdentityMismatch):
+    """The TLS certificate at the agent's address is not the pinned one (nothing was sent)."""
+
+
 class AgentRefused(OutpostError):
     """The agent answered with a 4xx/5xx and a reason."""
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import duckdb
 
+from core.audit import record_event
 from core.catalog import Catalog
 
 Action = Literal["deploy", "rollback"]
@@ -65,9 +66,16 @@ def start_deployment(catalog: Catalog, agent: str, model: str, version: int, act
 
 def finish_in(cur: duckdb.DuckDBPyConnection, deployment: int, status: DeployStatus,
               error: str | None = None, version: int | None = None) -> None:
-    cur.execute("UPDATE deployment SET status = ?, error = ?, finished_at = now(), "
-                "version = coalesce(?, version) WHERE id = ?",
-                [status, error, version, deployment])
+    """Finish the row and chain its outcome into the audit trail, in one transaction."""
+    row = cur.execute("UPDATE deployment SET status = ?, error = ?, finished_at = now(), "
+                      "version = coalesce(?, version) WHERE id = ? "
+                      "RETURNING agent, model, version, action, bundle",
+                      [status, error, version, deployment]).fetchone()
+    if row is not None:
+        agent, model, done_version, action, bundle = row
+        record_event(cur, "rollback" if action == "rollback" else "deploy", agent=agent,
+                     model=model, version=int(done_version), sha256=bundle,
+                     detail={"deployment": deployment, "status": status, "error": error})
 
 
 def finish_deployment(catalog: Catalog, deployment: int, status: DeployStatus,

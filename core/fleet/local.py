@@ -22,7 +22,9 @@ from core.errors import OutpostError
 from core.fleet.agents import add_agent
 from core.fleet.client import AgentClient
 from core.keys import write_public_key_file
+from core.vault import set_agent_token
 from edge_agent.contract.protocol import atomic_write
+from edge_agent.contract.tls import pinned_client_context
 
 LOCAL_AGENT = "local"
 _STATE = "local.json"
@@ -101,8 +103,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
             lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
             raise OutpostError(f"local agent exited ({proc.returncode}) before it was ready: "
                                f"{lines[-1] if lines else 'no output'}")
-        try:
-            if httpx.get(f"{url}/v2/health/live", timeout=1.0).status_code == 200:
+        try:  # the agent proves this certificate to `_enrol` right after
+            if httpx.get(f"{url}/v2/health/live", timeout=1.0,
+                         verify=pinned_client_context(None)).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -123,7 +126,7 @@ def start_local_agent(catalog: Catalog, *, port: int | None = None,
     token = _token(folder)
     trust = write_public_key_file(catalog, folder / "desktop.pub")
     port = port or _free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
     args = [sys.executable, "-m", "edge_agent", "serve", "--dir", str(folder),
             "--host", "127.0.0.1", "--port", str(port), "--trust-key", str(trust)]
     if window_s is not None:
@@ -145,10 +148,13 @@ def _enrol(catalog: Catalog, url: str, token: str) -> None:
                                     [LOCAL_AGENT]).fetchall()
     if rows:
         with AgentClient(LOCAL_AGENT, url, token) as client:
-            if client.identity().public_key == rows[0][0]:
+            ident = client.identity()
+            if ident.public_key == rows[0][0]:
+                set_agent_token(catalog.settings, LOCAL_AGENT, token)
                 with catalog.transaction() as cur:
-                    cur.execute("UPDATE agent SET url = ?, token = ?, last_error = NULL "
-                                "WHERE name = ?", [url, token, LOCAL_AGENT])
+                    cur.execute("UPDATE agent SET url = ?, tls_spki = ?, last_error = NULL, "
+                                "pin_failed_at = NULL WHERE name = ?",
+                                [url, ident.tls_spki, LOCAL_AGENT])
                 return
     add_agent(catalog, LOCAL_AGENT, url, token, mode="local", replace=True)
 

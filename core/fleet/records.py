@@ -14,6 +14,7 @@ import orjson
 
 from core.catalog import Catalog
 from core.fleet.errors import AgentNotFound
+from core.vault import agent_token
 from edge_agent.contract.status import RUNTIME_KEYS, ModelReport, Runtime
 
 Mode = Literal["push", "hub"]
@@ -32,6 +33,8 @@ class AgentRecord:
     added_at: datetime
     last_seen_at: datetime | None
     last_error: str | None
+    tls_spki: str | None = None  # pinned certificate key (https agents)
+    pin_failed_at: datetime | None = None  # the last call met another certificate
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -87,15 +90,22 @@ class AgentStatus:
     backlog: int | None  # records waiting in the agent's outbox
     runtime: Runtime
     error: str | None
+    pin_failed: bool = False  # another TLS certificate answered at the agent's address
 
     def to_dict(self) -> dict[str, Any]:
         return {"agent": self.agent, "online": self.online, "mode": self.mode,
                 "models": self.models, "telemetry_rows": self.telemetry_rows, "url": self.url,
-                "backlog": self.backlog, "runtime": self.runtime, "error": self.error}
+                "backlog": self.backlog, "runtime": self.runtime, "error": self.error,
+                "pin_failed": self.pin_failed}
 
 
 _FIELDS = ("name, url, token, agent_id, public_key, mode, key_index, key_counter, added_at, "
-           "last_seen_at, last_error")
+           "last_seen_at, last_error, tls_spki, pin_failed_at")
+
+
+def _record(catalog: Catalog, row: tuple[Any, ...]) -> AgentRecord:
+    """A row, with the token from the secrets file (the catalog holds none)."""
+    return AgentRecord(row[0], row[1], agent_token(catalog.settings, row[0]), *row[3:])
 
 
 def get_agent(catalog: Catalog, name: str) -> AgentRecord:
@@ -103,12 +113,12 @@ def get_agent(catalog: Catalog, name: str) -> AgentRecord:
                                     [name]).fetchall()
     if not rows:
         raise AgentNotFound(name)
-    return AgentRecord(*rows[0])
+    return _record(catalog, rows[0])
 
 
 def list_agents(catalog: Catalog) -> list[AgentRecord]:
     rows = catalog.cursor().execute(f"SELECT {_FIELDS} FROM agent ORDER BY name").fetchall()
-    return [AgentRecord(*row) for row in rows]
+    return [_record(catalog, row) for row in rows]
 
 
 def telemetry_rows(catalog: Catalog, name: str) -> int:
@@ -125,10 +135,10 @@ def last_status(catalog: Catalog, name: str) -> StatusReport | None:
 
 
 def assemble_status(catalog: Catalog, record: AgentRecord, report: StatusReport | None, *,
-                    online: bool, error: str | None) -> AgentStatus:
+                    online: bool, error: str | None, pin_failed: bool = False) -> AgentStatus:
     """The status `agent status` shows, from the agent's last report (None: no report)."""
     report = report or StatusReport.from_doc(None)
     return AgentStatus(
         agent=record.name, online=online, mode=record.mode, url=record.url,
         models=report.models, telemetry_rows=telemetry_rows(catalog, record.name),
-        backlog=report.backlog, runtime=report.runtime, error=error)
+        backlog=report.backlog, runtime=report.runtime, error=error, pin_failed=pin_failed)

@@ -8,6 +8,7 @@ parses, routes and streams.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import io
 import logging
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
@@ -49,6 +51,7 @@ from edge_agent.contract.asgi import (
     read_body,
     send_reply,
 )
+from edge_agent.contract.hub_protocol import ANSWER_SIGNATURE, answer_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,10 +173,13 @@ class HubApp:
         self._auth(name, token)
         cur = self._cursor()
         current = cur.execute("SELECT coalesce(max(rotation), 0) FROM key_rotation").fetchall()
-        keys = self.keys.state(int(current[0][0]), status.get("keys"))
-        return {"agent": name, "desired": desired.desired_for(cur, name),
-                "rotations": keys.records, "key_index": keys.key_index,
-                "key_counter": keys.key_counter}
+        rotation = int(current[0][0])
+        keys = self.keys.state(rotation, status.get("keys"))
+        nonce = status.get("hub_nonce")
+        return {"agent": name, "nonce": nonce if isinstance(nonce, str) else None,
+                "desired": desired.desired_for(cur, name), "rotations": keys.records,
+                "key_index": keys.key_index, "key_counter": keys.key_counter,
+                "rotation": rotation}
 
     async def _poll(self, scope: Scope, receive: Receive, name: str) -> Reply:
         token = bearer(scope)
@@ -183,7 +189,10 @@ class HubApp:
         answer = await self._read(self._poll_answer, name, token, status)
         self.contacts.seen(name, Contact(datetime.now(UTC), body, answer.pop("key_index"),
                                          answer.pop("key_counter")))
-        return json_reply(answer)
+        key = await self._read(self.keys.signing_key, answer.pop("rotation"))
+        signed = orjson.dumps(answer)
+        signature = base64.b64encode(key.sign(answer_message(signed)))
+        return Reply(200, signed, extra=[(ANSWER_SIGNATURE.encode(), signature)])
 
     def _bundle_path(self, name: str, token: str, sha: str) -> Any:
         self._auth(name, token)

@@ -21,6 +21,7 @@ from core.catalog import Catalog
 from core.errors import InvalidInput, StorageError
 from core.fleet.errors import AgentNotFound
 from core.fleet.records import get_agent
+from core.hub.tls import hub_certificate
 from core.keys import current_rotation, key_info
 from edge_agent.contract.asgi import HTTPError
 from edge_agent.contract.hub_protocol import Enrolment, claim_message, token_sha256
@@ -93,7 +94,8 @@ def enroll_agent(catalog: Catalog, name: str, hub_url: str, *,
         cur.execute("INSERT INTO hub_enrolment (agent, token_sha256, hub_url) VALUES (?, ?, ?)",
                     [name, token_sha256(token), hub_url])
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    return Enrolment(name, hub_url, token, key.public_key, key.fingerprint, created)
+    pin = hub_certificate(catalog.settings).spki if hub_url.startswith("https://") else ""
+    return Enrolment(name, hub_url, token, key.public_key, key.fingerprint, created, pin)
 
 
 def write_enrolment(enrolment: Enrolment, out: Path) -> Path:

@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from core.catalog import Catalog
 from core.keys import key_at, rotation_record_for
 from edge_agent.contract.protocol import key_fingerprint
@@ -33,6 +35,14 @@ class KeyChain:
         self._lock = threading.Lock()
         self._fingerprints: dict[int, str] = {}
         self._records: dict[tuple[int, int], str] = {}
+        self._signing: tuple[int, Ed25519PrivateKey] | None = None
+
+    def signing_key(self, rotation: int) -> Ed25519PrivateKey:
+        """The desktop key of `rotation` (the current one), which signs poll answers."""
+        with self._lock:
+            if self._signing is None or self._signing[0] != rotation:
+                self._signing = (rotation, key_at(self.catalog, rotation))
+            return self._signing[1]
 
     def _fingerprint(self, rotation: int) -> str:
         with self._lock:

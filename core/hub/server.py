@@ -8,6 +8,7 @@ The socket is bound first, so "port in use" is one clear error before anything s
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import sys
 import threading
@@ -19,7 +20,12 @@ import uvicorn
 from core.catalog import Catalog
 from core.errors import OutpostError
 from core.hub.app import HubApp, HubOptions
+from core.hub.tls import hub_certificate
 from edge_agent.contract.http_limits import ConnectionLimits, limited_protocol
+from edge_agent.contract.tls import server_context
+from edge_agent.contract.uvicorn_server import Server
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8700
 
@@ -51,12 +57,13 @@ class HubHandle:
     app: HubApp
     _server: uvicorn.Server
     _thread: threading.Thread
+    tls_spki: str | None = None  # None: plain HTTP (--insecure-http)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'http' if self.tls_spki is None else 'https'}://{host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -78,17 +85,26 @@ class HubHandle:
 
 def start_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
               options: HubOptions | None = None, *, ready_timeout: float = 15.0,
-              connections: ConnectionLimits | None = None) -> HubHandle:
+              connections: ConnectionLimits | None = None,
+              insecure_http: bool = False) -> HubHandle:
     """Serve the hub on host:port (0 = a free port) from a background thread, with the
-    same connection limits as the agent (header size and time, a connection cap)."""
+    same connection limits as the agent (header size and time, a connection cap), over
+    TLS 1.3 with the hub's certificate (whose key enrolment files pin) unless
+    `insecure_http`."""
+    cert = None if insecure_http else hub_certificate(catalog.settings)
+    context = None if cert is None else server_context(cert)
     sock = _listen(host, port)
+    if insecure_http:
+        log.warning("hub --insecure-http: plain HTTP on %s:%d; only behind a TLS-terminating "
+                    "proxy", host, port)
     app = HubApp(catalog, options)
     config = uvicorn.Config(
         app, loop="uvloop" if sys.platform != "win32" else "asyncio",
         http=limited_protocol(connections or ConnectionLimits()),
         lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=5,
-        timeout_keep_alive=30, proxy_headers=False, server_header=False, date_header=False)
-    server = uvicorn.Server(config)
+        timeout_keep_alive=30, proxy_headers=False, server_header=False, date_header=False,
+        ssl_context_factory=None if context is None else lambda _config, _default: context)
+    server = Server(config)
     app.start()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="hub-server", daemon=True)
@@ -101,4 +117,6 @@ def start_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = DEFAULT_POR
             sock.close()
             raise HubStartFailed(f"hub did not start on {host}:{port}")
         time.sleep(0.01)
-    return HubHandle(host, int(sock.getsockname()[1]), app, server, thread)
+    return HubHandle(host, int(sock.getsockname()[1]), app, server, thread,
+                     None if cert is None else cert.spki)
+

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core.audit import record_event
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
 from core.registry.models import ModelVersion, model_exists, resolve_model, validate_alias
@@ -52,6 +53,9 @@ def set_alias(catalog: Catalog, ref: str, alias: str, force: bool = False) -> Mo
         cur.execute("INSERT INTO model_alias (model, alias, version, assigned_at, released_at, "
                     "forced) VALUES (?, ?, ?, ?, NULL, ?)",
                     [target.model, alias, target.version, stamp, force and target.flagged])
+        record_event(cur, "alias", model=target.model, version=target.version,
+                     detail={"alias": alias, "previous": None if current is None
+                             else int(current[0]), "forced": force and target.flagged})
     return resolve_model(catalog, target.ref)
 
 

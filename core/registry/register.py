@@ -9,6 +9,7 @@ import orjson
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from core.audit import record_event
 from core.catalog import Catalog
 from core.errors import InvalidInput
 from core.progress import CancelToken, ProgressFn, check, report
@@ -89,6 +90,8 @@ def store_version(catalog: Catalog, name: str, data: bytes, *, run: str | None,
                  _json([s.to_dict() for s in inputs]), _json([s.to_dict() for s in outputs]),
                  _json(opset_of(model)), task, None if labels is None else _json(labels),
                  _json(parity), flagged, stamp])
+            record_event(cur, "register", model=name, version=version, sha256=sha,
+                         detail={"source": source, "parity": parity, "flagged": flagged})
     except BaseException:
         if created:
             catalog.objects.discard(sha)

@@ -19,9 +19,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.audit.agent_ingest import ingest_agent_events
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
 from core.telemetry.exportfile import TelemetryFileInvalid, read_header, verify_export
+from edge_agent.contract.audit_events import AGENT_EVENT_KIND
 
 RECORD_SCHEMA = pa.schema([
     ("seq", pa.int64()), ("kind", pa.string()), ("ts", pa.float64()),
@@ -35,6 +37,7 @@ RECORD_SCHEMA = pa.schema([
     ("times", pa.list_(pa.float64())), ("labels", pa.list_(pa.string())),
     ("id", pa.string()), ("reason", pa.string()), ("inputs", pa.string()),
     ("prediction", pa.string()),
+    ("body", pa.string()), ("signature", pa.string()),
     ("challenger", pa.int32()), ("agreed", pa.int64()), ("dropped", pa.int64()),
     ("timeouts", pa.int64()), ("errors", pa.int64()), ("divergence", pa.string()),
 ])
@@ -64,6 +67,8 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
                 "rows", "agreed", "dropped", "timeouts", "errors", "latency_us", "counts",
                 "divergence")),
 }
+# Kinds that go to the audit trail rather than a telemetry table (core.audit.agent_ingest).
+OTHER_KINDS: dict[str, tuple[str, ...]] = {AGENT_EVENT_KIND: ("seq", "body", "signature")}
 _agent_locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -93,10 +98,11 @@ def records_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
 
 def _check_records(cur: duckdb.DuckDBPyConnection, where: str) -> tuple[int, int, int]:
     """(records, min seq, max seq); refuses unknown kinds and records missing a field."""
+    required = {**{kind: cols for kind, (_, cols) in _KINDS.items()}, **OTHER_KINDS}
     checks = " OR ".join(
         f"(kind = '{kind}' AND ({' OR '.join(f'{c} IS NULL' for c in cols)}))"
-        for kind, (_, cols) in _KINDS.items())
-    kinds = ", ".join(f"'{k}'" for k in _KINDS)
+        for kind, cols in required.items())
+    kinds = ", ".join(f"'{k}'" for k in required)
     n, bad, lo, hi = cur.execute(
         f"SELECT count(*), count(*) FILTER (kind NOT IN ({kinds}) OR seq IS NULL OR {checks}),"
         " coalesce(min(seq), 0), coalesce(max(seq), 0) FROM staged").fetchall()[0]
@@ -124,6 +130,8 @@ def insert_staged(cur: duckdb.DuckDBPyConnection, records: pa.Table, *, where: s
         present = set(pc.unique(records["kind"]).to_pylist())
         inserted = {kind: _insert_kind(cur, kind, lo, hi, agent) if kind in present
                     else Counter() for kind in _KINDS}
+        if AGENT_EVENT_KIND in present:
+            ingest_agent_events(cur, agent)
         moved = ("VALUES ($agent, $hi)" if agent is not None else
                  "SELECT agent, max(seq) FROM staged GROUP BY agent")
         cursors = cur.execute(

@@ -4,7 +4,9 @@ enrolment file, the message an agent signs to claim its enrolment, and the route
 Routes (bearer = the enrolment token; NAME = the agent's name in the desktop catalog):
   GET  /hub/v1/health
   POST /hub/v1/agents/NAME/enroll     {"agent_id", "public_key", "signature"} -> {"agent"}
-  POST /hub/v1/agents/NAME/poll       the agent's status -> {"desired": [...], "rotations"}
+  POST /hub/v1/agents/NAME/poll       the agent's status and a fresh "hub_nonce" ->
+                                      {"agent", "nonce", "desired": [...], "rotations"},
+                                      signed with the desktop key (ANSWER_SIGNATURE header)
   GET  /hub/v1/agents/NAME/bundles/SHA  (Range: bytes=N- resumes a cut download)
   POST /hub/v1/agents/NAME/outcome    {"deployment", "model", "status", "version", "error"}
   POST /hub/v1/agents/NAME/telemetry  NDJSON outbox records -> {"acked": seq, "inserted"}
@@ -40,6 +42,8 @@ class Enrolment:
     desktop_key: str  # base64 of the desktop's raw 32-byte signing public key
     desktop_key_fingerprint: str
     created: str
+    hub_tls_spki: str = ""  # the hub certificate's key (sha256 of its SPKI): pinned
+
 
     def to_json_bytes(self) -> bytes:
         doc = {"format": ENROLMENT_FORMAT, "format_version": 1, **asdict(self)}
@@ -63,7 +67,13 @@ class Enrolment:
             raise EnrolmentFileInvalid(f"{where} lacks {', '.join(missing)}")
         if not doc["hub_url"].startswith(("http://", "https://")):
             raise EnrolmentFileInvalid(f"{where}: hub_url must start with http:// or https://")
-        return cls(**{f: doc[f] for f in fields})
+        pin = doc.get("hub_tls_spki") or ""
+        if not isinstance(pin, str) or (pin and len(pin) != 64):
+            raise EnrolmentFileInvalid(f"{where}: hub_tls_spki must be a sha256 hex digest")
+        if doc["hub_url"].startswith("https://") and not pin:
+            raise EnrolmentFileInvalid(f"{where} names an https hub but no hub_tls_spki to "
+                                       "pin: enrol again with this Outpost")
+        return cls(**{f: doc[f] for f in fields}, hub_tls_spki=pin)
 
     @classmethod
     def read(cls, path: Path) -> Enrolment:
@@ -84,6 +94,15 @@ def claim_message(agent: str, token: str) -> bytes:
     """What an agent signs with its identity key to claim an enrolment: binds the key to
     this agent name and this token, so a signature cannot be replayed for another."""
     return b"outpost-hub-enroll\0" + agent.encode() + b"\0" + token_sha256(token).encode()
+
+
+ANSWER_SIGNATURE = "x-outpost-signature"
+
+
+def answer_message(body: bytes) -> bytes:
+    """What the desktop key signs in a poll answer: the exact body bytes, which carry the
+    agent's name and the nonce of the poll they answer (so an old answer cannot be replayed)."""
+    return b"outpost-hub-answer\0" + body
 
 
 def agent_path(agent: str, *rest: str) -> str:

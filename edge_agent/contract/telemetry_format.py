@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge_agent.contract.audit_events import AGENT_EVENT_KIND, AgentEventRecord
 from edge_agent.contract.errors import KeyFileError, SchemaError, TelemetryFileError
 from edge_agent.contract.signing import (
     atomic_write,
@@ -127,7 +128,7 @@ class CaptureRecord:
 
 
 TelemetryRecord = (RequestRecord | HistogramRecord | EvictedRecord | PredictionRecord
-                   | FeedbackRecord | CaptureRecord | ShadowRecord)
+                   | FeedbackRecord | CaptureRecord | AgentEventRecord | ShadowRecord)
 _KINDS: dict[str, type[TelemetryRecord]] = {
     "request": RequestRecord,
     "histogram": HistogramRecord,
@@ -135,6 +136,7 @@ _KINDS: dict[str, type[TelemetryRecord]] = {
     "prediction": PredictionRecord,
     "feedback": FeedbackRecord,
     "capture": CaptureRecord,
+    AGENT_EVENT_KIND: AgentEventRecord,
     "shadow": ShadowRecord,
 }
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {

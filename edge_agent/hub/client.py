@@ -13,6 +13,7 @@ import argparse
 import base64
 import logging
 import random
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -29,6 +30,7 @@ from edge_agent.contract.hub_protocol import (
     claim_message,
 )
 from edge_agent.contract.signing import atomic_write, public_key_from_b64
+from edge_agent.hub.answers import verify_answer
 from edge_agent.hub.deploy import DesiredState
 from edge_agent.hub.telemetry import TelemetryPusher
 from edge_agent.hub.transport import HubRefused, HubTransport, HubUnavailable
@@ -86,6 +88,9 @@ def hub_settings(args: argparse.Namespace, agent_dir: Path) -> HubSettings | Non
         return None
     if args.hub:
         enrolment = replace(enrolment, hub_url=args.hub.rstrip("/"))
+    if enrolment.hub_url.startswith("https://") and not enrolment.hub_tls_spki:
+        raise EnrolmentFileInvalid(f"hub {enrolment.hub_url} is https but the enrolment pins "
+                                   "no hub certificate key: enrol again for that hub")
     saved.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(saved, enrolment.to_json_bytes(), mode=0o600)
     return HubSettings(enrolment, poll_s=args.hub_poll_s, push_s=args.hub_push_s,
@@ -143,7 +148,7 @@ class HubClient:
 
     def _transport(self) -> HubTransport:
         return HubTransport(self.enrolment.hub_url, self.enrolment.token,
-                            self.settings.timeout_s)
+                            self.settings.timeout_s, self.enrolment.hub_tls_spki)
 
     def _wait(self, seconds: float) -> bool:
         """Sleep unless stopped; True when stopping."""
@@ -191,14 +196,15 @@ class HubClient:
         """Claim the enrolment if not yet done, poll, and carry out what the hub wants."""
         if not self._claimed:
             self._claim(transport)
+        nonce = secrets.token_hex(16)
         try:
-            answer = transport.call("POST", agent_path(self.enrolment.agent, "poll"),
-                                    orjson.dumps(self.status_document())).json()
+            reply = transport.call("POST", agent_path(self.enrolment.agent, "poll"),
+                                   orjson.dumps({**self.status_document(), "hub_nonce": nonce}))
         except HubRefused as exc:
             if exc.status == 409:
                 self._claimed = False
             raise
-        self.desired.rotate(list(answer.get("rotations") or []))
+        answer = verify_answer(reply, self.enrolment.agent, nonce, self.store)
         self.desired.apply(transport, list(answer.get("desired") or []))
         return False
 

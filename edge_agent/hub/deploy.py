@@ -8,8 +8,6 @@ report, never the install or the rollback (a rollback done twice would undo itse
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import threading
 from pathlib import Path
@@ -55,17 +53,6 @@ class DesiredState:
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.dir / STATE_FILE, orjson.dumps(
             {"enrolment": self.enrolment_id, "handled": self._handled}))
-
-    def rotate(self, records: list[str]) -> None:
-        """Apply the key rotations the hub says this device still lacks, in order."""
-        for text in records:
-            try:
-                self.store.rotate_key(base64.b64decode(text, validate=True))
-            except (AgentError, binascii.Error, ValueError) as exc:
-                log.error("hub sent a key rotation this agent refuses: %s", exc)
-                return
-            log.info("applied key rotation from the hub (now rotation %d)",
-                     self.store.keys.rotation)
 
     def apply(self, transport: HubTransport, items: list[dict[str, Any]]) -> None:
         """Carry out each desired item not handled yet, and report what is unreported.

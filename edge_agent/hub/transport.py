@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from edge_agent.contract.errors import AgentError
+from edge_agent.contract.hub_protocol import ANSWER_SIGNATURE
+from edge_agent.contract.tls import find_pin_mismatch, pinned_client_context, short
 
 log = logging.getLogger(__name__)
 _CHUNK = 256 * 1024
@@ -40,18 +42,23 @@ class HubRefused(AgentError):
 class Answer:
     status: int
     body: bytes
+    signature: str | None = None  # the ANSWER_SIGNATURE header, when the hub signed it
 
     def json(self) -> Any:
         return orjson.loads(self.body) if self.body else None
 
 
 class HubTransport:
-    def __init__(self, hub_url: str, token: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, hub_url: str, token: str, timeout_s: float = 30.0,
+                 tls_pin: str = "") -> None:
         parts = urlsplit(hub_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise HubUnavailable(f"hub URL {hub_url!r} is not http(s)://HOST[:PORT]")
         self.url = hub_url.rstrip("/")
         self._https = parts.scheme == "https"
+        if self._https and not tls_pin:
+            raise HubUnavailable(f"hub {hub_url} is https but no certificate key is pinned")
+        self._tls_pin = tls_pin
         self._host = parts.hostname
         self._port = parts.port
         self._prefix = parts.path.rstrip("/")
@@ -61,8 +68,13 @@ class HubTransport:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self.timeout_s)
+            if self._https:
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self.timeout_s,
+                    context=pinned_client_context(self._tls_pin))
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port,
+                                                        timeout=self.timeout_s)
         return self._conn
 
     def close(self) -> None:
@@ -100,7 +112,7 @@ class HubTransport:
             self.close()
         if response.status >= 400:
             raise HubRefused(response.status, _error_text(response.status, data))
-        return Answer(response.status, data)
+        return Answer(response.status, data, response.getheader(ANSWER_SIGNATURE))
 
     def download(self, path: str, sha256: str, folder: Path) -> Path:
         """Fetch a bundle into `folder`/SHA.part, resuming from what is there already, and
@@ -172,6 +184,10 @@ def _error_text(status: int, data: bytes) -> str:
 
 
 def _reason(exc: BaseException) -> str:
+    mismatch = find_pin_mismatch(exc)
+    if mismatch is not None:
+        return (f"TLS certificate key {short(mismatch.presented)} is not the pinned "
+                f"{short(mismatch.pinned)} (nothing was sent)")
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):

@@ -88,9 +88,10 @@ class Management:
                  max_bundle_bytes: int = 512 * 1024 * 1024, upload_idle_s: float = 30.0,
                  body_timeout_s: float = 10.0,
                  cut_windows: Callable[[], object] | None = None,
-                 feedback_token: str | None = None, capturer: Capturer | None = None
-                 ) -> None:
+                 feedback_token: str | None = None, capturer: Capturer | None = None,
+                 tls_proof: dict[str, str] | None = None) -> None:
         self.store = store
+        self.tls_proof = tls_proof  # None: plain HTTP (--insecure-http)
         self.cache = cache
         self.outbox = outbox
         self.identity = identity
@@ -128,7 +129,10 @@ class Management:
 
     async def handle(self, scope: Scope, receive: Receive, method: str, parts: list[str]
                      ) -> Reply:
-        """Route /v1/<parts...>; every route needs the token."""
+        """Route /v1/<parts...>; every route but the identity proof needs the token (the
+        desktop checks who answers before it sends the token)."""
+        if (method, *parts) == ("GET", "identity"):
+            return self._identity(scope)
         route = (method, *parts)
         if route[:2] == ("POST", "models") and len(parts) == 3 and parts[2] == "feedback":
             self._authorize(scope, feedback=True)
@@ -163,8 +167,6 @@ class Management:
                 record = await self._small_body(scope, receive)
                 await self._call(self.store.rotate_key, record)
                 return json_reply({"rotated": True})
-            case ("GET", "identity"):
-                return self._identity(scope)
         known = {"bundles", "status", "telemetry", "keys", "identity", "models"}
         if parts and parts[0] in known:
             raise MethodNotAllowed(f"{method} /v1/{'/'.join(parts)} is not a route")
@@ -244,8 +246,12 @@ class Management:
         if not 8 <= len(nonce) <= 64:
             raise BadRequest("nonce must be 8 to 64 bytes, hex encoded")
         signature = binascii.b2a_base64(self.identity.sign(nonce), newline=False).decode()
-        return json_reply({"agent_id": self.identity.agent_id,
-                           "public_key": self.identity.public_key, "signature": signature})
+        doc = {"agent_id": self.identity.agent_id, "public_key": self.identity.public_key,
+               "signature": signature}
+        if self.tls_proof is not None:
+            doc["tls_spki_sha256"] = self.tls_proof["spki_sha256"]
+            doc["tls_signature"] = self.tls_proof["signature"]
+        return json_reply(doc)
 
     def status(self) -> dict[str, Any]:
         import onnxruntime

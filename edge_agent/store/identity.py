@@ -18,6 +18,14 @@ from edge_agent.contract.protocol import (
     public_key_b64,
     save_private_key,
 )
+from edge_agent.contract.tls import (
+    ServerCert,
+    create_cert,
+    load_or_create_cert,
+    proof_valid,
+    read_proof,
+    write_proof,
+)
 
 IDENTITY_KEY = "identity.key"
 AGENT_FILE = "agent.json"
@@ -63,3 +71,22 @@ def load_or_create_identity(agent_dir: Path) -> AgentIdentity:
         agent_id = str(uuid.uuid4())
         atomic_write(info_path, json.dumps({"agent_id": agent_id}).encode() + b"\n")
     return AgentIdentity(agent_id, key)
+
+
+def load_or_create_tls(agent_dir: Path, identity: AgentIdentity
+                       ) -> tuple[ServerCert, dict[str, str]]:
+    """DIR/tls.key (0600) and DIR/tls.crt, created on first use, and the identity key's
+    signature over the certificate's key hash (re-made if missing or stale)."""
+    cert = load_or_create_cert(agent_dir, f"outpost-agent-{identity.agent_id[:8]}")
+    proof = read_proof(agent_dir)
+    if (proof is None or proof.get("spki_sha256") != cert.spki
+            or not proof_valid(identity.key.public_key(), cert.spki, proof.get("signature"))):
+        proof = write_proof(agent_dir, cert.spki, identity.key)
+    return cert, proof
+
+
+def rotate_tls(agent_dir: Path, identity: AgentIdentity) -> tuple[ServerCert, dict[str, str]]:
+    """A new TLS key and certificate, vouched for by the same identity key: the desktop
+    re-pins it on its next call without a new enrolment."""
+    cert = create_cert(agent_dir, f"outpost-agent-{identity.agent_id[:8]}")
+    return cert, write_proof(agent_dir, cert.spki, identity.key)

@@ -3,12 +3,14 @@ rollback, delete, and a start-up check that falls back to the last good version.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -88,8 +90,12 @@ class ModelStore:
         *,
         limits: BundleLimits | None = None,
         session_threads: int = 1,
+        on_event: Callable[..., Any] | None = None,
     ) -> None:
         self.root = Path(root)
+        # Called (under the store's lock, so in the order changes happen) with each
+        # install, activation and rollback: edge_agent.store.events.AgentEventLog.
+        self._on_event = on_event
         self.keys = trusted_keys
         # One knob bounds an install's peak memory (about 2.2x model.onnx, see
         # load_version): no member, the model included, may unpack larger than the bundle cap.
@@ -233,8 +239,11 @@ class ModelStore:
             entry.state.highest_seen = max(entry.state.highest_seen, version)
             entry.dir.write_state(entry.state)
             entry.loaded[version] = loaded
+            if self._on_event is not None:
+                self._event("install", name, version, sha256=_file_sha256(bundle.path))
             if activate:
                 self._switch(entry, loaded)
+                self._event("activate", name, version, previous=previous)
             log.info("installed model %s version %d (active: %s)", name, version, activate)
             return InstallResult(name, version, "active" if activate else "installed",
                                  previous=previous)
@@ -254,6 +263,7 @@ class ModelStore:
             )
         if activate and previous != version:
             self._switch(entry, self._loaded(entry, version))
+            self._event("activate", name, version, previous=previous)
         active = entry.active is not None and entry.active.version == version
         status: InstallStatus = "active" if active else "installed"
         return InstallResult(name, version, status, previous=previous, already_installed=True)
@@ -301,7 +311,9 @@ class ModelStore:
     def activate(self, name: str, version: int) -> None:
         with self._lock:
             entry = self._entry(name)
+            previous = entry.active.version if entry.active else None
             self._switch(entry, self._loaded(entry, version))
+            self._event("activate", name, version, previous=previous)
 
     def rollback(self, name: str) -> int:
         """Activate the version that was active before the current one; returns it."""
@@ -313,7 +325,9 @@ class ModelStore:
             if not history:
                 raise VersionConflict(f"model {name!r} has no previous version to roll back to")
             target = history[-1]
+            previous = entry.active.version if entry.active else entry.pointer
             self._switch(entry, self._loaded(entry, target), history=history)
+            self._event("rollback", name, target, previous=previous)
             return target
 
     def delete(self, name: str, version: int) -> None:
@@ -335,6 +349,19 @@ class ModelStore:
 
     def rotate_key(self, record: bytes) -> RotationRecord:
         return self.keys.rotate(record)
+
+    def _event(self, event: str, model: str, version: int, **details: Any) -> None:
+        # After the change is durable: an event never claims what did not happen.
+        if self._on_event is not None:
+            self._on_event(event, model, version, **details)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _valid_name(name: str) -> bool:

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,12 @@ def _m004_capture_evicted(db: Database) -> None:
 
 
 CAPTURE = "capture"
+@MIGRATIONS(name="005_counters")
+def _m005_counters(db: Database) -> None:
+    # Numbers handed out with records, in their transaction (the agent's audit events).
+    db.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+
+
 WindowKey = tuple[str, int, str, float]  # model, version, feature, window start
 
 
@@ -102,12 +108,32 @@ class Outbox:
               windows: Mapping[WindowKey, tuple[Array, int]] | None = None,
               closed: Iterable[WindowKey] = ()) -> None:
         """Append records (numbering them), save open windows, forget closed ones: atomically."""
+        def produce() -> list[dict[str, Any]]:
+            self._save_windows(windows or {}, closed)
+            return records
+
+        self._commit(produce)
+
+    def write_counted(self, counter: str,
+                      make: Callable[[int], list[dict[str, Any]]]) -> None:
+        """Take the next number of `counter` and append the records `make(number)` returns,
+        in one transaction: each number goes out once, with its records, or not at all."""
+        def produce() -> list[dict[str, Any]]:
+            (number,) = self._conn.execute(
+                "SELECT coalesce(max(value), 0) + 1 FROM counters WHERE name = ?",
+                (counter,)).fetchone()
+            self._conn.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)",
+                               (counter, number))
+            return make(int(number))
+
+        self._commit(produce)
+
+    def _commit(self, produce: Callable[[], list[dict[str, Any]]]) -> None:
         with self._lock:
             saved = self._backlog, self._bytes, self._capture_bytes
             try:
                 with self._db.atomic():
-                    seq = self._insert(self._last_seq, records)
-                    self._save_windows(windows or {}, closed)
+                    seq = self._insert(self._last_seq, produce())
                     captures = self._evict_captures()
                     evicted, seq = self._evict(seq)
                     self._conn.execute(
