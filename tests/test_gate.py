@@ -60,6 +60,10 @@ def test_gate_registers_only_a_better_run_and_stages_it_for_approval(
     try:
         assert resolve_model(cat, "weak@production").version == 2
         assert staged_versions(cat) == []
+        kinds = [k for (k,) in cat.cursor().execute(
+            "SELECT kind FROM audit_event WHERE kind IN ('gate', 'approve') "
+            "ORDER BY position").fetchall()]
+        assert kinds == ["gate", "gate", "gate", "approve", "gate", "approve"]
     finally:
         cat.close()
     bad = run_cli(outpost_home, "model", "challenge", rf.id, "--name", "weak", "--metric", "r2")

@@ -79,6 +79,14 @@ def test_failing_agent_halts_the_rollout_and_switched_agents_roll_back(
             assert _active(cat, name) == 1, name  # every agent is back on the champion
     finally:
         cat.close()
+    cat = open_catalog(outpost_home)
+    try:
+        events = cat.cursor().execute(
+            "SELECT detail->>'status' FROM audit_event WHERE kind = 'rollout' "
+            "ORDER BY position").fetchall()
+    finally:
+        cat.close()
+    assert [e for (e,) in events] == ["running", "halted"]
     # The state is in the catalog: another process reads it.
     status = run_cli(outpost_home, "rollout", "status", "--json", check=True).json()
     assert status["id"] == doc["id"] and status["status"] == "halted"

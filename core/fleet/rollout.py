@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from core.audit.chain import record_event
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound, OutpostError
 from core.fleet.dispatch import agent_status, deploy, rollback
@@ -113,6 +114,9 @@ def start_rollout(catalog: Catalog, ref: str, *, waves: list[float] | None = Non
                 cur.execute("INSERT INTO rollout_agent (rollout, agent, wave, status) "
                             "VALUES (?, ?, ?, 'waiting')", [rid, name, wave])
             start = max(start, end)
+        record_event(cur, "rollout", model=mv.model, version=mv.version,
+                     detail={"rollout": int(rid), "status": "running", "waves": waves,
+                             "max_failures": max_failures, "agents": names})
     return get_rollout(catalog, int(rid))
 
 
@@ -146,8 +150,13 @@ def _set_agent(catalog: Catalog, rid: int, agent: str, status: AgentState,
 def _set_rollout(catalog: Catalog, rid: int, status: RolloutStatus, wave: int,
                  reason: str | None = None) -> None:
     with catalog.transaction() as cur:
-        cur.execute("UPDATE rollout SET status = ?, wave = ?, reason = ?, updated_at = now() "
-                    "WHERE id = ?", [status, wave, reason, rid])
+        row = cur.execute("UPDATE rollout SET status = ?, wave = ?, reason = ?, "
+                          "updated_at = now() WHERE id = ? RETURNING model, version",
+                          [status, wave, reason, rid]).fetchone()
+        if row is not None and status != "running":  # how it ended goes to the audit log
+            record_event(cur, "rollout", model=str(row[0]), version=int(row[1]),
+                         detail={"rollout": rid, "status": status, "wave": wave,
+                                 "reason": reason})
 
 
 def _active(catalog: Catalog, agent: str, model: str) -> int | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from core.audit.chain import record_event
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound
 from core.progress import CancelToken, ProgressFn
@@ -98,8 +99,11 @@ def challenge(catalog: Catalog, run_id: str, name: str, *, metric: str | None = 
         why = (f"{metric} {ours:.4f} vs production {theirs:.4f} "
                f"({'+' if gain >= 0 else ''}{gain:.4f}, margin {margin:g})")
     def result(passed: bool, version: int | None, reason: str) -> GateResult:
-        return GateResult(name, run.id, str(metric), margin, ours, theirs,
-                          champion.version if champion else None, passed, version, reason)
+        decided = GateResult(name, run.id, str(metric), margin, ours, theirs,
+                             champion.version if champion else None, passed, version, reason)
+        with catalog.transaction() as cur:  # every decision, passed or not, is on record
+            record_event(cur, "gate", model=name, version=version, detail=decided.to_dict())
+        return decided
 
     if not beats:
         return result(False, None, f"not registered: does not beat production: {why}")
@@ -122,6 +126,9 @@ def approve(catalog: Catalog, ref: str) -> dict[str, Any]:
                            "approved")
     set_alias(catalog, mv.ref, "production")
     release_alias(catalog, mv.model, STAGED)
+    with catalog.transaction() as cur:
+        record_event(cur, "approve", model=mv.model, version=mv.version,
+                     detail={"from": STAGED, "to": "production"})
     return {"model": mv.model, "version": mv.version, "alias": "production"}
 
 
