@@ -1,7 +1,8 @@
 """Shadow cost on the agent: the bench_agent RandomForest served with no challenger and
 with a challenger (another RandomForest) run in shadow on 100 % of requests, same run.
 
-/v1 predict, one row, c1 and c16, the two agents measured alternately (`--rounds`
+/v1 predict over plain HTTP (`--insecure-http`, as bench_agent's main table), one
+row, c1 and c16, the two agents measured alternately (`--rounds`
 times each) so machine noise hits both. Server pinned to core 0, wrk to core 1.
 
     python bench/bench_shadow.py [--duration 5] [--rounds 2]
@@ -19,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_agent import COLUMNS, REPO, build_model, request_bodies, start, stop, wrk
+from bench_agent import (
+    COLUMNS,
+    PLAIN_HTTP,
+    REPO,
+    build_model,
+    request_bodies,
+    start,
+    stop,
+    wrk,
+)
 
 RESULTS = REPO / "bench" / "results" / "bench_shadow.json"
 
@@ -29,7 +39,7 @@ def measure(agent_dir: Path, token_file: Path, pub: Path, case: Any, duration: f
     path, body, headers = case
     proc, url, _ = start(["-m", "edge_agent", "serve", "--dir", str(agent_dir),
                           "--token-file", str(token_file), "--trust-key", str(pub),
-                          "--telemetry-max-mb", "16"], "/v2/models/rf/ready")
+                          "--telemetry-max-mb", "16", *PLAIN_HTTP], "/v2/models/rf/ready")
     try:
         wrk(url + path, body, headers, 4, 1.0, workdir, proc.pid)  # warm-up
         return {f"c{c}": wrk(url + path, body, headers, c, duration, workdir, proc.pid)
