@@ -6,7 +6,7 @@ The core modules are imported inside the calls, in the worker (see app/fleet_cal
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.catalog import Catalog
 from core.errors import NotFound
@@ -32,6 +32,7 @@ class Snapshot:
     drift_note: str | None = None  # why there is no drift yet, in the user's words
     alerts: list[Alert] = field(default_factory=list)
     pulled: list[PullResult] = field(default_factory=list)
+    shadow: list[dict[str, Any]] = field(default_factory=list)  # core.shadow summaries
     accuracy: AccuracyReport | None = None  # live accuracy from labels, beside drift
 
 
@@ -66,6 +67,9 @@ def snapshot(catalog: Catalog, model: str | None, agent: str | None, bucket_s: f
     chosen = _pick_model(catalog, models, model)
     snap = Snapshot(models, agents, chosen, bucket_s, pulled=pulled)
     if chosen is not None:
+        from core.shadow import shadow_report
+
+        snap.shadow = shadow_report(catalog, chosen, agent)["agents"]
         for name in [agent] if agent else agents:
             snap.series[name] = request_series(catalog, name, model=chosen, bucket_s=bucket_s)
         try:

@@ -41,7 +41,7 @@ PLAIN_HTTP = ["--insecure-http"]
 TARGETS = {"overhead_p50_us_c1": 200, "req_s_c16": 4000, "rss_mb": 120, "ready_s": 2.0}
 
 
-def build_model() -> tuple[bytes, dict[str, Any], dict[str, Any]]:
+def build_model(seed: int = 0) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
     import pandas as pd
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
@@ -54,7 +54,7 @@ def build_model() -> tuple[bytes, dict[str, Any], dict[str, Any]]:
     frame = pd.DataFrame(rng.normal(size=(2000, 8)).astype(np.float32), columns=COLUMNS)
     y = (frame["f0"] + frame["f1"] * frame["f2"] > 0).map({True: "alarm", False: "normal"})
     pipe = Pipeline([("pre", ColumnTransformer([("num", SimpleImputer(), COLUMNS)])),
-                     ("rf", RandomForestClassifier(50, max_depth=10, random_state=0))])
+                     ("rf", RandomForestClassifier(50, max_depth=10, random_state=seed))])
     pipe.fit(frame, y)
     onx = convert_sklearn(pipe, initial_types=[(c, FloatTensorType([None, 1])) for c in COLUMNS],
                           options={id(pipe.steps[-1][1]): {"zipmap": False}}, target_opset=17)

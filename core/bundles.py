@@ -22,14 +22,18 @@ from core.audit import record_event
 from core.baselines import FeatureSpec, compute_baseline, prediction_baseline
 from core.catalog import Catalog
 from core.datasets import read_frame, resolve_version, version_path
-from core.errors import StorageError
+from core.errors import InvalidInput, StorageError
 from core.feeds import frame_feeds, is_categorical, json_columns, outputs_json
 from core.keys import signing_key
 from core.progress import CancelToken, ProgressFn, check, report
 from core.registry import ModelVersion, resolve_model, tensor_inputs
 from core.registry.runtime import load_session
 from core.training import get_run, holdout_frame
+from edge_agent.contract.errors import ModelInvalid
+from edge_agent.contract.model_checks import check_challenger, inspect_model
 from edge_agent.contract.protocol import Baseline, key_fingerprint, write_bundle
+
+DEFAULT_SHADOW_SHARE = 0.5
 
 CANARY_ROWS = 16
 # The prediction distribution is estimated on at most this many training rows.
@@ -156,15 +160,20 @@ def _cached(catalog: Catalog, mv: ModelVersion, key_id: str) -> tuple[str, dict[
 
 def build_bundle(catalog: Catalog, ref: str, out: Path | None = None, *,
                  progress: ProgressFn | None = None,
-                 cancel: CancelToken | None = None) -> BuiltBundle:
+                 cancel: CancelToken | None = None,
+                 challenger: str | None = None,
+                 shadow_share: float = DEFAULT_SHADOW_SHARE) -> BuiltBundle:
     """The signed bundle of model version `ref`, stored (and copied to `out` if given).
 
     The manifest's signature and opsets are read from the graph by the protocol, exactly
-    as the agent will read them."""
+    as the agent will read them. With `challenger` (another version of the same model,
+    same inputs), the bundle also carries it for the agent to run in shadow on
+    `shadow_share` of the requests; such bundles are not the version's cached bundle."""
     mv = resolve_model(catalog, ref)
     key = signing_key(catalog)
     key_id = key_fingerprint(key)
-    cached = _cached(catalog, mv, key_id)
+    shadow = _challenger(catalog, mv, challenger, shadow_share)
+    cached = None if shadow is not None else _cached(catalog, mv, key_id)
     if cached is not None:
         sha, baseline = cached
         return _deliver(catalog, mv, sha, key_id, baseline, out, reused=True)
@@ -182,8 +191,11 @@ def build_bundle(catalog: Catalog, ref: str, out: Path | None = None, *,
             baseline=baseline, canary=canary, key=key, task=mv.task,
             labels=[v if isinstance(v, int) else str(v) for v in mv.labels] if mv.labels
             else None, min_onnxruntime=min_onnxruntime(mv.opset),
-            built_by=f"outpost {package_version('outpost')}")
+            built_by=f"outpost {package_version('outpost')}", challenger=shadow)
         sha, _ = catalog.objects.adopt(tmp)
+    if shadow is not None:
+        report(progress, "bundle", 3, 3)
+        return _deliver(catalog, mv, sha, key_id, baseline, out, reused=False)
     with catalog.transaction() as cur:
         cur.execute("INSERT OR REPLACE INTO bundle (model, version, object, key_id, baseline) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -192,6 +204,28 @@ def build_bundle(catalog: Catalog, ref: str, out: Path | None = None, *,
                      detail={"key_id": key_id, "onnx": mv.onnx_object})
     report(progress, "bundle", 3, 3)
     return _deliver(catalog, mv, sha, key_id, baseline, out, reused=False)
+
+
+def _challenger(catalog: Catalog, mv: ModelVersion, ref: str | None, share: float
+                ) -> tuple[int, bytes, float] | None:
+    """(version, ONNX bytes, share) of the challenger, or None; bad input is refused."""
+    if ref is None:
+        return None
+    if not 0 < share <= 1:
+        raise InvalidInput(f"--shadow-share {share:g} must be in (0, 1]")
+    other = resolve_model(catalog, ref)
+    if other.model != mv.model:
+        raise InvalidInput(f"challenger {other.ref} is not a version of {mv.model}")
+    if other.version == mv.version:
+        raise InvalidInput(f"challenger {other.ref} is the champion itself")
+    data = catalog.objects.require(other.onnx_object).read_bytes()
+    try:
+        check_challenger(inspect_model(
+            catalog.objects.require(mv.onnx_object).read_bytes(), check_opset=False).inputs,
+            inspect_model(data, check_opset=False).inputs)
+    except ModelInvalid as exc:
+        raise InvalidInput(f"challenger {other.ref} refused: {exc}") from exc
+    return other.version, data, float(share)
 
 
 def _deliver(catalog: Catalog, mv: ModelVersion, sha: str, key_id: str,

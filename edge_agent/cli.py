@@ -116,7 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_bundle_bytes=int(args.max_bundle_mb * MiB),
         telemetry_max_bytes=int(args.telemetry_max_mb * MiB),
         window_s=args.window_s, batch_max=args.batch_max, batch_delay_us=args.batch_delay_us,
-        hub=hub, feedback_token=feedback_token,
+        hub=hub, feedback_token=feedback_token, shadow_timeout_ms=args.shadow_timeout_ms,
+        shadow_queue=args.shadow_queue,
         capture_max_bytes=int(args.capture_max_mb * MiB),
         connections=ConnectionLimits(
             max_connections=args.max_connections, header_timeout_s=args.header_timeout_s,
@@ -233,6 +234,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-delay-us", type=int, default=d["batch_delay_us"],
                        help="adaptive batching: longest wait for a batch to fill "
                        f"({d['batch_delay_us']}: only requests that arrived together)")
+    serve.add_argument("--shadow-timeout-ms", type=float, default=d["shadow_timeout_ms"],
+                       help="shadow: longest challenger call before it is cut off "
+                       f"({d['shadow_timeout_ms']:g} ms)")
+    serve.add_argument("--shadow-queue", type=int, default=d["shadow_queue"],
+                       help="shadow: jobs waiting for the challenger; more are dropped and "
+                       f"counted ({d['shadow_queue']})")
     from edge_agent.contract.http_limits import ConnectionLimits
 
     c = ConnectionLimits()

@@ -37,6 +37,8 @@ class ServeOptions:
     flush_s: float = 0.25
     batch_max: int = 16
     batch_delay_us: int = 0
+    shadow_timeout_ms: float = 500.0  # longest challenger call in shadow
+    shadow_queue: int = 256  # shadow jobs waiting; more are dropped and counted
     hub: Any = None  # edge_agent.hub.client.HubSettings: device-initiated mode
     connections: ConnectionLimits = ConnectionLimits()
     feedback_token: str | None = None  # may only post feedback (a label-entry tablet)
@@ -50,6 +52,7 @@ def build_app(options: ServeOptions) -> Any:
     from edge_agent.serving.metrics import AgentMetrics
     from edge_agent.serving.server import AgentApp, Limits
     from edge_agent.serving.serving import ServedCache
+    from edge_agent.serving.shadow import Shadow
     from edge_agent.store.boot import next_boot
     from edge_agent.store.events import AgentEventLog
     from edge_agent.store.identity import load_or_create_identity, load_or_create_tls
@@ -86,7 +89,10 @@ def build_app(options: ServeOptions) -> Any:
     limits = Limits(max_body_bytes=options.max_body_bytes,
                     body_timeout_s=options.body_timeout_s, batch_max=options.batch_max,
                     batch_delay_s=options.batch_delay_us / 1e6)
-    return AgentApp(cache, recorder, metrics, management, limits, ids)
+    shadow = Shadow(recorder.add_record, window_s=options.window_s,
+                    queue_size=options.shadow_queue, timeout_s=options.shadow_timeout_ms / 1e3)
+    shadow.start()
+    return AgentApp(cache, recorder, metrics, management, limits, ids, shadow)
 
 
 def serve(sock: socket.socket, options: ServeOptions) -> int:

@@ -359,6 +359,21 @@ def verify_for(url: str) -> ssl.SSLContext | bool:
     return ssl_context_for(url) or True
 
 
+def triton_client(url: str) -> Any:
+    """tritonclient's HTTP client for the agent at `url`, over TLS trusting its certificate
+    when it is https (tritonclient's `ssl=True` with `ca_certs`, as docs/agent.md shows)."""
+    import tritonclient.http as triton_http
+
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return triton_http.InferenceServerClient(parts.netloc)
+    cert = _CERTS.get(parts.netloc)
+    if cert is None:
+        raise AssertionError(f"no certificate registered for {url} (trust_cert)")
+    return triton_http.InferenceServerClient(parts.netloc, ssl=True,
+                                             ssl_options={"ca_certs": str(cert)})
+
+
 def http_connection(url: str, timeout: float = 30) -> http.client.HTTPConnection:
     """A keep-alive connection to the server at `url` (TLS when it is https)."""
     parts = urlsplit(url)

@@ -123,7 +123,8 @@ class Agent:
 
 
 def start_agent(folder: Path, trust: Ed25519PrivateKey, *, port: int | None = None,
-                token: str = "fleet-test-token", window_s: float = 1.0) -> Agent:
+                token: str = "fleet-test-token", window_s: float = 1.0,
+                extra: tuple[str, ...] = ()) -> Agent:
     """`outpost-agent serve` on loopback (a free port unless given), ready to answer."""
     folder.mkdir(parents=True, exist_ok=True)
     token_file = folder.parent / f"{folder.name}.token"
@@ -134,7 +135,7 @@ def start_agent(folder: Path, trust: Ed25519PrivateKey, *, port: int | None = No
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge_agent", "serve", "--dir", str(folder), "--host",
              "127.0.0.1", "--port", str(port), "--token-file", str(token_file), "--trust-key",
-             str(pub), "--window-s", str(window_s)],
+             str(pub), "--window-s", str(window_s), *extra],
             stdout=log, stderr=log)
     url = f"https://127.0.0.1:{port}"
     trust_cert(url, folder / "tls.crt")

@@ -87,6 +87,12 @@ def operate_hub_from_cli(home: Path, work: Path, hub_url: str) -> None:
         wait_until(lambda: answer(agent, 1.0) == 2.0, 30, "version 1 serving")
         ok(home, work, "deploy", "adder@2", "--to", "edge1", "--json")
         wait_until(lambda: answer(agent, 1.0) == 3.0, 30, "version 2 serving")
+
+        def reported(version: int) -> bool:  # rollback acts on what the last poll said
+            found = ok(home, work, "agent", "status", "edge1", "--json").json()
+            return [(m["name"], m["active"]) for m in found["models"]] == [("adder", version)]
+
+        wait_until(lambda: reported(2), 30, "a poll reporting version 2", every=0.5)
         ok(home, work, "rollback", "adder", "--on", "edge1", "--json")
         wait_until(lambda: answer(agent, 1.0) == 2.0, 30, "rolled back to version 1")
         agent.infer(20)

@@ -10,16 +10,16 @@ import pytest
 from core.audit.query import serving_at
 from core.fleet.dispatch import deploy
 from core.fleet.ledger import list_deployments
-from core.hub import HubOptions, start_hub
+from core.hub import HubOptions
 from tests.fleet_helpers import open_catalog
-from tests.hub_helpers import enrol_and_start, register_adder, wait_until
+from tests.hub_helpers import enrol_and_start, register_adder, start_test_hub, wait_until
 
 pytestmark = pytest.mark.xdist_group("hub")
 
 
 def test_hub_agent_events_reach_the_trail_by_push(outpost_home: Path, tmp_path: Path) -> None:
     catalog = open_catalog(outpost_home)
-    hub = start_hub(catalog, "127.0.0.1", 0, HubOptions(contact_flush_s=0.2))
+    hub = start_test_hub(catalog, "127.0.0.1", 0, HubOptions(contact_flush_s=0.2))
     try:
         refs = [register_adder(catalog, tmp_path, bias) for bias in (1.0, 2.0)]
         agent = enrol_and_start(catalog, tmp_path, "edge1", hub.url)

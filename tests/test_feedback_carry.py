@@ -17,11 +17,12 @@ from core.datasets import resolve_version, version_path
 from core.fleet.agents import add_agent
 from core.fleet.capture import capture_policy, set_capture
 from core.fleet.dispatch import deploy
-from core.hub import HubOptions, start_hub
+from core.hub import HubOptions
 from core.keys import signing_key
+from tests.agent_helpers import verify_for
 from tests.conftest import run_cli
 from tests.fleet_helpers import agents, open_catalog, train_mini
-from tests.hub_helpers import enrol_and_start, register_adder, wait_until
+from tests.hub_helpers import enrol_and_start, register_adder, start_test_hub, wait_until
 
 RECORDS = [{"temp": 18.0 + i, "site": "north", "load": 1.0} for i in range(20)]
 
@@ -35,10 +36,12 @@ def test_export_file_carries_predictions_feedback_and_captures(outpost_home: Pat
         add_agent(catalog, "site", a.url, a.token)
         deploy(catalog, "pumps@1", "site")
         set_capture(catalog, "site", "pumps", capture_policy(share=1.0))
-        doc = httpx.post(f"{a.url}/v1/models/pumps/predict", json={"records": RECORDS}).json()
+        doc = httpx.post(f"{a.url}/v1/models/pumps/predict", json={"records": RECORDS},
+                         verify=verify_for(a.url)).json()
         feedback = [{"id": i, "label": 1} for i in doc["ids"][:8]]
         answer = httpx.post(f"{a.url}/v1/models/pumps/feedback", json={"feedback": feedback},
-                            headers={"Authorization": f"Bearer {a.token}"})
+                            headers={"Authorization": f"Bearer {a.token}"},
+                            verify=verify_for(a.url))
         assert answer.status_code == 200
         wait_until(lambda: _outbox_kinds(a.dir) >= {"prediction", "feedback", "capture"}, 20,
                    "records in the outbox")
@@ -80,25 +83,28 @@ def _outbox_kinds(folder: Path) -> set[str]:
 @pytest.mark.xdist_group("hub")
 def test_hub_carries_predictions_and_feedback(outpost_home: Path, tmp_path: Path) -> None:
     catalog = open_catalog(outpost_home)
-    hub = start_hub(catalog, "127.0.0.1", 0, HubOptions(contact_flush_s=0.2))
+    hub = start_test_hub(catalog, "127.0.0.1", 0, HubOptions(contact_flush_s=0.2))
     (tmp_path / "fb.token").write_text("tablet-token-1")
     agent = enrol_and_start(catalog, tmp_path, "far", hub.url,
                             extra=("--feedback-token-file", str(tmp_path / "fb.token")))
     try:
         ref = register_adder(catalog, tmp_path, 1.0)
         deploy(catalog, ref, "far")
-        wait_until(lambda: httpx.get(f"{agent.url}/v2/models/adder/ready").status_code == 200,
+        wait_until(lambda: httpx.get(f"{agent.url}/v2/models/adder/ready",
+                                             verify=verify_for(agent.url)).status_code == 200,
                    30, "adder deployed through the hub")
         ids = []
         for x in (1.0, 2.0, 3.0):
             body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1],
                                 "data": [x]}]}
-            ids += httpx.post(f"{agent.url}/v2/models/adder/infer",
-                              json=body).json()["parameters"]["prediction_ids"]
+            answer = httpx.post(f"{agent.url}/v2/models/adder/infer", json=body,
+                                verify=verify_for(agent.url))
+            ids += answer.json()["parameters"]["prediction_ids"]
         fb = {"feedback": [{"id": i, "label": y} for i, y in zip(ids, (2.0, 3.5, 4.0),
                                                                  strict=True)]}
         assert httpx.post(f"{agent.url}/v1/models/adder/feedback", json=fb,
-                          headers={"Authorization": "Bearer tablet-token-1"}).status_code == 200
+                          headers={"Authorization": "Bearer tablet-token-1"},
+                          verify=verify_for(agent.url)).status_code == 200
         report = wait_until(lambda: (r := accuracy_report(catalog, "adder")).agents
                             and r.agents[0].labelled == 3 and r, 30, "labels via the hub")
         (entry,) = report.agents

@@ -20,6 +20,7 @@ from core.fleet.capture import capture_policy, set_capture
 from core.fleet.dispatch import deploy
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
+from tests.agent_helpers import verify_for
 from tests.conftest import run_cli
 from tests.fleet_helpers import agents, mini_frame, open_catalog, train_mini
 
@@ -61,7 +62,7 @@ def test_thousand_predictions_labels_accuracy_and_captured_dataset(
         set_capture(catalog, "edge", "pumps", capture_policy(share=0.1))
         answers: dict[str, str] = {}
         sent: dict[str, dict[str, Any]] = {}
-        with httpx.Client(base_url=a.url) as http:
+        with httpx.Client(base_url=a.url, verify=verify_for(a.url)) as http:
             for start in range(0, 1000, 50):
                 batch = records[start:start + 50]
                 doc = http.post("/v1/models/pumps/predict", json={"records": batch}).json()

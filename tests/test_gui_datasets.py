@@ -173,7 +173,9 @@ def test_derive_shows_sql_errors_inline_then_records_lineage(
     assert dialog.isVisible() and not error_dialogs(window)
     dialog.sql.setPlainText("SELECT * FROM data WHERE b = 'x'")
     dialog.derive_button.click()
-    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: not dialog.isVisible() or dialog.error.text() not in ("", "nope"),
+                    timeout=10_000)
+    assert not dialog.isVisible(), dialog.error.text()
     _wait_selected(qtbot, view, "only_x")
     assert view.selected is not None and view.selected.rows == 2
     view.tabs.setCurrentWidget(view.lineage)

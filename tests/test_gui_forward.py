@@ -12,7 +12,7 @@ from app.cli_bridge import CliBridge
 from app.views.datasets import DatasetsView
 from app.views.fleet import FleetView
 from app.window import MainWindow
-from tests.agent_helpers import free_port
+from tests.agent_helpers import free_port, trust_cert
 from tests.forward_helpers import operate_hub_from_cli, popen_in
 from tests.gui_helpers import (  # noqa: F401 (fixtures)
     Heartbeat,
@@ -74,7 +74,8 @@ def test_hub_in_the_window_operated_entirely_from_the_cli(
     port = free_port()
     fleet.hub_port.setValue(port)
     fleet.hub_action.trigger()
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
+    trust_cert(url, window.ctx.catalog.settings.hub_tls_dir / "tls.crt")
     qtbot.waitUntil(lambda: fleet.hub_state.text() == f"Hub serving on {url}", timeout=15_000)
     operate_hub_from_cli(outpost_home, tmp_path, url)
     assert bridge.server.completed >= 10

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.views.models import ModelsView
@@ -110,3 +111,22 @@ def test_export_then_import_onnx_and_bad_file_inline(
                     timeout=10_000)
     assert view.badge.property("badge") == "none" and "not checked" in view.badge.text()
     assert [m["model"] for m in view.models.records] == ["cancer", "external"]
+
+
+def test_staged_banner_approves_the_staged_version(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog,
+        run_id: str) -> None:
+    from core.registry import set_alias
+    from core.registry.gate import STAGED
+
+    set_alias(catalog, register_model(catalog, run_id, "cancer").ref, "production")
+    set_alias(catalog, register_model(catalog, run_id, "cancer").ref, STAGED)  # as the gate does
+    window = make_window([ModelsView])
+    view = _view(qtbot, window)
+    qtbot.waitUntil(lambda: not view.banner.isHidden(), timeout=10_000)
+    assert "cancer@2" in view.banner_text.text()
+    qtbot.mouseClick(view.approve_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.banner.isHidden() and not window.ctx.tasks.running(),
+                    timeout=10_000)
+    assert resolve_model(catalog, "cancer@production").version == 2
+    assert not error_dialogs(window)

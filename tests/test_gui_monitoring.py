@@ -32,7 +32,7 @@ from tests.gui_helpers import (  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.xdist_group("fleet")
 
 
-def _telemetry_file(catalog: Catalog, path: Path) -> Path:
+def _telemetry_file(catalog: Catalog, path: Path, extra: tuple[object, ...] = ()) -> Path:
     """An offline site's export: 60 requests (6 failed) and one window where `temp` moved."""
     train_mini(catalog, "pumps")
     baseline = build_bundle(catalog, "pumps@1").baseline
@@ -47,7 +47,7 @@ def _telemetry_file(catalog: Catalog, path: Path) -> Path:
             counts = [0] * (len(counts) - 1) + [sum(counts)]
         records.append(histogram(100 + i, feature["name"], counts, nulls=feature["nulls"],
                                  model="pumps", start=t0, length=60))
-    return export_file(path, records, identity, agent_id="id-a")
+    return export_file(path, [*records, *extra], identity, agent_id="id-a")
 
 
 def test_monitoring_shows_requests_drift_and_alerts(
@@ -97,3 +97,28 @@ def test_monitoring_shows_requests_drift_and_alerts(
     assert any("error rate" in m for m in messages)
     assert any("site-a is unreachable" in m for m in messages)
     assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]
+
+
+def test_monitoring_shows_the_shadow_challenger(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog,
+        tmp_path: Path) -> None:
+    shadow = {"kind": "shadow", "seq": 200, "window_start": time.time() - 60,
+              "window_end": time.time(), "model": "pumps", "version": 1, "challenger": 2,
+              "count": 10, "rows": 40, "agreed": 30, "dropped": 1, "timeouts": 0, "errors": 0,
+              "latency_us": 5000, "counts": [0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0],
+              "divergence": '{"alarm": 10}'}
+    path = _telemetry_file(catalog, tmp_path / "site-a.telemetry", (shadow,))
+    window = make_window([FleetView, MonitoringView])
+    fleet = window.view(FleetView)
+    assert isinstance(fleet, FleetView)
+    fleet.import_telemetry_file(path)
+    qtbot.waitUntil(lambda: "Imported 60 requests" in window.statusBar().currentMessage(),
+                    timeout=10_000)
+    view = window.view(MonitoringView)
+    assert isinstance(view, MonitoringView)
+    window.show_view(window.views.index(view))
+    qtbot.waitUntil(lambda: view.snap is not None and bool(view.snap.shadow), timeout=30_000)
+    assert not view.shadow.isHidden()
+    text = view.shadow.text()
+    assert "v1 vs challenger v2" in text and "agreement 75.0 %" in text, text
+    assert "alarm (10)" in text and "p99 0.5 ms" in text and "dropped 1" in text, text

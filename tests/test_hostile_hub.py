@@ -13,11 +13,11 @@ import pytest
 from core.catalog import Catalog
 from core.fleet.dispatch import deploy
 from core.fleet.ledger import list_deployments
-from core.hub import HubHandle, enroll_agent, start_hub
+from core.hub import HubHandle, enroll_agent
 from edge_agent.contract.hub_protocol import Enrolment, agent_path, claim_message
 from edge_agent.contract.protocol import generate_signing_key, public_key_b64
 from tests.fleet_helpers import open_catalog
-from tests.hub_helpers import hub_call, register_adder
+from tests.hub_helpers import hub_call, register_adder, start_test_hub
 
 pytestmark = pytest.mark.xdist_group("hub")
 
@@ -31,7 +31,7 @@ def catalog(outpost_home: Path) -> Iterator[Catalog]:
 
 @pytest.fixture
 def hub(catalog: Catalog) -> Iterator[HubHandle]:
-    handle = start_hub(catalog, "127.0.0.1", 0)
+    handle = start_test_hub(catalog, "127.0.0.1", 0)
     yield handle
     handle.stop()
 

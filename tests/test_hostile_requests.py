@@ -20,6 +20,7 @@ from tests.agent_helpers import (
     resign,
     rezip,
     running_agent,
+    ssl_context_for,
 )
 from tests.hostile_helpers import raw_exchange, rss_mb, status_of, wait_for
 
@@ -120,7 +121,8 @@ def _rejected(agent: AgentProcess) -> float:
     status, _ = json_request(f"{agent.url}/v2/health/live")
     import urllib.request
 
-    with urllib.request.urlopen(f"{agent.url}/metrics", timeout=10) as resp:
+    with urllib.request.urlopen(f"{agent.url}/metrics", timeout=10,
+                                context=ssl_context_for(agent.url)) as resp:
         text = resp.read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("outpost_rejected_requests_total{"))

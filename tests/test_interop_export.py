@@ -23,6 +23,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from core.fleet.agents import add_agent
 from core.fleet.dispatch import deploy
 from core.keys import signing_key
+from tests.agent_helpers import verify_for
 from tests.conftest import run_cli
 from tests.fleet_helpers import agents, open_catalog, train_mini
 from tests.interop_helpers import kinds_model
@@ -165,7 +166,8 @@ def test_mlflow_model_predicts_what_the_agent_answers(home: Path, tmp_path: Path
                 {"name": "temp", "datatype": "FP32", "shape": [rows, 1], "data": example["temp"]},
                 {"name": "site", "datatype": "BYTES", "shape": [rows, 1], "data": example["site"]},
                 {"name": "load", "datatype": "FP32", "shape": [rows, 1], "data": example["load"]}]}
-            answer = httpx.post(f"{agent.url}/v2/models/pumps/infer", json=body, timeout=30)
+            answer = httpx.post(f"{agent.url}/v2/models/pumps/infer", json=body, timeout=30,
+                                verify=verify_for(agent.url))
     finally:
         catalog.close()
     assert answer.status_code == 200, answer.text

@@ -24,7 +24,7 @@ import tritonclient.http as triton_http
 from core.fleet.agents import add_agent
 from core.fleet.dispatch import deploy
 from core.keys import signing_key
-from tests.agent_helpers import tabular_model
+from tests.agent_helpers import tabular_model, triton_client, verify_for
 from tests.conftest import run_cli
 from tests.fleet_helpers import agents, open_catalog, train_mini
 from tests.interop_helpers import MLServer, kinds_model, running_mlserver
@@ -121,14 +121,16 @@ def test_json_requests_agree(servers: Servers, model: str) -> None:
     for rows in BATCHES:
         body = json_body(batch(servers.inputs[model], rows, rows), datatypes)
         for path in (f"/v2/models/{model}/infer", f"/v2/models/{model}/versions/1/infer"):
-            ours = httpx.post(servers.agent + path, json=body, timeout=30)
+            ours = httpx.post(servers.agent + path, json=body, timeout=30,
+                              verify=verify_for(servers.agent))
             theirs = httpx.post(servers.mlserver.url + path, json=body, timeout=30)
             assert ours.status_code == theirs.status_code == 200, (ours.text, theirs.text)
             assert ours.json()["model_name"] == theirs.json()["model_name"] == model
             assert_same_outputs(ours.json(), theirs.json())
         first_output = ours.json()["outputs"][0]["name"]
         only = {**body, "outputs": [{"name": first_output}]}
-        ours = httpx.post(f"{servers.agent}/v2/models/{model}/infer", json=only, timeout=30)
+        ours = httpx.post(f"{servers.agent}/v2/models/{model}/infer", json=only, timeout=30,
+                          verify=verify_for(servers.agent))
         theirs = httpx.post(f"{servers.mlserver.url}/v2/models/{model}/infer", json=only,
                             timeout=30)
         assert [o["name"] for o in ours.json()["outputs"]] == [first_output]
@@ -137,7 +139,7 @@ def test_json_requests_agree(servers: Servers, model: str) -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_binary_requests_agree(servers: Servers, model: str) -> None:
-    agent = triton_http.InferenceServerClient(servers.agent.removeprefix("http://"))
+    agent = triton_client(servers.agent)
     mlserver = triton_grpc.InferenceServerClient(servers.mlserver.grpc)
     datatypes = dict(servers.inputs[model])
     try:

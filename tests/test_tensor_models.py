@@ -12,6 +12,7 @@ import tritonclient.http as httpclient
 
 from core.fleet.agents import add_agent
 from core.keys import signing_key
+from tests.agent_helpers import triton_client
 from tests.conftest import run_cli
 from tests.dataset_helpers import state
 from tests.fleet_helpers import agents, open_catalog
@@ -28,7 +29,7 @@ def direct(model: Path, feeds: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any
 
 def infer(url: str, model: str, feeds: dict[str, np.ndarray[Any, Any]]
           ) -> httpclient.InferResult:
-    client = httpclient.InferenceServerClient(url.removeprefix("http://"))
+    client = triton_client(url)
     try:
         inputs = []
         for name, arr in feeds.items():

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QSplitter,
     QTextBrowser,
     QVBoxLayout,
@@ -78,6 +79,20 @@ class ModelsView(View):
         self.splitter.addWidget(self.models_table)
         self.splitter.addWidget(right)
         self.splitter.setSizes([330, 850])
+        # A version the champion/challenger gate staged waits here for a person's approval.
+        self.banner = QWidget()
+        self.banner.setObjectName("stagedBanner")
+        banner_layout = QHBoxLayout(self.banner)
+        banner_layout.setContentsMargins(0, 0, 0, 6)
+        self.banner_text = QLabel()
+        self.approve_button = QPushButton("Approve")
+        self.approve_button.setObjectName("approveStaged")
+        self.approve_button.clicked.connect(self.approve_staged)
+        banner_layout.addWidget(self.banner_text, 1)
+        banner_layout.addWidget(self.approve_button)
+        self.banner.hide()
+        self.staged: list[dict[str, Any]] = []
+        self.body.addWidget(self.banner)
         self.body.addWidget(self.splitter)
 
         self.selected: ModelVersion | None = None
@@ -87,8 +102,35 @@ class ModelsView(View):
 
     # --- lists -----------------------------------------------------------------------------
     def refresh(self) -> None:
+        from core.registry.gate import staged_versions
+
         self.ctx.tasks.run("List models", lambda c: registry.list_models(c.catalog), self._listed,
                            visible=False, key="models")
+        self.ctx.tasks.run("Staged versions", lambda c: staged_versions(c.catalog),
+                           self._staged_listed, visible=False, key="models-staged")
+
+    def _staged_listed(self, staged: list[dict[str, Any]]) -> None:
+        self.staged = staged
+        if staged:
+            refs = ", ".join(f"{s['model']}@{s['version']}" for s in staged)
+            self.banner_text.setText(f"Staged, waiting for approval: {refs} — it beat "
+                                     "production on the holdout (outpost approve M@V)")
+        self.banner.setVisible(bool(staged))
+
+    def approve_staged(self) -> None:
+        """Approve the first staged version: it becomes production (CLI: outpost approve)."""
+        from core.registry.gate import approve
+
+        if not self.staged:
+            return
+        ref = f"{self.staged[0]['model']}@{self.staged[0]['version']}"
+        self.ctx.tasks.run(f"Approve {ref}", lambda c: approve(c.catalog, ref),
+                           self._approved, key="approve")
+
+    def _approved(self, doc: dict[str, Any]) -> None:
+        say(self, f"{doc['model']}@{doc['version']} is now production")
+        self.ctx.events.models_changed.emit()
+        self.refresh()
 
     def _listed(self, models: list[dict[str, Any]]) -> None:
         keep = self._want[0] if self._want else (self.selected.model if self.selected else None)

@@ -2,7 +2,7 @@
 the alerts. Refresh pulls telemetry from the agents in the background first."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
@@ -36,6 +36,24 @@ if TYPE_CHECKING:
 BUCKETS = {"10 s": 10.0, "1 min": 60.0, "5 min": 300.0, "1 h": 3600.0}
 ALL_AGENTS = "All agents"
 AUTO_REFRESH_MS = 30_000
+
+
+def shadow_text(summaries: list[dict[str, Any]]) -> str:
+    """One line per (agent, champion, challenger) running in shadow."""
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:g} ms"
+
+    lines = []
+    for s in summaries:
+        agreement = "-" if s["agreement"] is None else f"{s['agreement'] * 100:.1f} %"
+        line = (f"Shadow on {s['agent']}: v{s['version']} vs challenger v{s['challenger']} — "
+                f"agreement {agreement} over {s['rows']:,} rows; latency mean "
+                f"{ms(s['latency_mean_ms'])}, p99 {ms(s['latency_p99_ms'])}; dropped "
+                f"{s['dropped']}, timeouts {s['timeouts']}, errors {s['errors']}")
+        if s["divergence"]:
+            line += "; diverges on " + ", ".join(f"{k} ({v})" for k, v in s["divergence"].items())
+        lines.append(line)
+    return "\n".join(lines)
 
 
 class MonitoringView(View):
@@ -95,12 +113,17 @@ class MonitoringView(View):
         alerts_layout.addWidget(self.alerts_table)
         self.summary = QLabel("Refresh to pull telemetry from the agents.")
         self.summary.setObjectName("muted")
+        self.shadow = QLabel()
+        self.shadow.setObjectName("shadowSummary")
+        self.shadow.setWordWrap(True)
+        self.shadow.hide()
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(plots)
         self.splitter.addWidget(quality)
         self.splitter.addWidget(alerts_box)
         self.splitter.setSizes([230, 300, 170])
         self.body.addWidget(self.summary)
+        self.body.addWidget(self.shadow)
         self.body.addWidget(self.splitter, 1)
 
         self.snap: Snapshot | None = None
@@ -140,6 +163,8 @@ class MonitoringView(View):
             text += " — " + "; ".join(failed)
         self.summary.setText(text)
         self._plot(snap)
+        self.shadow.setText(shadow_text(snap.shadow))
+        self.shadow.setVisible(bool(snap.shadow))
         self.drift.show_matrix(snap.matrix, snap.report.thresholds if snap.report else None,
                                snap.drift_note)
         self.accuracy.show_report(snap.accuracy)

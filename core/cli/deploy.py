@@ -7,6 +7,7 @@ import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
 from core.cli.session import cancel_token
+from core.errors import InvalidInput
 from core.fleet.dispatch import check_compatibility
 from core.fleet.dispatch import deploy as deploy_version
 from core.fleet.dispatch import rollback as rollback_version
@@ -25,9 +26,39 @@ def deploy(
     check: Annotated[bool, typer.Option(
         "--check", help="Only check the agent's onnxruntime can load the version's opsets; "
         "change nothing (exit 1 if it cannot).")] = False,
+    challenger: Annotated[str | None, typer.Option(
+        "--challenger", help="M@V2: the bundle also carries it, run in shadow on the agent.")
+    ] = None,
+    shadow_share: Annotated[float, typer.Option(
+        "--shadow-share", help="--challenger: share of requests it runs on (0-1].")] = 0.5,
+    to_fleet: Annotated[bool, typer.Option(
+        "--to-fleet", help="Staged rollout to every push agent, wave by wave.")] = False,
+    waves: Annotated[str, typer.Option(
+        "--waves", help="--to-fleet: cumulative share of agents per wave.")] = "10%,50%,100%",
+    max_failures: Annotated[int, typer.Option(
+        "--max-failures", help="--to-fleet: failed agents tolerated; one more halts the "
+        "rollout and rolls back the agents it switched.")] = 0,
+    soak: Annotated[float, typer.Option(
+        "--soak", help="--to-fleet: seconds each wave must stay healthy.")] = 60.0,
+    offline_timeout: Annotated[float, typer.Option(
+        "--offline-timeout", help="--to-fleet: seconds an agent may be unreachable before "
+        "it counts as failed.")] = 30.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model version to an agent, which installs, canary-checks and activates it."""
+    if to_fleet and challenger is not None:
+        raise InvalidInput("--challenger and --to-fleet do not combine: roll out the champion, "
+                           "then deploy a challenger bundle to the agents that should shadow it")
+    if to_fleet:
+        from core.cli.rollout import run_rollout
+        from core.fleet.rollout import parse_waves, start_rollout
+
+        plan = parse_waves(waves)
+        with open_catalog() as catalog:
+            rollout = start_rollout(catalog, ref, waves=plan, max_failures=max_failures,
+                                    soak_s=soak, offline_s=offline_timeout)
+        run_rollout(rollout.id, as_json)
+        return
     if check:
         with open_catalog() as catalog:
             verdict = check_compatibility(catalog, ref, to)
@@ -38,7 +69,8 @@ def deploy(
         return
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
         result = deploy_version(catalog, ref, to, force=force, allow_downgrade=allow_downgrade,
-                                progress=progress, cancel=cancel_token())
+                                progress=progress, cancel=cancel_token(),
+                                challenger=challenger, shadow_share=shadow_share)
     emit(result.to_dict(), as_json, lambda: console.print(
         f"{result.model}@{result.version} is {result.status} on {result.agent}"))
 
@@ -56,3 +88,16 @@ def rollback(
         f"{result.agent} now serves {result.model}@{result.version}"
         if result.status != "pending" else  # a hub agent rolls back on its next poll
         f"rollback of {result.model} on {result.agent} recorded: it happens on its next poll"))
+
+
+def approve(
+    ref: Annotated[str, typer.Argument(help="M@VERSION staged by `outpost model challenge`.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve a staged version: it becomes production (deploy it as usual)."""
+    from core.registry.gate import approve as approve_version
+
+    with open_catalog() as catalog:
+        doc = approve_version(catalog, ref)
+    emit(doc, as_json, lambda: console.print(
+        f"{doc['model']}@{doc['version']} is now production"))

@@ -64,11 +64,12 @@ def _module_function(module: str, function: str) -> Callable[[], Callable[..., A
 
 
 for _group in ("dataset", "samples", "telemetry", "drift", "keys", "bundle", "pipeline", "runs",
-               "model", "hub", "feedback", "audit"):
+               "model", "hub", "feedback", "audit", "shadow", "rollout"):
     lazy_group(_group, _module_app(_group))
 lazy_group("agent", _agent_app)
 lazy_command("deploy", _module_function("deploy", "deploy"))
 lazy_command("rollback", _module_function("deploy", "rollback"))
+lazy_command("approve", _module_function("deploy", "approve"))
 lazy_command("demo", _module_function("demo", "demo"))
 lazy_command("train", _module_function("train", "train"))
 lazy_command("accuracy", _module_function("feedback", "accuracy"))

@@ -53,6 +53,26 @@ def register(
     emit(data, as_json, lambda: console.print(f"registered {mv.ref}; {_parity_line(mv)}"))
 
 
+@app.command()
+def challenge(
+    run_id: Annotated[str, typer.Argument(help="The run that challenges production.")],
+    name: NameOpt,
+    metric: Annotated[str | None, typer.Option(
+        "--metric", help="accuracy, f1_macro (classification), r2, rmse (regression).")
+    ] = None,
+    margin: Annotated[float, typer.Option(
+        "--margin", help="How much better than production it must be.")] = 0.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a run only if it beats production on its holdout; stage it for approval."""
+    from core.registry.gate import challenge as run_gate
+
+    with open_catalog() as catalog, progress_bar(not as_json) as progress:
+        result = run_gate(catalog, run_id, name, metric=metric, margin=margin,
+                          progress=progress)
+    emit(result.to_dict(), as_json, lambda: console.print(result.reason))
+
+
 @app.command("import")
 def import_(
     path: Annotated[Path, typer.Argument(help="An .onnx file, or an MLflow model folder.")],

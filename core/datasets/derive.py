@@ -49,6 +49,7 @@ def _sandbox(allowed: list[Path]) -> duckdb.DuckDBPyConnection:
     try:
         con.execute(f"SET allowed_paths = [{', '.join(duck.literal(p) for p in allowed)}]")
         con.execute("SET enable_external_access = false")
+        duck.enable_progress(con)  # before the lock: progress and cancel still work
         con.execute("SET lock_configuration = true")
     except BaseException:
         con.close()

@@ -43,6 +43,14 @@ def translate(exc: duckdb.Error, what: str) -> OutpostError:
     return InvalidInput(f"{what} failed: {message}")
 
 
+def enable_progress(cur: duckdb.DuckDBPyConnection) -> None:
+    """Let query_progress() report, without printing; a no-op where already on (a locked
+    sandbox connection turns it on before it locks its configuration)."""
+    (on,) = cur.execute("SELECT current_setting('enable_progress_bar')").fetchone() or (False,)
+    if not on:
+        cur.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
+
+
 def run(
     cur: duckdb.DuckDBPyConnection,
     sql: str,
@@ -53,7 +61,7 @@ def run(
     """Execute one statement; report its progress and interrupt it when cancelled."""
     if progress is None and cancel is None:
         return cur.execute(sql).fetchall()
-    cur.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
+    enable_progress(cur)
     done = threading.Event()
 
     def watch() -> None:

@@ -43,7 +43,8 @@ def fleet_status(catalog: Catalog) -> list[AgentStatus]:
 
 def deploy(catalog: Catalog, ref: str, agent: str, *, force: bool = False,
            allow_downgrade: bool = False, progress: ProgressFn | None = None,
-           cancel: CancelToken | None = None) -> DeployResult:
+           cancel: CancelToken | None = None, challenger: str | None = None,
+           shadow_share: float = 0.5) -> DeployResult:
     """Deploy model version `ref` (M@V or M@ALIAS) to `agent`: refuse a parity-flagged
     version unless forced, check the agent can load its opsets, build (or reuse) the
     signed bundle, push it (or record it for a hub agent's next poll)."""
@@ -53,9 +54,11 @@ def deploy(catalog: Catalog, ref: str, agent: str, *, force: bool = False,
     refuse_flagged(mv.model, mv.version, mv.flagged, mv.parity, force)
     if (record := get_agent(catalog, agent)).mode == "hub":
         return deploy_via_hub(catalog, mv, record, allow_downgrade=allow_downgrade,
-                              progress=progress, cancel=cancel)
+                              progress=progress, cancel=cancel, challenger=challenger,
+                              shadow_share=shadow_share)
     return deploy_by_push(catalog, mv, agent, allow_downgrade=allow_downgrade,
-                          progress=progress, cancel=cancel)
+                          progress=progress, cancel=cancel, challenger=challenger,
+                          shadow_share=shadow_share)
 
 
 def rollback(catalog: Catalog, model: str, agent: str) -> DeployResult:

@@ -62,8 +62,10 @@ def deploy_bundle_file(catalog: Catalog, agent: str, bundle: Path, *, model: str
 
 def deploy_by_push(catalog: Catalog, mv: ModelVersion, agent: str, *,
                    allow_downgrade: bool = False, progress: ProgressFn | None = None,
-                   cancel: CancelToken | None = None) -> DeployResult:
-    """Check the agent can load `mv`'s opsets, build (or reuse) its bundle, push it."""
+                   cancel: CancelToken | None = None, challenger: str | None = None,
+                   shadow_share: float = 0.5) -> DeployResult:
+    """Check the agent can load `mv`'s opsets, build (or reuse) its bundle, push it.
+    With `challenger`, the bundle carries it for shadow runs (core.bundles)."""
     from core.bundles import build_bundle
 
     report(progress, f"deploy {mv.ref} to {agent}", 0, 3)
@@ -71,7 +73,8 @@ def deploy_by_push(catalog: Catalog, mv: ModelVersion, agent: str, *,
     try:
         with connect(catalog, agent) as (record, client):
             check_opset(agent, StatusReport.from_doc(client.status()), mv.model, mv.opset)
-            built = build_bundle(catalog, mv.ref, cancel=cancel)
+            built = build_bundle(catalog, mv.ref, cancel=cancel, challenger=challenger,
+                                 shadow_share=shadow_share)
             check(cancel, "deploy")
             report(progress, f"deploy {mv.ref} to {agent}", 1, 3)
             pushing = True  # from here push_bundle records the outcome itself

@@ -79,7 +79,8 @@ def _record(catalog: Catalog, agent: str, model: str, version: int, action: Acti
 
 def deploy_via_hub(catalog: Catalog, mv: ModelVersion, record: AgentRecord, *,
                    allow_downgrade: bool = False, progress: ProgressFn | None = None,
-                   cancel: CancelToken | None = None) -> DeployResult:
+                   cancel: CancelToken | None = None, challenger: str | None = None,
+                   shadow_share: float = 0.5) -> DeployResult:
     """Record `mv` as what the hub agent should run; it installs it on its next poll.
 
     The opset check uses the runtime the agent reported on its last poll (none yet: the
@@ -90,7 +91,8 @@ def deploy_via_hub(catalog: Catalog, mv: ModelVersion, record: AgentRecord, *,
     if last is not None and last.opset_max:
         check_opset(record.name, last, mv.model, mv.opset)
     report(progress, f"deploy {mv.ref} to {record.name} (hub)", 0, 2)
-    built = build_bundle(catalog, mv.ref, cancel=cancel)
+    built = build_bundle(catalog, mv.ref, cancel=cancel, challenger=challenger,
+                         shadow_share=shadow_share)
     check(cancel, "deploy")
     deployment = _record(catalog, record.name, mv.model, mv.version, "deploy", built.sha256,
                          allow_downgrade)

@@ -103,3 +103,18 @@ def alias_during(catalog: Catalog, model: str, alias: str, start: datetime,
         if overlaps and event.version not in found:
             found.append(event.version)
     return found
+
+
+def alias_version(catalog: Catalog, model: str, alias: str) -> int | None:
+    """The version `alias` names now, or None."""
+    row = catalog.cursor().execute(
+        "SELECT version FROM model_alias WHERE model = ? AND alias = ? AND released_at IS NULL",
+        [model, alias]).fetchone()
+    return None if row is None else int(row[0])
+
+
+def release_alias(catalog: Catalog, model: str, alias: str) -> None:
+    """`alias` names no version of `model` any more (its history keeps the interval)."""
+    with catalog.transaction() as cur:
+        cur.execute("UPDATE model_alias SET released_at = ? WHERE model = ? AND alias = ? "
+                    "AND released_at IS NULL", [datetime.now(UTC), model, alias])

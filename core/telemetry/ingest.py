@@ -38,6 +38,8 @@ RECORD_SCHEMA = pa.schema([
     ("id", pa.string()), ("reason", pa.string()), ("inputs", pa.string()),
     ("prediction", pa.string()),
     ("body", pa.string()), ("signature", pa.string()),
+    ("challenger", pa.int32()), ("agreed", pa.int64()), ("dropped", pa.int64()),
+    ("timeouts", pa.int64()), ("errors", pa.int64()), ("divergence", pa.string()),
 ])
 _DUCK_TYPES = {
     pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT", pa.float64(): "DOUBLE",
@@ -60,6 +62,10 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "feedback": ("telemetry_feedback", ("seq", "ts", "model", "ids", "labels")),
     "capture": ("telemetry_capture",
                 ("seq", "ts", "model", "version", "id", "reason", "inputs", "prediction")),
+    "shadow": ("telemetry_shadow",
+               ("seq", "window_start", "window_end", "model", "version", "challenger", "count",
+                "rows", "agreed", "dropped", "timeouts", "errors", "latency_us", "counts",
+                "divergence")),
 }
 # Kinds that go to the audit trail rather than a telemetry table (core.audit.agent_ingest).
 OTHER_KINDS: dict[str, tuple[str, ...]] = {AGENT_EVENT_KIND: ("seq", "body", "signature")}

@@ -32,8 +32,8 @@ from edge_agent.contract.errors import (
 from edge_agent.contract.manifest import (
     BUNDLE_MEMBERS,
     MANIFEST,
+    OPTIONAL_MEMBERS,
     SIGNATURE,
-    SIGNED_MEMBERS,
     Manifest,
 )
 from edge_agent.contract.signing import fsync_dir, key_fingerprint, verify_signature
@@ -107,7 +107,7 @@ def _check_name(info: zipfile.ZipInfo) -> None:
         raise BundleCorrupt(f"bundle member {name!r} is encrypted")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise BundleCorrupt(f"bundle member {name!r} uses an unsupported compression")
-    if name not in BUNDLE_MEMBERS:
+    if name not in BUNDLE_MEMBERS and name not in OPTIONAL_MEMBERS:
         raise BundleUnknownMember(f"bundle has an unknown member {name!r}")
 
 
@@ -199,8 +199,13 @@ def _check_signature(
 def _check_member_hashes(
     zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest: Manifest
 ) -> None:
-    for name in SIGNED_MEMBERS:
-        info, digest = infos[name], manifest.members[name]
+    unsigned = [n for n in infos if n not in (MANIFEST, SIGNATURE) and n not in manifest.members]
+    if unsigned:
+        raise BundleUnknownMember(f"bundle member {unsigned[0]} is not in the signed manifest")
+    for name, digest in manifest.members.items():
+        if name not in infos:
+            raise BundleMissingMember(f"bundle is missing {name}")
+        info = infos[name]
         if info.file_size != digest.size:
             raise BundleMemberHashMismatch(
                 f"bundle member {name} is {info.file_size} bytes, manifest says {digest.size}"
@@ -242,7 +247,7 @@ def extract_bundle(
     with open(bundle.path, "rb") as fh:
         zf, infos = _open_members(fh, os.fstat(fh.fileno()).st_size, limits)
         with zf:
-            for name in BUNDLE_MEMBERS:
+            for name in bundle.manifest.member_names:
                 target = dest / name
                 _check_extracted(bundle, name, _extract_member(zf, infos[name], target))
                 out[name] = target

@@ -113,7 +113,9 @@ class _Limited(HttpToolsProtocol):
             return False
         oldest = min(idle, key=lambda c: c._idle_since)
         self.connections.discard(oldest)
-        oldest.transport.close()
+        # abort, not close: a TLS transport's close waits (up to 30 s) for the idle peer's
+        # close_notify, holding the file the cap is there to free.
+        oldest.transport.abort()
         return True
 
     def _is_idle(self) -> bool:
@@ -169,7 +171,7 @@ class _Limited(HttpToolsProtocol):
         transport.write(_refusal(status, message))
         if transport.can_write_eof():
             transport.write_eof()
-        self.loop.call_later(_DRAIN_S, transport.close)
+        self.loop.call_later(_DRAIN_S, transport.abort)  # answered and drained: free the file
 
     def _tick(self) -> float:
         return min(1.0, self.limits.header_timeout_s / 4)

@@ -16,8 +16,11 @@ SIGNATURE = "manifest.sig"
 MODEL = "model.onnx"
 BASELINE = "baseline.json"
 CANARY = "canary.json"
+# Optional: a challenger model run in shadow beside the champion (see docs/agent.md).
+CHALLENGER = "challenger.onnx"
 SIGNED_MEMBERS = (MODEL, BASELINE, CANARY)
 BUNDLE_MEMBERS = (MANIFEST, SIGNATURE, *SIGNED_MEMBERS)
+OPTIONAL_MEMBERS = (CHALLENGER,)
 OIP_DATATYPES = frozenset(
     "BOOL UINT8 UINT16 UINT32 UINT64 INT8 INT16 INT32 INT64 FP16 FP32 FP64 BYTES".split()
 )
@@ -54,6 +57,33 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class ChallengerSpec:
+    """A second model in the bundle, run in shadow on `share` of the requests."""
+
+    version: int
+    share: float
+    outputs: list[TensorSpec]
+    member: str = CHALLENGER
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"member": self.member, "version": self.version, "share": self.share,
+                "outputs": [t.to_dict() for t in self.outputs]}
+
+    @classmethod
+    def from_dict(cls, doc: object) -> ChallengerSpec:
+        if not isinstance(doc, dict):
+            raise BundleManifestInvalid("manifest challenger must be an object")
+        if doc.get("member") != CHALLENGER:
+            raise BundleManifestInvalid(f"manifest challenger member must be {CHALLENGER!r}")
+        version, share = doc.get("version"), doc.get("share")
+        if not _is_int(version) or version < 1:
+            raise BundleManifestInvalid("manifest challenger version must be an integer >= 1")
+        if not isinstance(share, int | float) or isinstance(share, bool) or not 0 < share <= 1:
+            raise BundleManifestInvalid("manifest challenger share must be in (0, 1]")
+        return cls(version, float(share), _tensors(doc.get("outputs"), "challenger outputs"))
+
+
+@dataclass(frozen=True)
 class Manifest:
     model: str
     version: int
@@ -68,6 +98,7 @@ class Manifest:
     labels: list[str | int] | None = None
     # Fingerprint of the signing key, so "unknown key" and "bad signature" differ.
     key_id: str | None = None
+    challenger: ChallengerSpec | None = None
     format: str = BUNDLE_FORMAT
     format_version: int = BUNDLE_FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -91,7 +122,14 @@ class Manifest:
         )
         if self.key_id is not None:
             doc["key_id"] = self.key_id
+        if self.challenger is not None:
+            doc["challenger"] = self.challenger.to_dict()
         return doc
+
+    @property
+    def member_names(self) -> tuple[str, ...]:
+        """Every member the bundle holds, signed ones after manifest and signature."""
+        return (*BUNDLE_MEMBERS, *(m for m in OPTIONAL_MEMBERS if m in self.members))
 
     def to_json_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode("utf-8") + b"\n"
@@ -123,12 +161,14 @@ class Manifest:
         if key_id is not None and not isinstance(key_id, str):
             raise BundleManifestInvalid("manifest key_id must be a string")
         known = set(cls.__dataclass_fields__) - {"extra"}
+        challenger = (None if doc.get("challenger") is None
+                      else ChallengerSpec.from_dict(doc["challenger"]))
         return cls(
             model=check_model_name(doc.get("model")),
             version=version,
             created=_str(doc, "created"),
             built_by=_str(doc, "built_by"),
-            members=_members(doc.get("members")),
+            members=_members(doc.get("members"), challenger is not None),
             inputs=_tensors(doc.get("inputs"), "inputs"),
             outputs=_tensors(doc.get("outputs"), "outputs"),
             opset=_opset(doc.get("opset")),
@@ -136,6 +176,7 @@ class Manifest:
             task=task,
             labels=_labels(doc.get("labels")),
             key_id=key_id,
+            challenger=challenger,
             extra={k: v for k, v in doc.items() if k not in known},
         )
 
@@ -159,9 +200,10 @@ def _str(doc: dict[str, Any], key: str) -> str:
     return value
 
 
-def _members(value: object) -> dict[str, MemberDigest]:
-    if not isinstance(value, dict) or set(value) != set(SIGNED_MEMBERS):
-        raise BundleManifestInvalid(f"manifest members must be exactly {list(SIGNED_MEMBERS)}")
+def _members(value: object, challenger: bool = False) -> dict[str, MemberDigest]:
+    expected = [*SIGNED_MEMBERS, CHALLENGER] if challenger else list(SIGNED_MEMBERS)
+    if not isinstance(value, dict) or set(value) != set(expected):
+        raise BundleManifestInvalid(f"manifest members must be exactly {expected}")
     out: dict[str, MemberDigest] = {}
     for name, entry in value.items():
         sha = entry.get("sha256") if isinstance(entry, dict) else None

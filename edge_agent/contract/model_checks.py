@@ -164,6 +164,17 @@ def inspect_model(data: bytes, *, check_opset: bool = True) -> ModelInfo:
     )
 
 
+def check_challenger(champion: list[TensorSpec], challenger: list[TensorSpec]) -> None:
+    """A challenger runs on the champion's feeds: its inputs must be the same tensors."""
+    def sig(specs: list[TensorSpec]) -> list[tuple[str, str, list[int]]]:
+        return [(t.name, t.datatype, list(t.shape)) for t in specs]
+
+    if sig(champion) != sig(challenger):
+        ours = ", ".join(f"{n}:{d}{s}" for n, d, s in sig(champion))
+        theirs = ", ".join(f"{n}:{d}{s}" for n, d, s in sig(challenger))
+        raise ModelInvalid(f"challenger inputs ({theirs}) differ from the champion's ({ours})")
+
+
 def load_session(model: bytes | Path, threads: int = 1) -> ort.InferenceSession:
     """An onnxruntime session from bytes (nothing is resolved on disk), or from a file
     whose graph inspect_model found free of external data (onnxruntime then reads the

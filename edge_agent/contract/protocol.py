@@ -50,9 +50,11 @@ from edge_agent.contract.manifest import (
     BUNDLE_FORMAT_VERSION,
     BUNDLE_MEMBERS,
     CANARY,
+    CHALLENGER,
     MANIFEST,
     MODEL,
     SIGNATURE,
+    ChallengerSpec,
     Manifest,
     MemberDigest,
     TensorSpec,
@@ -122,11 +124,15 @@ def write_bundle(
     built_by: str = "outpost 0.1.0",
     created: str | None = None,
     min_onnxruntime: str = DEFAULT_MIN_ONNXRUNTIME,
+    challenger: tuple[int, bytes, float] | None = None,
     capture: Mapping[str, Any] | None = None,
 ) -> Path:
     """Build and sign `NAME-VERSION.outpost`. Inputs, outputs and opset default to what the
     ONNX graph declares; `capture` is an optional sample-capture policy. The file appears
-    atomically (temp file, fsync, rename)."""
+    atomically (temp file, fsync, rename).
+
+    `challenger` (version, model bytes, shadow share) adds a signed challenger member; its
+    inputs must be the champion's (the agent checks again)."""
     from edge_agent.contract.capture import CAPTURE_KEY, CapturePolicy
 
     if inputs is None or outputs is None or opset is None:
@@ -141,6 +147,15 @@ def write_bundle(
         BASELINE: _json_member(baseline, BASELINE),
         CANARY: _json_member(canary, CANARY),
     }
+    spec = None
+    if challenger is not None:
+        from edge_agent.contract.model_checks import check_challenger, inspect_model
+
+        c_version, c_bytes, share = challenger
+        c_info = inspect_model(c_bytes, check_opset=False)
+        check_challenger(list(inputs), c_info.inputs)
+        spec = ChallengerSpec(c_version, share, c_info.outputs)
+        members[CHALLENGER] = c_bytes
     manifest = Manifest(
         model=check_model_name(model),
         version=version,
@@ -154,6 +169,7 @@ def write_bundle(
         task=task,
         labels=labels,
         key_id=key_fingerprint(key),
+        challenger=spec,
         extra={} if capture is None else {
             CAPTURE_KEY: CapturePolicy.from_dict(dict(capture)).to_dict()},
     )

@@ -64,6 +64,29 @@ class EvictedRecord:
 
 
 @dataclass(frozen=True)
+class ShadowRecord:
+    """One window of a challenger run in shadow beside champion `version`."""
+
+    seq: int
+    window_start: float
+    window_end: float
+    model: str
+    version: int
+    challenger: int
+    count: int  # requests the challenger ran on
+    rows: int  # rows compared
+    agreed: int
+    dropped: int  # jobs dropped because the shadow queue was full
+    timeouts: int
+    errors: int
+    latency_us: int  # sum over `count` calls
+    counts: list[int]  # challenger latency histogram (serving.shadow.LATENCY_EDGES_US)
+    divergence: str  # JSON {champion class: rows where the challenger disagreed}
+    kind: str = "shadow"
+
+
+
+@dataclass(frozen=True)
 class PredictionRecord:
     """Rows answered by one model version in one flush: id, answer (as text) and time."""
 
@@ -105,7 +128,7 @@ class CaptureRecord:
 
 
 TelemetryRecord = (RequestRecord | HistogramRecord | EvictedRecord | PredictionRecord
-                   | FeedbackRecord | CaptureRecord | AgentEventRecord)
+                   | FeedbackRecord | CaptureRecord | AgentEventRecord | ShadowRecord)
 _KINDS: dict[str, type[TelemetryRecord]] = {
     "request": RequestRecord,
     "histogram": HistogramRecord,
@@ -114,6 +137,7 @@ _KINDS: dict[str, type[TelemetryRecord]] = {
     "feedback": FeedbackRecord,
     "capture": CaptureRecord,
     AGENT_EVENT_KIND: AgentEventRecord,
+    "shadow": ShadowRecord,
 }
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,

@@ -41,6 +41,7 @@ from edge_agent.serving.oip import (
 )
 from edge_agent.serving.predict import encode_predictions, parse_records, records_to_feeds
 from edge_agent.serving.serving import Runner, Served, ServedCache
+from edge_agent.serving.shadow import Shadow
 from edge_agent.serving.signature import bind_inputs
 from edge_agent.telemetry.ids import PredictionIds
 from edge_agent.telemetry.recorder import Recorder, RequestEvent
@@ -67,9 +68,10 @@ def _version(text: str) -> int:
 class AgentApp:
     def __init__(self, cache: ServedCache, recorder: Recorder, metrics: AgentMetrics,
                  management: Management, limits: Limits | None = None,
-                 ids: PredictionIds | None = None) -> None:
+                 ids: PredictionIds | None = None, shadow: Shadow | None = None) -> None:
         self.cache = cache
         self.ids = ids
+        self.shadow = shadow
         self.recorder = recorder
         self.metrics = metrics
         self.management = management
@@ -99,6 +101,8 @@ class AgentApp:
                 self.ready = False
                 self.runner.close()
                 self.management.close()
+                if self.shadow is not None:
+                    self.shadow.close()
                 self.recorder.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -178,6 +182,8 @@ class AgentApp:
             int((time.perf_counter() - t0) * 1e6), rows,
             served.binner if feeds is not None else None, feeds, outputs[0][1], first_id,
             proba, served.capture))
+        if self.shadow is not None and feeds is not None:
+            self.shadow.offer(served, feeds, outputs[0][1])
 
     def _ids(self, rows: int) -> tuple[int, list[str] | None]:
         if self.ids is None:

@@ -20,18 +20,34 @@ from edge_agent.contract.errors import (
 from edge_agent.contract.manifest import (
     BASELINE,
     CANARY,
+    CHALLENGER,
     MANIFEST,
     MODEL,
     SIGNATURE,
     Manifest,
     TensorSpec,
 )
-from edge_agent.contract.model_checks import check_runtime_version, inspect_model, load_session
+from edge_agent.contract.model_checks import (
+    check_challenger,
+    check_runtime_version,
+    inspect_model,
+    load_session,
+)
 from edge_agent.contract.records import Baseline, Canary
 from edge_agent.contract.signing import verify_signature
 from edge_agent.store.canary import run_canary
 
 _CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """The bundle's shadow model: run off the request path on `share` of requests."""
+
+    version: int
+    share: float
+    session: ort.InferenceSession
+    outputs: list[TensorSpec]
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,7 @@ class LoadedModel:
     baseline: Baseline | None
     manifest: Manifest
     path: Path
+    challenger: Challenger | None = None
 
 
 def _read(folder: Path, member: str) -> bytes:
@@ -130,8 +147,26 @@ def load_version(
         canary_doc = Canary.from_dict(_json_member(members[CANARY], CANARY))
     except SchemaError as exc:
         raise BundleMemberInvalid(str(exc)) from exc
+    challenger = _load_challenger(manifest, members, info.inputs)
     session = load_session(folder / MODEL, threads)  # checked above: no external data
     if canary:
         run_canary(session, canary_doc)
     return LoadedModel(name, version, session, info.inputs, info.outputs, baseline, manifest,
-                       folder)
+                       folder, challenger)
+
+
+def _load_challenger(manifest: Manifest, members: dict[str, bytes],
+                     inputs: list[TensorSpec]) -> Challenger | None:
+    spec = manifest.challenger
+    if spec is None:
+        return None
+    info = inspect_model(members[CHALLENGER])
+    check_challenger(inputs, info.inputs)
+    def names(specs: list[TensorSpec]) -> list[tuple[str, str]]:
+        return [(t.name, t.datatype) for t in specs]
+
+    if names(spec.outputs) != names(info.outputs):
+        raise ModelInvalid("manifest challenger outputs do not match challenger.onnx")
+    # One thread: the shadow must not take cores from the champion.
+    return Challenger(spec.version, spec.share, load_session(members[CHALLENGER], 1),
+                      info.outputs)

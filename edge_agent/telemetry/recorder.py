@@ -80,6 +80,7 @@ class Recorder:
         self.flush_s = flush_s
         self._on_flush = on_flush
         self._queue: queue.SimpleQueue[RequestEvent] = queue.SimpleQueue()
+        self._records: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._cuts: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._windows: dict[WindowKey, tuple[Array, int]] = outbox.open_windows()
@@ -92,6 +93,10 @@ class Recorder:
 
     def submit(self, event: RequestEvent) -> None:
         self._queue.put(event)
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        """A finished record from another writer (the shadow), committed with the next flush."""
+        self._records.put(record)
 
     def cut(self, timeout: float = 5.0) -> bool:
         """Close every open window with the next flush and wait for it to be written.
@@ -135,6 +140,11 @@ class Recorder:
             return events
 
     def _flush(self, final: bool) -> None:
+        try:
+            while True:
+                self._pending.append(self._records.get_nowait())
+        except queue.Empty:
+            pass
         cuts: list[threading.Event] = []
         while not self._cuts.empty():
             cuts.append(self._cuts.get_nowait())

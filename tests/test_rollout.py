@@ -1,0 +1,134 @@
+"""Staged rollout against real agent processes: waves, soak, a failing agent that halts the
+rollout and rolls the switched agents back, and state that outlives the desktop process."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.bundles import build_bundle
+from core.catalog import Catalog
+from core.errors import InvalidInput
+from core.fleet.agents import add_agent
+from core.fleet.dispatch import agent_status, deploy
+from core.fleet.rollout import get_rollout, parse_waves, start_rollout
+from core.keys import signing_key
+from core.registry import register_model
+from core.training import train
+from tests.conftest import run_cli
+from tests.fleet_helpers import Agent, open_catalog, start_agent, train_mini
+
+pytestmark = pytest.mark.xdist_group("fleet")
+
+
+@pytest.fixture
+def catalog(outpost_home: Path) -> Iterator[Catalog]:
+    cat = open_catalog(outpost_home)
+    train_mini(cat, "pumps")  # pumps@1: logistic regression
+    run = train(cat, "mini", "fail", algo="random_forest")
+    register_model(cat, run.id, "pumps")  # pumps@2: a random forest, a much bigger bundle
+    yield cat
+    cat.close()
+
+
+def _active(catalog: Catalog, agent: str) -> int | None:
+    return next((m.get("active") for m in agent_status(catalog, agent).models
+                 if m.get("name") == "pumps"), None)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, catalog: Catalog) -> Iterator[list[Agent]]:
+    """Four agents all serving pumps@1; the fourth refuses bundles the size of pumps@2."""
+    v1 = build_bundle(catalog, "pumps@1").path.stat().st_size
+    v2 = build_bundle(catalog, "pumps@2").path.stat().st_size
+    assert v2 > 2 * v1
+    cap_mb = str((v1 + v2) / 2 / 1024 / 1024)
+    started: list[Agent] = []
+    try:
+        for i, name in enumerate("abcd"):
+            extra = ("--max-bundle-mb", cap_mb) if name == "d" else ()
+            agent = start_agent(tmp_path / f"agent-{name}", signing_key(catalog), extra=extra)
+            started.append(agent)
+            add_agent(catalog, f"edge-{name}", agent.url, agent.token)
+            deploy(catalog, "pumps@1", f"edge-{name}")
+            assert _active(catalog, f"edge-{name}") == 1, i
+        yield started
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+def test_failing_agent_halts_the_rollout_and_switched_agents_roll_back(
+        outpost_home: Path, catalog: Catalog, fleet: list[Agent]) -> None:
+    catalog.close()
+    result = run_cli(outpost_home, "deploy", "pumps@2", "--to-fleet", "--waves",
+                     "25%,50%,100%", "--max-failures", "0", "--soak", "1", "--json")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "halted" in result.stderr, result.stderr
+    doc = result.json()
+    assert doc["status"] == "halted" and doc["failures"] == 1 and doc["wave"] == 2
+    states = {a["agent"]: (a["wave"], a["previous"], a["status"]) for a in doc["agents"]}
+    assert states == {"edge-a": (0, 1, "rolled_back"), "edge-b": (1, 1, "rolled_back"),
+                      "edge-c": (2, 1, "rolled_back"), "edge-d": (2, 1, "failed")}
+    failed = next(a for a in doc["agents"] if a["agent"] == "edge-d")
+    assert "refused" in failed["error"] and "limit" in failed["error"], failed
+    cat = open_catalog(outpost_home)
+    try:
+        for name in ("edge-a", "edge-b", "edge-c", "edge-d"):
+            assert _active(cat, name) == 1, name  # every agent is back on the champion
+    finally:
+        cat.close()
+    cat = open_catalog(outpost_home)
+    try:
+        events = cat.cursor().execute(
+            "SELECT detail->>'status' FROM audit_event WHERE kind = 'rollout' "
+            "ORDER BY position").fetchall()
+    finally:
+        cat.close()
+    assert [e for (e,) in events] == ["running", "halted"]
+    # The state is in the catalog: another process reads it.
+    status = run_cli(outpost_home, "rollout", "status", "--json", check=True).json()
+    assert status["id"] == doc["id"] and status["status"] == "halted"
+    again = run_cli(outpost_home, "rollout", "resume")
+    assert again.returncode == 1 and "halted: nothing to resume" in again.stderr
+
+
+def test_rollout_survives_a_restart_resumes_to_done_and_aborts(
+        outpost_home: Path, catalog: Catalog, tmp_path: Path) -> None:
+    started = []
+    try:
+        for name in ("a", "b"):
+            agent = start_agent(tmp_path / f"agent-{name}", signing_key(catalog))
+            started.append(agent)
+            add_agent(catalog, f"edge-{name}", agent.url, agent.token)
+            deploy(catalog, "pumps@1", f"edge-{name}")
+        with pytest.raises(InvalidInput, match="must increase and end at 100%"):
+            parse_waves("50%,20%")
+        first = start_rollout(catalog, "pumps@2", waves=parse_waves("50%,100%"), soak_s=1)
+        assert [a.status for a in first.agents] == ["waiting", "waiting"]
+        with pytest.raises(InvalidInput, match="already running"):
+            start_rollout(catalog, "pumps@2")
+        catalog.close()  # the desktop that started it is gone; a new process resumes it
+        done = run_cli(outpost_home, "rollout", "resume", "--json", check=True).json()
+        assert done["status"] == "done" and done["wave"] == 2
+        assert [a["status"] for a in done["agents"]] == ["healthy", "healthy"]
+        cat = open_catalog(outpost_home)
+        try:
+            assert [_active(cat, n) for n in ("edge-a", "edge-b")] == [2, 2]
+            # Abort: a rollout back to 1 started (not run), aborted: nothing was switched.
+            second = start_rollout(cat, "pumps@1", waves=[1.0], soak_s=0)
+        finally:
+            cat.close()
+        aborted = run_cli(outpost_home, "rollout", "abort", str(second.id), "--json",
+                          check=True).json()
+        assert aborted["status"] == "aborted"
+        cat = open_catalog(outpost_home)
+        try:
+            assert get_rollout(cat, second.id).status == "aborted"
+            assert [_active(cat, n) for n in ("edge-a", "edge-b")] == [2, 2]
+        finally:
+            cat.close()
+    finally:
+        for agent in started:
+            agent.stop()
