@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edge_agent.contract.protocol import generate_signing_key, write_public_key  # noqa: E402
-from tests.agent_helpers import free_port, make_tabular_bundle  # noqa: E402
+from tests.support.agents import free_port, make_tabular_bundle  # noqa: E402
 
 RESULTS_DIR = Path(os.environ.get("OUTPOST_BENCH_RESULTS") or REPO / "bench" / "results")
 RESULTS = RESULTS_DIR / "bench_dist.json"

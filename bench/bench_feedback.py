@@ -39,7 +39,7 @@ def ingest(n: int, work: Path) -> dict[str, Any]:
     from core.catalog import Catalog
     from core.config import Settings
     from core.feedback import import_feedback
-    from tests.fleet_helpers import train_mini
+    from tests.support.fleet import train_mini
 
     os.environ["OUTPOST_HOME"] = str(work / "home")
     catalog = Catalog.open(Settings.from_env())
@@ -104,7 +104,7 @@ def load_main(port: int, conns: int, duration: float) -> None:
 
 
 def _start_agent(work: Path, key: Any) -> tuple[subprocess.Popen[bytes], int]:
-    from tests.agent_helpers import free_port, wait_http_ok
+    from tests.support.agents import free_port, wait_http_ok
 
     port = free_port()
     token = work / "token"
@@ -127,7 +127,7 @@ def _policy(port: int, share: float) -> None:
 
 def capture(duration: float, rounds: int, work: Path) -> dict[str, Any]:
     from edge_agent.contract.protocol import generate_signing_key, write_public_key
-    from tests.agent_helpers import make_tabular_bundle
+    from tests.support.agents import make_tabular_bundle
 
     key = generate_signing_key()
     write_public_key(key.public_key(), work / "trusted.pub")

@@ -63,7 +63,7 @@ def setup(home: Path, agents: int) -> list[dict[str, str]]:
     from core.fleet.dispatch import deploy
     from core.hub import enroll_agent
     from core.registry import import_onnx
-    from tests.agent_helpers import identity_model
+    from tests.support.agents import identity_model
 
     with Catalog.open(Settings(home)) as catalog:
         model = home / "adder.onnx"

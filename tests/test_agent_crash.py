@@ -18,8 +18,8 @@ from edge_agent.contract.protocol import generate_signing_key, save_private_key
 from edge_agent.store.keys import KeyRing
 from edge_agent.store.loaded_model import load_version
 from edge_agent.store.store import ModelStore
-from tests.agent_helpers import AgentProcess, json_request, running_agent
-from tests.agent_install_loop import bundle_for
+from tests.support.agent_install_loop import bundle_for
+from tests.support.agents import AgentProcess, json_request, running_agent
 
 REPO = Path(__file__).resolve().parents[1]
 CYCLES = 50
@@ -83,7 +83,7 @@ def test_kill9_during_installs_store_process(tmp_path: Path) -> None:
     key_path = save_private_key(generate_signing_key(), tmp_path / "signing.pem")
     agent_dir, bundles = tmp_path / "agent", tmp_path / "bundles"
     bundles.mkdir()
-    cmd = [sys.executable, "-m", "tests.agent_install_loop", str(agent_dir), str(key_path),
+    cmd = [sys.executable, "-m", "tests.support.agent_install_loop", str(agent_dir), str(key_path),
            str(bundles)]
     rng = random.Random(4)
     active: int | None = None

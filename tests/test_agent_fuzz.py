@@ -17,7 +17,7 @@ from edge_agent.contract.protocol import generate_signing_key
 from edge_agent.runtime import ServeOptions, build_app
 from edge_agent.serving.oip import DTYPES
 from edge_agent.store.keys import KeyRing
-from tests.agent_helpers import make_identity_bundle, make_tabular_bundle
+from tests.support.agents import make_identity_bundle, make_tabular_bundle
 
 Reply = tuple[int, dict[bytes, bytes], bytes]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_agent.contract.protocol import generate_signing_key
-from tests.agent_helpers import (
+from tests.support.agents import (
     AgentProcess,
     free_port,
     http_connection,

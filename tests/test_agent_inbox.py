@@ -14,7 +14,7 @@ from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
 from edge_agent.store.inbox import InboxWatcher
 from edge_agent.store.keys import KeyRing
 from edge_agent.store.store import ModelStore
-from tests.agent_helpers import identity_canary, make_identity_bundle
+from tests.support.agents import identity_canary, make_identity_bundle
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key, write_public_key
-from tests.agent_helpers import (
+from tests.support.agents import (
     BAD_BUNDLES,
     AgentProcess,
     bad_bundle,

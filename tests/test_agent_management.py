@@ -23,7 +23,7 @@ from edge_agent.contract.protocol import (
     verify_signature,
     write_public_key,
 )
-from tests.agent_helpers import (
+from tests.support.agents import (
     AgentProcess,
     free_port,
     json_request,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.contract import protocol as p
-from tests.agent_helpers import (
+from tests.support.agents import (
     SYMLINK_MODE,
     identity_model,
     make_identity_bundle,
@@ -73,7 +73,7 @@ def test_bundle_roundtrip_is_deterministic(tmp_path: Path, key: p.Ed25519Private
 
 
 def test_write_bundle_reads_specs_from_graph(tmp_path: Path, key: p.Ed25519PrivateKey) -> None:
-    from tests.agent_helpers import identity_baseline, identity_canary
+    from tests.support.agents import identity_baseline, identity_canary
 
     path = p.write_bundle(tmp_path / "x.outpost", model="x", version=1,
                           model_bytes=identity_model(opset=15), baseline=identity_baseline(),

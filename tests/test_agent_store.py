@@ -22,7 +22,7 @@ from edge_agent.store.identity import load_or_create_identity
 from edge_agent.store.keys import KeyRing
 from edge_agent.store.model_dir import ModelState
 from edge_agent.store.store import ModelStore
-from tests.agent_helpers import (
+from tests.support.agents import (
     BAD_BUNDLES,
     NUMERIC,
     bad_bundle,

@@ -15,7 +15,7 @@ from edge_agent.contract.records import Baseline
 from edge_agent.telemetry.histograms import binner_for
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.recorder import Recorder, RequestEvent
-from tests.agent_helpers import (
+from tests.support.agents import (
     AgentProcess,
     http_connection,
     json_request,
@@ -23,7 +23,7 @@ from tests.agent_helpers import (
     open_socket,
     running_agent,
 )
-from tests.hub_helpers import wait_until
+from tests.support.hub import wait_until
 
 BASELINE = Baseline.from_dict({
     "rows": 10,

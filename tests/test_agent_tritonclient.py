@@ -12,7 +12,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from edge_agent.contract.protocol import generate_signing_key
-from tests.agent_helpers import (
+from tests.support.agents import (
     AgentProcess,
     json_request,
     make_tabular_bundle,

@@ -15,7 +15,7 @@ from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
 from edge_agent.contract.audit_events import AgentEvent, sign_event
 from tests.conftest import run_cli
-from tests.fleet_helpers import (
+from tests.support.fleet import (
     agents,
     enrol_row,
     export_file,

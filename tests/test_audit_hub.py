@@ -11,8 +11,8 @@ from core.audit.query import serving_at
 from core.fleet.dispatch import deploy
 from core.fleet.ledger import list_deployments
 from core.hub import HubOptions
-from tests.fleet_helpers import open_catalog
-from tests.hub_helpers import enrol_and_start, register_adder, start_test_hub, wait_until
+from tests.support.fleet import open_catalog
+from tests.support.hub import enrol_and_start, register_adder, start_test_hub, wait_until
 
 pytestmark = pytest.mark.xdist_group("hub")
 

@@ -26,9 +26,9 @@ from edge_agent.contract.protocol import (
     verify_bundle,
 )
 from edge_agent.store.canary import run_canary
-from tests.agent_helpers import identity_model
 from tests.conftest import run_cli
-from tests.fleet_helpers import open_catalog, train_mini
+from tests.support.agents import identity_model
+from tests.support.fleet import open_catalog, train_mini
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from core.hub import enroll_agent
 from core.keys import signing_key
 from core.training import holdout_frame, load_model, train
 from tests.conftest import run_cli
-from tests.fleet_helpers import agents, open_catalog, train_mini
-from tests.training_helpers import opened, seed_datasets
+from tests.support.fleet import agents, open_catalog, train_mini
+from tests.support.training import opened, seed_datasets
 
 
 @pytest.fixture

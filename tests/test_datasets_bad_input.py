@@ -22,7 +22,7 @@ from core.datasets import (
 from core.datasets.names import default_name, validate_name
 from core.errors import InvalidInput
 from tests.conftest import OUTPOST, REPO, CliResult, run_cli
-from tests.dataset_helpers import opened, state, write
+from tests.support.datasets import opened, state, write
 
 GOOD = "a,b,c\n1,x,0.5\n2,y,1.5\n"
 

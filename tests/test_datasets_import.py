@@ -22,7 +22,7 @@ from core.datasets import (
 from core.errors import Cancelled, InvalidInput
 from core.objects import sha256_file
 from core.progress import CancelToken, ProgressEvent
-from tests.dataset_helpers import opened, write
+from tests.support.datasets import opened, write
 
 CSV = 'id,city,temp,note\n1,Oslo,3.5,"two\nlines"\n2,Rome,NA,plain\n3,,21.0,\n'
 

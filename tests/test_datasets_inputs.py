@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.dataset_helpers import write
+from tests.support.datasets import write
 from tests.test_datasets_bad_input import GOOD, assert_refused
 
 ISSUE_RAGGED = "a,b,c\n1,2,3\n4,5\n6,7,8,9\n"

@@ -19,7 +19,7 @@ from core.datasets import (
 )
 from core.errors import InvalidInput
 from tests.conftest import CliResult
-from tests.dataset_helpers import opened, write
+from tests.support.datasets import opened, write
 
 SALES = "region,units,price,day\n" + "".join(
     f"{r},{u},{p},2024-01-{d:02d}\n"

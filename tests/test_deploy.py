@@ -12,7 +12,7 @@ from core.fleet.errors import DeployRefused
 from core.fleet.ledger import list_deployments
 from core.keys import signing_key
 from tests.conftest import run_cli
-from tests.fleet_helpers import agents, open_catalog, train_mini
+from tests.support.fleet import agents, open_catalog, train_mini
 
 pytestmark = pytest.mark.xdist_group("fleet")
 

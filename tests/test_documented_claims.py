@@ -19,8 +19,8 @@ from core.keys import signing_key
 from core.telemetry.ingest import ingest_table, records_table
 from edge_agent.contract.protocol import record_to_dict
 from tests.conftest import OUTPOST, run_cli
-from tests.fleet_helpers import agents, histogram, open_catalog, requests, train_mini
-from tests.training_helpers import opened
+from tests.support.fleet import agents, histogram, open_catalog, requests, train_mini
+from tests.support.training import opened
 
 BASELINE = {"rows": 100, "features": [
     {"name": "temp", "kind": "numeric", "edges": [0.0, 1.0], "counts": [50, 30, 20], "nulls": 0}],

@@ -16,7 +16,7 @@ from core.errors import NotFound
 from core.telemetry.ingest import ingest_table, records_table
 from edge_agent.contract.protocol import record_to_dict
 from tests.conftest import run_cli
-from tests.fleet_helpers import histogram, open_catalog, requests
+from tests.support.fleet import histogram, open_catalog, requests
 
 BASELINE = {
     "rows": 1000,

@@ -13,8 +13,8 @@ import pytest
 from core.fleet.agents import add_agent
 from core.keys import signing_key
 from tests.conftest import run_cli
-from tests.fleet_helpers import open_catalog, start_agent, train_mini
-from tests.onnx_models import vector_model
+from tests.support.fleet import open_catalog, start_agent, train_mini
+from tests.support.onnx_models import vector_model
 
 pytestmark = pytest.mark.xdist_group("fleet")
 

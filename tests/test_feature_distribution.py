@@ -12,7 +12,7 @@ from core.errors import NotFound
 from core.feature_distribution import bin_labels, feature_distribution
 from core.telemetry.ingest import import_telemetry
 from edge_agent.contract.protocol import FeatureBaseline
-from tests.fleet_helpers import (
+from tests.support.fleet import (
     enrol_row,
     export_file,
     histogram,

@@ -9,7 +9,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.contract.protocol import generate_signing_key, write_bundle
-from tests.agent_helpers import AgentProcess, json_request, running_agent, tabular_model
+from tests.support.agents import AgentProcess, json_request, running_agent, tabular_model
 
 ROWS = [{"temp": 21.0 + i % 7, "pressure": 990.0 + i % 50, "site": ["north", "south"][i % 2]}
         for i in range(40)]

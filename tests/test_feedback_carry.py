@@ -19,10 +19,10 @@ from core.fleet.capture import capture_policy, set_capture
 from core.fleet.dispatch import deploy
 from core.hub import HubOptions
 from core.keys import signing_key
-from tests.agent_helpers import verify_for
 from tests.conftest import run_cli
-from tests.fleet_helpers import agents, open_catalog, train_mini
-from tests.hub_helpers import enrol_and_start, register_adder, start_test_hub, wait_until
+from tests.support.agents import verify_for
+from tests.support.fleet import agents, open_catalog, train_mini
+from tests.support.hub import enrol_and_start, register_adder, start_test_hub, wait_until
 
 RECORDS = [{"temp": 18.0 + i, "site": "north", "load": 1.0} for i in range(20)]
 

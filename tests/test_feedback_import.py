@@ -11,8 +11,8 @@ from core.catalog import Catalog
 from core.errors import InvalidInput
 from core.feedback import import_feedback
 from core.telemetry.ingest import ingest_table, records_table
-from tests.fleet_helpers import open_catalog, train_mini
-from tests.hub_helpers import register_adder
+from tests.support.fleet import open_catalog, train_mini
+from tests.support.hub import register_adder
 
 
 @pytest.fixture

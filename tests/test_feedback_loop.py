@@ -20,9 +20,9 @@ from core.fleet.capture import capture_policy, set_capture
 from core.fleet.dispatch import deploy
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
-from tests.agent_helpers import verify_for
 from tests.conftest import run_cli
-from tests.fleet_helpers import agents, mini_frame, open_catalog, train_mini
+from tests.support.agents import verify_for
+from tests.support.fleet import agents, mini_frame, open_catalog, train_mini
 
 pytestmark = pytest.mark.xdist_group("fleet")
 YEAR_S = 365 * 86_400

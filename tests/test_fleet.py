@@ -27,9 +27,9 @@ from core.keys import signing_key
 from core.progress import CancelToken, ProgressEvent
 from core.telemetry.pull import RetryPolicy, cursor_of, pull_telemetry
 from edge_agent.contract.tls import short, spki_sha256_of_file
-from tests.agent_helpers import make_identity_bundle, verify_for
 from tests.conftest import run_cli
-from tests.fleet_helpers import (
+from tests.support.agents import make_identity_bundle, verify_for
+from tests.support.fleet import (
     Agent,
     agents,
     cutting_proxy,

@@ -21,8 +21,8 @@ import pytest
 from core.admin import AdminServer, Request, Session, forward, socket_path
 from core.admin.frames import ACCEPTED, CANCEL, EXIT, REQUEST, recv_frame, send_frame
 from core.config import Settings
-from tests.forward_helpers import operate_hub_from_cli, popen_in, run_in, run_in_pty
-from tests.hub_helpers import start_hub_process, wait_until
+from tests.support.forwarding import operate_hub_from_cli, popen_in, run_in, run_in_pty
+from tests.support.hub import start_hub_process, wait_until
 
 CSV = "temp,site\n1.5,north\n2.5,south\n3.0,north\n"
 # Read-only or idempotent: alone and forwarded they must print the same bytes.

@@ -12,7 +12,7 @@ from core.registry import list_versions, resolve_model
 from core.registry.gate import challenge, staged_versions
 from core.training import train
 from tests.conftest import run_cli
-from tests.fleet_helpers import open_catalog, train_mini
+from tests.support.fleet import open_catalog, train_mini
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from app.views.monitoring import MonitoringView
 from app.window import MainWindow
 from core.catalog import Catalog
 from core.telemetry.ingest import import_telemetry
-from tests.fleet_helpers import enrol_row, export_file, new_identity, requests, train_mini
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.fleet import enrol_row, export_file, new_identity, requests, train_mini
+from tests.support.gui import (  # noqa: F401 (fixtures)
     catalog_fixture,
     error_dialogs,
     make_window_fixture,

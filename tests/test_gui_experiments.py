@@ -13,7 +13,7 @@ from app.window import MainWindow
 from core.catalog import Catalog
 from core.datasets import import_frame
 from core.samples import SAMPLES
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.gui import (  # noqa: F401 (fixtures)
     Heartbeat,
     catalog_fixture,
     dismiss_errors,

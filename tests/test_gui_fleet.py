@@ -16,9 +16,9 @@ from core.fleet.local import stop_local_agent
 from core.keys import signing_key
 from core.registry import register_model, resolve_model
 from edge_agent.contract.tls import short, spki_sha256_of_file
-from tests.agent_helpers import free_port
-from tests.fleet_helpers import start_agent, train_mini
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.agents import free_port
+from tests.support.fleet import start_agent, train_mini
+from tests.support.gui import (  # noqa: F401 (fixtures)
     catalog_fixture,
     dismiss_errors,
     error_dialogs,

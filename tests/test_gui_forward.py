@@ -12,9 +12,9 @@ from app.cli_bridge import CliBridge
 from app.views.datasets import DatasetsView
 from app.views.fleet import FleetView
 from app.window import MainWindow
-from tests.agent_helpers import free_port, trust_cert
-from tests.forward_helpers import operate_hub_from_cli, popen_in
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.agents import free_port, trust_cert
+from tests.support.forwarding import operate_hub_from_cli, popen_in
+from tests.support.gui import (  # noqa: F401 (fixtures)
     Heartbeat,
     catalog_fixture,
     error_dialogs,

@@ -15,8 +15,8 @@ from app.window import MainWindow
 from core.catalog import Catalog
 from core.telemetry.ingest import import_telemetry
 from edge_agent.contract.audit_events import AgentEvent, sign_event
-from tests.fleet_helpers import enrol_row, export_file, new_identity, train_mini
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.fleet import enrol_row, export_file, new_identity, train_mini
+from tests.support.gui import (  # noqa: F401 (fixtures)
     catalog_fixture,
     error_dialogs,
     make_window_fixture,

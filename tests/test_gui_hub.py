@@ -12,14 +12,14 @@ from pytestqt.qtbot import QtBot
 
 from app.views.fleet import FleetView
 from app.window import MainWindow
-from tests.agent_helpers import free_port, trust_cert, verify_for
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.agents import free_port, trust_cert, verify_for
+from tests.support.gui import (  # noqa: F401 (fixtures)
     catalog_fixture,
     dismiss_errors,
     error_dialogs,
     make_window_fixture,
 )
-from tests.hub_helpers import HubAgent, start_hub_agent
+from tests.support.hub import HubAgent, start_hub_agent
 
 pytestmark = [pytest.mark.xdist_group("fleet")]
 

@@ -19,9 +19,9 @@ from core.fleet.local import local_dir, stop_local_agent
 from core.registry import ModelVersion, resolve_model
 from core.samples import SENSOR_DRIFTED_FEATURES
 from edge_agent.contract.protocol import PREDICTION_FEATURE
-from tests.agent_helpers import trust_cert, verify_for
-from tests.fleet_helpers import outbox_last_seq, wait_for_outbox
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.agents import trust_cert, verify_for
+from tests.support.fleet import outbox_last_seq, wait_for_outbox
+from tests.support.gui import (  # noqa: F401 (fixtures)
     catalog_fixture,
     error_dialogs,
     make_window_fixture,

@@ -15,7 +15,7 @@ from core.datasets import import_frame
 from core.registry import register_model, resolve_model
 from core.samples import SAMPLES
 from core.training import train
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.gui import (  # noqa: F401 (fixtures)
     catalog_fixture,
     error_dialogs,
     make_window_fixture,

@@ -15,7 +15,7 @@ from app.views.monitoring import MonitoringView
 from app.window import MainWindow
 from core.bundles import build_bundle
 from core.catalog import Catalog
-from tests.fleet_helpers import (
+from tests.support.fleet import (
     enrol_row,
     export_file,
     histogram,
@@ -23,7 +23,7 @@ from tests.fleet_helpers import (
     requests,
     train_mini,
 )
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.gui import (  # noqa: F401 (fixtures)
     catalog_fixture,
     error_dialogs,
     make_window_fixture,

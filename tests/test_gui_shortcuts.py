@@ -11,7 +11,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from pytestqt.qtbot import QtBot
 
 from app.window import MainWindow
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.gui import (  # noqa: F401 (fixtures)
     catalog_fixture,
     make_window_fixture,
 )

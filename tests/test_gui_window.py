@@ -20,7 +20,7 @@ from app.tasks import TaskContext
 from app.window import MainWindow
 from core.errors import InvalidInput
 from core.progress import check, report
-from tests.gui_helpers import (  # noqa: F401 (fixtures)
+from tests.support.gui import (  # noqa: F401 (fixtures)
     Heartbeat,
     catalog_fixture,
     dismiss_errors,

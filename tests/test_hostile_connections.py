@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from edge_agent.contract.protocol import generate_signing_key
-from tests.agent_helpers import AgentProcess, json_request, running_agent, verify_for
 from tests.conftest import REPO
-from tests.hostile_helpers import open_socket, read_response, status_of
-from tests.hub_helpers import start_hub_process
+from tests.support.agents import AgentProcess, json_request, running_agent, verify_for
+from tests.support.hostile import open_socket, read_response, status_of
+from tests.support.hub import start_hub_process
 
 pytestmark = pytest.mark.xdist_group("hostile_connections")
 

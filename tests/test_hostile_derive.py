@@ -10,7 +10,7 @@ import pytest
 
 from edge_agent.contract.protocol import generate_signing_key
 from tests.conftest import run_cli
-from tests.fleet_helpers import enrol_row, open_catalog
+from tests.support.fleet import enrol_row, open_catalog
 
 pytestmark = pytest.mark.xdist_group("hostile_derive")
 

@@ -11,11 +11,11 @@ import pytest
 from core.fleet.agents import add_agent
 from core.keys import signing_key
 from edge_agent.contract.protocol import generate_signing_key
-from tests.agent_helpers import AgentProcess, json_request, make_identity_bundle, running_agent
 from tests.conftest import run_cli
-from tests.fleet_helpers import agents, open_catalog
-from tests.hostile_helpers import wait_for
-from tests.hub_helpers import register_adder
+from tests.support.agents import AgentProcess, json_request, make_identity_bundle, running_agent
+from tests.support.fleet import agents, open_catalog
+from tests.support.hostile import wait_for
+from tests.support.hub import register_adder
 
 pytestmark = pytest.mark.xdist_group("hostile_downgrade")
 

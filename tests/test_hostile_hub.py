@@ -16,8 +16,8 @@ from core.fleet.ledger import list_deployments
 from core.hub import HubHandle, enroll_agent
 from edge_agent.contract.hub_protocol import Enrolment, agent_path, claim_message
 from edge_agent.contract.protocol import generate_signing_key, public_key_b64
-from tests.fleet_helpers import open_catalog
-from tests.hub_helpers import hub_call, register_adder, start_test_hub
+from tests.support.fleet import open_catalog
+from tests.support.hub import hub_call, register_adder, start_test_hub
 
 pytestmark = pytest.mark.xdist_group("hub")
 

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_agent.contract.protocol import generate_signing_key, write_bundle
-from tests.agent_helpers import (
+from tests.support.agents import (
     IDENTITY_SPECS,
     identity_baseline,
     json_request,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
-from tests.agent_helpers import (
+from tests.support.agents import (
     AgentProcess,
     json_request,
     make_identity_bundle,
@@ -22,7 +22,7 @@ from tests.agent_helpers import (
     running_agent,
     ssl_context_for,
 )
-from tests.hostile_helpers import raw_exchange, rss_mb, status_of, wait_for
+from tests.support.hostile import raw_exchange, rss_mb, status_of, wait_for
 
 pytestmark = pytest.mark.xdist_group("hostile_requests")
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
-from tests.agent_helpers import AgentProcess, json_request, make_identity_bundle, running_agent
-from tests.hostile_helpers import wait_for
+from tests.support.agents import AgentProcess, json_request, make_identity_bundle, running_agent
+from tests.support.hostile import wait_for
 
 pytestmark = pytest.mark.xdist_group("hostile_usb")
 

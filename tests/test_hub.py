@@ -23,8 +23,8 @@ from edge_agent.contract.hub_protocol import Enrolment, agent_path, claim_messag
 from edge_agent.contract.protocol import generate_signing_key, public_key_b64
 from edge_agent.hub.transport import HubRefused, HubTransport
 from tests.conftest import run_cli
-from tests.fleet_helpers import enrol_row, open_catalog
-from tests.hub_helpers import (
+from tests.support.fleet import enrol_row, open_catalog
+from tests.support.hub import (
     hub_call,
     ndjson,
     register_adder,

@@ -19,8 +19,8 @@ from core.fleet.rotation import rotate_keys
 from core.hub import HubHandle, HubOptions, enroll_agent, write_enrolment
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
-from tests.agent_helpers import verify_for
-from tests.fleet_helpers import (
+from tests.support.agents import verify_for
+from tests.support.fleet import (
     TELEMETRY_TABLES,
     agent_event_seqs,
     open_catalog,
@@ -28,7 +28,7 @@ from tests.fleet_helpers import (
     stored_seqs,
     train_mini,
 )
-from tests.hub_helpers import (
+from tests.support.hub import (
     HubAgent,
     enrol_and_start,
     register_adder,

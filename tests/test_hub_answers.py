@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.contract.hub_protocol import ANSWER_SIGNATURE, Enrolment, answer_message
 from edge_agent.contract.protocol import generate_signing_key, key_fingerprint, public_key_b64
 from edge_agent.contract.tls import create_cert, server_context, short
-from tests.agent_helpers import free_port, make_identity_bundle
-from tests.hub_helpers import HubAgent, start_hub_agent, wait_until
+from tests.support.agents import free_port, make_identity_bundle
+from tests.support.hub import HubAgent, start_hub_agent, wait_until
 
 Answer = Callable[[int, str], tuple[bytes, str | None]]  # (poll number, nonce) -> reply
 

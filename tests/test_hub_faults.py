@@ -21,9 +21,9 @@ from core.fleet.dispatch import deploy
 from core.fleet.ledger import list_deployments
 from core.hub import HubOptions, enroll_agent, revoke_agent, write_enrolment
 from core.keys import write_public_key_file
-from tests.agent_helpers import free_port
-from tests.fleet_helpers import agent_event_seqs, open_catalog, stored_seqs
-from tests.hub_helpers import (
+from tests.support.agents import free_port
+from tests.support.fleet import agent_event_seqs, open_catalog, stored_seqs
+from tests.support.hub import (
     DownloadCutter,
     HubAgent,
     enrol_and_start,

@@ -23,10 +23,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 from core.fleet.agents import add_agent
 from core.fleet.dispatch import deploy
 from core.keys import signing_key
-from tests.agent_helpers import verify_for
 from tests.conftest import run_cli
-from tests.fleet_helpers import agents, open_catalog, train_mini
-from tests.interop_helpers import kinds_model
+from tests.support.agents import verify_for
+from tests.support.fleet import agents, open_catalog, train_mini
+from tests.support.interop import kinds_model
 
 pytestmark = pytest.mark.xdist_group("fleet")
 

@@ -19,9 +19,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tests.conftest import run_cli
-from tests.fleet_helpers import mini_frame, open_catalog, train_mini
-from tests.interop_helpers import kinds_model
-from tests.training_helpers import catalog_state
+from tests.support.fleet import mini_frame, open_catalog, train_mini
+from tests.support.interop import kinds_model
+from tests.support.training import catalog_state
 
 
 @pytest.fixture(scope="module")

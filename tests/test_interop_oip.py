@@ -1,7 +1,7 @@
 """Open Inference Protocol conformance: the same requests to a real Outpost agent and to
 MLServer (Seldon's OIP server from PyPI, independent of Outpost) serving the model files of
 `model export --format triton`, through a minimal onnxruntime model class
-(tests/oip_mlserver_runtime.py). KServe's own ModelServer cannot be installed beside this
+(tests/support/oip_mlserver_runtime.py). KServe's own ModelServer cannot be installed beside this
 stack (every kserve release pins pandas < 3).
 
 JSON goes over REST to both. Binary tensors go to the agent over REST with Triton's
@@ -24,10 +24,10 @@ import tritonclient.http as triton_http
 from core.fleet.agents import add_agent
 from core.fleet.dispatch import deploy
 from core.keys import signing_key
-from tests.agent_helpers import tabular_model, triton_client, verify_for
 from tests.conftest import run_cli
-from tests.fleet_helpers import agents, open_catalog, train_mini
-from tests.interop_helpers import MLServer, kinds_model, running_mlserver
+from tests.support.agents import tabular_model, triton_client, verify_for
+from tests.support.fleet import agents, open_catalog, train_mini
+from tests.support.interop import MLServer, kinds_model, running_mlserver
 
 pytestmark = pytest.mark.xdist_group("fleet")
 

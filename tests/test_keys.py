@@ -21,9 +21,9 @@ from edge_agent.contract.protocol import (
     save_private_key,
     verify_rotation_record,
 )
-from tests.agent_helpers import make_identity_bundle
 from tests.conftest import run_cli
-from tests.fleet_helpers import agents, open_catalog, start_agent
+from tests.support.agents import make_identity_bundle
+from tests.support.fleet import agents, open_catalog, start_agent
 
 
 @pytest.fixture

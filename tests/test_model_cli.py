@@ -14,7 +14,7 @@ import pytest
 
 from core.training import get_run, holdout_frame, load_model
 from tests.conftest import run_cli
-from tests.training_helpers import opened, run_main, run_onnx_file, seed_datasets
+from tests.support.training import opened, run_main, run_onnx_file, seed_datasets
 
 
 @pytest.fixture

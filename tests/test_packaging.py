@@ -28,7 +28,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.contract.protocol import generate_signing_key, write_public_key
-from tests.agent_helpers import (
+from tests.support.agents import (
     free_port,
     json_request,
     make_identity_bundle,
@@ -234,7 +234,7 @@ def test_bundles_record_the_desktop_version_that_built_them(outpost_home: Path,
                                                              tmp_path: Path) -> None:
     from core.bundles import build_bundle
     from edge_agent.contract.protocol import read_bundle_manifest
-    from tests.fleet_helpers import open_catalog, train_mini
+    from tests.support.fleet import open_catalog, train_mini
 
     catalog = open_catalog(outpost_home)
     try:

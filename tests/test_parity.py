@@ -17,7 +17,7 @@ from core.registry.signature import graph_signature
 from core.training import ALGORITHMS
 from core.training.features import Feature
 from core.training.trainer import fit_frame
-from tests.training_helpers import opened
+from tests.support.training import opened
 
 
 def mixed_frame(rows: int = 1200, seed: int = 0) -> pd.DataFrame:

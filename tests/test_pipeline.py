@@ -13,7 +13,7 @@ from core.keys import signing_key
 from core.pipeline import load_pipeline, run_pipeline
 from core.registry import list_versions, resolve_model
 from tests.conftest import REPO, run_cli
-from tests.fleet_helpers import agents, mini_frame, open_catalog
+from tests.support.fleet import agents, mini_frame, open_catalog
 
 pytestmark = pytest.mark.xdist_group("fleet")
 

@@ -24,7 +24,7 @@ from core.registry import (
     set_alias,
 )
 from core.training import holdout_frame, load_model, train
-from tests.training_helpers import opened, run_onnx_file, seed_datasets
+from tests.support.training import opened, run_onnx_file, seed_datasets
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from core.keys import signing_key
 from core.registry import register_model
 from core.training import train
 from tests.conftest import run_cli
-from tests.fleet_helpers import Agent, open_catalog, start_agent, train_mini
+from tests.support.fleet import Agent, open_catalog, start_agent, train_mini
 
 pytestmark = pytest.mark.xdist_group("fleet")
 

@@ -14,7 +14,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from core.datasets import list_datasets, read_frame, resolve_version
 from core.samples import SAMPLES, SENSOR_DRIFTED_FEATURES, load_samples
-from tests.dataset_helpers import opened
+from tests.support.datasets import opened
 
 CATEGORICAL = ["site", "device_model", "firmware"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from core.datasets import import_frame, list_datasets
-from tests.fleet_helpers import mini_frame
-from tests.training_helpers import opened
+from tests.support.fleet import mini_frame
+from tests.support.training import opened
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from core.errors import Cancelled, InvalidInput
 from core.progress import CancelToken, ProgressEvent
 from core.training import get_algorithm, get_run, list_runs, search
 from core.training.searcher import candidate_params
-from tests.training_helpers import catalog_state, opened, seed_datasets
+from tests.support.training import catalog_state, opened, seed_datasets
 
 pytestmark = pytest.mark.xdist_group("search-uses-all-cores")
 

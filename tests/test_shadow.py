@@ -15,7 +15,7 @@ from core.telemetry.ingest import ingest_table, records_table
 from edge_agent.contract.errors import BundleManifestInvalid, ModelInvalid
 from edge_agent.contract.manifest import CHALLENGER, Manifest
 from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key, write_bundle
-from tests.agent_helpers import (
+from tests.support.agents import (
     AgentProcess,
     identity_model,
     json_request,
@@ -25,8 +25,8 @@ from tests.agent_helpers import (
     running_agent,
     tabular_model,
 )
-from tests.fleet_helpers import open_catalog
-from tests.hub_helpers import wait_until
+from tests.support.fleet import open_catalog
+from tests.support.hub import wait_until
 
 REQUESTS = 40
 
@@ -168,7 +168,7 @@ def test_deploy_with_a_challenger_from_the_registry(outpost_home: Path, cli: Any
     from core.keys import signing_key
     from core.registry import register_model
     from core.training import train
-    from tests.fleet_helpers import start_agent, train_mini
+    from tests.support.fleet import start_agent, train_mini
 
     catalog = open_catalog(outpost_home)
     try:

@@ -11,7 +11,7 @@ from core.errors import OutpostError
 from core.telemetry.ingest import import_telemetry, ingest_table, records_table
 from edge_agent.contract.protocol import EvictedRecord, record_to_dict
 from tests.conftest import run_cli
-from tests.fleet_helpers import (
+from tests.support.fleet import (
     enrol_row,
     export_file,
     histogram,

@@ -12,11 +12,11 @@ import tritonclient.http as httpclient
 
 from core.fleet.agents import add_agent
 from core.keys import signing_key
-from tests.agent_helpers import triton_client
 from tests.conftest import run_cli
-from tests.dataset_helpers import state
-from tests.fleet_helpers import agents, open_catalog
-from tests.onnx_models import image_model, sklearn_vector_model, vector_model
+from tests.support.agents import triton_client
+from tests.support.datasets import state
+from tests.support.fleet import agents, open_catalog
+from tests.support.onnx_models import image_model, sklearn_vector_model, vector_model
 
 pytestmark = pytest.mark.xdist_group("fleet")
 

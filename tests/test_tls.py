@@ -22,9 +22,9 @@ from core.fleet.dispatch import agent_status
 from core.fleet.records import get_agent
 from core.keys import signing_key
 from edge_agent.contract.tls import create_cert, short, spki_sha256_of_file
-from tests.agent_helpers import running_agent, verify_for
 from tests.conftest import run_cli
-from tests.fleet_helpers import cutting_proxy, open_catalog, start_agent
+from tests.support.agents import running_agent, verify_for
+from tests.support.fleet import cutting_proxy, open_catalog, start_agent
 
 X = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
 

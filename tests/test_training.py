@@ -16,7 +16,7 @@ from core.training.reproduce import reproduce_run
 from core.training.runs import load_model
 from core.training.split import split_indices
 from core.training.trainer import fit_frame
-from tests.training_helpers import opened, seed_datasets
+from tests.support.training import opened, seed_datasets
 
 
 @pytest.fixture(scope="module")

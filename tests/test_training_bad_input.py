@@ -13,7 +13,7 @@ from core.datasets import import_frame
 from core.registry import export_model, register_model
 from core.training import train
 from tests.conftest import run_cli
-from tests.training_helpers import catalog_state, opened, run_main, seed_datasets
+from tests.support.training import catalog_state, opened, run_main, seed_datasets
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from edge_agent.contract.protocol import (
     write_telemetry_export,
 )
 from edge_agent.contract.tls import ServerCert, server_context, spki_sha256_of_file
-from tests.agent_helpers import (
+from tests.support.agents import (
     free_port,
     ssl_context_for,
     trust_cert,

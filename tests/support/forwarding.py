@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.agent_helpers import identity_model, verify_for
 from tests.conftest import OUTPOST, REPO, CliResult
-from tests.hub_helpers import HubAgent, start_hub_agent, wait_until
+from tests.support.agents import identity_model, verify_for
+from tests.support.hub import HubAgent, start_hub_agent, wait_until
 
 
 def _env(home: Path) -> dict[str, str]:

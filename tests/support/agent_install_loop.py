@@ -1,7 +1,7 @@
 """Installs versions of the `adder` model in a loop, forever, until killed (the crash test
 kills it with SIGKILL at random moments). Version v computes y = x + v.
 
-    python -m tests.agent_install_loop AGENT_DIR SIGNING_KEY_PEM BUNDLE_DIR
+    python -m tests.support.agent_install_loop AGENT_DIR SIGNING_KEY_PEM BUNDLE_DIR
 Prints "open", then "begin V" / "done V" around each install, flushed."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from edge_agent.contract.protocol import load_private_key
 from edge_agent.store.keys import KeyRing
 from edge_agent.store.store import ModelStore
-from tests.agent_helpers import identity_canary, identity_model, make_identity_bundle
+from tests.support.agents import identity_canary, identity_model, make_identity_bundle
 
 
 def bundle_for(out_dir: Path, key_path: Path, version: int) -> Path:

@@ -23,7 +23,8 @@ from core.config import Settings
 from core.hub import HubHandle, HubOptions, enroll_agent, start_hub, write_enrolment
 from core.registry import import_onnx
 from edge_agent.contract.tls import ServerCert
-from tests.agent_helpers import (
+from tests.conftest import OUTPOST, REPO
+from tests.support.agents import (
     file_limit,
     free_port,
     identity_model,
@@ -31,8 +32,7 @@ from tests.agent_helpers import (
     verify_for,
     wait_http_ok,
 )
-from tests.conftest import OUTPOST, REPO
-from tests.fleet_helpers import relay_pair, server_cert_of
+from tests.support.fleet import relay_pair, server_cert_of
 
 
 def hub_cert(settings: Settings) -> ServerCert:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.agent_helpers import ssl_context_for
+from tests.support.agents import ssl_context_for
 
 
 def address(url: str) -> tuple[str, int]:

@@ -1,6 +1,6 @@
 """A minimal onnxruntime model class for MLServer, the independent OIP server the interop
 tests compare the agent with. MLServer imports it from ``model-settings.json``
-(``implementation: tests.oip_mlserver_runtime.OnnxModel``); ``parameters.uri`` is the
+(``implementation: tests.support.oip_mlserver_runtime.OnnxModel``); ``parameters.uri`` is the
 ``model.onnx`` of an exported Triton repository. Tensors are decoded and encoded here
 by datatype and shape only, so that nothing Outpost-specific shapes the answer."""
 from __future__ import annotations

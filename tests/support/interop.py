@@ -15,8 +15,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from tests.agent_helpers import free_port, wait_http_ok
 from tests.conftest import REPO
+from tests.support.agents import free_port, wait_http_ok
 
 
 def kinds_model() -> onnx.ModelProto:
@@ -64,7 +64,7 @@ def running_mlserver(folder: Path, models: dict[str, Path]) -> Iterator[MLServer
     for name, onnx_file in models.items():
         (folder / name).mkdir()
         (folder / name / "model-settings.json").write_text(json.dumps({
-            "name": name, "implementation": "tests.oip_mlserver_runtime.OnnxModel",
+            "name": name, "implementation": "tests.support.oip_mlserver_runtime.OnnxModel",
             "parameters": {"uri": str(onnx_file), "version": onnx_file.parent.name}}))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
