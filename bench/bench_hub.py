@@ -73,9 +73,10 @@ def setup(home: Path, agents: int) -> list[dict[str, str]]:
         import_onnx(catalog, model, "adder")  # adder@2, for the CLI's deploys
         enrolled = []
         for i in range(agents):
-            e = enroll_agent(catalog, f"dev{i:03d}", "http://127.0.0.1:0")
+            # https: the hub serves TLS by default and the enrolment carries its pin
+            e = enroll_agent(catalog, f"dev{i:03d}", "https://127.0.0.1:0")
             deploy(catalog, ref, e.agent)
-            enrolled.append({"agent": e.agent, "token": e.token})
+            enrolled.append({"agent": e.agent, "token": e.token, "pin": e.hub_tls_spki})
     return enrolled
 
 
@@ -101,9 +102,10 @@ def serve_hub(home: Path) -> None:
 
 
 class SimAgent:
-    def __init__(self, url: str, agent: str, token: str, poll_s: float, rate: float) -> None:
+    def __init__(self, url: str, agent: str, token: str, poll_s: float, rate: float,
+                 pin: str = "") -> None:
         self.agent, self.poll_s, self.rate = agent, poll_s, rate
-        self.transport = HubTransport(url, token, timeout_s=30)
+        self.transport = HubTransport(url, token, timeout_s=30, tls_pin=pin)
         self.token = token
         self.seq = 0
         self.polls: list[float] = []
@@ -180,7 +182,8 @@ def fleet(home: Path, args: argparse.Namespace, enrolled: list[dict[str, str]]
     os.sched_setaffinity(hub.pid, HUB_CPU)
     for task in Path(f"/proc/{hub.pid}/task").iterdir():  # threads started before pinning
         os.sched_setaffinity(int(task.name), HUB_CPU)
-    sims = [SimAgent(url, e["agent"], e["token"], args.poll_s, args.rate) for e in enrolled]
+    sims = [SimAgent(url, e["agent"], e["token"], args.poll_s, args.rate, e["pin"])
+            for e in enrolled]
     for sim in sims:
         sim.claim()
     start = time.monotonic()
