@@ -24,6 +24,7 @@ from bench_agent import (
     COLUMNS,
     PLAIN_HTTP,
     REPO,
+    RESULTS_DIR,
     build_model,
     request_bodies,
     start,
@@ -31,7 +32,7 @@ from bench_agent import (
     wrk,
 )
 
-RESULTS = REPO / "bench" / "results" / "bench_shadow.json"
+RESULTS = RESULTS_DIR / "bench_shadow.json"
 
 
 def measure(agent_dir: Path, token_file: Path, pub: Path, case: Any, duration: float,
@@ -52,7 +53,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs per variant")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: one 0.5 s round per variant (figures mean nothing)")
     args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds = 0.5, 1
     from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
 
     model, baseline, canary = build_model(0)

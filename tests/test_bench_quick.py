@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "bench").glob("bench_*.py"))
-NEEDS = {"bench_agent.py": "wrk"}  # a load generator the script runs
+NEEDS = {"bench_agent.py": "wrk", "bench_shadow.py": "wrk"}  # the load generator they run
 
 
 def test_every_bench_script_is_covered() -> None:
