@@ -5,8 +5,8 @@ fills ``nodes_missing_value_tracks_true`` with the Python ``False`` for leaves a
 numpy ``uint8`` for splits. onnx's ``make_attribute`` sees integers and calls
 ``AttributeProto.ints.extend``, and the protobuf runtime that onnx 1.23 ships with
 refuses ``bool`` there: ``TypeError: Field onnx.AttributeProto.ints: Expected an
-int, got a boolean`` (protobuf 6.33 accepts it; older runtimes a site may have do
-not). The tree structure and thresholds are otherwise right.
+int, got a boolean`` (protobuf 7.x refuses it, 6.33 — which the dev extra's grpc
+packages pin — accepts it). The tree structure and thresholds are otherwise right.
 
 Fix: re-register the two converters with a wrapper that hands skl2onnx's own
 converter a container whose ``add_node`` casts that one attribute to ``int``.
