@@ -211,28 +211,23 @@ def server_cert_of(folder: Path) -> ServerCert:
         folder / "tls.crt"))
 
 
-class CuttingProxy:
-    """Forwards 127.0.0.1:port to a target. `cut_after(marker, n)` arms it: the connection
-    on which the client sends `marker` is dropped `n` bytes later, as a network failing
-    mid-upload would (once; then it forwards normally again). With `tls` it terminates
-    TLS with that certificate (see `relay_pair`)."""
+class RelayProxy:
+    """Forwards 127.0.0.1:port to a target port, one thread per connection; with `tls` it
+    terminates TLS with that certificate (see `relay_pair`). Subclasses decide what passes
+    in each direction (`_serve`)."""
 
     def __init__(self, target_port: int, tls: ServerCert | None = None) -> None:
         self.target_port = target_port
         self.tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
-        self._armed: tuple[bytes, int] | None = None
-        self._lock = threading.Lock()
-        self.received = b""  # every byte clients sent through it (inside TLS, if any)
+
+    def start(self) -> None:
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"{'http' if self.tls is None else 'https'}://127.0.0.1:{self.port}"
-
-    def cut_after(self, marker: bytes, n: int) -> None:
-        self._armed = (marker, n)
 
     def _accept(self) -> None:
         while True:
@@ -248,6 +243,31 @@ class CuttingProxy:
         except OSError:  # a client that refuses our certificate hangs up here
             client.close()
             return
+        self._serve(client, upstream)
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+class CuttingProxy(RelayProxy):
+    """`cut_after(marker, n)` arms it: the connection on which the client sends `marker` is
+    dropped `n` bytes later, as a network failing mid-upload would (once; then it forwards
+    normally again)."""
+
+    def __init__(self, target_port: int, tls: ServerCert | None = None) -> None:
+        super().__init__(target_port, tls)
+        self._armed: tuple[bytes, int] | None = None
+        self._lock = threading.Lock()
+        self.received = b""  # every byte clients sent through it (inside TLS, if any)
+        self.start()
+
+    def cut_after(self, marker: bytes, n: int) -> None:
+        self._armed = (marker, n)
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
         threading.Thread(target=self._upload, args=(client, upstream), daemon=True).start()
         _pipe(upstream, client)
 
@@ -274,10 +294,7 @@ class CuttingProxy:
                 dst.sendall(data)
         except OSError:
             pass
-        _close(src, dst)
-
-    def close(self) -> None:
-        self._listener.close()
+        close_sockets(src, dst)
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -286,10 +303,10 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
             dst.sendall(data)
     except OSError:
         pass
-    _close(src, dst)
+    close_sockets(src, dst)
 
 
-def _close(*socks: socket.socket) -> None:
+def close_sockets(*socks: socket.socket) -> None:
     for s in socks:
         with contextlib.suppress(OSError):
             s.shutdown(socket.SHUT_RDWR)

@@ -32,7 +32,7 @@ from tests.support.agents import (
     verify_for,
     wait_http_ok,
 )
-from tests.support.fleet import relay_pair, server_cert_of
+from tests.support.fleet import RelayProxy, close_sockets, server_cert_of
 
 
 def hub_cert(settings: Settings) -> ServerCert:
@@ -195,7 +195,7 @@ def request_records(first: int, n: int, *, ts: float = 1.7e9, step: float = 1.0
              "version": 1, "status": 200, "latency_us": 100 + i, "rows": 1} for i in range(n)]
 
 
-class DownloadCutter:
+class DownloadCutter(RelayProxy):
     """Forwards 127.0.0.1:port to the hub. `cut_after(n)` arms it: the next answer that
     carries a bundle (application/octet-stream) is dropped after `n` body bytes. Every
     request line and its Range header (if any) is recorded in `requests`. With `tls` it
@@ -203,35 +203,15 @@ class DownloadCutter:
     key would)."""
 
     def __init__(self, target_port: int, tls: ServerCert | None = None) -> None:
-        self.target_port = target_port
-        self.tls = tls
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
+        super().__init__(target_port, tls)
         self._armed: int | None = None
         self.requests: list[str] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"{'http' if self.tls is None else 'https'}://127.0.0.1:{self.port}"
+        self.start()
 
     def cut_after(self, n: int) -> None:
         self._armed = n
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-
-    def _relay(self, client: socket.socket) -> None:
-        try:
-            client, upstream = relay_pair(client, self.target_port, self.tls)
-        except OSError:
-            client.close()
-            return
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
         threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
         self._down(upstream, client)
 
@@ -243,7 +223,7 @@ class DownloadCutter:
                             b"range:"):
                         self.requests.append(line.decode(errors="replace"))
                 dst.sendall(data)
-        _close(src, dst)
+        close_sockets(src, dst)
 
     def _down(self, src: socket.socket, dst: socket.socket) -> None:
         left: int | None = None  # body bytes still to pass before the cut
@@ -261,14 +241,6 @@ class DownloadCutter:
                 left -= len(data)
                 if left <= 0:
                     break
-        _close(src, dst)
-
-    def close(self) -> None:
-        self._listener.close()
+        close_sockets(src, dst)
 
 
-def _close(*socks: socket.socket) -> None:
-    for s in socks:
-        with contextlib.suppress(OSError):
-            s.shutdown(socket.SHUT_RDWR)
-        s.close()
