@@ -84,6 +84,16 @@ def outpost_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     yield home
 
 
+@pytest.fixture
+def catalog(outpost_home: Path) -> Iterator[Any]:
+    """The catalog of this test's home, open in-process (closed after the test)."""
+    from tests.support.fleet import open_catalog  # core loads only for tests that ask
+
+    cat = open_catalog(outpost_home)
+    yield cat
+    cat.close()
+
+
 def run_cli(home: Path, *args: str, timeout: float = 120, check: bool = False,
             input_text: str | None = None) -> CliResult:
     """Run ``outpost ARGS`` in a real subprocess against ``home``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -40,13 +39,6 @@ from tests.support.fleet import (
 )
 
 pytestmark = pytest.mark.xdist_group("fleet")
-
-
-@pytest.fixture
-def catalog(outpost_home: Path) -> Iterator[Catalog]:
-    cat = open_catalog(outpost_home)
-    yield cat
-    cat.close()
 
 
 def _bundle(catalog: Catalog, tmp: Path, version: int) -> Path:

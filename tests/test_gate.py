@@ -2,7 +2,6 @@
 one is registered and staged (not production, nothing deployed) until approved."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from core.registry.gate import challenge, staged_versions
 from core.training import train
 from tests.conftest import run_cli
 from tests.support.fleet import open_catalog, train_mini
-
-
-@pytest.fixture
-def catalog(outpost_home: Path) -> Iterator[Catalog]:
-    cat = open_catalog(outpost_home)
-    yield cat
-    cat.close()
 
 
 def test_gate_registers_only_a_better_run_and_stages_it_for_approval(

@@ -16,17 +16,9 @@ from core.fleet.ledger import list_deployments
 from core.hub import HubHandle, enroll_agent
 from edge_agent.contract.hub_protocol import Enrolment, agent_path, claim_message
 from edge_agent.contract.protocol import generate_signing_key, public_key_b64
-from tests.support.fleet import open_catalog
 from tests.support.hub import hub_call, register_adder, start_test_hub
 
 pytestmark = pytest.mark.xdist_group("hub")
-
-
-@pytest.fixture
-def catalog(outpost_home: Path) -> Iterator[Catalog]:
-    cat = open_catalog(outpost_home)
-    yield cat
-    cat.close()
 
 
 @pytest.fixture

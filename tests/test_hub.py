@@ -37,13 +37,6 @@ pytestmark = pytest.mark.xdist_group("hub")
 
 
 @pytest.fixture
-def catalog(outpost_home: Path) -> Iterator[Catalog]:
-    cat = open_catalog(outpost_home)
-    yield cat
-    cat.close()
-
-
-@pytest.fixture
 def hub(catalog: Catalog) -> Iterator[HubHandle]:
     handle = start_test_hub(catalog, "127.0.0.1", 0,
                        HubOptions(max_batch_bytes=64 * 1024, contact_flush_s=0.2))

@@ -23,7 +23,6 @@ from tests.support.agents import verify_for
 from tests.support.fleet import (
     TELEMETRY_TABLES,
     agent_event_seqs,
-    open_catalog,
     start_agent,
     stored_seqs,
     train_mini,
@@ -38,13 +37,6 @@ from tests.support.hub import (
 )
 
 pytestmark = pytest.mark.xdist_group("hub")
-
-
-@pytest.fixture
-def catalog(outpost_home: Path) -> Iterator[Catalog]:
-    cat = open_catalog(outpost_home)
-    yield cat
-    cat.close()
 
 
 @pytest.fixture

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from core.catalog import Catalog
 from core.fleet.agents import add_agent
@@ -24,13 +21,6 @@ from edge_agent.contract.protocol import (
 from tests.conftest import run_cli
 from tests.support.agents import make_identity_bundle
 from tests.support.fleet import agents, open_catalog, start_agent
-
-
-@pytest.fixture
-def catalog(outpost_home: Path) -> Iterator[Catalog]:
-    cat = open_catalog(outpost_home)
-    yield cat
-    cat.close()
 
 
 def test_key_is_made_once_with_private_modes(catalog: Catalog) -> None:

@@ -1,7 +1,6 @@
 """Telemetry into the catalog: export files and pulled batches, exactly once by (agent, seq)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,6 @@ from tests.support.fleet import (
     open_catalog,
     requests,
 )
-
-
-@pytest.fixture
-def catalog(outpost_home: Path) -> Iterator[Catalog]:
-    cat = open_catalog(outpost_home)
-    yield cat
-    cat.close()
 
 
 def _counts(catalog: Catalog) -> tuple[int, int, int]:

@@ -10,7 +10,6 @@ import ssl
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,13 +26,6 @@ from tests.support.agents import running_agent, verify_for
 from tests.support.fleet import cutting_proxy, open_catalog, start_agent
 
 X = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
-
-
-@pytest.fixture
-def catalog(outpost_home: Path) -> Iterator[Catalog]:
-    cat = open_catalog(outpost_home)
-    yield cat
-    cat.close()
 
 
 def test_a_man_in_the_middle_gets_refused_and_sees_no_token(outpost_home: Path,
