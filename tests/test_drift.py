@@ -16,6 +16,7 @@ from core.errors import NotFound
 from core.telemetry.ingest import ingest_table, records_table
 from edge_agent.contract.protocol import record_to_dict
 from tests.conftest import run_cli
+from tests.support.drift_reference import assert_same_as_unnested
 from tests.support.fleet import histogram, open_catalog, requests
 
 BASELINE = {
@@ -164,3 +165,19 @@ def test_request_series_per_bucket(catalog: Catalog) -> None:
     lat = np.asarray([r.latency_us for r in recs if last.t <= r.ts < last.t + 60]) / 1000
     assert last.p99_ms == pytest.approx(float(np.quantile(lat, 0.99)))
     assert request_series(catalog, "nobody") == []
+
+
+def test_bin_sums_match_the_unnested_query(catalog: Catalog) -> None:
+    """The one-aggregate query gives the old per-bin query's figures to the last bit: per
+    agent and fleet-wide, per time bucket, bounded, and for a row wider than the baseline."""
+    _windows(catalog, "calm", [NORMAL, SHIFTED, NORMAL])
+    seq = _windows(catalog, "drifty", [SHIFTED, NORMAL, SHIFTED, SHIFTED])
+    wide = histogram(seq, "temp", [3, 1, 4, 1, 5], nulls=9, start=T0 + 60)
+    ingest_table(catalog, "drifty", records_table([record_to_dict(wide)]), where="test")
+    compared = [assert_same_as_unnested(catalog, "m", 1),
+                assert_same_as_unnested(catalog, "m", 1, bucket_s=60),
+                assert_same_as_unnested(catalog, "m", 1, bucket_s=120, since=T0 + 60),
+                assert_same_as_unnested(catalog, "m", 1, agent="calm", until=T0 + 120)]
+    # x 3 features: 2 agents + the fleet; 11 (agent or fleet, minute) groups, 4 minutes but
+    # calm sent 3; 2 two-minute buckets x 3; calm and the fleet (calm's rows only)
+    assert compared == [3 * 3, 11 * 3, 2 * 3 * 3, 2 * 3]

@@ -13,6 +13,7 @@ import pytest
 from core.fleet.agents import add_agent
 from core.keys import signing_key
 from tests.conftest import run_cli
+from tests.support.drift_reference import assert_same_as_unnested
 from tests.support.fleet import open_catalog, start_agent, train_mini
 from tests.support.onnx_models import vector_model
 
@@ -57,6 +58,12 @@ def test_pull_right_after_traffic_sees_all_of_it_once(outpost_home: Path,
         assert {f["feature"]: f["rows"] for f in third["features"]}["temp"] == 600
         human = run_cli(outpost_home, "drift", "report", "pumps").stdout
         assert "covers 600 rows" in human
+        pulled = open_catalog(outpost_home)  # the faster drift query, on real device bins
+        try:
+            assert assert_same_as_unnested(pulled, "pumps", 1) >= 4
+            assert assert_same_as_unnested(pulled, "pumps", 1, bucket_s=60) >= 4
+        finally:
+            pulled.close()
     finally:
         agent.stop()
 

@@ -8,6 +8,8 @@ from core.catalog import Catalog
 
 # A request is an error when the agent answered it with a 4xx or 5xx.
 ERROR_STATUS = 400
+# Both latency quantiles from one sort of each group (two quantile_cont calls sort twice).
+_QUANTILES = "quantile_cont(latency_us, [0.5, 0.99])"
 
 
 @dataclass(frozen=True)
@@ -54,15 +56,14 @@ def request_series(catalog: Catalog, agent: str | None = None, *, model: str | N
     where, params = _filters(agent, model, since, until)
     rows = _series_rows(catalog, bucket_s, where, params)
     return [SeriesPoint(float(t), int(n), int(r or 0), n / bucket_s, e / n if n else 0.0,
-                        _ms(p50), _ms(p99)) for t, n, r, e, p50, p99 in rows]
+                        *_p50_p99(q)) for t, n, r, e, q in rows]
 
 
 def _series_rows(catalog: Catalog, bucket_s: float, where: str,
                  params: list[Any]) -> list[tuple[Any, ...]]:
     return catalog.cursor().execute(
         "SELECT floor(ts / ?) * ? AS t, count(*), sum(rows), "
-        f"count(*) FILTER (status >= {ERROR_STATUS}), "
-        "quantile_cont(latency_us, 0.5), quantile_cont(latency_us, 0.99) "
+        f"count(*) FILTER (status >= {ERROR_STATUS}), {_QUANTILES} "
         f"FROM telemetry_request WHERE {where} GROUP BY t ORDER BY t",
         [bucket_s, bucket_s, *params]).fetchall()
 
@@ -73,12 +74,18 @@ def request_stats(catalog: Catalog, *, agent: str | None = None, model: str | No
     where, params = _filters(agent, model, since, until)
     rows = catalog.cursor().execute(
         f"SELECT agent, model, count(*), count(*) FILTER (status >= {ERROR_STATUS}), "
-        "quantile_cont(latency_us, 0.5), quantile_cont(latency_us, 0.99), min(ts), max(ts) "
+        f"{_QUANTILES}, min(ts), max(ts) "
         f"FROM telemetry_request WHERE {where} GROUP BY agent, model ORDER BY agent, model",
         params).fetchall()
-    return [RequestStats(str(a), str(m), int(n), int(e), e / n if n else 0.0, _ms(p50),
-                         _ms(p99), float(t0), float(t1)) for a, m, n, e, p50, p99, t0, t1 in rows]
+    return [RequestStats(str(a), str(m), int(n), int(e), e / n if n else 0.0, *_p50_p99(q),
+                         float(t0), float(t1)) for a, m, n, e, q, t0, t1 in rows]
 
 
 def _ms(latency_us: float | None) -> float | None:
     return None if latency_us is None else float(latency_us) / 1000.0
+
+
+def _p50_p99(quantiles: list[float] | None) -> tuple[float | None, float | None]:
+    """The two latencies in ms from the quantile list (None for a group with no latency)."""
+    p50, p99 = quantiles or (None, None)
+    return _ms(p50), _ms(p99)
