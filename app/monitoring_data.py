@@ -2,11 +2,16 @@
 pull telemetry, evaluate drift (which raises and clears alerts), series, heatmap, alerts.
 
 The core modules are imported inside the calls, in the worker (see app/fleet_calls.py).
+The heatmap's grid is laid out here too, on the worker: at 20 features x 1,000 windows
+that is 20,000 cells the UI thread would otherwise sort, place and label.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from core.catalog import Catalog
 from core.errors import NotFound
@@ -20,6 +25,35 @@ if TYPE_CHECKING:
     from core.telemetry.series import SeriesPoint
 
 
+def window_label(start: float | None) -> str:
+    if start is None:
+        return "all"
+    return dt.datetime.fromtimestamp(start).strftime("%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class DriftGrid:
+    """The drift heatmap's layout: features down, windows across, PSI in the cells."""
+
+    features: list[str]
+    windows: list[float | None]
+    window_labels: list[str]
+    psi: np.ndarray  # features x windows; NaN where a feature has no data in a window
+    cells: dict[tuple[int, int], FeatureDrift]
+
+
+def drift_grid(rows: list[FeatureDrift]) -> DriftGrid:
+    features = sorted({r.feature for r in rows})
+    windows = sorted({r.window_start for r in rows}, key=lambda w: -1.0 if w is None else w)
+    row_of = {f: i for i, f in enumerate(features)}  # dicts, not list.index: stays linear
+    column_of = {w: j for j, w in enumerate(windows)}
+    cells = {(row_of[r.feature], column_of[r.window_start]): r for r in rows}
+    psi = np.full((len(features), len(windows)), np.nan)
+    for (i, j), r in cells.items():
+        psi[i, j] = r.psi
+    return DriftGrid(features, windows, [window_label(w) for w in windows], psi, cells)
+
+
 @dataclass
 class Snapshot:
     models: list[str]
@@ -28,6 +62,7 @@ class Snapshot:
     bucket_s: float
     series: dict[str, list[SeriesPoint]] = field(default_factory=dict)  # per agent
     matrix: list[FeatureDrift] = field(default_factory=list)
+    grid: DriftGrid = field(default_factory=lambda: drift_grid([]))  # the matrix, laid out
     report: DriftReport | None = None
     drift_note: str | None = None  # why there is no drift yet, in the user's words
     alerts: list[Alert] = field(default_factory=list)
@@ -76,6 +111,7 @@ def snapshot(catalog: Catalog, model: str | None, agent: str | None, bucket_s: f
             snap.report = drift_report(catalog, chosen, agent)
             snap.matrix = drift_matrix(catalog, chosen, agent, bucket_s=bucket_s,
                                        version=snap.report.version)
+            snap.grid = drift_grid(snap.matrix)
         except NotFound as exc:
             snap.drift_note = str(exc)
         snap.accuracy = accuracy_report(catalog, chosen, agent)

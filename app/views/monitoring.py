@@ -2,6 +2,7 @@
 the alerts. Refresh pulls telemetry from the agents in the background first."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer
@@ -149,6 +150,9 @@ class MonitoringView(View):
             self.show_snapshot, visible=pull, key="monitoring")
 
     def show_snapshot(self, snap: Snapshot) -> None:
+        """Shown in three turns of the event loop — text and tables, the charts, then the
+        heatmap and alerts — so that with 1,000 windows no single turn (and the repaint
+        after it) holds the UI thread long; a newer snapshot drops the older one's rest."""
         self.snap = snap
         self._fill(self.model_box, snap.models, snap.model)
         current_agent = self.agent_box.currentText()
@@ -162,12 +166,19 @@ class MonitoringView(View):
         if failed:
             text += " — " + "; ".join(failed)
         self.summary.setText(text)
-        self._plot(snap)
         self.shadow.setText(shadow_text(snap.shadow))
         self.shadow.setVisible(bool(snap.shadow))
-        self.drift.show_matrix(snap.matrix, snap.report.thresholds if snap.report else None,
-                               snap.drift_note)
         self.accuracy.show_report(snap.accuracy)
+        self._then(snap, lambda: self._plot(snap))
+        self._then(snap, lambda: self._show_drift(snap))
+
+    def _then(self, snap: Snapshot, step: Callable[[], None]) -> None:
+        """Run ``step`` on a later turn, unless another snapshot has arrived meanwhile."""
+        QTimer.singleShot(0, self, lambda: step() if self.snap is snap else None)
+
+    def _show_drift(self, snap: Snapshot) -> None:
+        self.drift.show_grid(snap.grid, snap.report.thresholds if snap.report else None,
+                             snap.drift_note)
         self.alerts.set_records(snap.alerts)
         self.alerts_table.resizeColumnToContents(2)
         self.alerts_title.setText(f"Alerts ({sum(a.open for a in snap.alerts)} open)")
@@ -239,7 +250,7 @@ class MonitoringView(View):
             plot.retheme()
         if self.snap is not None:
             self._plot(self.snap)
-            self.drift.retheme(self.snap.matrix)
+            self.drift.retheme()
 
     def save_state(self) -> dict[str, object]:
         return {"splitter": self.splitter.saveState(), "bucket": self.bucket_box.currentText()}

@@ -2,13 +2,12 @@
 the feature's drift figures were in that window."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
+from app.monitoring_data import DriftGrid, drift_grid, window_label
 from app.theme import Theme
 from app.widgets.plots import Heatmap, HistogramPlot
 from edge_agent.contract.records import PREDICTION_FEATURE
@@ -20,12 +19,6 @@ if TYPE_CHECKING:
 
 def feature_label(feature: str) -> str:
     return "(prediction)" if feature == PREDICTION_FEATURE else feature
-
-
-def window_label(start: float | None) -> str:
-    if start is None:
-        return "all"
-    return dt.datetime.fromtimestamp(start).strftime("%m-%d %H:%M:%S")
 
 
 class DriftPanel(QWidget):
@@ -60,6 +53,7 @@ class DriftPanel(QWidget):
         split.setSizes([640, 420])
         layout.addWidget(self.note)
         layout.addWidget(split, 1)
+        self.grid = drift_grid([])
         self.features: list[str] = []
         self.windows: list[float | None] = []
         self.cells: dict[tuple[int, int], FeatureDrift] = {}
@@ -68,26 +62,24 @@ class DriftPanel(QWidget):
 
     def show_matrix(self, rows: list[FeatureDrift], thresholds: Thresholds | None,
                     note: str | None = None) -> None:
+        self.show_grid(drift_grid(rows), thresholds, note)
+
+    def show_grid(self, grid: DriftGrid, thresholds: Thresholds | None,
+                  note: str | None = None) -> None:
+        """The heatmap of a grid laid out on a worker (``app.monitoring_data.drift_grid``)."""
         if thresholds is not None:
             self.psi_warn, self.psi_alert = thresholds.psi_warn, thresholds.psi_alert
         self.note.setText(note or "")
-        self.features = sorted({r.feature for r in rows})
-        self.windows = sorted({r.window_start for r in rows},
-                              key=lambda w: -1.0 if w is None else w)
-        self.cells = {(self.features.index(r.feature), self.windows.index(r.window_start)): r
-                      for r in rows}
-        matrix = np.full((len(self.features), len(self.windows)), np.nan)
-        for (i, j), r in self.cells.items():
-            matrix[i, j] = r.psi
+        self.grid = grid
+        self.features, self.windows, self.cells = grid.features, grid.windows, grid.cells
         top = max(self.psi_alert * 2, 0.5)
         warn, alert = self.psi_warn / top, self.psi_alert / top
         c = self.theme.colour
         # One calm colour for everything below warn; amber to red from warn to alert.
         colours = [c("ok_soft"), c("ok_soft"), c("warn"), c("bad"), c("bad")]
         labels = [feature_label(f) for f in self.features]
-        windows = [window_label(w) for w in self.windows]
         # The colour saturates at `top` (the image's levels); the numbers stay the real PSI.
-        self.heatmap.show_matrix(matrix, labels, windows, colours, (0.0, top),
+        self.heatmap.show_matrix(grid.psi, labels, grid.window_labels, colours, (0.0, top),
                                  "Drift: PSI per feature and window", annotate=True,
                                  positions=[0.0, warn * 0.999, warn, alert, 1.0])
 
@@ -119,8 +111,8 @@ class DriftPanel(QWidget):
             self.distribution.getAxis("bottom").setTicks([[
                 (i + 0.5, f"{edge:.3g}") for i, edge in enumerate(dist.edges) if i % step == 0]])
 
-    def retheme(self, rows: list[FeatureDrift]) -> None:
+    def retheme(self) -> None:
         self.heatmap.retheme()
         self.distribution.retheme()
-        if rows:
-            self.show_matrix(rows, None, self.note.text() or None)
+        if self.grid.features:
+            self.show_grid(self.grid, None, self.note.text() or None)

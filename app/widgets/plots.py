@@ -44,9 +44,13 @@ class Plot(pg.PlotWidget):
             self._title = title
             self.retheme()
 
-    def set_ticks(self, axis: str, labels: Sequence[str], max_shown: int = 30) -> None:
+    def set_ticks(self, axis: str, labels: Sequence[str], max_shown: int = 30,
+                  offset: float = 0.0, width: int = 18) -> None:
+        """At most about ``max_shown`` labels (every k-th): an axis drawing a label per item
+        of 1,000 costs a paint hundreds of milliseconds and shows nothing readable."""
         step = max(1, len(labels) // max_shown)
-        ticks = [(i, str(label)[:18]) for i, label in enumerate(labels) if i % step == 0]
+        ticks = [(i + offset, str(label)[:width]) for i, label in enumerate(labels)
+                 if i % step == 0]
         self.getAxis(axis).setTicks([ticks])
 
 
@@ -140,7 +144,15 @@ class ScatterPlot(Plot):
 
 
 class TimeSeriesPlot(Plot):
-    """Lines over time (epoch seconds on a date axis), one per series."""
+    """Lines over time (epoch seconds on a date axis), one per series.
+
+    A series of more than ``DENSE_POINTS`` points is drawn as a hairline without markers:
+    Qt strokes an antialiased 2 px line through 1,000 points in ~0.2 s per paint (four
+    such lines froze the Monitoring view for seconds), a 1 px one in a few milliseconds,
+    and markers that close together only blur the line.
+    """
+
+    DENSE_POINTS = 200
 
     def __init__(self, theme: Theme, title: str | None = None) -> None:
         super().__init__(theme, title)
@@ -156,12 +168,19 @@ class TimeSeriesPlot(Plot):
         if legend is not None:
             legend.setLabelTextColor(self.theme.colour("plot_foreground"))
         for k, (name, (xs, ys)) in enumerate(series.items()):
+            colour = self.theme.series(k)
+            marks = {"symbol": "o", "symbolSize": 4, "symbolBrush": colour, "symbolPen": None}
+            dense = len(xs) > self.DENSE_POINTS
             self.plot(np.asarray(xs, float), np.asarray(ys, float), name=name,
-                      pen=pg.mkPen(self.theme.series(k), width=2), symbol="o", symbolSize=4,
-                      symbolBrush=self.theme.series(k), symbolPen=None)
+                      pen=pg.mkPen(colour, width=1 if dense else 2), **({} if dense else marks))
         self.setLabel("left", y_label)
         top = max((max(ys, default=0.0) for _, ys in series.values()), default=0.0)
         self.setYRange(0, max(top * 1.15, min_top, 1e-9), padding=0)
+        # Both ranges set here: auto-range would walk every point again at each paint.
+        starts = [xs[0] for xs, _ in series.values() if len(xs)]
+        ends = [xs[-1] for xs, _ in series.values() if len(xs)]
+        if starts:
+            self.setXRange(min(starts), max(max(ends), min(starts) + 1.0), padding=0.02)
 
 
 class Heatmap(Plot):
@@ -191,10 +210,8 @@ class Heatmap(Plot):
         # ImageItem is indexed [x, y]: columns across, rows down.
         self.image.setImage(np.nan_to_num(self.matrix.T, nan=levels[0]), levels=levels)
         self.addItem(self.image)
-        self.set_ticks("bottom", [str(c) for c in columns])
         self.getAxis("left").setTicks([[(i + 0.5, str(r)[:24]) for i, r in enumerate(rows)]])
-        self.getAxis("bottom").setTicks(
-            [[(j + 0.5, str(c)[:14]) for j, c in enumerate(columns)]])
+        self.set_ticks("bottom", [str(c) for c in columns], max_shown=12, offset=0.5, width=14)
         if annotate and self.matrix.size <= 400:
             self._annotate(fmt, levels)
         self.getViewBox().setRange(xRange=(0, max(1, len(columns))),
