@@ -237,7 +237,7 @@ class Step:
             spin(self.app, lambda: time.monotonic() > settled)  # drawing, repaints) counts
         if profiler is not None:
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
         figures = {"gap_ms": round(heart.max_gap_ms, 1), "busy_ms": round(heart.max_busy_ms, 1),
                    "slot_ms": round(max(self.slots, default=0.0), 1), "took_s": round(took, 2),
                    "load": round(os.getloadavg()[0], 1)}
@@ -245,30 +245,6 @@ class Step:
               f"in one gap {figures['busy_ms']:>5.0f} ms, longest landing slot "
               f"{figures['slot_ms']:>5.0f} ms ({took:.1f} s, load {figures['load']})", flush=True)
         return figures
-
-
-def fill_monitoring(catalog: Any, model: str, version: int, windows: int) -> None:
-    """`windows` one-minute histogram windows of every feature of the deployed model (the
-    last quarter drifted) and 20 requests a window, as if pulled from the local agent."""
-    import orjson
-
-    baseline = orjson.loads(catalog.con.execute(
-        "SELECT baseline FROM bundle WHERE model = ? AND version = ?",
-        [model, version]).fetchall()[0][0])
-    features = [*baseline["features"], baseline["prediction"]]
-    t0 = time.time() - windows * 60
-    catalog.con.execute(
-        "INSERT INTO telemetry_histogram SELECT 'local', 10_000_000 + w * 100 + f, "
-        "$t0 + w * 60, $t0 + w * 60 + 60, $model, $version, ($names)[f + 1], "
-        "CASE WHEN w > $windows * 3 // 4 THEN list_reverse(($counts)[f + 1]) "
-        "ELSE ($counts)[f + 1] END, 0 FROM range($windows) t(w), range($n) u(f)",
-        {"t0": t0, "model": model, "version": version, "windows": windows,
-         "n": len(features), "names": [f["name"] for f in features],
-         "counts": [[int(c) for c in f["counts"]] for f in features]})
-    catalog.con.execute(
-        "INSERT INTO telemetry_request SELECT 'local', 20_000_000 + i, $t0 + i * 3, $model, "
-        "$version, CASE WHEN i % 50 = 0 THEN 500 ELSE 200 END, 800 + (i * 7919) % 4000, 1 "
-        "FROM range($n) t(i)", {"t0": t0, "model": model, "version": version, "n": windows * 20})
 
 
 def session(app: Any, window: Any, catalog: Any, work: Path, rows: int,
@@ -284,6 +260,7 @@ def session(app: Any, window: Any, catalog: Any, work: Path, rows: int,
     from core.fleet.local import stop_local_agent
     from core.registry import register_model
     from core.training.runs import list_runs
+    from tests.support.fleet import fill_windows
 
     step = Step(app, window, args.profile)
     out: dict[str, dict[str, float]] = {}
@@ -328,7 +305,7 @@ def session(app: Any, window: Any, catalog: Any, work: Path, rows: int,
 
     try:
         out["deploy"] = step.measure("deploy", deploy, deployed)
-        fill_monitoring(catalog, "sensor", 1, args.windows)
+        fill_windows(catalog, "sensor", 1, args.windows)
         monitoring = window.view(MonitoringView)
         window.show_view(window.views.index(monitoring))
         spin(app, idle)  # the view's own first load, and its staged drawing, come before

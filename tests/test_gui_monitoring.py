@@ -18,6 +18,7 @@ from core.catalog import Catalog
 from tests.support.fleet import (
     enrol_row,
     export_file,
+    fill_windows,
     histogram,
     new_identity,
     requests,
@@ -122,3 +123,31 @@ def test_monitoring_shows_the_shadow_challenger(
     text = view.shadow.text()
     assert "v1 vs challenger v2" in text and "agreement 75.0 %" in text, text
     assert "alarm (10)" in text and "p99 0.5 ms" in text and "dropped 1" in text, text
+
+
+def test_refresh_over_a_thousand_windows(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog) -> None:
+    """1,000 one-minute windows: the refresh (a worker) lands every window in the heatmap
+    and every minute in the charts, drawn as hairlines; the drifted last quarter shows."""
+    train_mini(catalog, "pumps")
+    build_bundle(catalog, "pumps@1")
+    enrol_row(catalog, "site-a", new_identity(), agent_id="id-a")
+    fill_windows(catalog, "pumps", 1, 1000, agent="site-a")
+    window = make_window([MonitoringView])
+    view = window.view(MonitoringView)
+    assert isinstance(view, MonitoringView)
+    view.refresh()
+    qtbot.waitUntil(lambda: view.snap is not None and len(view.drift.windows) == 1000
+                    and bool(view.alerts.records), timeout=60_000)
+    assert view.snap is not None and view.snap.model == "pumps"
+    requests_line = view.requests.getPlotItem().listDataItems()[0]
+    assert len(requests_line.xData) == 1000
+    assert sum(requests_line.yData) * 60 == pytest.approx(20_000)
+    assert requests_line.opts["pen"].widthF() <= 1 and requests_line.opts["symbol"] is None
+    grid = view.drift.heatmap.matrix
+    assert grid.shape == (len(view.drift.features), 1000)
+    temp = view.drift.features.index("temp")
+    assert (grid[temp, :700] < 0.1).all() and (grid[temp, 760:] >= 0.25).all()
+    assert len(view.drift.heatmap.getAxis("bottom")._tickLevels[0]) <= 20
+    assert any("temp PSI" in a.message for a in view.alerts.records)
+    assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]

@@ -128,6 +128,7 @@ class MonitoringView(View):
         self.body.addWidget(self.splitter, 1)
 
         self.snap: Snapshot | None = None
+        self._stages: list[Callable[[], None]] = []  # the rest of a snapshot to draw
         self.timer = QTimer(self)
         self.timer.setInterval(AUTO_REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
@@ -150,8 +151,8 @@ class MonitoringView(View):
             self.show_snapshot, visible=pull, key="monitoring")
 
     def show_snapshot(self, snap: Snapshot) -> None:
-        """Shown in three turns of the event loop — text and tables, the charts, then the
-        heatmap and alerts — so that with 1,000 windows no single turn (and the repaint
+        """Shown over five turns of the event loop — text, each of the three charts, then
+        the heatmap and alerts — so that with 1,000 windows no single turn (and the repaint
         after it) holds the UI thread long; a newer snapshot drops the older one's rest."""
         self.snap = snap
         self._fill(self.model_box, snap.models, snap.model)
@@ -169,12 +170,16 @@ class MonitoringView(View):
         self.shadow.setText(shadow_text(snap.shadow))
         self.shadow.setVisible(bool(snap.shadow))
         self.accuracy.show_report(snap.accuracy)
-        self._then(snap, lambda: self._plot(snap))
-        self._then(snap, lambda: self._show_drift(snap))
+        self._stages = [*self._charts(snap), lambda: self._show_drift(snap)]
+        QTimer.singleShot(0, self, self._next_stage)
 
-    def _then(self, snap: Snapshot, step: Callable[[], None]) -> None:
-        """Run ``step`` on a later turn, unless another snapshot has arrived meanwhile."""
-        QTimer.singleShot(0, self, lambda: step() if self.snap is snap else None)
+    def _next_stage(self) -> None:
+        """One stage per turn; the next is queued after it (1 ms, so that this stage's
+        repaint comes first and is not merged with the next one's into one long turn)."""
+        if self._stages:
+            self._stages.pop(0)()
+        if self._stages:
+            QTimer.singleShot(1, self, self._next_stage)
 
     def _show_drift(self, snap: Snapshot) -> None:
         self.drift.show_grid(snap.grid, snap.report.thresholds if snap.report else None,
@@ -229,27 +234,35 @@ class MonitoringView(View):
             box.setCurrentText(current)
         box.blockSignals(False)
 
-    def _plot(self, snap: Snapshot) -> None:
+    def _charts(self, snap: Snapshot) -> list[Callable[[], None]]:
+        """One call per chart (requests, errors, latency), each drawing only its own."""
         def xs(points: list[SeriesPoint]) -> list[float]:
             return [p.t for p in points]
 
         series = {a: pts for a, pts in snap.series.items() if pts}
-        self.requests.show_series({a: (xs(p), [x.requests_per_s for x in p])
-                                   for a, p in series.items()}, "Requests / s", "req/s",
-                                  min_top=1.0)
-        self.errors.show_series({a: (xs(p), [100 * x.error_rate for x in p])
-                                 for a, p in series.items()}, "Error rate", "%", min_top=5.0)
-        latency: dict[str, tuple[list[float], list[float]]] = {}
-        for agent, points in series.items():
-            latency[f"{agent} p50"] = (xs(points), [x.p50_ms or 0.0 for x in points])
-            latency[f"{agent} p99"] = (xs(points), [x.p99_ms or 0.0 for x in points])
-        self.latency.show_series(latency, "Latency ms (p50, p99)", "ms", min_top=1.0)
+
+        def latency() -> None:
+            lines: dict[str, tuple[list[float], list[float]]] = {}
+            for agent, points in series.items():
+                lines[f"{agent} p50"] = (xs(points), [x.p50_ms or 0.0 for x in points])
+                lines[f"{agent} p99"] = (xs(points), [x.p99_ms or 0.0 for x in points])
+            self.latency.show_series(lines, "Latency ms (p50, p99)", "ms", min_top=1.0)
+
+        return [
+            lambda: self.requests.show_series({a: (xs(p), [x.requests_per_s for x in p])
+                                               for a, p in series.items()}, "Requests / s",
+                                              "req/s", min_top=1.0),
+            lambda: self.errors.show_series({a: (xs(p), [100 * x.error_rate for x in p])
+                                             for a, p in series.items()}, "Error rate", "%",
+                                            min_top=5.0),
+            latency]
 
     def retheme(self) -> None:
         for plot in (self.requests, self.errors, self.latency):
             plot.retheme()
         if self.snap is not None:
-            self._plot(self.snap)
+            for chart in self._charts(self.snap):
+                chart()
             self.drift.retheme()
 
     def save_state(self) -> dict[str, object]:

@@ -146,10 +146,10 @@ class ScatterPlot(Plot):
 class TimeSeriesPlot(Plot):
     """Lines over time (epoch seconds on a date axis), one per series.
 
-    A series of more than ``DENSE_POINTS`` points is drawn as a hairline without markers:
-    Qt strokes an antialiased 2 px line through 1,000 points in ~0.2 s per paint (four
-    such lines froze the Monitoring view for seconds), a 1 px one in a few milliseconds,
-    and markers that close together only blur the line.
+    A series of more than ``DENSE_POINTS`` points is drawn as an aliased hairline without
+    markers: Qt strokes an antialiased 2 px line through 1,000 points in ~0.2 s per paint
+    (four such lines froze the Monitoring view for seconds), an aliased 1 px one in about
+    a millisecond, and markers that close together only blur the line.
     """
 
     DENSE_POINTS = 200
@@ -172,7 +172,8 @@ class TimeSeriesPlot(Plot):
             marks = {"symbol": "o", "symbolSize": 4, "symbolBrush": colour, "symbolPen": None}
             dense = len(xs) > self.DENSE_POINTS
             self.plot(np.asarray(xs, float), np.asarray(ys, float), name=name,
-                      pen=pg.mkPen(colour, width=1 if dense else 2), **({} if dense else marks))
+                      pen=pg.mkPen(colour, width=1 if dense else 2),
+                      **({"antialias": False} if dense else marks))
         self.setLabel("left", y_label)
         top = max((max(ys, default=0.0) for _, ys in series.values()), default=0.0)
         self.setYRange(0, max(top * 1.15, min_top, 1e-9), padding=0)

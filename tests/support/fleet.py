@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -369,3 +370,30 @@ def agent_event_seqs(catalog: Catalog, agent: str) -> list[int]:
     return [int(s) for (s,) in catalog.cursor().execute(
         "SELECT json_extract(detail, '$.outbox_seq')::BIGINT FROM audit_event "
         "WHERE kind = 'agent_event' AND agent = $a", {"a": agent}).fetchall()]
+
+
+def fill_windows(catalog: Catalog, model: str, version: int, windows: int,
+                 agent: str = "local") -> None:
+    """`windows` one-minute histogram windows up to now of every feature of a model whose
+    bundle was built (the baseline's counts; in the last quarter every value in the top bin) and 20 requests a window
+    (1 in 50 failed), as if pulled from `agent`."""
+    baseline = orjson.loads(catalog.con.execute(
+        "SELECT baseline FROM bundle WHERE model = ? AND version = ?",
+        [model, version]).fetchall()[0][0])
+    features = [*baseline["features"], baseline["prediction"]]
+    t0 = time.time() // 60 * 60 - windows * 60  # on the minute: one window per chart bucket
+    catalog.con.execute(
+        "INSERT INTO telemetry_histogram SELECT $agent, 10_000_000 + w * 100 + f, "
+        "$t0 + w * 60, $t0 + w * 60 + 60, $model, $version, ($names)[f + 1], "
+        "CASE WHEN w > $windows * 3 // 4 THEN ($drifted)[f + 1] "
+        "ELSE ($counts)[f + 1] END, ($nulls)[f + 1] FROM range($windows) t(w), range($n) u(f)",
+        {"agent": agent, "t0": t0, "model": model, "version": version, "windows": windows,
+         "n": len(features), "names": [f["name"] for f in features],
+         "counts": [[int(c) for c in f["counts"]] for f in features],
+         "nulls": [int(f["nulls"]) for f in features],
+         "drifted": [[0] * (len(f["counts"]) - 1) + [sum(f["counts"])] for f in features]})
+    catalog.con.execute(
+        "INSERT INTO telemetry_request SELECT $agent, 20_000_000 + i, $t0 + i * 3, $model, "
+        "$version, CASE WHEN i % 50 = 0 THEN 500 ELSE 200 END, 800 + (i * 7919) % 4000, 1 "
+        "FROM range($n) t(i)",
+        {"agent": agent, "t0": t0, "model": model, "version": version, "n": windows * 20})
