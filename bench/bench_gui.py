@@ -219,10 +219,10 @@ class Step:
 
     def measure(self, name: str, begin: Callable[[], Any], done: Callable[[], bool]
                 ) -> dict[str, float]:
-        from tests.support.gui import Heartbeat
-
         import cProfile
         import pstats
+
+        from tests.support.gui import Heartbeat
 
         self.slots.clear()
         profiler = cProfile.Profile() if name == self.profile else None

@@ -375,8 +375,8 @@ def agent_event_seqs(catalog: Catalog, agent: str) -> list[int]:
 def fill_windows(catalog: Catalog, model: str, version: int, windows: int,
                  agent: str = "local") -> None:
     """`windows` one-minute histogram windows up to now of every feature of a model whose
-    bundle was built (the baseline's counts; in the last quarter every value in the top bin) and 20 requests a window
-    (1 in 50 failed), as if pulled from `agent`."""
+    bundle was built (the baseline's counts; in the last quarter every value in the top
+    bin) and 20 requests a window (1 in 50 failed), as if pulled from `agent`."""
     baseline = orjson.loads(catalog.con.execute(
         "SELECT baseline FROM bundle WHERE model = ? AND version = ?",
         [model, version]).fetchall()[0][0])
