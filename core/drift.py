@@ -161,12 +161,12 @@ _DRIFT_SQL = "WITH" + _BASE_CTE + """, base_bins AS (
     SELECT feature, kind, len(bins) AS nbins, bin, m
     FROM base, unnest(bins) WITH ORDINALITY AS u(m, bin)
 ), live AS (
-    SELECT agent, {window} AS w, feature, len(counts) AS width, [{sums}] AS sums,
+    SELECT {agent} AS agent, {window} AS w, feature, len(counts) AS width, [{sums}] AS sums,
            sum(nulls) AS nulls
     FROM telemetry_histogram
     WHERE model = $model AND version = $version AND ($agent IS NULL OR agent = $agent)
       AND ($since IS NULL OR window_end > $since) AND ($until IS NULL OR window_start < $until)
-    GROUP BY GROUPING SETS ((agent, w, feature, width), (w, feature, width))
+    GROUP BY GROUPING SETS ({sets})
 ), live_bins AS (
     SELECT agent, w, feature, bin, sum(n) AS n
     FROM live, unnest(list_concat(sums[1:width], [nulls])) WITH ORDINALITY AS u(n, bin)
@@ -209,9 +209,10 @@ def _latest_version(catalog: Catalog, model: str, agent: str | None) -> int:
 
 def drift_rows(catalog: Catalog, model: str, version: int, *, agent: str | None = None,
                since: float | None = None, until: float | None = None,
-               bucket_s: float | None = None, thresholds: Thresholds | None = None
-               ) -> list[FeatureDrift]:
-    """Drift per (agent, window, feature); rows with agent None are the fleet's sum."""
+               bucket_s: float | None = None, thresholds: Thresholds | None = None,
+               per_agent: bool = True) -> list[FeatureDrift]:
+    """Drift per (agent, window, feature); rows with agent None are the fleet's sum (the
+    only rows with ``per_agent=False``)."""
     th = thresholds or Thresholds()
     params: dict[str, Any] = {"model": model, "version": version}
     widths = catalog.cursor().execute(_WIDTH_SQL, params).fetchall()
@@ -224,8 +225,13 @@ def drift_rows(catalog: Catalog, model: str, version: int, *, agent: str | None 
         if bucket_s <= 0:
             raise InvalidInput("the drift window must be longer than 0 seconds")
         params["bucket"] = bucket_s
-    sql = _DRIFT_SQL.format(window=window, sums=sums)
-    rows = catalog.cursor().execute(sql, params).fetchall()
+    sets = "(agent, w, feature, width), " * per_agent + "(w, feature, width)"
+    sql = _DRIFT_SQL.format(window=window, sums=sums, sets=sets,
+                            agent="agent" if per_agent else "CAST(NULL AS VARCHAR)")
+    result = catalog.cursor().execute(sql, params)
+    rows = []  # in chunks: one fetchall of 20,000 rows holds the GIL (and the GUI) ~0.1 s
+    while chunk := result.fetchmany(2048):
+        rows.extend(chunk)
     from scipy.special import gammaincc  # chi-squared survival; scipy.stats takes ~1 s to import
 
     out = []
@@ -269,7 +275,7 @@ def drift_matrix(catalog: Catalog, model: str, agent: str | None = None, *,
     """PSI per feature x time window (fleet-wide, or one agent's): the GUI's heatmap."""
     version = version if version is not None else _latest_version(catalog, model, agent)
     rows = drift_rows(catalog, model, version, agent=agent, since=since, until=until,
-                      bucket_s=bucket_s, thresholds=thresholds)
+                      bucket_s=bucket_s, thresholds=thresholds, per_agent=False)
     return [r for r in rows if r.agent is None]
 
 

@@ -11,7 +11,7 @@ from scipy import stats
 
 from core.alerts import list_alerts
 from core.catalog import Catalog
-from core.drift import EPSILON, Thresholds, drift_matrix, drift_report
+from core.drift import EPSILON, Thresholds, drift_matrix, drift_report, drift_rows
 from core.errors import NotFound
 from core.telemetry.ingest import ingest_table, records_table
 from edge_agent.contract.protocol import record_to_dict
@@ -178,6 +178,8 @@ def test_bin_sums_match_the_unnested_query(catalog: Catalog) -> None:
                 assert_same_as_unnested(catalog, "m", 1, bucket_s=60),
                 assert_same_as_unnested(catalog, "m", 1, bucket_s=120, since=T0 + 60),
                 assert_same_as_unnested(catalog, "m", 1, agent="calm", until=T0 + 120)]
+    fleet = drift_rows(catalog, "m", 1, bucket_s=60, per_agent=False)
+    assert fleet == [r for r in drift_rows(catalog, "m", 1, bucket_s=60) if r.agent is None]
     # x 3 features: 2 agents + the fleet; 11 (agent or fleet, minute) groups, 4 minutes but
     # calm sent 3; 2 two-minute buckets x 3; calm and the fleet (calm's rows only)
     assert compared == [3 * 3, 11 * 3, 2 * 3 * 3, 2 * 3]
