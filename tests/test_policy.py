@@ -184,3 +184,35 @@ def test_bad_policies_are_refused_in_one_line(outpost_home: Path, catalog: Catal
             args, refused.stderr)
     shown = run_cli(outpost_home, "policy", "show", "pumps")
     assert shown.returncode == 1 and "no retraining policy" in shown.stderr
+
+
+def test_hub_ingest_queues_the_retrain_and_policy_check_runs_it(
+        outpost_home: Path, catalog: Catalog) -> None:
+    from core.hub.ingest import Batch
+    from core.hub.writer import Writer
+    from core.telemetry.ingest import records_table
+
+    train_mini(catalog)
+    set_policy(catalog, Policy("pumps", schedule=ScheduleTrigger(1e-3, "1ms")))
+    writer = Writer(catalog, period_s=0.1)
+    writer.start()
+    try:
+        records = records_table([{"seq": 1, "kind": "request", "ts": time.time(),
+                                  "model": "pumps", "version": 1, "status": 200,
+                                  "latency_us": 900, "rows": 1}])
+        writer.telemetry(Batch("edge", records)).result(30)
+        deadline = time.monotonic() + 30
+        while not retrains(catalog, "pumps"):
+            assert time.monotonic() < deadline, "the hub's writer did not evaluate the policy"
+            time.sleep(0.05)
+    finally:
+        writer.stop()
+    (queued,) = retrains(catalog, "pumps")
+    assert (queued.status, queued.source, queued.run) == ("pending", "hub", None)  # not run
+    catalog.close()
+    checked = run_cli(outpost_home, "policy", "check", "pumps", "--no-run", "--json",
+                      check=True).json()
+    (decision,) = checked["decisions"]
+    assert decision["action"] == "skipped" and f"#{queued.id}" in decision["reason"]
+    ran = run_cli(outpost_home, "policy", "check", "pumps", "--json", check=True).json()
+    assert [(r["retrain"], r["status"]) for r in ran["retrains"]][0] == (queued.id, "rejected")
