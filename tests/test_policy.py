@@ -23,8 +23,8 @@ from core.policy.evaluate import after_ingest, evaluate
 from core.policy.retrain import run_retrain
 from core.policy.spec import Policy, ScheduleTrigger
 from core.policy.store import retrains, set_policy
-from core.progress import ProgressEvent
-from core.registry import resolve_model
+from core.progress import CancelToken, ProgressEvent
+from core.registry import list_versions, resolve_model
 from core.registry.gate import staged_versions
 from core.telemetry.pull import pull_telemetry
 from tests.conftest import run_cli
@@ -158,9 +158,15 @@ def test_trigger_during_a_running_retrain_is_skipped_and_said(catalog: Catalog) 
         "SELECT detail->>'status' FROM audit_event WHERE kind = 'retrain' "
         "ORDER BY position").fetchall()
     assert [k for (k,) in kinds] == ["triggered", "started", "skipped", "rejected"]
-    # With the retrain over, the next trigger queues a new one.
+    # With the retrain over, the next trigger queues a new one; cancelled, it ends as such.
     (later,) = evaluate(catalog, source="check")
-    assert later.action == "triggered"
+    assert later.action == "triggered" and later.retrain is not None
+    token = CancelToken()
+    token.cancel()
+    cancelled = run_retrain(catalog, later.retrain, cancel=token)
+    assert cancelled.status == "cancelled" and cancelled.version is None
+    assert [v.version for v in list_versions(catalog, "pumps")] == [1]
+    assert retrains(catalog, "pumps")[0].status == "cancelled"
 
 
 def test_bad_policies_are_refused_in_one_line(outpost_home: Path, catalog: Catalog) -> None:
