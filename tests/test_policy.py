@@ -222,3 +222,14 @@ def test_hub_ingest_queues_the_retrain_and_policy_check_runs_it(
     assert decision["action"] == "skipped" and f"#{queued.id}" in decision["reason"]
     ran = run_cli(outpost_home, "policy", "check", "pumps", "--json", check=True).json()
     assert [(r["retrain"], r["status"]) for r in ran["retrains"]][0] == (queued.id, "rejected")
+
+
+def test_the_monitoring_pull_runs_the_policies_and_says_so(catalog: Catalog) -> None:
+    from app.monitoring_data import snapshot
+
+    train_mini(catalog)
+    set_policy(catalog, Policy("pumps", schedule=ScheduleTrigger(1e-3, "1ms")))
+    snap = snapshot(catalog, "pumps", None, 3600.0)  # no agents: the pull brings nothing
+    assert snap.retrained
+    assert snap.policy[0] == "policy pumps: schedule fired: retrain #1 queued"
+    assert snap.policy[1].startswith("retrain #1 of pumps: rejected")
