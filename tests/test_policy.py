@@ -233,3 +233,43 @@ def test_the_monitoring_pull_runs_the_policies_and_says_so(catalog: Catalog) -> 
     assert snap.retrained
     assert snap.policy[0] == "policy pumps: schedule fired: retrain #1 queued"
     assert snap.policy[1].startswith("retrain #1 of pumps: rejected")
+
+
+def test_accuracy_and_captured_triggers_count_labels_since_the_last_retrain(
+        catalog: Catalog) -> None:
+    from core.policy.evaluate import run_checks
+    from core.policy.spec import AccuracyTrigger, CapturedTrigger
+    from core.policy.store import get_policy
+    from core.telemetry.ingest import ingest_table, records_table
+
+    train_mini(catalog)  # holdout accuracy 0.96
+    now = time.time()
+    ids = [f"edge:1:{i}" for i in range(10)]
+    labels = ["0"] * 8 + ["1"] * 2  # the agent answered "1" every time: 2 of 10 right
+    records = [
+        {"seq": 1, "kind": "prediction", "ts": now, "model": "pumps", "version": 1,
+         "ids": ids, "predicted": ["1"] * 10, "times": [now] * 10},
+        {"seq": 2, "kind": "feedback", "ts": now, "model": "pumps", "ids": ids,
+         "labels": labels},
+        *({"seq": 3 + i, "kind": "capture", "ts": now, "model": "pumps", "version": 1,
+           "id": pid, "reason": "random", "prediction": "1",
+           "inputs": '{"temp": 30.0, "site": "north", "load": 1.0}'}
+          for i, pid in enumerate(ids)),
+    ]
+    ingest_table(catalog, "edge", records_table(records), where="test")
+    set_policy(catalog, Policy("pumps", accuracy=AccuracyTrigger(0.05, 11),
+                               captured=CapturedTrigger(11)))
+    quiet = run_checks(catalog, get_policy(catalog, "pumps"))
+    assert [(c.trigger, c.fired) for c in quiet] == [("accuracy", False), ("captured", False)]
+    assert quiet[0].detail == "10 of 11 labels since the last retrain"
+    assert quiet[1].values == {"labelled": 10, "new": 10, "rows": 11}
+    set_policy(catalog, Policy("pumps", accuracy=AccuracyTrigger(0.05, 10),
+                               captured=CapturedTrigger(10)))
+    (fired,) = evaluate(catalog, source="import")
+    assert fired.action == "triggered" and [c.trigger for c in fired.fired] == [
+        "accuracy", "captured"]
+    assert fired.checks[0].values["live"] == pytest.approx(0.2)
+    # What the retrain was queued for is not counted again.
+    (after,) = evaluate(catalog, source="import")
+    assert after.action == "quiet"
+    assert after.checks[1].values["new"] == 0
