@@ -32,6 +32,7 @@ from tests.support.agents import verify_for
 from tests.support.fleet import agents, open_catalog, train_mini
 
 pytestmark = pytest.mark.xdist_group("fleet")
+WINDOW_S = 1.0  # tests.support.fleet.start_agent's histogram window
 
 
 def _drifted(n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -49,21 +50,29 @@ def _windows(catalog: Catalog) -> int:
         "WHERE model = 'pumps' AND feature = 'temp'").fetchone()[0])
 
 
-def _stream(catalog: Catalog, url: str, windows: int) -> dict[str, int]:
-    """Drifted requests until `windows` histogram windows reached the catalog; the true
-    label of every answered id."""
+def _stream(catalog: Catalog, url: str, windows: int, per_window: int = 50) -> dict[str, int]:
+    """`per_window` drifted requests, then wait until their window reached the catalog,
+    `windows` times: always the same rows, over at least `windows` windows. Returns the
+    true label of every answered id."""
     rng = np.random.default_rng(7)
     truth: dict[str, int] = {}
-    deadline = time.monotonic() + 60
     with httpx.Client(base_url=url, verify=verify_for(url)) as http:
-        while _windows(catalog) < windows:
-            assert time.monotonic() < deadline, "the drifted windows did not arrive"
-            batch = _drifted(10, rng)
-            doc = http.post("/v1/models/pumps/predict", json={"records": batch}).json()
-            truth.update({i: int(r["temp"] > 22) for i, r in zip(doc["ids"], batch,
-                                                                 strict=True)})
-            pull_telemetry(catalog, "edge")
-            time.sleep(0.05)  # a paced stream; the loop waits on the windows stored
+        for n in range(1, windows + 1):
+            for _ in range(per_window // 10):
+                batch = _drifted(10, rng)
+                doc = http.post("/v1/models/pumps/predict", json={"records": batch}).json()
+                truth.update({i: int(r["temp"] > 22)
+                              for i, r in zip(doc["ids"], batch, strict=True)})
+            deadline = time.monotonic() + 60
+            while _windows(catalog) < n:
+                assert time.monotonic() < deadline, "the drifted windows did not arrive"
+                pull_telemetry(catalog, "edge")
+                time.sleep(0.05)  # polling the agent's outbox, with a deadline
+            # A pull cuts the open window short; the next rows must fall in a later one.
+            ((start,),) = catalog.cursor().execute(
+                "SELECT max(window_start) FROM telemetry_histogram").fetchall()
+            while time.time() < start + WINDOW_S:
+                time.sleep(0.05)
     return truth
 
 

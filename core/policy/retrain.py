@@ -60,7 +60,7 @@ def _recent_captures(catalog: Catalog, model: str, run: Any, spec: GateSpec) -> 
     frame = read_frame(catalog, resolve_version(catalog, f"{stored.name}@{stored.version}"))
     if run.target not in frame.columns:
         return _Recent(None, None, "captured rows carry no label column")
-    labelled = frame[frame[run.target].notna()].sort_values("captured_at")
+    labelled = frame[frame[run.target].notna()].sort_values("captured_at", kind="stable")
     keep = math.ceil(len(labelled) * spec.captured_share)
     margin = spec.margin if spec.captured_margin is None else spec.captured_margin
     if keep < spec.min_captured:
