@@ -44,7 +44,17 @@ def serving(catalog: Catalog, agent: str, model: str) -> int | None:
     status = agent_status(catalog, agent)
     if not status.online:
         raise OutpostError(status.error or f"agent {agent} is offline")
-    return next((m.get("active") for m in status.models if m.get("name") == model), None)
+    polled = next((m.get("active") for m in status.models if m.get("name") == model), None)
+    if status.mode != "hub":
+        return polled
+    # A hub agent's last poll may predate the outcome of its latest deployment.
+    seen = get_agent(catalog, agent).last_seen_at
+    done = next((d for d in list_deployments(catalog, agent=agent, model=model)
+                 if d.status == "active"), None)
+    if done is not None and seen is not None and done.finished_at is not None \
+            and done.finished_at > seen:
+        return int(done.version)
+    return polled
 
 
 def hub_silence(catalog: Catalog, agent: str) -> float | None:
