@@ -2,22 +2,28 @@
 rollout and rolls the switched agents back, and state that outlives the desktop process."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
+from core.accuracy import AccuracyThresholds
 from core.bundles import build_bundle
 from core.catalog import Catalog
 from core.errors import InvalidInput
 from core.fleet.agents import add_agent
 from core.fleet.dispatch import agent_status, deploy
-from core.fleet.rollout import get_rollout, parse_waves, start_rollout
+from core.fleet.rollout import get_rollout, parse_waves, resume_rollout, start_rollout
 from core.keys import signing_key
 from core.registry import register_model
 from core.training import train
 from tests.conftest import run_cli
-from tests.support.fleet import Agent, open_catalog, start_agent, train_mini
+from tests.support.agents import verify_for
+from tests.support.fleet import Agent, mini_frame, open_catalog, start_agent, train_mini
+from tests.support.hub import wait_until
 
 pytestmark = pytest.mark.xdist_group("fleet")
 
@@ -129,6 +135,69 @@ def test_rollout_survives_a_restart_resumes_to_done_and_aborts(
             assert [_active(cat, n) for n in ("edge-a", "edge-b")] == [2, 2]
         finally:
             cat.close()
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+def _enrolled(catalog: Catalog, tmp_path: Path, names: str) -> list[Agent]:
+    """One agent per letter, started in parallel, enrolled as edge-X, serving pumps@1."""
+    with ThreadPoolExecutor(len(names)) as pool:
+        started = list(pool.map(lambda n: start_agent(tmp_path / f"agent-{n}",
+                                                      signing_key(catalog)), names))
+    for name, agent in zip(names, started, strict=True):
+        add_agent(catalog, f"edge-{name}", agent.url, agent.token)
+        deploy(catalog, "pumps@1", f"edge-{name}")
+    return started
+
+
+def test_wrong_answers_labelled_during_the_soak_fail_it_on_accuracy(
+        catalog: Catalog, tmp_path: Path) -> None:
+    (agent,) = _enrolled(catalog, tmp_path, "a")
+    rows = [{"temp": None if math.isnan(t) else float(t), "site": s or "", "load": float(ld)}
+            for t, s, ld in mini_frame(rows=20, seed=5)[["temp", "site", "load"]].itertuples(
+                index=False)]
+    try:
+        r = start_rollout(catalog, "pumps@2", waves=[1.0], soak_s=60,
+                          accuracy=AccuracyThresholds(min_labels=20, max_drop=0.05))
+        with ThreadPoolExecutor(1) as pool, httpx.Client(
+                base_url=agent.url, verify=verify_for(agent.url), timeout=10,
+                headers={"Authorization": f"Bearer {agent.token}"}) as http:
+            running = pool.submit(resume_rollout, catalog, r.id)
+            while not running.done():  # answers of pumps@2, every one labelled wrong
+                doc = http.post("/v1/models/pumps/predict", json={"records": rows}).json()
+                if doc["version"] == 2:
+                    wrong = [{"id": i, "label": str(1 - int(p))}
+                             for i, p in zip(doc["ids"], doc["predictions"], strict=True)]
+                    assert http.post("/v1/models/pumps/feedback",
+                                     json={"feedback": wrong}).status_code == 200
+        halted = running.result()
+        (state,) = halted.agents
+        assert halted.status == "halted" and state.status == "failed", halted
+        assert state.error is not None and state.error.startswith(
+            "accuracy: pumps@2 on edge-a: live accuracy 0.000 on "), state.error
+        assert "rolled back" in state.error
+        assert _active(catalog, "edge-a") == 1
+    finally:
+        agent.stop()
+
+
+def test_agent_offline_mid_wave_fails_after_the_timeout_and_the_wave_rolls_back(
+        catalog: Catalog, tmp_path: Path) -> None:
+    started = _enrolled(catalog, tmp_path, "ab")
+    try:
+        r = start_rollout(catalog, "pumps@2", waves=[1.0], soak_s=60, offline_s=1.5)
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(resume_rollout, catalog, r.id)
+            wait_until(lambda: [a.status for a in get_rollout(catalog, r.id).agents]
+                       == ["switched", "switched"], 60, "both agents switched")
+            started[1].stop()  # edge-b goes away in the middle of the soak
+            halted = running.result()
+        states = {a.agent: (a.status, a.error) for a in halted.agents}
+        assert halted.status == "halted" and states["edge-a"] == ("rolled_back", None), halted
+        status, error = states["edge-b"]
+        assert status == "failed" and str(error).startswith("offline for more than 1.5 s")
+        assert _active(catalog, "edge-a") == 1
     finally:
         for agent in started:
             agent.stop()
