@@ -2,7 +2,6 @@
 rollout and rolls the switched agents back, and state that outlives the desktop process."""
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +21,15 @@ from core.registry import register_model
 from core.training import train
 from tests.conftest import run_cli
 from tests.support.agents import verify_for
-from tests.support.fleet import Agent, mini_frame, open_catalog, start_agent, train_mini
+from tests.support.fleet import (
+    Agent,
+    mini_frame,
+    mini_records,
+    open_catalog,
+    start_agent,
+    start_agents,
+    train_mini,
+)
 from tests.support.hub import wait_until
 
 pytestmark = pytest.mark.xdist_group("fleet")
@@ -50,15 +57,13 @@ def fleet(tmp_path: Path, catalog: Catalog) -> Iterator[list[Agent]]:
     v2 = build_bundle(catalog, "pumps@2").path.stat().st_size
     assert v2 > 2 * v1
     cap_mb = str((v1 + v2) / 2 / 1024 / 1024)
-    started: list[Agent] = []
+    started = start_agents(tmp_path, signing_key(catalog), list("abcd"),
+                           {"d": ("--max-bundle-mb", cap_mb)})
     try:
-        for i, name in enumerate("abcd"):
-            extra = ("--max-bundle-mb", cap_mb) if name == "d" else ()
-            agent = start_agent(tmp_path / f"agent-{name}", signing_key(catalog), extra=extra)
-            started.append(agent)
+        for name, agent in zip("abcd", started, strict=True):
             add_agent(catalog, f"edge-{name}", agent.url, agent.token)
             deploy(catalog, "pumps@1", f"edge-{name}")
-            assert _active(catalog, f"edge-{name}") == 1, i
+            assert _active(catalog, f"edge-{name}") == 1, name
         yield started
     finally:
         for agent in started:
@@ -142,9 +147,7 @@ def test_rollout_survives_a_restart_resumes_to_done_and_aborts(
 
 def _enrolled(catalog: Catalog, tmp_path: Path, names: str) -> list[Agent]:
     """One agent per letter, started in parallel, enrolled as edge-X, serving pumps@1."""
-    with ThreadPoolExecutor(len(names)) as pool:
-        started = list(pool.map(lambda n: start_agent(tmp_path / f"agent-{n}",
-                                                      signing_key(catalog)), names))
+    started = start_agents(tmp_path, signing_key(catalog), list(names))
     for name, agent in zip(names, started, strict=True):
         add_agent(catalog, f"edge-{name}", agent.url, agent.token)
         deploy(catalog, "pumps@1", f"edge-{name}")
@@ -154,9 +157,7 @@ def _enrolled(catalog: Catalog, tmp_path: Path, names: str) -> list[Agent]:
 def test_wrong_answers_labelled_during_the_soak_fail_it_on_accuracy(
         catalog: Catalog, tmp_path: Path) -> None:
     (agent,) = _enrolled(catalog, tmp_path, "a")
-    rows = [{"temp": None if math.isnan(t) else float(t), "site": s or "", "load": float(ld)}
-            for t, s, ld in mini_frame(rows=20, seed=5)[["temp", "site", "load"]].itertuples(
-                index=False)]
+    rows = mini_records(mini_frame(rows=20, seed=5))
     try:
         r = start_rollout(catalog, "pumps@2", waves=[1.0], soak_s=60,
                           accuracy=AccuracyThresholds(min_labels=20, max_drop=0.05))

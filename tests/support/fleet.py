@@ -3,6 +3,7 @@ records written as agents write them, and a TCP proxy that can cut a transfer mi
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import ssl
 import subprocess
@@ -83,6 +84,14 @@ def mini_frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"temp": temp, "site": site, "load": load, "fail": fail})
 
 
+def mini_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """`mini_frame` rows as an agent's predict route takes them: a missing number is null,
+    a missing category "" (what the exported graph's imputer expects)."""
+    return [{"temp": None if math.isnan(row.temp) else float(row.temp),
+             "site": row.site if isinstance(row.site, str) else "",
+             "load": float(row.load)} for row in frame.itertuples(index=False)]
+
+
 def train_mini(catalog: Catalog, model: str = "pumps") -> pd.DataFrame:
     """Import `mini_frame`, train on it, register the run as `model`@N, alias production."""
     from core.datasets import import_frame
@@ -145,6 +154,25 @@ def start_agent(folder: Path, trust: Ed25519PrivateKey, *, port: int | None = No
         proc.kill()
         raise
     return Agent(proc, url, port, folder, token)
+
+
+def start_agents(root: Path, trust: Ed25519PrivateKey, names: list[str],
+                 extra: dict[str, tuple[str, ...]] | None = None) -> list[Agent]:
+    """One agent per name in ROOT/agent-NAME, started in parallel (startup is mostly
+    waiting for imports): a fleet costs about one start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def start(name: str) -> Agent:
+        return start_agent(root / f"agent-{name}", trust, extra=(extra or {}).get(name, ()))
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = [pool.submit(start, n) for n in names]
+    started = [f.result() for f in futures if f.exception() is None]
+    if len(started) < len(names):
+        for agent in started:
+            agent.stop()
+        raise next(e for f in futures if (e := f.exception()) is not None)
+    return started
 
 
 @contextlib.contextmanager
