@@ -9,8 +9,8 @@ import typer
 from core.catalog import Catalog
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar, table
 from core.cli.session import cancel_token
-from core.policy.evaluate import Decision, evaluate
-from core.policy.retrain import RetrainResult, run_pending
+from core.policy.evaluate import evaluate
+from core.policy.retrain import outcome_doc, outcome_lines, run_pending
 from core.policy.spec import (
     AccuracyTrigger,
     CapturedTrigger,
@@ -122,18 +122,6 @@ def show(model: ModelArg, as_json: JsonFlag = False) -> None:
              _stamp(r["created_at"]), r["version"], r["reason"]) for r in doc["retrains"]]))
 
     emit(doc, as_json, render)
-
-
-def outcome_doc(decisions: list[Decision], results: list[RetrainResult]) -> dict[str, Any]:
-    return {"decisions": [d.to_dict() for d in decisions],
-            "retrains": [r.to_dict() for r in results]}
-
-
-def outcome_lines(decisions: list[Decision], results: list[RetrainResult]) -> list[str]:
-    """What a pull, import or check says about policies: triggers, skips, retrains."""
-    lines = [f"policy {d.model}: {d.reason}" for d in decisions if d.action != "quiet"]
-    lines += [f"retrain #{r.retrain} of {r.model}: {r.status} — {r.reason}" for r in results]
-    return lines
 
 
 @app.command("check")

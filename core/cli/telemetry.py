@@ -7,10 +7,9 @@ from typing import Annotated
 import typer
 
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar, table
-from core.cli.policy import outcome_doc, outcome_lines
 from core.cli.session import cancel_token
 from core.feedback.captured import captured_summary, refresh_all_captured
-from core.policy.retrain import check_after_ingest
+from core.policy.retrain import check_after_ingest, outcome_doc, outcome_lines
 from core.telemetry.ingest import import_telemetry
 from core.telemetry.pull import pull_telemetry
 

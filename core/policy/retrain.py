@@ -188,3 +188,16 @@ def check_after_ingest(catalog: Catalog, source: str, *, progress: ProgressFn | 
     queued = sorted({d.model for d in decisions if d.action == "triggered"})
     return decisions, [r for m in queued
                        for r in run_pending(catalog, m, progress=progress, cancel=cancel)]
+
+
+def outcome_doc(decisions: list[Decision], results: list[RetrainResult]) -> dict[str, Any]:
+    """The `"policy"` key of `telemetry pull|import --json` and of `policy check --json`."""
+    return {"decisions": [d.to_dict() for d in decisions],
+            "retrains": [r.to_dict() for r in results]}
+
+
+def outcome_lines(decisions: list[Decision], results: list[RetrainResult]) -> list[str]:
+    """What a pull, import or check says about policies: triggers, skips, retrains."""
+    lines = [f"policy {d.model}: {d.reason}" for d in decisions if d.action != "quiet"]
+    lines += [f"retrain #{r.retrain} of {r.model}: {r.status} — {r.reason}" for r in results]
+    return lines
