@@ -93,7 +93,7 @@ def test_hub_agents_roll_out_by_poll_fail_on_pushed_p99_and_on_silence(
         # h2 goes silent: h1 switches and soaks in wave 1; h2 never reports an outcome
         # for wave 2, fails after the offline timeout, and the rollout halts.
         h2.stop()
-        halted = _roll(catalog, refs[3], soak_s=1, offline_s=2)
+        halted = _roll(catalog, refs[3], soak_s=1, offline_s=4)  # h1 installs within it
         assert halted.status == "halted" and halted.wave == 1, halted
         states = _states(halted)
         assert states["h1"] == ("rolled_back", None)
