@@ -116,6 +116,8 @@ def test_rollout_survives_a_restart_resumes_to_done_and_aborts(
             deploy(catalog, "pumps@1", f"edge-{name}")
         with pytest.raises(InvalidInput, match="must increase and end at 100%"):
             parse_waves("50%,20%")
+        with pytest.raises(InvalidInput, match="--min-labels must be >= 1"):
+            start_rollout(catalog, "pumps@2", accuracy=AccuracyThresholds(min_labels=0))
         first = start_rollout(catalog, "pumps@2", waves=parse_waves("50%,100%"), soak_s=1)
         assert [a.status for a in first.agents] == ["waiting", "waiting"]
         with pytest.raises(InvalidInput, match="already running"):
