@@ -20,9 +20,9 @@ from tests.support.agents import verify_for
 from tests.support.hub import (
     HubAgent,
     enrol_and_start,
+    hub_running,
     register_adder,
     start_hub_agent,
-    start_test_hub,
     wait_until,
 )
 
@@ -31,9 +31,8 @@ pytestmark = pytest.mark.xdist_group("hub")
 
 @pytest.fixture
 def hub(catalog: Catalog) -> Iterator[HubHandle]:
-    handle = start_test_hub(catalog, "127.0.0.1", 0, HubOptions(contact_flush_s=0.2))
-    yield handle
-    handle.stop()
+    with hub_running(catalog, HubOptions(contact_flush_s=0.2)) as handle:
+        yield handle
 
 
 def _answer(agent: HubAgent) -> float | None:
