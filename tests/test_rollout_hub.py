@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from core.catalog import Catalog
-from core.fleet.dispatch import deploy
+from core.fleet.dispatch import agent_status, deploy
 from core.fleet.ledger import list_deployments
 from core.fleet.rollout import Rollout, resume_rollout, start_rollout
 from core.hub import HubHandle, HubOptions
@@ -63,9 +63,16 @@ def test_hub_agents_roll_out_by_poll_fail_on_pushed_p99_and_on_silence(
         h1, h2 = pool.map(lambda n: enrol_and_start(catalog, tmp_path, n, hub.url),
                           ("h1", "h2"))
     try:
+        wait_until(lambda: all(agent_status(catalog, n).online for n in ("h1", "h2")), 60,
+                   "first polls")
         for name in ("h1", "h2"):
             deploy(catalog, refs[0], name)
-        wait_until(lambda: _answer(h1) == 1.0 and _answer(h2) == 1.0, 30, "adder@1 on both")
+        try:
+            wait_until(lambda: _answer(h1) == 1.0 and _answer(h2) == 1.0, 60,
+                       "adder@1 on both")
+        except AssertionError as exc:  # say where it stuck
+            raise AssertionError(f"{exc}: {list_deployments(catalog)}\n{h1.log_text()[-3000:]}"
+                                 f"\n{h2.log_text()[-3000:]}") from None
 
         done = _roll(catalog, refs[1], soak_s=1, offline_s=5)
         assert done.status == "done", done

@@ -41,6 +41,9 @@ class SoakLimits:
 def serving(catalog: Catalog, agent: str, model: str) -> int | None:
     """The version of `model` the agent serves (a hub agent: as of its last poll); raises
     OutpostError when a push agent does not answer or a hub agent went quiet."""
+    # When the hub agent last called, read before its status: a poll stored in between
+    # makes the status newer than `seen` says, never older.
+    seen = get_agent(catalog, agent).last_seen_at
     status = agent_status(catalog, agent)
     if not status.online:
         raise OutpostError(status.error or f"agent {agent} is offline")
@@ -48,7 +51,6 @@ def serving(catalog: Catalog, agent: str, model: str) -> int | None:
     if status.mode != "hub":
         return polled
     # A hub agent's last poll may predate the outcome of its latest deployment.
-    seen = get_agent(catalog, agent).last_seen_at
     done = next((d for d in list_deployments(catalog, agent=agent, model=model)
                  if d.status == "active"), None)
     if done is not None and seen is not None and done.finished_at is not None \
@@ -121,7 +123,7 @@ def soak_problem(catalog: Catalog, limits: SoakLimits, agent: str, since: float)
         if quiet > limits.offline_s:
             return (f"silent for {quiet:.0f} s: no call to the hub within the offline "
                     f"timeout ({limits.offline_s:g} s)")
-        seen = get_agent(catalog, agent).last_seen_at
+        seen = get_agent(catalog, agent).last_seen_at  # before the status, as in serving()
         report = last_status(catalog, agent)
         # A poll older than the soak may predate the switch: only a newer one can say.
         if seen is not None and seen.timestamp() > since and report is not None:
