@@ -69,12 +69,18 @@ def test_drift_retrain_approve_shadow_and_a_rollout_that_halts_and_rolls_back(
     train_mini(catalog, "pumps")  # pumps@1: the champion, in production
     champion_mb = build_bundle(catalog, "pumps@1").path.stat().st_size / 1024 / 1024
     # edge-d takes bundles up to 3x the champion's: the challenger, a forest, is larger.
+    # (A canary mismatch needs a device whose runtime computes differently; agents with
+    # one onnxruntime on one machine agree, so the fourth fails its install on a device
+    # limit instead, as in test_rollout.)
     fleet = start_agents(tmp_path, signing_key(catalog), list("abcd"),
                          {"d": ("--max-bundle-mb", f"{3 * champion_mb:.6f}")})
     try:
         for name, agent in zip("abcd", fleet, strict=True):
             add_agent(catalog, f"edge-{name}", agent.url, agent.token)
-            if name != "c":  # edge-c first gets the champion with the challenger beside it
+            # edge-c first gets the champion with the challenger beside it: an agent that
+            # already holds pumps@1 refuses a pumps@1 bundle with other content (a
+            # challenger added), so shadowing needs an agent without it.
+            if name != "c":
                 deploy(catalog, "pumps@1", f"edge-{name}")
         catalog.close()
         edge_a, _, edge_c, _ = fleet
