@@ -23,8 +23,8 @@ from core.policy.evaluate import after_ingest, evaluate
 from core.policy.retrain import run_retrain
 from core.policy.spec import Policy, ScheduleTrigger
 from core.policy.store import retrains, set_policy
-from core.progress import ProgressEvent
-from core.registry import resolve_model
+from core.progress import CancelToken, ProgressEvent
+from core.registry import list_versions, resolve_model
 from core.registry.gate import staged_versions
 from core.telemetry.pull import pull_telemetry
 from tests.conftest import run_cli
@@ -158,9 +158,15 @@ def test_trigger_during_a_running_retrain_is_skipped_and_said(catalog: Catalog) 
         "SELECT detail->>'status' FROM audit_event WHERE kind = 'retrain' "
         "ORDER BY position").fetchall()
     assert [k for (k,) in kinds] == ["triggered", "started", "skipped", "rejected"]
-    # With the retrain over, the next trigger queues a new one.
+    # With the retrain over, the next trigger queues a new one; cancelled, it ends as such.
     (later,) = evaluate(catalog, source="check")
-    assert later.action == "triggered"
+    assert later.action == "triggered" and later.retrain is not None
+    token = CancelToken()
+    token.cancel()
+    cancelled = run_retrain(catalog, later.retrain, cancel=token)
+    assert cancelled.status == "cancelled" and cancelled.version is None
+    assert [v.version for v in list_versions(catalog, "pumps")] == [1]
+    assert retrains(catalog, "pumps")[0].status == "cancelled"
 
 
 def test_bad_policies_are_refused_in_one_line(outpost_home: Path, catalog: Catalog) -> None:
@@ -184,3 +190,86 @@ def test_bad_policies_are_refused_in_one_line(outpost_home: Path, catalog: Catal
             args, refused.stderr)
     shown = run_cli(outpost_home, "policy", "show", "pumps")
     assert shown.returncode == 1 and "no retraining policy" in shown.stderr
+
+
+def test_hub_ingest_queues_the_retrain_and_policy_check_runs_it(
+        outpost_home: Path, catalog: Catalog) -> None:
+    from core.hub.ingest import Batch
+    from core.hub.writer import Writer
+    from core.telemetry.ingest import records_table
+
+    train_mini(catalog)
+    set_policy(catalog, Policy("pumps", schedule=ScheduleTrigger(1e-3, "1ms")))
+    writer = Writer(catalog, period_s=0.1)
+    writer.start()
+    try:
+        records = records_table([{"seq": 1, "kind": "request", "ts": time.time(),
+                                  "model": "pumps", "version": 1, "status": 200,
+                                  "latency_us": 900, "rows": 1}])
+        writer.telemetry(Batch("edge", records)).result(30)
+        deadline = time.monotonic() + 30
+        while not retrains(catalog, "pumps"):
+            assert time.monotonic() < deadline, "the hub's writer did not evaluate the policy"
+            time.sleep(0.05)
+    finally:
+        writer.stop()
+    (queued,) = retrains(catalog, "pumps")
+    assert (queued.status, queued.source, queued.run) == ("pending", "hub", None)  # not run
+    catalog.close()
+    checked = run_cli(outpost_home, "policy", "check", "pumps", "--no-run", "--json",
+                      check=True).json()
+    (decision,) = checked["decisions"]
+    assert decision["action"] == "skipped" and f"#{queued.id}" in decision["reason"]
+    ran = run_cli(outpost_home, "policy", "check", "pumps", "--json", check=True).json()
+    assert [(r["retrain"], r["status"]) for r in ran["retrains"]][0] == (queued.id, "rejected")
+
+
+def test_the_monitoring_pull_runs_the_policies_and_says_so(catalog: Catalog) -> None:
+    from app.monitoring_data import snapshot
+
+    train_mini(catalog)
+    set_policy(catalog, Policy("pumps", schedule=ScheduleTrigger(1e-3, "1ms")))
+    snap = snapshot(catalog, "pumps", None, 3600.0)  # no agents: the pull brings nothing
+    assert snap.retrained
+    assert snap.policy[0] == "policy pumps: schedule fired: retrain #1 queued"
+    assert snap.policy[1].startswith("retrain #1 of pumps: rejected")
+
+
+def test_accuracy_and_captured_triggers_count_labels_since_the_last_retrain(
+        catalog: Catalog) -> None:
+    from core.policy.evaluate import run_checks
+    from core.policy.spec import AccuracyTrigger, CapturedTrigger
+    from core.policy.store import get_policy
+    from core.telemetry.ingest import ingest_table, records_table
+
+    train_mini(catalog)  # holdout accuracy 0.96
+    now = time.time()
+    ids = [f"edge:1:{i}" for i in range(10)]
+    labels = ["0"] * 8 + ["1"] * 2  # the agent answered "1" every time: 2 of 10 right
+    records = [
+        {"seq": 1, "kind": "prediction", "ts": now, "model": "pumps", "version": 1,
+         "ids": ids, "predicted": ["1"] * 10, "times": [now] * 10},
+        {"seq": 2, "kind": "feedback", "ts": now, "model": "pumps", "ids": ids,
+         "labels": labels},
+        *({"seq": 3 + i, "kind": "capture", "ts": now, "model": "pumps", "version": 1,
+           "id": pid, "reason": "random", "prediction": "1",
+           "inputs": '{"temp": 30.0, "site": "north", "load": 1.0}'}
+          for i, pid in enumerate(ids)),
+    ]
+    ingest_table(catalog, "edge", records_table(records), where="test")
+    set_policy(catalog, Policy("pumps", accuracy=AccuracyTrigger(0.05, 11),
+                               captured=CapturedTrigger(11)))
+    quiet = run_checks(catalog, get_policy(catalog, "pumps"))
+    assert [(c.trigger, c.fired) for c in quiet] == [("accuracy", False), ("captured", False)]
+    assert quiet[0].detail == "10 of 11 labels since the last retrain"
+    assert quiet[1].values == {"labelled": 10, "new": 10, "rows": 11}
+    set_policy(catalog, Policy("pumps", accuracy=AccuracyTrigger(0.05, 10),
+                               captured=CapturedTrigger(10)))
+    (fired,) = evaluate(catalog, source="import")
+    assert fired.action == "triggered" and [c.trigger for c in fired.fired] == [
+        "accuracy", "captured"]
+    assert fired.checks[0].values["live"] == pytest.approx(0.2)
+    # What the retrain was queued for is not counted again.
+    (after,) = evaluate(catalog, source="import")
+    assert after.action == "quiet"
+    assert after.checks[1].values["new"] == 0

@@ -182,12 +182,11 @@ def check_after_ingest(catalog: Catalog, source: str, *, progress: ProgressFn | 
                        cancel: CancelToken | None = None
                        ) -> tuple[list[Decision], list[RetrainResult]]:
     """What an interactive ingest (CLI pull or import, the GUI's refresh) does once its
-    telemetry is committed: evaluate every policy, then run the retrains that queued.
-    A retrain that fails is recorded as failed; nothing here fails the ingest."""
+    telemetry is committed: evaluate every policy, then run every pending retrain — those
+    it queued and those a hub ingest queued before. A retrain that fails is recorded as
+    failed; nothing here fails the ingest."""
     decisions = after_ingest(catalog, source)
-    queued = sorted({d.model for d in decisions if d.action == "triggered"})
-    return decisions, [r for m in queued
-                       for r in run_pending(catalog, m, progress=progress, cancel=cancel)]
+    return decisions, run_pending(catalog, progress=progress, cancel=cancel)
 
 
 def outcome_doc(decisions: list[Decision], results: list[RetrainResult]) -> dict[str, Any]:
