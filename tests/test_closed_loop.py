@@ -22,6 +22,7 @@ from tests.conftest import CliResult, run_cli
 from tests.support.agents import verify_for
 from tests.support.fleet import (
     Agent,
+    assert_fourth_halts_the_rollout,
     mini_frame,
     mini_records,
     open_catalog,
@@ -125,13 +126,7 @@ def test_drift_retrain_approve_shadow_and_a_rollout_that_halts_and_rolls_back(
         # Waves: edge-a, then edge-b, then edge-c and edge-d; edge-d refuses the bundle.
         rolled = run_cli(home, "deploy", "pumps@production", "--to-fleet", "--waves",
                          "25%,50%,100%", "--soak", "1", "--json")
-        assert rolled.returncode == 1 and "halted" in rolled.stderr, rolled.stderr
-        doc = rolled.json()
-        states = {a["agent"]: (a["wave"], a["previous"], a["status"]) for a in doc["agents"]}
-        assert states == {"edge-a": (0, 1, "rolled_back"), "edge-b": (1, 1, "rolled_back"),
-                          "edge-c": (2, 1, "rolled_back"), "edge-d": (2, 1, "failed")}
-        failed = next(a for a in doc["agents"] if a["agent"] == "edge-d")
-        assert "refused" in failed["error"] and "limit" in failed["error"], failed
+        assert_fourth_halts_the_rollout(rolled)
 
         catalog = open_catalog(home)
         try:

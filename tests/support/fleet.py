@@ -92,6 +92,21 @@ def mini_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
              "load": float(row.load)} for row in frame.itertuples(index=False)]
 
 
+def assert_fourth_halts_the_rollout(result: Any) -> None:
+    """What `outpost deploy … --to-fleet --waves 25%,50%,100% --json` (a CliResult) says
+    over edge-a … edge-d, all on version 1, when edge-d refuses the bundle for its size
+    limit: exit 1 with one line, halted in the third wave, the three others rolled back."""
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "halted" in result.stderr, result.stderr
+    doc = result.json()
+    assert doc["status"] == "halted" and doc["failures"] == 1 and doc["wave"] == 2, doc
+    states = {a["agent"]: (a["wave"], a["previous"], a["status"]) for a in doc["agents"]}
+    assert states == {"edge-a": (0, 1, "rolled_back"), "edge-b": (1, 1, "rolled_back"),
+                      "edge-c": (2, 1, "rolled_back"), "edge-d": (2, 1, "failed")}
+    failed = next(a for a in doc["agents"] if a["agent"] == "edge-d")
+    assert "refused" in failed["error"] and "limit" in failed["error"], failed
+
+
 def train_mini(catalog: Catalog, model: str = "pumps") -> pd.DataFrame:
     """Import `mini_frame`, train on it, register the run as `model`@N, alias production."""
     from core.datasets import import_frame
