@@ -58,6 +58,7 @@ def ingest(n: int, work: Path) -> dict[str, Any]:
     catalog.con.execute(
         f"COPY (SELECT unnest(ids) AS id, unnest(predicted) AS predicted FROM "
         f"telemetry_prediction) TO '{preds}' (FORMAT parquet)")
+    catalog.con.execute("CHECKPOINT")  # the setup's writes are not the import's to flush
     t = time.perf_counter()
     result = import_feedback(catalog, labels, "pumps")
     ours = time.perf_counter() - t

@@ -75,3 +75,22 @@ def test_regression_takes_numbers_and_reports_mae_rmse(catalog: Catalog,
     assert (result.labels, result.duplicates) == (2, 1)
     (entry,) = accuracy_report(catalog, "adder").agents
     assert entry.mae == pytest.approx(1.0) and entry.rmse == pytest.approx(1.0)
+
+
+def test_a_later_label_replaces_the_earlier_and_says_so(catalog: Catalog,
+                                                        tmp_path: Path) -> None:
+    ids = [f"a:1:{n}" for n in range(6)]
+    _predictions(catalog, "pumps", ids, ["1"] * 6)
+    first = tmp_path / "first.csv"
+    first.write_text("id,label\n" + "".join(f"{i},1\n" for i in ids))
+    assert import_feedback(catalog, first, "pumps").new == 6
+    later = tmp_path / "later.csv"  # two ids change, one twice in the file (last wins)
+    later.write_text("id,label\na:1:0,0\na:1:1,1\na:1:2,1\na:1:2,0\na:1:9,0\n")
+    result = import_feedback(catalog, later, "pumps")
+    assert (result.rows, result.labels, result.new, result.replaced, result.unchanged,
+            result.duplicates, result.orphans) == (5, 4, 1, 2, 1, 1, 1)
+    (entry,) = accuracy_report(catalog, "pumps").agents
+    assert (entry.labelled, entry.correct) == (6, 4)
+    assert import_feedback(catalog, later, "pumps").unchanged == 4
+    rows = catalog.cursor().execute("SELECT count(*), count(DISTINCT id) FROM feedback")
+    assert rows.fetchone() == (7, 7)
