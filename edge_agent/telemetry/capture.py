@@ -97,6 +97,10 @@ class Capturer:
                     {k: v.to_dict() for k, v in overrides.items()}, indent=1).encode())
             self._overrides = overrides
 
+    def override(self, model: str) -> CapturePolicy | None:
+        """The policy set for `model` on this agent (by the desktop or the hub), if any."""
+        return self._overrides.get(model)
+
     def policy(self, model: str, bundled: CapturePolicy | None) -> CapturePolicy | None:
         return self._overrides.get(model, bundled)
 
