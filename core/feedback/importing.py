@@ -47,6 +47,10 @@ class FeedbackImport:
         return asdict(self)
 
 
+# A regression label is stored as the number's text, so 4 and 4.0 are one label.
+_REGRESSION_VALUE = "CAST(TRY_CAST(label AS DOUBLE) AS VARCHAR)"
+_FILE_TS = ("coalesce(TRY_CAST(ts AS DOUBLE), epoch(TRY_CAST(ts AS TIMESTAMPTZ)), "
+            "epoch(now()))")
 _PREDICTED = "SELECT unnest(ids) FROM telemetry_prediction WHERE model = $model"
 # The staged file as the import sees it: the raw cells (which the checks name) beside the
 # label and time they become. Columns: id, label, ts (raw), value, given, n.
@@ -183,13 +187,11 @@ def import_feedback(catalog: Catalog, path: Path, model: str, *,
     with catalog.transaction() as cur:
         task, classes = model_task(cur, model)
         has_ts = _stage(cur, path, model, task, progress, cancel)
-        value = "CAST(TRY_CAST(label AS DOUBLE) AS VARCHAR)" if task == "regression" else "label"
-        at = "epoch(now())"
-        if has_ts:
-            at = "coalesce(TRY_CAST(ts AS DOUBLE), epoch(TRY_CAST(ts AS TIMESTAMPTZ)), epoch(now()))"
+        value = _REGRESSION_VALUE if task == "regression" else "label"
+        at = _FILE_TS if has_ts else "epoch(now())"
         checks = _checks(task, classes, model, has_ts)
         params: dict[str, Any] = {"model": model}
-        check_params = {**params, "classes": classes} if "$classes" in str(checks) else params
+        check_params = {**params, "classes": classes}
         # The usual file (no id twice): checks, distinct ids and the tally in one pass.
         staged = _STAGED.format(value=value, at=at)
         tally, extra = _tally(cur, staged, ["count(DISTINCT id)"] + [
