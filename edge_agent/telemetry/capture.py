@@ -145,13 +145,20 @@ class Capturer:
                 chosen.append((e, policy))
         if not chosen:
             return []
-        # One random draw for the whole chunk: the writer shares the GIL with the server.
-        draws = self._rng.random(sum(e.rows for e, _ in chosen))
+        # One random draw and one comparison for the whole chunk (the writer shares the GIL
+        # with the server): an event none of whose rows won the draw, and that no other
+        # reason can take, costs no numpy call of its own.
+        sizes = [e.rows for e, _ in chosen]
+        draws = self._rng.random(sum(sizes))
+        won = draws < np.repeat([p.share for _, p in chosen], sizes)
+        starts = np.cumsum([0, *sizes[:-1]])
+        wins = np.add.reduceat(won, starts).tolist()
         out: list[dict[str, Any]] = []
-        start = 0
-        for e, policy in chosen:
+        for (e, policy), start, n_won in zip(chosen, starts.tolist(), wins, strict=True):
+            if not n_won and policy.confidence_below is None and not self._drift(e.model,
+                                                                                policy):
+                continue
             reasons = self._reasons(e, policy, draws[start:start + e.rows])
-            start += e.rows
             if reasons:
                 out += self._capture(e, policy, reasons)
         return out
