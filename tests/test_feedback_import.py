@@ -94,3 +94,31 @@ def test_a_later_label_replaces_the_earlier_and_says_so(catalog: Catalog,
     assert import_feedback(catalog, later, "pumps").unchanged == 4
     rows = catalog.cursor().execute("SELECT count(*), count(DISTINCT id) FROM feedback")
     assert rows.fetchone() == (7, 7)
+
+
+def test_labels_imported_before_migration_12_keep_their_model_file_and_time(
+        outpost_home: Path, tmp_path: Path) -> None:
+    """A catalog from before 0012 (model, file and time on every label row) migrates: the
+    labels stay current, grouped by import, and importing them again changes nothing."""
+    cat = open_catalog(outpost_home)
+    train_mini(cat)
+    cat.con.execute(
+        "DROP TABLE feedback; DROP TABLE feedback_import; DROP TABLE hub_capture; "
+        "DELETE FROM schema_migration WHERE number = 12; "
+        "CREATE TABLE feedback (model VARCHAR NOT NULL, id VARCHAR NOT NULL, label VARCHAR "
+        "NOT NULL, ts DOUBLE NOT NULL, source VARCHAR NOT NULL, imported_at TIMESTAMPTZ "
+        "NOT NULL DEFAULT now()); INSERT INTO feedback VALUES "
+        "('pumps', 'a:1:1', '1', 1e9, 'a.csv', '2026-01-01'), "
+        "('pumps', 'a:1:2', '0', 1e9, 'a.csv', '2026-01-01'), "
+        "('pumps', 'a:1:3', '1', 2e9, 'b.csv', '2026-02-01')")
+    cat.close()
+    cat = open_catalog(outpost_home)
+    imports = cat.con.execute("SELECT import, model, source FROM feedback_import "
+                              "ORDER BY import").fetchall()
+    assert imports == [(1, "pumps", "a.csv"), (2, "pumps", "b.csv")]
+    assert cat.con.execute("SELECT import, id, label FROM feedback ORDER BY id").fetchall() == [
+        (1, "a:1:1", "1"), (1, "a:1:2", "0"), (2, "a:1:3", "1")]
+    again = tmp_path / "a.csv"
+    again.write_text("id,label\na:1:1,1\na:1:2,0\n")
+    assert import_feedback(cat, again, "pumps").unchanged == 2
+    cat.close()
