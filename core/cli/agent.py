@@ -123,7 +123,8 @@ def capture(
         "--drift-alerted", help="Tell the agent drift is alerted now.")] = False,
     drift_psi: Annotated[float | None, typer.Option(
         "--drift-psi", help="With --while-drift: PSI of a closed window (any feature) at "
-                            "which the agent switches capture-all on by itself (0.25).")] = None,
+                            "which the agent switches capture-all on by itself (default: "
+                            "the desktop's alert threshold, OUTPOST_PSI_ALERT).")] = None,
     drift_min_rows: Annotated[int | None, typer.Option(
         "--drift-min-rows", help="With --while-drift: smaller windows do not switch (50).")
     ] = None,
@@ -135,6 +136,10 @@ def capture(
     from core.fleet.capture import capture_policy
     from core.fleet.dispatch import set_capture
 
+    if while_drift and drift_psi is None:  # the agent alerts where the desktop would
+        from core.drift import Thresholds
+
+        drift_psi = Thresholds.from_env().psi_alert
     policy = None if clear else capture_policy(
         share=share, confidence_below=confidence_below, per_class_cap=per_class_cap,
         while_drift=while_drift, drift_alerted=drift_alerted, drift_psi=drift_psi,

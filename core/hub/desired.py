@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from core.catalog import Catalog
+from core.errors import NotFound
 from core.fleet.checks import check_opset
 from core.fleet.errors import DeployRefused
 from core.fleet.ledger import (
@@ -128,6 +129,9 @@ def set_capture_via_hub(catalog: Catalog, record: AgentRecord, model: str,
     """Record the model's capture policy for the hub agent (None: the bundle's again); its
     next poll answer carries it, signed like the rest of the answer."""
     with catalog.transaction() as cur:
+        if not cur.execute("SELECT 1 FROM model_version WHERE model = ? LIMIT 1",
+                           [model]).fetchall():
+            raise NotFound(f"model {model!r} is not in the catalog")
         cur.execute("DELETE FROM hub_capture WHERE agent = ? AND model = ?",
                     [record.name, model])
         cur.execute("INSERT INTO hub_capture (agent, model, policy) VALUES (?, ?, ?)",
