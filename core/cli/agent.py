@@ -118,7 +118,8 @@ def capture(
         "--per-class-cap", help="At most this many captures per predicted class per "
                                 "telemetry window.")] = None,
     while_drift: Annotated[bool, typer.Option(
-        "--while-drift", help="Capture every row while drift is alerted.")] = False,
+        "--while-drift", help="Capture every row while drift is alerted: the agent tests "
+                              "each closed histogram window against the baseline.")] = False,
     drift_alerted: Annotated[bool, typer.Option(
         "--drift-alerted", help="Tell the agent drift is alerted now.")] = False,
     drift_psi: Annotated[float | None, typer.Option(
