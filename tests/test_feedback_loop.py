@@ -16,8 +16,8 @@ import pytest
 from core.datasets import resolve_version
 from core.datasets.versions import version_path
 from core.fleet.agents import add_agent
-from core.fleet.capture import capture_policy, set_capture
-from core.fleet.dispatch import deploy
+from core.fleet.capture import capture_policy
+from core.fleet.dispatch import deploy, set_capture
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
 from tests.conftest import run_cli
