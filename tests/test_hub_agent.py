@@ -3,8 +3,10 @@ telemetry pushed exactly once, key rotation by poll, restarts, and a device swit
 between push and hub mode without losing a record."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +14,8 @@ import pytest
 from core.catalog import Catalog
 from core.drift import drift_report
 from core.fleet.agents import add_agent
-from core.fleet.dispatch import agent_status, deploy, rollback
+from core.fleet.capture import capture_policy
+from core.fleet.dispatch import agent_status, deploy, rollback, set_capture
 from core.fleet.ledger import list_deployments
 from core.fleet.records import list_agents
 from core.fleet.rotation import rotate_keys
@@ -180,3 +183,37 @@ def _evicted(catalog: Catalog, agent: str) -> set[int]:
     agent's own audit events (install, activate), which go to the audit trail."""
     evicted = stored_seqs(catalog, agent, ("telemetry_evicted",))
     return {*evicted, *agent_event_seqs(catalog, agent)}
+
+
+def test_capture_policy_reaches_a_hub_agent_in_its_signed_poll_answer(
+        catalog: Catalog, hub: HubHandle, tmp_path: Path) -> None:
+    ref = register_adder(catalog, tmp_path)
+    agent = enrol_and_start(catalog, tmp_path, "edge1", hub.url)
+    policy_file = agent.dir / "capture.json"
+
+    def held() -> dict[str, Any]:
+        return json.loads(policy_file.read_text()) if policy_file.exists() else {}
+
+    def captured() -> int:
+        return int(catalog.cursor().execute(
+            "SELECT count(*) FROM telemetry_capture WHERE agent = 'edge1'").fetchall()[0][0])
+
+    try:
+        assert _finished(catalog, deploy(catalog, ref, "edge1").deployment)[0] == "active"
+        answer = set_capture(catalog, "edge1", "adder", capture_policy(share=1.0))
+        assert answer["status"] == "pending"
+        wait_until(lambda: held().get("adder", {}).get("share") == 1.0, 20, "policy applied")
+        agent.infer(5)
+        wait_until(lambda: captured() == 5, 20, "captured rows pushed to the hub")
+        reasons = catalog.cursor().execute(
+            "SELECT DISTINCT reason FROM telemetry_capture WHERE agent = 'edge1'").fetchall()
+        assert reasons == [("random",)]
+        set_capture(catalog, "edge1", "adder", None)  # back to the bundle's: none
+        wait_until(lambda: "adder" not in held(), 20, "policy cleared")
+        agent.infer(5)
+        wait_until(lambda: len(agent.outbox()) == 0 and catalog.cursor().execute(
+            "SELECT count(*) FROM telemetry_request WHERE agent = 'edge1'").fetchall()[0][0]
+            == 10, 20, "telemetry pushed")
+        assert captured() == 5
+    finally:
+        agent.stop()

@@ -166,7 +166,11 @@ class MonitoringView(View):
                 " — telemetry up to date"
         if failed:
             text += " — " + "; ".join(failed)
+        if snap.policy:
+            text += " — " + "; ".join(snap.policy)
         self.summary.setText(text)
+        if snap.retrained:
+            self.ctx.events.models_changed.emit()
         self.shadow.setText(shadow_text(snap.shadow))
         self.shadow.setVisible(bool(snap.shadow))
         self.accuracy.show_report(snap.accuracy)
@@ -176,10 +180,12 @@ class MonitoringView(View):
     def _next_stage(self) -> None:
         """One stage per turn; the next is queued after it (1 ms, so that this stage's
         repaint comes first and is not merged with the next one's into one long turn)."""
-        if self._stages:
-            self._stages.pop(0)()
-        if self._stages:
-            QTimer.singleShot(1, self, self._next_stage)
+        try:
+            if self._stages:
+                self._stages.pop(0)()
+        finally:  # a stage that fails (reported by Qt's handler) leaves the rest drawn
+            if self._stages:
+                QTimer.singleShot(1, self, self._next_stage)
 
     def _show_drift(self, snap: Snapshot) -> None:
         self.drift.show_grid(snap.grid, snap.report.thresholds if snap.report else None,
