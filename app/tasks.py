@@ -119,14 +119,17 @@ class TaskRunner(QObject):
         task.setObjectName(f"task-{next(self._ids)}")
         if key is not None:
             self._latest[key] = task
-        con = self.catalog.con.cursor()
-        context = TaskContext(Catalog(self.catalog.settings, con), task.progress, task.token)
+        # Its own cursor, sharing the window catalog's write turn: two tasks writing one row
+        # at once (a pull and a poll recording an agent's state) take turns instead of one
+        # failing with DuckDB's "Conflict on update".
+        own = self.catalog.for_thread()
+        context = TaskContext(own, task.progress, task.token)
 
         def work() -> Any:
             try:
                 return fn(context)
             finally:
-                con.close()
+                own.close()
 
         worker = _Worker(work)
         worker.returned.connect(lambda result: self._returned(task, result, on_done))
