@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +66,30 @@ def test_sequence_is_gapless_and_survives_restarts_and_acks(tmp_path: Path) -> N
     outbox.ack(8)
     outbox.close()
     assert Outbox(path).stats().backlog == 0 and Outbox(path).stats().last_seq == 8
+
+
+def test_stats_never_show_a_write_half_done(tmp_path: Path) -> None:
+    """/metrics and status read stats() while the recorder writes: with no acks and no cap,
+    every snapshot has backlog == last_seq. A write raises the backlog before its commit
+    and the sequence after it, so an unlocked read can see them apart. A tiny GIL switch
+    interval makes the threads interleave inside a write (unlocked, every run here caught
+    torn snapshots; locked, none can be)."""
+    outbox = Outbox(tmp_path / "t.sqlite")
+    snapshots = []
+    writer = threading.Thread(target=lambda: [outbox.write([event(i).record()])
+                                              for i in range(300)])
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        writer.start()
+        while writer.is_alive():
+            snapshots.append(outbox.stats())
+        writer.join()
+    finally:
+        sys.setswitchinterval(interval)
+        outbox.close()
+    torn = [(s.backlog, s.last_seq) for s in snapshots if s.backlog != s.last_seq]
+    assert len(snapshots) > 1 and torn == [], torn[:5]
 
 
 def test_migrations_are_named_and_recorded_once(tmp_path: Path) -> None:
