@@ -15,7 +15,7 @@ import pytest
 from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
 from edge_agent.contract.records import Baseline
 from edge_agent.telemetry.histograms import binner_for
-from edge_agent.telemetry.outbox import Outbox
+from edge_agent.telemetry.outbox import Outbox, OutboxStats
 from edge_agent.telemetry.recorder import Recorder, RequestEvent
 from tests.support.agents import (
     AgentProcess,
@@ -73,11 +73,17 @@ def test_stats_never_show_a_write_half_done(tmp_path: Path) -> None:
     every snapshot has backlog == last_seq. A write raises the backlog before its commit
     and the sequence after it, so an unlocked read can see them apart. A tiny GIL switch
     interval makes the threads interleave inside a write (unlocked, every run here caught
-    torn snapshots; locked, none can be)."""
+    torn snapshots; locked, none can be). The writer goes on until the reader has taken
+    50 snapshots, so they are taken while it writes however the threads are scheduled."""
     outbox = Outbox(tmp_path / "t.sqlite")
-    snapshots = []
-    writer = threading.Thread(target=lambda: [outbox.write([event(i).record()])
-                                              for i in range(300)])
+    snapshots: list[OutboxStats] = []
+    deadline = time.monotonic() + 120
+
+    def write() -> None:
+        while len(snapshots) < 50 and time.monotonic() < deadline:
+            outbox.write([event().record()])
+
+    writer = threading.Thread(target=write)
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -89,7 +95,7 @@ def test_stats_never_show_a_write_half_done(tmp_path: Path) -> None:
         sys.setswitchinterval(interval)
         outbox.close()
     torn = [(s.backlog, s.last_seq) for s in snapshots if s.backlog != s.last_seq]
-    assert len(snapshots) > 1 and torn == [], torn[:5]
+    assert len(snapshots) >= 50 and torn == [], torn[:5]
 
 
 def test_migrations_are_named_and_recorded_once(tmp_path: Path) -> None:
