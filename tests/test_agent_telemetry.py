@@ -73,15 +73,17 @@ def test_stats_never_show_a_write_half_done(tmp_path: Path) -> None:
     every snapshot has backlog == last_seq. A write raises the backlog before its commit
     and the sequence after it, so an unlocked read can see them apart. A tiny GIL switch
     interval makes the threads interleave inside a write (unlocked, every run here caught
-    torn snapshots; locked, none can be). The writer goes on until the reader has taken
-    50 snapshots, so they are taken while it writes however the threads are scheduled."""
+    torn snapshots; locked, none can be). The writer makes 300 writes and goes on until
+    the reader has 50 snapshots, taken while it writes however the threads are scheduled."""
     outbox = Outbox(tmp_path / "t.sqlite")
     snapshots: list[OutboxStats] = []
     deadline = time.monotonic() + 120
 
     def write() -> None:
-        while len(snapshots) < 50 and time.monotonic() < deadline:
+        written = 0
+        while (written < 300 or len(snapshots) < 50) and time.monotonic() < deadline:
             outbox.write([event().record()])
+            written += 1
 
     writer = threading.Thread(target=write)
     interval = sys.getswitchinterval()
