@@ -295,7 +295,7 @@ def test_ragged_csv_is_refused_by_line_then_imported_skipping_with_the_counts(
     assert [dialog.bad_lines.itemData(i) for i in range(dialog.bad_lines.count())] == [
         None, "skip", "null-pad"]
     refusal = _import(qtbot, dialog)
-    assert "line 3 has 2 fields, expected 3" in refusal and "\n" not in refusal
+    assert "line 3 has 2 fields, expected 3; choose above" in refusal and "\n" not in refusal
     assert dialog.isVisible() and list_datasets(catalog) == []  # nothing stored
     dialog.bad_lines.setCurrentIndex(dialog.bad_lines.findData("skip"))
     assert dialog.error.text() == ""  # the refusal went with the change

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QWidget
+from PySide6.QtWidgets import QComboBox, QDialogButtonBox, QLabel, QLineEdit, QWidget
 
 from app.context import AppContext
 from app.dialogs.base import TaskDialog
@@ -23,6 +23,7 @@ from core.datasets import (
     sheet_names,
 )
 from core.datasets.names import default_name
+from core.datasets.options import BAD_LINES_HINT
 from core.errors import OutpostError
 
 DETECT = "detect"
@@ -33,6 +34,7 @@ BAD_LINES = ((None, "refuse the file (name the first bad line)"),
              ("skip", "skip them and count them"),
              ("null-pad", "pad short lines with nulls"))
 TEXT_KINDS = ("csv", "tsv")
+GUI_HINT = "choose above what to do with such lines, or fix the file"
 
 
 class ImportDialog(TaskDialog):
@@ -150,10 +152,17 @@ class ImportDialog(TaskDialog):
         counts = result.lines.describe() if result.lines else f"{result.rows:,} rows stored"
         self.summary.setText(f"Imported {result.name}: {what} {result.version[:12]}. {counts}.")
         self.ok_button.setText("Close")
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).hide()  # nothing to cancel
         for widget in (self.name, self.encoding, self.decimal, self.bad_lines, self.sheet):
             widget.setEnabled(False)
         self.imported.emit(result)
         self.ctx.events.datasets_changed.emit()
+
+    def _failed(self, exc: Exception) -> bool:
+        handled = super()._failed(exc)
+        # The refusal tells the CLI user which flag to pass; here the choice is in the form.
+        self.error.setText(self.error.text().replace(BAD_LINES_HINT, GUI_HINT))
+        return handled
 
     def _changed(self) -> None:
         """Editing the form after a refusal: the old message no longer applies."""

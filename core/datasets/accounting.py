@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from core.datasets.options import BadLines
+from core.datasets.options import BAD_LINES_HINT, BadLines, ragged_rows
 from core.datasets.records import LineCounts as Counts
 from core.datasets.sniff import open_raw
 from core.errors import InvalidInput
@@ -30,7 +30,6 @@ _CHUNK = 1 << 20
 _TAIL = 4096
 _WHITESPACE = b" \t\r\n"
 _BOM = codecs.BOM_UTF8
-_HINT = "pass --bad-lines skip or --bad-lines null-pad to import the rest"
 
 
 @dataclass(frozen=True)
@@ -146,12 +145,10 @@ def scan(layout: Layout, label: str, header: bool, *, stop_long: bool = False) -
     return Scan(records, expected or 0, short, long, first_bad)
 
 
-def _bad_line(label: str, found: Scan, hint: str = _HINT) -> InvalidInput:
+def _bad_line(label: str, found: Scan, hint: str = BAD_LINES_HINT) -> InvalidInput:
     assert found.first_bad is not None
     line, fields = found.first_bad
-    plural = "field" if fields == 1 else "fields"
-    return InvalidInput(f"{label}: ragged rows: line {line} has {fields} {plural}, expected "
-                        f"{found.expected}; {hint}")
+    return ragged_rows(label, line, fields, found.expected, hint)
 
 
 def check(layout: Layout, label: str, stored: int, lines: int | None = None) -> Counts:

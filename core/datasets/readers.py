@@ -17,7 +17,7 @@ import duckdb
 from core.datasets import sniff
 from core.datasets.accounting import Layout
 from core.datasets.duck import first_line, literal
-from core.datasets.options import BadLines, ReadOptions
+from core.datasets.options import BadLines, ReadOptions, ragged_rows
 from core.errors import InvalidInput, NotFound, OutpostError, StorageError
 
 FORMATS = {
@@ -135,9 +135,7 @@ def explain(path: Path, exc: duckdb.Error) -> OutpostError:
     line = _CSV_LINE.search(message)
     ragged = _RAGGED.search(message)
     if line and ragged:
-        return InvalidInput(
-            f"{name}: ragged rows: line {line[1]} has {ragged[2]} fields, expected {ragged[1]}; "
-            "pass --bad-lines skip or --bad-lines null-pad to import the rest")
+        return ragged_rows(name, line[1], ragged[2], ragged[1])
     if "Invalid unicode" in message:
         where = f" (line {line[1]})" if line else ""
         return sniff.InvalidText(f"{name} is not valid UTF-8{where}")
