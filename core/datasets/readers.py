@@ -165,7 +165,7 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
         options.append("sample_size=-1")
     try:
         row = cur.execute(
-            "SELECT Delimiter, Quote, HasHeader, SkipRows, Columns "
+            "SELECT Delimiter, Quote, HasHeader, SkipRows, Columns, Prompt "
             f"FROM sniff_csv({literal(read_path)}, {', '.join(options)})"
         ).fetchone()
     except duckdb.InvalidInputException as exc:
@@ -179,7 +179,7 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
         raise InvalidInput(
             f"{path.name}: cannot work out its CSV layout: {first_line(exc)}") from exc
     assert row is not None
-    delimiter, quote, header, skip, columns = row
+    delimiter, quote, header, skip, columns, prompt = row
     quote = "" if quote == "(empty)" else quote
     if attempt.decimal == delimiter:
         raise InvalidInput(f"{path.name}: the decimal mark {attempt.decimal!r} is also the "
@@ -198,6 +198,11 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
                **({"newlines": "normalized"} if mixed else {}),
                **({"decimal": attempt.decimal} if attempt.decimal != "." else {})}
     relation = f"read_csv({literal(read_path)}, {', '.join(options)})"
+    # The sniffer's answer as a read_csv call with every option fixed (and ours passed
+    # through): the COPY does not sniff the file a second time.
+    sniffed = str(prompt).removeprefix("FROM ").rstrip(";")
+    if sniffed.startswith(f"read_csv({literal(read_path)}, auto_detect=false, "):
+        relation = sniffed  # else (a path the prompt quotes otherwise) DuckDB sniffs again
     layout = Layout(read_path, delimiter, quote, bool(header), len(columns), len(first))
     if not attempt.strict and len(columns) == 1:
         layout = replace(layout, columns=len(first))
