@@ -72,7 +72,8 @@ def _reading(label: str) -> Iterator[Any]:
 
 
 def _blank(row: list[Any]) -> bool:
-    return all(v == "" or v is None for v in row)
+    # list.count compares in C; 0 and False are not == "" or None, so they count as values.
+    return row.count("") + row.count(None) == len(row)
 
 
 def _table(label: str, sheet: str, rows: list[list[Any]]) -> Sheet:
@@ -129,4 +130,6 @@ def _column(values: list[Any]) -> pa.Array:
         return pa.array([v if v is None or isinstance(v, dt.datetime)
                          else dt.datetime.combine(v, dt.time()) for v in values],
                         pa.timestamp("us"))
+    if kinds == {str}:
+        return pa.array(values, pa.string())  # already text: no per-cell conversion
     return pa.array([None if v is None else _text(v) for v in values], pa.string())
