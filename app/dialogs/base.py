@@ -48,8 +48,11 @@ class TaskDialog(QDialog):
         self.ok_button.setEnabled(False)
         task = self.ctx.tasks.run(title, fn, self._done, on_error=self._failed)
         # A task cancelled from the status bar calls neither handler: offer OK again.
-        task.ended.connect(lambda outcome: outcome != "cancelled"
-                           or self.ok_button.setEnabled(True))
+        task.ended.connect(self._ended)
+
+    def _ended(self, outcome: str) -> None:
+        if outcome == "cancelled":
+            self.ok_button.setEnabled(True)
 
     def succeeded(self, result: Any) -> None:
         """Announce what changed (a catalog event) before the dialog closes."""
