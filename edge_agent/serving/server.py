@@ -43,6 +43,7 @@ from edge_agent.serving.predict import encode_predictions, parse_records, record
 from edge_agent.serving.serving import Runner, Served, ServedCache
 from edge_agent.serving.shadow import Shadow
 from edge_agent.serving.signature import bind_inputs
+from edge_agent.store.memory import release_memory
 from edge_agent.telemetry.ids import PredictionIds
 from edge_agent.telemetry.recorder import Recorder, RequestEvent
 
@@ -94,6 +95,7 @@ class AgentApp:
             if message["type"] == "lifespan.startup":
                 # Everything loaded so far lives as long as the process: keep it out of
                 # the collector's generations so collections stay short under load.
+                release_memory()
                 gc.freeze()
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
