@@ -274,8 +274,6 @@ def fastapi_app_main(port: int, model_file: str) -> None:
     """What a user would write by hand (the peers harness's fastapi-ort, for this model's
     8 inputs): FastAPI + pydantic route, onnxruntime on one thread, uvicorn with
     httptools + uvloop. The baseline the agent is compared with in the same run."""
-    from typing import Any as AnyType
-
     import onnxruntime as ort
     import uvicorn
     from fastapi import FastAPI
@@ -289,7 +287,7 @@ def fastapi_app_main(port: int, model_file: str) -> None:
         name: str
         shape: list[int]
         datatype: str
-        data: list[AnyType]
+        data: list[Any]
 
     class InferRequest(BaseModel):
         inputs: list[Tensor]
@@ -300,8 +298,7 @@ def fastapi_app_main(port: int, model_file: str) -> None:
     async def ready() -> dict[str, bool]:
         return {"ready": True}
 
-    @app.post("/infer")
-    async def infer(req: InferRequest) -> dict[str, AnyType]:
+    async def infer(req: InferRequest) -> dict[str, Any]:
         feeds = {t.name: np.asarray(t.data, dtype=np.float32).reshape(t.shape)
                  for t in req.inputs}
         label, proba = session.run(None, feeds)
@@ -311,6 +308,10 @@ def fastapi_app_main(port: int, model_file: str) -> None:
             {"name": "probabilities", "shape": list(proba.shape), "datatype": "FP32",
              "data": proba.ravel().tolist()}]}
 
+    # this module's annotations are strings, and FastAPI cannot resolve a local class
+    # from one: give it the class itself
+    infer.__annotations__.update(req=InferRequest, **{"return": dict})
+    app.post("/infer")(infer)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 access_log=False, log_level="warning")
 
