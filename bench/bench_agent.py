@@ -138,6 +138,58 @@ def in_process_us(agent_dir: Path, pub: Path, bodies: dict[str, Case], n: int = 
         app.recorder.close()
 
 
+def stages_us(agent_dir: Path, pub: Path, body: bytes, n: int = 3000) -> dict[str, float]:
+    """Where an OIP JSON request's CPU goes, stage by stage, on the agent's own functions
+    (best of 3 loops of n): parse, bind, run, encode, the request path's telemetry put,
+    and the telemetry writer thread's share per request."""
+    from edge_agent.contract.signing import load_public_key
+    from edge_agent.runtime import ServeOptions, build_app
+    from edge_agent.serving.oip import decode_infer_request, encode_infer_response
+    from edge_agent.serving.serving import run
+    from edge_agent.serving.signature import bind_inputs
+    from edge_agent.store.keys import KeyRing
+
+    ring = KeyRing(agent_dir / "keys")
+    ring.trust(load_public_key(pub))
+    # flush_s: the writer only runs when told to, so its cost is measured apart
+    app = build_app(ServeOptions(agent_dir=agent_dir, token=None, keyring=ring,
+                                 flush_s=3600))
+    served = app.cache.get("rf", None)
+    request = decode_infer_request(body, None)
+    feeds, rows = bind_inputs(served.signature, request.inputs)
+    outputs = run(served, feeds)
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(3):
+            start = time.process_time()
+            for _ in range(n):
+                fn()
+            times.append((time.process_time() - start) / n * 1e6)
+        return min(times)
+
+    def submit() -> None:
+        app._event(time.perf_counter(), served, 200, rows, feeds, outputs, 1)
+
+    try:
+        out = {"parse": best(lambda: decode_infer_request(body, None)),
+               "bind": best(lambda: bind_inputs(served.signature, request.inputs)),
+               "run": best(lambda: run(served, feeds)),
+               "encode": best(lambda: encode_infer_response("rf", 1, request, outputs,
+                                                            ["a:1:1"])),
+               "telemetry_put": best(submit)}
+        app.recorder._flush(final=False)  # what the loops above queued
+        for _ in range(n):
+            submit()
+        start = time.process_time()
+        app.recorder._flush(final=False)
+        out["telemetry_writer"] = (time.process_time() - start) / n * 1e6
+        return out
+    finally:
+        app.recorder.close()
+        app.shadow.close()
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
@@ -393,6 +445,8 @@ def main() -> None:
                         str(agent_dir), "--trust-key", str(pub)], check=True, cwd=REPO,
                        capture_output=True)
         in_process = in_process_us(agent_dir, pub, request_bodies(row))
+        stages = stages_us(agent_dir, pub, request_bodies(row)["oip_json"][1],
+                           300 if args.quick else 3000)
         token_file = tmp / "token"
         token_file.write_text("bench-token-123456")
         bodies = request_bodies(row)
@@ -413,12 +467,13 @@ def main() -> None:
                                          ["--batch-max", "1"]),
             "batch_delay_200us": run_agent_suite(agent_dir, token_file, pub, bodies, duration,
                                                  tmp, ["--batch-delay-us", "200"])}
-    report(raw, floor, plain, variants, duration, in_process, no_tls, fastapi)
+    report(raw, floor, plain, variants, duration, in_process, no_tls, fastapi, stages)
 
 
 def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
            variants: dict[str, Any], duration: float, in_process: dict[str, float],
-           no_tls: dict[str, Any], fastapi: dict[str, Any] | None) -> None:
+           no_tls: dict[str, Any], fastapi: dict[str, Any] | None,
+           stages: dict[str, float]) -> None:
     overhead = {k: plain[f"{k}_c1"]["p50_us"] - raw["p50_us"]
                 for k in ("oip_json", "oip_binary", "v1_predict")}
     over_floor = {k: plain[f"{k}_c1"]["p50_us"] - floor["c1"]["p50_us"] for k in overhead}
@@ -429,7 +484,7 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
         "raw_session_run": raw, "in_process_cpu_us_per_request": in_process,
         "http_floor": floor, "agent": plain,
         "agent_variants_c16": variants, "agent_without_tls": no_tls,
-        "fastapi_onnxruntime": fastapi,
+        "fastapi_onnxruntime": fastapi, "oip_json_stages_cpu_us": stages,
         "overhead_p50_us_c1": overhead, "overhead_over_floor_p50_us_c1": over_floor,
         "targets": TARGETS,
     }
@@ -439,6 +494,9 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
           f"{floor['c1']['req_s']:.0f} req/s; c16 {floor['c16']['req_s']:.0f} req/s")
     print("in-process (ASGI app called directly, CPU per request, telemetry included): " +
           ", ".join(f"{k} {v:.0f} us" for k, v in in_process.items()))
+    print("OIP JSON, CPU per request by stage (in-process): " +
+          ", ".join(f"{k} {v:.1f} us" for k, v in stages.items()) +
+          f"; whole app call {in_process['oip_json']:.0f} us")
     for name in ("oip_json", "oip_binary", "v1_predict"):
         c1, c16 = plain[f"{name}_c1"], plain[f"{name}_c16"]
         line = (f"{name:11s} c1 p50 {c1['p50_us']:6.0f} us p99 {c1['p99_us']:6.0f} us "
