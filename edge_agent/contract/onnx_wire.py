@@ -22,6 +22,7 @@ ELEM_TO_OIP: dict[int, str] = {
 }
 FLOAT = 1
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+MAX_GRAPH_DEPTH = 32
 # Attributes whose integers are decoded; every other one is skipped by its length.
 _WANTED_INTS = frozenset({"nodes_missing_value_tracks_true"})
 
@@ -142,6 +143,7 @@ class _Reader:
     def __init__(self, data: bytes) -> None:
         self.buf = memoryview(data)
         self.external = False
+        self.depth = 0  # subgraphs inside subgraphs: bounded, as protobuf's parser bounds them
 
     def model(self) -> Model:
         model = Model()
@@ -171,6 +173,15 @@ class _Reader:
         return ("" if domain == "ai.onnx" else domain), version
 
     def graph(self, start: int, end: int) -> Graph:
+        self.depth += 1
+        try:
+            if self.depth > MAX_GRAPH_DEPTH:
+                raise WireError(f"subgraphs nested deeper than {MAX_GRAPH_DEPTH}")
+            return self._graph(start, end)
+        finally:
+            self.depth -= 1
+
+    def _graph(self, start: int, end: int) -> Graph:
         graph = Graph()
         buf = self.buf
         for number, wire, value, stop in _fields(buf, start, end):
