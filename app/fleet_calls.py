@@ -79,10 +79,16 @@ def save_bundle(catalog: Catalog, ref: str, out: Path, progress: ProgressFn,
     return build_bundle(catalog, ref, out, progress=progress, cancel=cancel)
 
 
-def import_telemetry(catalog: Catalog, path: Path) -> IngestResult:
+def import_telemetry(catalog: Catalog, path: Path, progress: ProgressFn | None = None,
+                     cancel: CancelToken | None = None) -> tuple[IngestResult, list[str]]:
+    """The file's records, then the retraining policies' turn (as after a pull): the
+    result and what the policies said."""
+    from core.policy.retrain import check_after_ingest, outcome_lines
     from core.telemetry.ingest import import_telemetry
 
-    return import_telemetry(catalog, path)
+    result = import_telemetry(catalog, path)
+    return result, outcome_lines(*check_after_ingest(catalog, "import", progress=progress,
+                                                     cancel=cancel))
 
 
 def feature_distribution(catalog: Catalog, model: str, version: int, feature: str,

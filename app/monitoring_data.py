@@ -34,6 +34,8 @@ class Snapshot:
     pulled: list[PullResult] = field(default_factory=list)
     shadow: list[dict[str, Any]] = field(default_factory=list)  # core.shadow summaries
     accuracy: AccuracyReport | None = None  # live accuracy from labels, beside drift
+    policy: list[str] = field(default_factory=list)  # triggers, skips, retrains of the pull
+    retrained: bool = False  # a retrain ran (the Models view's staged banner may change)
 
 
 def _pick_model(catalog: Catalog, models: list[str], wanted: str | None) -> str | None:
@@ -58,14 +60,22 @@ def snapshot(catalog: Catalog, model: str | None, agent: str | None, bucket_s: f
     from core.telemetry.series import request_series
 
     pulled = pull_telemetry(catalog, progress=progress, cancel=cancel) if pull else []
+    policy: list[str] = []
+    retrained = False
     if pull:
+        from core.policy.retrain import check_after_ingest, outcome_lines
+
         refresh_all_captured(catalog)  # captured rows land as MODEL_captured versions
+        decisions, results = check_after_ingest(catalog, "pull", progress=progress,
+                                                cancel=cancel)
+        policy, retrained = outcome_lines(decisions, results), bool(results)
     check(cancel, "refresh")
     report(progress, "drift", 0, 1)
     models = [str(m["model"]) for m in list_models(catalog)]
     agents = [a.name for a in list_agents(catalog)]
     chosen = _pick_model(catalog, models, model)
-    snap = Snapshot(models, agents, chosen, bucket_s, pulled=pulled)
+    snap = Snapshot(models, agents, chosen, bucket_s, pulled=pulled, policy=policy,
+                    retrained=retrained)
     if chosen is not None:
         from core.shadow import shadow_report
 

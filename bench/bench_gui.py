@@ -204,7 +204,12 @@ def main() -> None:
     duckdb.sql(f"COPY (SELECT range AS id, range % 7 AS b, 'site_' || (range % 5) AS s, "
                f"random() AS v FROM range({rows})) TO '{csv}' (HEADER)")
     heart.start()
-    view.import_files([csv])
+    dialog = view.open_import([csv])
+    assert dialog is not None
+    dialog.ok_button.click()  # the import dialog, as a user would: Import, then Close
+    spin(app, lambda: bool(dialog.summary.text() or dialog.error.text()))
+    assert dialog.summary.text(), dialog.error.text()
+    dialog.ok_button.click()
     spin(app, lambda: view.selected is not None and view.selected.dataset == "import")
     result["import_stall_ms"] = heart.stop()
 

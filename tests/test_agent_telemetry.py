@@ -326,6 +326,13 @@ def test_metrics_count_batches_exactly() -> None:
                  "outpost_telemetry_backlog 7.0", "outpost_telemetry_evicted_total 2.0",
                  'outpost_model_load_failures_total{model="m"} 1.0'):
         assert line in text, line
+    # the agent writes the exposition format itself: Prometheus' own parser must read it
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["outpost_request_latency_seconds"].type == "histogram"
+    assert families["outpost_requests"].type == "counter"
+    assert families["outpost_telemetry_backlog"].samples[0].value == 7
 
 
 def test_nan_payloads_from_binary_inputs_count_as_nulls(tmp_path: Path) -> None:

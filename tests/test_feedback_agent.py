@@ -9,7 +9,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.contract.protocol import generate_signing_key, write_bundle
-from tests.support.agents import AgentProcess, json_request, running_agent, tabular_model
+from tests.support.agents import (
+    AgentProcess,
+    json_request,
+    running_agent,
+    tabular_model,
+    tabular_rows,
+)
 
 ROWS = [{"temp": 21.0 + i % 7, "pressure": 990.0 + i % 50, "site": ["north", "south"][i % 2]}
         for i in range(40)]
@@ -147,3 +153,55 @@ def test_full_capture_buffer_evicts_oldest_counts_and_never_blocks(tmp_path: Pat
     assert telemetry["capture_bytes"] <= 0.004 * 1024 * 1024
     assert kept == ids[-len(kept):]  # the newest stay, the oldest went first
     assert len(kept) + telemetry["capture_evicted"] == len(ids)
+
+
+def _drift_status(agent: AgentProcess) -> dict[str, Any]:
+    _, doc = json_request(f"{agent.url}/v1/status", headers=agent.headers())
+    return dict(doc["telemetry"])
+
+
+def _predict(agent: AgentProcess, rows: list[dict[str, Any]]) -> list[str]:
+    status, doc = json_request(f"{agent.url}/v1/models/pumps/predict", {"records": rows},
+                               method="POST")
+    assert status == 200, doc
+    return list(doc["ids"])
+
+
+def _answered(agent: AgentProcess, ids: list[str]) -> None:
+    deadline = time.monotonic() + 20
+    while not set(ids) <= {i for r in _records(agent, "prediction", 0) for i in r["ids"]}:
+        assert time.monotonic() < deadline, "predictions never recorded"
+        time.sleep(0.05)
+
+
+def _until_drift(agent: AgentProcess, on: bool, rows: list[dict[str, Any]]) -> None:
+    """Send `rows` again and again (closing 1 s windows) until capture-all is `on`."""
+    deadline = time.monotonic() + 30
+    while (_drift_status(agent)["capture_drift"] == ["pumps"]) != on:
+        assert time.monotonic() < deadline, f"drift capture never went {on}"
+        _predict(agent, rows)
+        time.sleep(0.2)  # pacing the load; the loop waits on the agent's status
+
+
+def test_drifted_windows_switch_capture_of_every_row_on_and_back_off(tmp_path: Path) -> None:
+    """The agent compares each closed histogram window with the bundle's baseline itself:
+    shifted traffic turns capture-all on, traffic like the baseline turns it off."""
+    key = generate_signing_key()
+    normal, shifted = tabular_rows(300, seed=5), tabular_rows(300, seed=6, temp_shift=40.0)
+    policy = {"while_drift": True, "drift_psi": 0.5, "drift_min_rows": 100}
+    with running_agent(tmp_path / "agent", trust_key=key,
+                       extra_args=("--window-s", "1")) as agent:
+        _install(agent, _bundle(tmp_path, key, policy))
+        _until_drift(agent, False, normal)  # baseline-like windows: nothing captured
+        quiet = _predict(agent, normal[:20])
+        _until_drift(agent, True, shifted)
+        loud = _predict(agent, normal[:20])
+        _until_drift(agent, False, normal)
+        after = _predict(agent, normal[:20])
+        _answered(agent, after)  # captures are written in the same flush as predictions
+        caps = _records(agent, "capture", len(loud))
+        telemetry = _drift_status(agent)
+    by_id = {c["id"]: c["reason"] for c in caps}
+    assert all(by_id.get(i) == "drift" for i in loud)
+    assert not set(quiet + after) & set(by_id)
+    assert telemetry["capture_drift"] == [] and telemetry["capture_drift_switches"] == 2

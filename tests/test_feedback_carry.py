@@ -15,8 +15,8 @@ import pytest
 from core.accuracy import accuracy_report
 from core.datasets import resolve_version, version_path
 from core.fleet.agents import add_agent
-from core.fleet.capture import capture_policy, set_capture
-from core.fleet.dispatch import deploy
+from core.fleet.capture import capture_policy
+from core.fleet.dispatch import deploy, set_capture
 from core.hub import HubOptions
 from core.keys import signing_key
 from tests.conftest import run_cli

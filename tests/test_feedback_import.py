@@ -75,3 +75,50 @@ def test_regression_takes_numbers_and_reports_mae_rmse(catalog: Catalog,
     assert (result.labels, result.duplicates) == (2, 1)
     (entry,) = accuracy_report(catalog, "adder").agents
     assert entry.mae == pytest.approx(1.0) and entry.rmse == pytest.approx(1.0)
+
+
+def test_a_later_label_replaces_the_earlier_and_says_so(catalog: Catalog,
+                                                        tmp_path: Path) -> None:
+    ids = [f"a:1:{n}" for n in range(6)]
+    _predictions(catalog, "pumps", ids, ["1"] * 6)
+    first = tmp_path / "first.csv"
+    first.write_text("id,label\n" + "".join(f"{i},1\n" for i in ids))
+    assert import_feedback(catalog, first, "pumps").new == 6
+    later = tmp_path / "later.csv"  # two ids change, one twice in the file (last wins)
+    later.write_text("id,label\na:1:0,0\na:1:1,1\na:1:2,1\na:1:2,0\na:1:9,0\n")
+    result = import_feedback(catalog, later, "pumps")
+    assert (result.rows, result.labels, result.new, result.replaced, result.unchanged,
+            result.duplicates, result.orphans) == (5, 4, 1, 2, 1, 1, 1)
+    (entry,) = accuracy_report(catalog, "pumps").agents
+    assert (entry.labelled, entry.correct) == (6, 4)
+    assert import_feedback(catalog, later, "pumps").unchanged == 4
+    rows = catalog.cursor().execute("SELECT count(*), count(DISTINCT id) FROM feedback")
+    assert rows.fetchone() == (7, 7)
+
+
+def test_labels_imported_before_migration_12_keep_their_model_file_and_time(
+        outpost_home: Path, tmp_path: Path) -> None:
+    """A catalog from before 0012 (model, file and time on every label row) migrates: the
+    labels stay current, grouped by import, and importing them again changes nothing."""
+    cat = open_catalog(outpost_home)
+    train_mini(cat)
+    cat.con.execute(
+        "DROP TABLE feedback; DROP TABLE feedback_import; DROP TABLE hub_capture; "
+        "DELETE FROM schema_migration WHERE number = 12; "
+        "CREATE TABLE feedback (model VARCHAR NOT NULL, id VARCHAR NOT NULL, label VARCHAR "
+        "NOT NULL, ts DOUBLE NOT NULL, source VARCHAR NOT NULL, imported_at TIMESTAMPTZ "
+        "NOT NULL DEFAULT now()); INSERT INTO feedback VALUES "
+        "('pumps', 'a:1:1', '1', 1e9, 'a.csv', '2026-01-01'), "
+        "('pumps', 'a:1:2', '0', 1e9, 'a.csv', '2026-01-01'), "
+        "('pumps', 'a:1:3', '1', 2e9, 'b.csv', '2026-02-01')")
+    cat.close()
+    cat = open_catalog(outpost_home)
+    imports = cat.con.execute("SELECT import, model, source FROM feedback_import "
+                              "ORDER BY import").fetchall()
+    assert imports == [(1, "pumps", "a.csv"), (2, "pumps", "b.csv")]
+    assert cat.con.execute("SELECT import, id, label FROM feedback ORDER BY id").fetchall() == [
+        (1, "a:1:1", "1"), (1, "a:1:2", "0"), (2, "a:1:3", "1")]
+    again = tmp_path / "a.csv"
+    again.write_text("id,label\na:1:1,1\na:1:2,0\n")
+    assert import_feedback(cat, again, "pumps").unchanged == 2
+    cat.close()

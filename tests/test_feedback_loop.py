@@ -16,25 +16,16 @@ import pytest
 from core.datasets import resolve_version
 from core.datasets.versions import version_path
 from core.fleet.agents import add_agent
-from core.fleet.capture import capture_policy, set_capture
-from core.fleet.dispatch import deploy
+from core.fleet.capture import capture_policy
+from core.fleet.dispatch import deploy, set_capture
 from core.keys import signing_key
 from core.telemetry.pull import pull_telemetry
 from tests.conftest import run_cli
 from tests.support.agents import verify_for
-from tests.support.fleet import agents, mini_frame, open_catalog, train_mini
+from tests.support.fleet import agents, mini_frame, mini_records, open_catalog, train_mini
 
 pytestmark = pytest.mark.xdist_group("fleet")
 YEAR_S = 365 * 86_400
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for row in frame.itertuples(index=False):
-        out.append({"temp": None if math.isnan(row.temp) else float(row.temp),
-                    "site": row.site if isinstance(row.site, str) else "",
-                    "load": float(row.load)})
-    return out
 
 
 def _write(path: Path, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> Path:
@@ -55,7 +46,7 @@ def test_thousand_predictions_labels_accuracy_and_captured_dataset(
     catalog = open_catalog(outpost_home)
     train_mini(catalog)
     frame = pd.concat([mini_frame(rows=400, seed=s) for s in (1, 2, 3)]).iloc[:1000]
-    records = _records(frame)
+    records = mini_records(frame)
     with agents(tmp_path, signing_key(catalog), 1) as (a,):
         add_agent(catalog, "edge", a.url, a.token)
         deploy(catalog, "pumps@1", "edge")

@@ -3,16 +3,21 @@ telemetry pushed exactly once, key rotation by poll, restarts, and a device swit
 between push and hub mode without losing a record."""
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from core.catalog import Catalog
 from core.drift import drift_report
+from core.errors import NotFound
 from core.fleet.agents import add_agent
-from core.fleet.dispatch import agent_status, deploy, rollback
+from core.fleet.capture import capture_policy
+from core.fleet.dispatch import agent_status, deploy, rollback, set_capture
 from core.fleet.ledger import list_deployments
 from core.fleet.records import list_agents
 from core.fleet.rotation import rotate_keys
@@ -180,3 +185,80 @@ def _evicted(catalog: Catalog, agent: str) -> set[int]:
     agent's own audit events (install, activate), which go to the audit trail."""
     evicted = stored_seqs(catalog, agent, ("telemetry_evicted",))
     return {*evicted, *agent_event_seqs(catalog, agent)}
+
+
+def test_capture_policy_reaches_a_hub_agent_in_its_signed_poll_answer(
+        catalog: Catalog, hub: HubHandle, tmp_path: Path) -> None:
+    ref = register_adder(catalog, tmp_path)
+    agent = enrol_and_start(catalog, tmp_path, "edge1", hub.url)
+    policy_file = agent.dir / "capture.json"
+
+    def held() -> dict[str, Any]:
+        return json.loads(policy_file.read_text()) if policy_file.exists() else {}
+
+    def captured() -> int:
+        return int(catalog.cursor().execute(
+            "SELECT count(*) FROM telemetry_capture WHERE agent = 'edge1'").fetchall()[0][0])
+
+    try:
+        assert _finished(catalog, deploy(catalog, ref, "edge1").deployment)[0] == "active"
+        answer = set_capture(catalog, "edge1", "adder", capture_policy(share=1.0))
+        assert answer["status"] == "pending"
+        wait_until(lambda: held().get("adder", {}).get("share") == 1.0, 20, "policy applied")
+        agent.infer(5)
+        wait_until(lambda: captured() == 5, 20, "captured rows pushed to the hub")
+        reasons = catalog.cursor().execute(
+            "SELECT DISTINCT reason FROM telemetry_capture WHERE agent = 'edge1'").fetchall()
+        assert reasons == [("random",)]
+        set_capture(catalog, "edge1", "adder", None)  # back to the bundle's: none
+        wait_until(lambda: "adder" not in held(), 20, "policy cleared")
+        agent.infer(5)
+        wait_until(lambda: len(agent.outbox()) == 0 and catalog.cursor().execute(
+            "SELECT count(*) FROM telemetry_request WHERE agent = 'edge1'").fetchall()[0][0]
+            == 10, 20, "telemetry pushed")
+        assert captured() == 5
+    finally:
+        agent.stop()
+
+
+def test_hub_push_brings_the_histograms_of_all_traffic_served_before_it(
+        catalog: Catalog, hub: HubHandle, tmp_path: Path) -> None:
+    """A 10-minute window never closes by itself here: only the push's cut can bring the
+    counts, and they must cover every row served before the push, each once."""
+    train_mini(catalog)
+    agent = enrol_and_start(catalog, tmp_path, "edge", hub.url, extra=("--window-s", "600"))
+    try:
+        wait_until(lambda: agent_status(catalog, "edge").online, 20, "first poll")
+        assert _finished(catalog, deploy(catalog, "pumps@production", "edge").deployment)[0] \
+            == "active"
+        shifted = [{"temp": 45.0 + i % 7, "site": "east", "load": 4.0} for i in range(600)]
+
+        def serve(rows: list[dict[str, object]]) -> None:
+            with httpx.Client(base_url=agent.url, verify=verify_for(agent.url)) as http:
+                for start in range(0, len(rows), 100):
+                    answer = http.post("/v1/models/pumps/predict",
+                                       json={"records": rows[start:start + 100]})
+                    assert answer.status_code == 200, answer.text
+
+        def covered(rows: int) -> Any:
+            try:
+                report = drift_report(catalog, "pumps")
+            except NotFound:  # no histogram yet
+                return False
+            return report.covers is not None and report.covers.rows == rows and report
+
+        serve(shifted[:534])
+        first = wait_until(lambda: covered(534), 30, "histograms of 534 rows pushed")
+        temp = {f.feature: f for f in first.features}["temp"]
+        assert temp.rows == 534 and temp.status == "alert"
+        assert first.prediction is not None and first.prediction.rows == 534
+        assert first.covers.start <= first.covers.end <= time.time()
+        serve(shifted[534:])  # the same open window, cut again at the next push
+        second = wait_until(lambda: covered(600), 30, "histograms of 600 rows pushed")
+        assert {f.feature: f.rows for f in second.features}["temp"] == 600
+        wait_until(lambda: not agent.outbox(), 20, "outbox acked")
+        assert drift_report(catalog, "pumps").covers == second.covers  # nothing twice
+        seqs = _seqs(catalog, "edge")
+        assert len(seqs) == len(set(seqs))
+    finally:
+        agent.stop()

@@ -276,13 +276,15 @@ class FleetView(View):
 
     def import_telemetry_file(self, path: Path) -> None:
         self.ctx.tasks.run(f"Import telemetry {path.name}",
-                           lambda c: calls.import_telemetry(c.catalog, path),
+                           lambda c: calls.import_telemetry(c.catalog, path, c.progress,
+                                                            c.cancel),
                            self._telemetry_imported)
 
-    def _telemetry_imported(self, result: IngestResult) -> None:
+    def _telemetry_imported(self, done: tuple[IngestResult, list[str]]) -> None:
+        result, policy = done
         self._say(
             f"Imported {result.requests:,} requests and {result.histograms:,} histogram windows "
-            f"from {result.agent}", 8000)
+            f"from {result.agent}" + "".join(f" — {line}" for line in policy), 8000)
         self.ctx.events.telemetry_changed.emit()
         self.refresh()
 

@@ -161,7 +161,11 @@ class MonitoringView(View):
                 " — telemetry up to date"
         if failed:
             text += " — " + "; ".join(failed)
+        if snap.policy:
+            text += " — " + "; ".join(snap.policy)
         self.summary.setText(text)
+        if snap.retrained:
+            self.ctx.events.models_changed.emit()
         self._plot(snap)
         self.shadow.setText(shadow_text(snap.shadow))
         self.shadow.setVisible(bool(snap.shadow))

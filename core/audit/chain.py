@@ -22,7 +22,7 @@ from edge_agent.contract.errors import SchemaError
 
 GENESIS = "0" * 64
 DESKTOP_KINDS = ("register", "alias", "bundle_build", "deploy", "rollback", "approve",
-                 "key_rotation", "retrain", "gate", "rollout")
+                 "key_rotation", "retrain", "gate", "rollout", "policy")
 AGENT_EVENT = "agent_event"
 COLUMNS = ("position", "recorded_at", "kind", "actor", "agent", "model", "version", "sha256",
            "detail",

@@ -118,21 +118,36 @@ def capture(
         "--per-class-cap", help="At most this many captures per predicted class per "
                                 "telemetry window.")] = None,
     while_drift: Annotated[bool, typer.Option(
-        "--while-drift", help="Capture every row while drift is alerted.")] = False,
+        "--while-drift", help="Capture every row while drift is alerted: the agent tests "
+                              "each closed histogram window against the baseline.")] = False,
     drift_alerted: Annotated[bool, typer.Option(
         "--drift-alerted", help="Tell the agent drift is alerted now.")] = False,
+    drift_psi: Annotated[float | None, typer.Option(
+        "--drift-psi", help="With --while-drift: PSI of a closed window (any feature) at "
+                            "which the agent switches capture-all on by itself (default: "
+                            "the desktop's alert threshold, OUTPOST_PSI_ALERT).")] = None,
+    drift_min_rows: Annotated[int | None, typer.Option(
+        "--drift-min-rows", help="With --while-drift: smaller windows do not switch (50).")
+    ] = None,
     clear: Annotated[bool, typer.Option(
         "--clear", help="Drop the override: the bundle's policy applies again.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Set which answered rows an agent captures for a model (sample capture)."""
-    from core.fleet.capture import capture_policy, set_capture
+    from core.fleet.capture import capture_policy
+    from core.fleet.dispatch import set_capture
 
+    if while_drift and drift_psi is None:  # the agent alerts where the desktop would
+        from core.drift import Thresholds
+
+        drift_psi = Thresholds.from_env().psi_alert
     policy = None if clear else capture_policy(
         share=share, confidence_below=confidence_below, per_class_cap=per_class_cap,
-        while_drift=while_drift, drift_alerted=drift_alerted)
+        while_drift=while_drift, drift_alerted=drift_alerted, drift_psi=drift_psi,
+        drift_min_rows=drift_min_rows)
     with open_catalog() as catalog:
         answer = set_capture(catalog, name, model, policy)
-    data = {"agent": name, "model": model, "policy": answer.get("policy")}
+    data = {"agent": name, "model": model, "policy": answer.get("policy"),
+            "status": answer.get("status", "set")}  # pending: a hub agent's next poll
     emit(data, as_json, lambda: console.print(f"capture policy of {model} on {name}: "
                                               f"{data['policy'] or 'from the bundle'}"))

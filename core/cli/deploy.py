@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from core.accuracy import AccuracyThresholds
 from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar
 from core.cli.session import cancel_token
 from core.errors import InvalidInput
@@ -13,6 +14,8 @@ from core.fleet.dispatch import deploy as deploy_version
 from core.fleet.dispatch import rollback as rollback_version
 from core.fleet.errors import DeployRefused
 from core.fleet.local import LOCAL_AGENT
+
+DEFAULT_ACCURACY = AccuracyThresholds()
 
 
 def deploy(
@@ -32,7 +35,8 @@ def deploy(
     shadow_share: Annotated[float, typer.Option(
         "--shadow-share", help="--challenger: share of requests it runs on (0-1].")] = 0.5,
     to_fleet: Annotated[bool, typer.Option(
-        "--to-fleet", help="Staged rollout to every push agent, wave by wave.")] = False,
+        "--to-fleet", help="Staged rollout to every agent (push and hub), wave by wave.")
+    ] = False,
     waves: Annotated[str, typer.Option(
         "--waves", help="--to-fleet: cumulative share of agents per wave.")] = "10%,50%,100%",
     max_failures: Annotated[int, typer.Option(
@@ -42,7 +46,14 @@ def deploy(
         "--soak", help="--to-fleet: seconds each wave must stay healthy.")] = 60.0,
     offline_timeout: Annotated[float, typer.Option(
         "--offline-timeout", help="--to-fleet: seconds an agent may be unreachable before "
-        "it counts as failed.")] = 30.0,
+        "it counts as failed (a hub agent: silent, or no outcome that long after its next "
+        "poll).")] = 30.0,
+    min_labels: Annotated[int, typer.Option(
+        "--min-labels", help="--to-fleet: labels needed before live accuracy can fail a "
+        "soak.")] = DEFAULT_ACCURACY.min_labels,
+    max_accuracy_drop: Annotated[float, typer.Option(
+        "--max-accuracy-drop", help="--to-fleet: live accuracy this far below the holdout's "
+        "fails the soak.")] = DEFAULT_ACCURACY.max_drop,
     as_json: JsonFlag = False,
 ) -> None:
     """Push a model version to an agent, which installs, canary-checks and activates it."""
@@ -56,7 +67,8 @@ def deploy(
         plan = parse_waves(waves)
         with open_catalog() as catalog:
             rollout = start_rollout(catalog, ref, waves=plan, max_failures=max_failures,
-                                    soak_s=soak, offline_s=offline_timeout)
+                                    soak_s=soak, offline_s=offline_timeout,
+                                    accuracy=AccuracyThresholds(min_labels, max_accuracy_drop))
         run_rollout(rollout.id, as_json)
         return
     if check:

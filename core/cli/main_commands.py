@@ -64,7 +64,7 @@ def _module_function(module: str, function: str) -> Callable[[], Callable[..., A
 
 
 for _group in ("dataset", "samples", "telemetry", "drift", "keys", "bundle", "pipeline", "runs",
-               "model", "hub", "feedback", "audit", "shadow", "rollout"):
+               "model", "hub", "feedback", "audit", "shadow", "rollout", "policy"):
     lazy_group(_group, _module_app(_group))
 lazy_group("agent", _agent_app)
 lazy_command("deploy", _module_function("deploy", "deploy"))

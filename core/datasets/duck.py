@@ -57,10 +57,11 @@ def run(
     stage: str,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    params: dict[str, Any] | None = None,
 ) -> list[tuple[Any, ...]]:
     """Execute one statement; report its progress and interrupt it when cancelled."""
     if progress is None and cancel is None:
-        return cur.execute(sql).fetchall()
+        return cur.execute(sql, params).fetchall()
     enable_progress(cur)
     done = threading.Event()
 
@@ -76,7 +77,7 @@ def run(
     watcher = threading.Thread(target=watch, name=f"duckdb-{stage}", daemon=True)
     watcher.start()
     try:
-        rows = cur.execute(sql).fetchall()
+        rows = cur.execute(sql, params).fetchall()
     finally:
         done.set()
         watcher.join()

@@ -15,7 +15,10 @@ from core.errors import NotFound
 
 _FLOATS = ("FP16", "FP32", "FP64")
 
-_FLOATS = ("FP16", "FP32", "FP64")
+# Labels imported from files: one current row per (model, id); the model is on the import.
+IMPORTED = """
+    SELECT id, label, ts FROM feedback
+    WHERE import IN (SELECT import FROM feedback_import WHERE model = $model)"""
 
 PREDICTIONS = """
     SELECT agent, version, unnest(ids) AS id, unnest(predicted) AS predicted,
@@ -24,7 +27,7 @@ PREDICTIONS = """
 
 LABELS = """
     SELECT id, arg_max(label, ord) AS label, max(ts) AS label_ts FROM (
-        SELECT id, label, ts, [ts, 0, 0] AS ord FROM feedback WHERE model = $model
+        SELECT id, label, ts, [ts, 0, 0] AS ord FROM (""" + IMPORTED + """)
         UNION ALL
         SELECT id, label, ts, [ts, seq, pos] FROM (
             SELECT unnest(ids) AS id, unnest(labels) AS label, ts, seq,

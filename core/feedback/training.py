@@ -19,9 +19,11 @@ SUFFIX = "_plus_captured"
 
 
 def add_captured(catalog: Catalog, dataset_ref: str, target: str, *,
-                 progress: ProgressFn | None = None,
+                 before: float | None = None, progress: ProgressFn | None = None,
                  cancel: CancelToken | None = None) -> ImportResult:
-    """The version of NAME_plus_captured holding `dataset_ref` and the labelled captures."""
+    """The version of NAME_plus_captured holding `dataset_ref` and the labelled captures
+    (only those captured before `before`, unix seconds, when given: a retrain keeps the
+    newest out to judge the result on them)."""
     base = resolve_version(catalog, dataset_ref)
     if target not in {c.name for c in base.columns}:
         raise InvalidInput(f"{base.ref} has no column {target!r}")
@@ -39,8 +41,9 @@ def add_captured(catalog: Catalog, dataset_ref: str, target: str, *,
             if col.name in have else f"NULL::{col.type} AS {duck.ident(col.name)}"
             for col in base.columns)
         path = version_path(catalog, resolve_version(catalog, f"{c.name}@{c.version}"))
+        older = "" if before is None else f" AND captured_at < to_timestamp({float(before)!r})"
         parts.append(f"SELECT {cols} FROM read_parquet({duck.literal(path)}) "
-                     f"WHERE {duck.ident(target)} IS NOT NULL")
+                     f"WHERE {duck.ident(target)} IS NOT NULL{older}")
     if len(parts) == 1:
         raise InvalidInput(f"no labelled captured rows for the models trained on "
                            f"{base.dataset} ({', '.join(models) or 'none'}): import labels "

@@ -18,8 +18,9 @@ def capture_policy(**fields: Any) -> CapturePolicy:
         raise InvalidInput(str(exc)) from exc
 
 
-def set_capture(catalog: Catalog, agent: str, model: str, policy: CapturePolicy | None
+def set_capture_by_push(catalog: Catalog, agent: str, model: str, policy: CapturePolicy | None
                 ) -> dict[str, Any]:
-    """Send the policy (None: back to the bundle's) to the agent; returns its answer."""
+    """Send the policy (None: back to the bundle's) to a push agent; returns its answer.
+    Hub agents get theirs with their next poll: `core.fleet.dispatch.set_capture`."""
     with connect(catalog, agent) as (_, client):
         return client.set_capture(model, None if policy is None else policy.to_dict())

@@ -14,14 +14,16 @@ from typing import Any
 from core.catalog import Catalog
 from core.errors import OutpostError
 from core.fleet.agents import connect, poll_agent
+from core.fleet.capture import set_capture_by_push
 from core.fleet.checks import check_opset, describe_opsets, refuse_flagged
 from core.fleet.errors import DeployRefused
 from core.fleet.ledger import DeployResult
 from core.fleet.push import deploy_by_push, rollback_by_push
 from core.fleet.records import AgentStatus, StatusReport, get_agent, last_status, list_agents
 from core.hub.contacts import hub_agent_status
-from core.hub.desired import deploy_via_hub, rollback_via_hub
+from core.hub.desired import deploy_via_hub, rollback_via_hub, set_capture_via_hub
 from core.progress import CancelToken, ProgressFn
+from edge_agent.contract.capture import CapturePolicy
 
 
 def agent_status(catalog: Catalog, name: str) -> AgentStatus:
@@ -66,6 +68,16 @@ def rollback(catalog: Catalog, model: str, agent: str) -> DeployResult:
     if (record := get_agent(catalog, agent)).mode == "hub":  # recorded, done on poll
         return rollback_via_hub(catalog, model, record)
     return rollback_by_push(catalog, model, agent)
+
+
+def set_capture(catalog: Catalog, agent: str, model: str,
+                policy: CapturePolicy | None) -> dict[str, Any]:
+    """Set the model's sample-capture policy on the agent (None: the bundle's again): sent
+    now to a push agent, carried by the next (signed) poll answer to a hub agent."""
+    if (record := get_agent(catalog, agent)).mode == "hub":
+        return set_capture_via_hub(catalog, record, model,
+                                   None if policy is None else policy.to_dict())
+    return set_capture_by_push(catalog, agent, model, policy)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 more agents fail than allowed.
 
 Each wave's agents are deployed through the dispatcher (install and canary on the
-agent), then soaked: for `soak_s` each must stay online, serve the new version and
-keep its error rate and p99 (from pulled telemetry since its switch) within the
-health thresholds (`core.drift.Thresholds`, OUTPOST_ERROR_RATE / OUTPOST_P99_MS).
-An agent unreachable for longer than `offline_s` counts as failed. When the
-failures pass `max_failures` the rollout halts and every agent it already
-switched is rolled back to the version it served before (an explicit rollback).
+agent; a hub agent does it on its next poll and the rollout waits for the outcome it
+reports), then soaked (core.fleet.soak): for `soak_s` each must stay reachable, serve
+the new version, keep its error rate and p99 within the health thresholds and, when
+labels arrive, its live accuracy near the holdout. An agent unreachable (or silent)
+for longer than `offline_s` counts as failed. As soon as the failures pass
+`max_failures` the rollout halts and every agent it already switched goes back to the
+version it served before (push: an explicit rollback; hub: that version recorded as
+desired, which also overrides a deploy the agent has not picked up yet).
 
 State lives in the catalog (`rollout`, `rollout_agent`), written before and after
 every step, so a desktop restart can `resume_rollout` (or `abort_rollout`).
@@ -21,11 +23,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from core.accuracy import AccuracyThresholds
 from core.audit.chain import record_event
 from core.catalog import Catalog
 from core.errors import InvalidInput, NotFound, OutpostError
-from core.fleet.dispatch import agent_status, deploy, rollback
-from core.fleet.records import list_agents
+from core.fleet.dispatch import deploy, rollback
+from core.fleet.ledger import list_deployments
+from core.fleet.records import get_agent, list_agents
+from core.fleet.soak import SoakLimits, await_outcomes, serving, soak_problem
 from core.progress import CancelToken, ProgressFn, check, report
 
 RolloutStatus = Literal["running", "done", "halted", "aborted"]
@@ -33,6 +38,7 @@ AgentState = Literal["waiting", "switched", "healthy", "failed", "rolled_back"]
 DEFAULT_WAVES = (0.1, 0.5, 1.0)
 DEFAULT_SOAK_S = 60.0
 DEFAULT_OFFLINE_S = 30.0
+DEFAULT_ACCURACY = AccuracyThresholds()
 POLL_S = 1.0
 
 
@@ -58,10 +64,17 @@ class Rollout:
     wave: int  # waves finished
     reason: str | None
     agents: list[RolloutAgent] = field(default_factory=list)
+    min_labels: int = DEFAULT_ACCURACY.min_labels
+    max_accuracy_drop: float = DEFAULT_ACCURACY.max_drop
 
     @property
     def failures(self) -> int:
         return sum(a.status == "failed" for a in self.agents)
+
+    @property
+    def limits(self) -> SoakLimits:
+        return SoakLimits(self.model, self.version, self.offline_s,
+                          AccuracyThresholds(self.min_labels, self.max_accuracy_drop))
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -83,17 +96,22 @@ def parse_waves(text: str) -> list[float]:
 
 def start_rollout(catalog: Catalog, ref: str, *, waves: list[float] | None = None,
                   max_failures: int = 0, soak_s: float = DEFAULT_SOAK_S,
-                  offline_s: float = DEFAULT_OFFLINE_S) -> Rollout:
-    """Record a rollout of `ref` to every push agent (none running for this model)."""
+                  offline_s: float = DEFAULT_OFFLINE_S,
+                  accuracy: AccuracyThresholds = DEFAULT_ACCURACY) -> Rollout:
+    """Record a rollout of `ref` to every agent, push and hub (none running for this
+    model)."""
     from core.registry import resolve_model
 
     waves = list(waves or DEFAULT_WAVES)
     if max_failures < 0 or soak_s < 0 or offline_s <= 0:
         raise InvalidInput("--max-failures and --soak must be >= 0, the offline timeout > 0")
+    if accuracy.min_labels < 1 or not 0 <= accuracy.max_drop <= 1:
+        raise InvalidInput("--min-labels must be >= 1 and --max-accuracy-drop from 0 to 1")
     mv = resolve_model(catalog, ref)
-    names = sorted(a.name for a in list_agents(catalog) if a.mode != "hub")
+    names = sorted(a.name for a in list_agents(catalog))
     if not names:
-        raise InvalidInput("no push agents to roll out to: add one with `outpost agent add`")
+        raise InvalidInput("no agents to roll out to: add one with `outpost agent add` or "
+                           "`outpost agent enroll`")
     cur = catalog.cursor()
     if cur.execute("SELECT id FROM rollout WHERE model = ? AND status = 'running'",
                    [mv.model]).fetchall():
@@ -103,8 +121,10 @@ def start_rollout(catalog: Catalog, ref: str, *, waves: list[float] | None = Non
     with catalog.transaction() as cur:
         row = cur.execute(
             "INSERT INTO rollout (model, version, waves, max_failures, soak_s, offline_s, "
-            "status, wave) VALUES (?, ?, ?, ?, ?, ?, 'running', 0) RETURNING id",
-            [mv.model, mv.version, json.dumps(waves), max_failures, soak_s, offline_s]
+            "status, wave, min_labels, max_accuracy_drop) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'running', 0, ?, ?) RETURNING id",
+            [mv.model, mv.version, json.dumps(waves), max_failures, soak_s, offline_s,
+             accuracy.min_labels, accuracy.max_drop]
         ).fetchone()
         assert row is not None
         rid = row[0]
@@ -125,18 +145,21 @@ def get_rollout(catalog: Catalog, rollout_id: int | None = None) -> Rollout:
     cur = catalog.cursor()
     rows = cur.execute(
         "SELECT id, model, version, waves, max_failures, soak_s, offline_s, status, wave, "
-        "reason FROM rollout WHERE (CAST(? AS BIGINT) IS NULL OR id = ?) ORDER BY id DESC "
-        "LIMIT 1", [rollout_id, rollout_id]).fetchall()
+        "reason, min_labels, max_accuracy_drop FROM rollout "
+        "WHERE (CAST(? AS BIGINT) IS NULL OR id = ?) ORDER BY id DESC LIMIT 1",
+        [rollout_id, rollout_id]).fetchall()
     if not rows:
         raise NotFound("no rollout yet" if rollout_id is None
                        else f"rollout {rollout_id} does not exist")
-    rid, model, version, waves, max_f, soak, offline, status, wave, reason = rows[0]
+    (rid, model, version, waves, max_f, soak, offline, status, wave, reason, min_labels,
+     max_drop) = rows[0]
     agents = [RolloutAgent(str(a), int(w), None if p is None else int(p), s, e)
               for a, w, p, s, e in cur.execute(
                   "SELECT agent, wave, previous, status, error FROM rollout_agent "
                   "WHERE rollout = ? ORDER BY wave, agent", [rid]).fetchall()]
     return Rollout(int(rid), str(model), int(version), json.loads(waves), int(max_f),
-                   float(soak), float(offline), status, int(wave), reason, agents)
+                   float(soak), float(offline), status, int(wave), reason, agents,
+                   int(min_labels), float(max_drop))
 
 
 def _set_agent(catalog: Catalog, rid: int, agent: str, status: AgentState,
@@ -159,46 +182,37 @@ def _set_rollout(catalog: Catalog, rid: int, status: RolloutStatus, wave: int,
                                  "reason": reason})
 
 
-def _active(catalog: Catalog, agent: str, model: str) -> int | None:
-    status = agent_status(catalog, agent)
-    if not status.online:
-        raise OutpostError(status.error or f"agent {agent} is offline")
-    return next((m.get("active") for m in status.models if m.get("name") == model), None)
-
-
-def _switch(catalog: Catalog, r: Rollout, a: RolloutAgent) -> bool:
-    try:
-        previous = _active(catalog, a.agent, r.model)
-        _set_agent(catalog, r.id, a.agent, "waiting", previous=previous)
-        deploy(catalog, f"{r.model}@{r.version}", a.agent)
-    except OutpostError as exc:
-        _set_agent(catalog, r.id, a.agent, "failed", str(exc))
-        return False
-    _set_agent(catalog, r.id, a.agent, "switched")
-    return True
-
-
-def _health(catalog: Catalog, r: Rollout, agent: str, since: float) -> str | None:
-    """Why `agent` is unhealthy now, or None."""
-    from core.drift import Thresholds
-    from core.telemetry.pull import pull_telemetry
-    from core.telemetry.series import request_stats
-
-    if _active(catalog, agent, r.model) != r.version:
-        return f"agent {agent} no longer serves {r.model}@{r.version}"
-    pull_telemetry(catalog, agent)
-    th = Thresholds.from_env()
-    for s in request_stats(catalog, agent=agent, model=r.model, since=since):
-        if s.error_rate > th.error_rate:
-            return f"error rate {s.error_rate:.1%} (> {th.error_rate:.1%})"
-        if s.p99_ms is not None and s.p99_ms > th.p99_ms:
-            return f"p99 {s.p99_ms:.1f} ms (> {th.p99_ms:g} ms)"
-    return None
+def _switch(catalog: Catalog, r: Rollout, members: list[RolloutAgent],
+            cancel: CancelToken | None) -> list[str]:
+    """Deploy to the wave's waiting agents; the names switched. A push agent switches
+    (or refuses) now; a hub agent when it reports the outcome of its next poll."""
+    switched: list[str] = []
+    pending: dict[str, int] = {}  # hub agent -> its deployment
+    for a in members:
+        check(cancel, "rollout")
+        try:
+            previous = serving(catalog, a.agent, r.model)
+            _set_agent(catalog, r.id, a.agent, "waiting", previous=previous)
+            result = deploy(catalog, f"{r.model}@{r.version}", a.agent)
+        except OutpostError as exc:
+            _set_agent(catalog, r.id, a.agent, "failed", str(exc))
+            continue
+        if result.status == "pending":
+            pending[a.agent] = result.deployment
+        else:
+            _set_agent(catalog, r.id, a.agent, "switched")
+            switched.append(a.agent)
+    for agent, error in await_outcomes(catalog, pending, r.offline_s, cancel).items():
+        _set_agent(catalog, r.id, agent, "failed" if error else "switched", error)
+        if error is None:
+            switched.append(agent)
+    return switched
 
 
 def _soak(catalog: Catalog, r: Rollout, names: list[str], cancel: CancelToken | None,
           clock: Callable[[], float]) -> None:
-    """Watch the wave's switched agents for the soak time; mark failures as they happen."""
+    """Watch the wave's switched agents for the soak time; mark failures as they happen.
+    Ends early once the rollout has more failures than it tolerates: it halts anyway."""
     since = time.time()
     end = clock() + r.soak_s
     last_seen = {n: clock() for n in names}
@@ -206,7 +220,7 @@ def _soak(catalog: Catalog, r: Rollout, names: list[str], cancel: CancelToken | 
     while names:
         for name in list(names):
             try:
-                problem = _health(catalog, r, name, since)
+                problem = soak_problem(catalog, r.limits, name, since)
                 last_seen[name] = clock()
             except OutpostError as exc:
                 if clock() - last_seen[name] <= r.offline_s:
@@ -219,36 +233,71 @@ def _soak(catalog: Catalog, r: Rollout, names: list[str], cancel: CancelToken | 
                 healthy.add(name)
                 names.remove(name)
         check(cancel, "rollout")
+        if names and get_rollout(catalog, r.id).failures > r.max_failures:
+            break
         if names:
             time.sleep(min(POLL_S, max(0.05, end - clock())))
     for name in healthy:
         _set_agent(catalog, r.id, name, "healthy")
 
 
-def _roll_back(catalog: Catalog, r: Rollout) -> None:
-    """Every agent now on the new version goes back to the one it served before: those
-    switched, and those that failed after their switch (unhealthy in the soak)."""
-    for a in get_rollout(catalog, r.id).agents:
-        if a.status == "failed":
-            try:
-                switched = a.previous != r.version and _active(catalog, a.agent,
-                                                               r.model) == r.version
-            except OutpostError:
-                switched = False  # unreachable: nothing to roll back now
-            if not switched:
-                continue
-        elif a.status not in ("switched", "healthy"):
+def _on_new_version(catalog: Catalog, r: Rollout, a: RolloutAgent) -> bool:
+    """Whether the agent may serve the rollout's version now or later: push agents are
+    asked; for a hub agent the ledger says whether its deploy is pending or went through."""
+    if get_agent(catalog, a.agent).mode == "hub":
+        latest = next(iter(list_deployments(catalog, agent=a.agent, model=r.model)), None)
+        return latest is not None and latest.action == "deploy" and \
+            latest.version == r.version and latest.status in ("pending", "active")
+    if a.status != "failed":
+        return a.status in ("switched", "healthy")  # a push deploy is done when recorded
+    try:  # failed: after its switch (unhealthy in the soak), or refused it
+        return a.previous != r.version and serving(catalog, a.agent, r.model) == r.version
+    except OutpostError:
+        return False  # unreachable: nothing to roll back now
+
+
+def _send_back(catalog: Catalog, r: Rollout, a: RolloutAgent) -> int | None:
+    """Start `a`'s way back to its previous version; the hub deployment to wait for."""
+    if get_agent(catalog, a.agent).mode == "hub" and a.previous is not None:
+        # Desired state, not a rollback action: it also replaces a deploy not picked up
+        # yet, where "one version back" would go one too far.
+        return deploy(catalog, f"{r.model}@{a.previous}", a.agent,
+                      allow_downgrade=True).deployment
+    result = rollback(catalog, r.model, a.agent)
+    return result.deployment if result.status == "pending" else None
+
+
+def _roll_back(catalog: Catalog, r: Rollout, cancel: CancelToken | None = None) -> None:
+    """Every agent on the new version (or about to be) goes back to the one it served
+    before: those switched, and those that failed after their switch."""
+    errors: dict[str, str | None] = {}
+    pending: dict[str, int] = {}
+    agents = [a for a in get_rollout(catalog, r.id).agents
+              if a.status in ("switched", "healthy", "failed", "waiting")]
+    for a in agents:
+        if not _on_new_version(catalog, r, a):
             continue
         try:
-            rollback(catalog, r.model, a.agent)
+            if (deployment := _send_back(catalog, r, a)) is not None:
+                pending[a.agent] = deployment
+            errors[a.agent] = None
         except OutpostError as exc:
-            _set_agent(catalog, r.id, a.agent, a.status,
-                       f"{a.error + '; ' if a.error else ''}rollback failed: {exc}")
+            errors[a.agent] = f"rollback failed: {exc}"
+    errors |= {agent: None if error is None else f"rollback recorded, not confirmed: {error}"
+               for agent, error in await_outcomes(catalog, pending, r.offline_s,
+                                                  cancel).items()}
+    for a in agents:
+        if a.agent not in errors:
             continue
+        error = errors[a.agent]
         if a.status == "failed":
-            _set_agent(catalog, r.id, a.agent, "failed", f"{a.error}; rolled back")
-        else:
+            _set_agent(catalog, r.id, a.agent, "failed",
+                       f"{a.error}; {error or 'rolled back'}")
+        elif error is None:
             _set_agent(catalog, r.id, a.agent, "rolled_back")
+        else:
+            _set_agent(catalog, r.id, a.agent, a.status,
+                       f"{a.error + '; ' if a.error else ''}{error}")
 
 
 def resume_rollout(catalog: Catalog, rollout_id: int | None = None, *,
@@ -264,17 +313,13 @@ def resume_rollout(catalog: Catalog, rollout_id: int | None = None, *,
         members = [a for a in get_rollout(catalog, r.id).agents if a.wave == wave]
         # After a restart, agents switched but not yet soaked are soaked again.
         soak = [a.agent for a in members if a.status == "switched"]
-        for a in members:
-            if a.status == "waiting":
-                check(cancel, "rollout")
-                if _switch(catalog, r, a):
-                    soak.append(a.agent)
+        soak += _switch(catalog, r, [a for a in members if a.status == "waiting"], cancel)
         if get_rollout(catalog, r.id).failures <= r.max_failures:
             _soak(catalog, r, soak, cancel, clock)
         failures = get_rollout(catalog, r.id).failures
         if failures > r.max_failures:
             reason = f"{failures} agent(s) failed in wave {wave + 1} (max {r.max_failures})"
-            _roll_back(catalog, r)
+            _roll_back(catalog, r, cancel)
             _set_rollout(catalog, r.id, "halted", wave, reason)
             return get_rollout(catalog, r.id)
         _set_rollout(catalog, r.id, "running", wave + 1)

@@ -177,7 +177,8 @@ class HubApp:
         keys = self.keys.state(rotation, status.get("keys"))
         nonce = status.get("hub_nonce")
         return {"agent": name, "nonce": nonce if isinstance(nonce, str) else None,
-                "desired": desired.desired_for(cur, name), "rotations": keys.records,
+                "desired": desired.desired_for(cur, name),
+                "capture": desired.capture_for(cur, name), "rotations": keys.records,
                 "key_index": keys.key_index, "key_counter": keys.key_counter,
                 "rotation": rotation}
 

@@ -8,12 +8,14 @@ A newer deployment of the same model supersedes a pending one, which fails as su
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
 from core.catalog import Catalog
+from core.errors import NotFound
 from core.fleet.checks import check_opset
 from core.fleet.errors import DeployRefused
 from core.fleet.ledger import (
@@ -120,6 +122,28 @@ def desired_for(cur: duckdb.DuckDBPyConnection, agent: str) -> list[dict[str, An
                  "sha256": bundle, "path": agent_path(agent, "bundles", bundle)},
              "allow_downgrade": allow_downgrade, "status": status}
             for model, version, action, deployment, bundle, allow_downgrade, status in rows]
+
+
+def set_capture_via_hub(catalog: Catalog, record: AgentRecord, model: str,
+                        policy: dict[str, Any] | None) -> dict[str, Any]:
+    """Record the model's capture policy for the hub agent (None: the bundle's again); its
+    next poll answer carries it, signed like the rest of the answer."""
+    with catalog.transaction() as cur:
+        if not cur.execute("SELECT 1 FROM model_version WHERE model = ? LIMIT 1",
+                           [model]).fetchall():
+            raise NotFound(f"model {model!r} is not in the catalog")
+        cur.execute("DELETE FROM hub_capture WHERE agent = ? AND model = ?",
+                    [record.name, model])
+        cur.execute("INSERT INTO hub_capture (agent, model, policy) VALUES (?, ?, ?)",
+                    [record.name, model, None if policy is None else json.dumps(policy)])
+    return {"model": model, "policy": policy, "status": "pending"}
+
+
+def capture_for(cur: duckdb.DuckDBPyConnection, agent: str) -> dict[str, Any]:
+    """The poll answer's `capture`: model -> policy (null: back to the bundle's)."""
+    rows = cur.execute("SELECT model, policy FROM hub_capture WHERE agent = ? ORDER BY model",
+                       [agent]).fetchall()
+    return {str(m): None if p is None else json.loads(p) for m, p in rows}
 
 
 def bundle_allowed(cur: duckdb.DuckDBPyConnection, agent: str, sha256: str) -> bool:

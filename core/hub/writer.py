@@ -59,6 +59,7 @@ class Writer:
         self._queue: queue.SimpleQueue[_Call | _Telemetry | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="hub-writer", daemon=True)
         self.flushes = 0  # commits of telemetry rounds, for the benchmark's report
+        self._ingested = False  # telemetry committed since the policies were last evaluated
 
     def start(self) -> None:
         self._thread.start()
@@ -92,6 +93,7 @@ class Writer:
             if time.monotonic() - last >= self.period_s or not running:
                 last = time.monotonic()
                 self._periodic()
+                self._policies()
 
     def _gather(self, first: _Call | _Telemetry | None | object
                 ) -> tuple[list[_Call | _Telemetry], bool]:
@@ -134,6 +136,7 @@ class Writer:
                 t.future.set_exception(exc)
             return
         self.flushes += 1
+        self._ingested = True
         for t, result in zip(telemetry, results, strict=True):
             if isinstance(result, OutpostError):
                 t.future.set_exception(result)
@@ -145,6 +148,18 @@ class Writer:
             job.future.set_result(_retrying(lambda: job.fn(self.catalog)))
         except Exception as exc:  # noqa: BLE001 -- handed to the waiting request
             job.future.set_exception(exc)
+
+    def _policies(self) -> None:
+        """Evaluate the retraining policies once per period after telemetry arrived, not per
+        round: rounds come many a second, and their posters are answered first. A firing
+        trigger queues its retrain as pending (docs/policy.md); `after_ingest` never
+        raises, so the writer thread cannot die of it."""
+        if not self._ingested:
+            return
+        from core.policy.evaluate import after_ingest
+
+        self._ingested = False
+        after_ingest(self.catalog, "hub")
 
     def _periodic(self) -> None:
         if self.periodic is None:

@@ -87,6 +87,23 @@ def _canary_line(canary: dict[str, Any] | None) -> list[str]:
             "no prediction drift baseline"]
 
 
+def _retrain_section(catalog: Catalog, version: ModelVersion) -> list[str]:
+    """Why a retraining policy made this version: the triggers, the data, the gate."""
+    from core.policy.store import retrain_for_version
+
+    record = retrain_for_version(catalog, version.model, version.version)
+    if record is None:
+        return []
+    after = {"pull": "a telemetry pull", "import": "a telemetry import",
+             "hub": "a hub ingest"}.get(record.source, "`outpost policy check`")
+    lines = ["## Retraining", "",
+             f"Made by retrain #{record.id} of the model's retraining policy (evaluated "
+             f"after {after}):", ""]
+    lines += [f"- trigger `{t['trigger']}`: {t['detail']}" for t in record.triggers]
+    lines += [f"- data: `{record.dataset}`", f"- gate: {record.reason}", ""]
+    return lines
+
+
 def model_card(catalog: Catalog, ref: str) -> str:
     version = resolve_model(catalog, ref)
     aliases = ", ".join(f"`{a}`" for a in version.aliases) or "none"
@@ -98,6 +115,7 @@ def model_card(catalog: Catalog, ref: str) -> str:
              f"- aliases: {aliases}",
              f"- ONNX: sha256 `{version.onnx_object}`, {version.onnx_bytes} bytes",
              *_canary_line(version.source.get("canary")), ""]
+    lines += _retrain_section(catalog, version)
     if version.run is not None:
         lines += _run_section(get_run(catalog, version.run)) + [""]
     lines += _parity_section(version.parity, version.flagged) + [""]

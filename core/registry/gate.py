@@ -8,7 +8,9 @@ its registered ONNX graph — what the devices run.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,9 +38,22 @@ class GateResult:
     passed: bool
     version: int | None  # the staged version, when it passed
     reason: str
+    captured: dict[str, Any] | None = None  # the second check, on recent labelled captures
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RecentRows:
+    """Recent labelled captured rows (raw model inputs, as `holdout_frame` gives them) that
+    the challenger must also beat production on, by `margin`; fewer than `min_rows` and
+    that check is skipped, and the result says so."""
+
+    X: Any  # pandas DataFrame
+    y: Any
+    margin: float = 0.0
+    min_rows: int = 30
 
 
 def _score(metric: str, y: Any, pred: Any) -> float:
@@ -54,11 +69,42 @@ def _score(metric: str, y: Any, pred: Any) -> float:
     return float(np.sqrt(m.mean_squared_error(y.astype(float), pred.astype(float))))
 
 
+def _gain(metric: str, ours: float, theirs: float) -> float:
+    return ours - theirs if GATE_METRICS[metric][1] else theirs - ours
+
+
+def _on_recent(metric: str, recent: RecentRows, model: Any,
+               champion_predict: Callable[[Any], Any] | None) -> dict[str, Any]:
+    """The second check: both scored on the recent labelled captures."""
+    rows = len(recent.y)
+    out: dict[str, Any] = {"rows": rows, "min_rows": recent.min_rows, "margin": recent.margin,
+                           "metric": metric, "checked": False, "passed": True}
+    if rows < recent.min_rows:
+        out["note"] = (f"only {rows} recent labelled captured rows (fewer than "
+                       f"{recent.min_rows}): not compared on them")
+        return out
+    out["challenger"] = ours = _score(metric, recent.y, model.predict(recent.X))
+    out["checked"] = True
+    if champion_predict is None:
+        out["note"] = f"{metric} {ours:.4f} on {rows} recent captured rows, no production"
+        return out
+    out["production"] = theirs = _score(metric, recent.y, champion_predict(recent.X))
+    gain = _gain(metric, ours, theirs)
+    out["passed"] = gain > recent.margin
+    out["note"] = (f"{metric} {ours:.4f} vs production {theirs:.4f} on {rows} recent "
+                   f"captured rows ({'+' if gain >= 0 else ''}{gain:.4f}, margin "
+                   f"{recent.margin:g})")
+    return out
+
+
 def challenge(catalog: Catalog, run_id: str, name: str, *, metric: str | None = None,
-              margin: float = 0.0, progress: ProgressFn | None = None,
+              margin: float = 0.0, recent: RecentRows | None = None,
+              context: Mapping[str, Any] | None = None, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> GateResult:
     """Register run `run_id` as `name`@N+1 and alias it `staged` only if it beats
-    `name`@production by `margin` on the run's holdout (and passes ONNX parity)."""
+    `name`@production by `margin` on the run's holdout — and, given `recent` labelled
+    captured rows, on those too — and passes ONNX parity. `context` (why the run was
+    made: a retrain's triggers) goes into the audit entry."""
     from core.bundles import _predict
     from core.registry.aliases import set_alias
     from core.registry.models import resolve_model
@@ -75,14 +121,15 @@ def challenge(catalog: Catalog, run_id: str, name: str, *, metric: str | None = 
         raise InvalidInput(f"--metric {metric} does not fit a {run.task} run")
     if margin < 0:
         raise InvalidInput("--margin must be >= 0")
-    higher = GATE_METRICS[metric][1]
     X, y = holdout_frame(catalog, run)
-    ours = _score(metric, y, load_model(catalog, run).predict(X))
+    model = load_model(catalog, run)
+    ours = _score(metric, y, model.predict(X))
     try:
         champion = resolve_model(catalog, f"{name}@production")
     except NotFound:
         champion = None
     theirs = None
+    champion_predict: Callable[[Any], Any] | None = None
     if champion is not None:
         missing = [s.name for s in champion.inputs if s.name not in X.columns]
         if missing:
@@ -90,23 +137,34 @@ def challenge(catalog: Catalog, run_id: str, name: str, *, metric: str | None = 
                                "lacks: they cannot be compared")
         session = load_session(catalog.objects.require(champion.onnx_object).read_bytes(),
                                champion.ref)
-        theirs = _score(metric, y, _predict(session, champion, X))
+        champion_predict = partial(_predict, session, champion)
+        theirs = _score(metric, y, champion_predict(X))
     if theirs is None:
         beats, why = True, "no production version to beat"
     else:
-        gain = ours - theirs if higher else theirs - ours
+        gain = _gain(metric, ours, theirs)
         beats = gain > margin
         why = (f"{metric} {ours:.4f} vs production {theirs:.4f} "
                f"({'+' if gain >= 0 else ''}{gain:.4f}, margin {margin:g})")
+    captured = None if recent is None else _on_recent(
+        metric, recent, model, champion_predict)
+    if captured is not None:
+        why += f"; {captured['note']}"
+
     def result(passed: bool, version: int | None, reason: str) -> GateResult:
         decided = GateResult(name, run.id, str(metric), margin, ours, theirs,
-                             champion.version if champion else None, passed, version, reason)
+                             champion.version if champion else None, passed, version, reason,
+                             captured)
         with catalog.transaction() as cur:  # every decision, passed or not, is on record
-            record_event(cur, "gate", model=name, version=version, detail=decided.to_dict())
+            record_event(cur, "gate", model=name, version=version,
+                         detail={**decided.to_dict(), **dict(context or {})})
         return decided
 
     if not beats:
         return result(False, None, f"not registered: does not beat production: {why}")
+    if captured is not None and not captured["passed"]:
+        return result(False, None, "not registered: beats production on the holdout but not "
+                      f"on recent captured rows: {why}")
     mv = register_model(catalog, run.id, name, progress=progress, cancel=cancel)
     if mv.flagged:
         return result(False, mv.version, f"registered as {mv.ref} but not staged: its ONNX "

@@ -28,14 +28,19 @@ class CapturePolicy:
 
     share: float = 0.0  # random share of rows, 0..1
     confidence_below: float | None = None  # capture when the top probability is below this
-    while_drift: bool = False  # capture every row while the desktop says drift is alerted
+    while_drift: bool = False  # capture every row while drift is alerted (see below)
     per_class_cap: int | None = None
     drift_alerted: bool = False  # set by the desktop; meaningful only with while_drift
+    # With while_drift the agent also decides by itself: a closed histogram window of at
+    # least drift_min_rows rows whose PSI against the bundle's baseline reaches drift_psi
+    # on any feature switches capture-all on; a window below it on every feature, off.
+    # drift_psi defaults to the desktop's own alert threshold (core.drift.Thresholds).
+    drift_psi: float = 0.25
+    drift_min_rows: int = 50
 
     @property
     def active(self) -> bool:
-        return (self.share > 0 or self.confidence_below is not None
-                or (self.while_drift and self.drift_alerted))
+        return self.share > 0 or self.confidence_below is not None or self.while_drift
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,8 +64,14 @@ class CapturePolicy:
         flags = {k: doc.get(k, False) for k in ("while_drift", "drift_alerted")}
         if not all(type(v) is bool for v in flags.values()):
             raise SchemaError("capture policy: while_drift and drift_alerted must be true/false")
+        psi = doc.get("drift_psi", 0.25)
+        if not _number(psi) or psi <= 0:
+            raise SchemaError("capture policy: drift_psi must be a number > 0")
+        min_rows = doc.get("drift_min_rows", 50)
+        if type(min_rows) is not int or min_rows < 1:
+            raise SchemaError("capture policy: drift_min_rows must be an integer >= 1")
         return cls(float(share), None if band is None else float(band), flags["while_drift"],
-                   cap, flags["drift_alerted"])
+                   cap, flags["drift_alerted"], float(psi), min_rows)
 
 
 def _number(value: object) -> bool:

@@ -31,9 +31,11 @@ from edge_agent.contract.hub_protocol import (
 )
 from edge_agent.contract.signing import atomic_write, public_key_from_b64
 from edge_agent.hub.answers import verify_answer
+from edge_agent.hub.capture import apply_capture
 from edge_agent.hub.deploy import DesiredState
 from edge_agent.hub.telemetry import TelemetryPusher
 from edge_agent.hub.transport import HubRefused, HubTransport, HubUnavailable
+from edge_agent.telemetry.capture import Capturer
 
 log = logging.getLogger(__name__)
 HUB_DIR = "hub"
@@ -116,8 +118,10 @@ class Backoff:
 class HubClient:
     def __init__(self, settings: HubSettings, *, agent_dir: Path, store: Any, cache: Any,
                  outbox: Any, identity: Any, status: Callable[[], dict[str, Any]],
-                 cut_windows: Callable[[], object] | None = None) -> None:
+                 cut_windows: Callable[[], object] | None = None,
+                 capturer: Capturer | None = None) -> None:
         self.settings = settings
+        self.capturer = capturer
         self.enrolment = settings.enrolment
         self.store = store
         self.identity = identity
@@ -206,6 +210,8 @@ class HubClient:
             raise
         answer = verify_answer(reply, self.enrolment.agent, nonce, self.store)
         self.desired.apply(transport, list(answer.get("desired") or []))
+        if self.capturer is not None:
+            apply_capture(self.capturer, answer.get("capture"))
         return False
 
     def push_once(self, transport: HubTransport) -> bool:
@@ -221,6 +227,6 @@ def start_hub_client(settings: HubSettings, app: Any) -> HubClient:
     m = app.management
     client = HubClient(settings, agent_dir=m.agent_dir, store=m.store, cache=m.cache,
                        outbox=m.outbox, identity=m.identity, status=m.status,
-                       cut_windows=m.cut_windows)
+                       cut_windows=m.cut_windows, capturer=m.capturer)
     client.start()
     return client

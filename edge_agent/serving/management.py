@@ -268,7 +268,12 @@ class Management:
             "telemetry": {"backlog": stats.backlog, "last_seq": stats.last_seq,
                           "evicted": stats.evicted, "rejected": self.metrics.rejected_total(),
                           "capture_bytes": stats.capture_bytes,
-                          "capture_evicted": stats.capture_evicted},
+                          "capture_evicted": stats.capture_evicted,
+                          # models capturing every row because their own windows drifted
+                          "capture_drift": [] if self.capturer is None
+                          else self.capturer.drifting,
+                          "capture_drift_switches": 0 if self.capturer is None
+                          else self.capturer.drift_switches},
             "models": [_plain(m) for m in self.store.models()],
             # How many desktop key rotations this agent has applied: the desktop sends
             # the next one numbered from here.

@@ -70,6 +70,9 @@ class Capturer:
         self._per_class: dict[tuple[str, int, str], int] = {}
         self._window = 0.0
         self.capped = 0  # rows a per-class cap kept out
+        self._bundled: dict[str, CapturePolicy | None] = {}  # last seen with each model
+        self._drifted: set[str] = set()  # models the agent itself found drifting
+        self.drift_switches = 0  # times capture-all went on or off by itself
 
     def _load(self) -> dict[str, CapturePolicy]:
         if self._path is None or not self._path.exists():
@@ -94,8 +97,39 @@ class Capturer:
                     {k: v.to_dict() for k, v in overrides.items()}, indent=1).encode())
             self._overrides = overrides
 
+    def override(self, model: str) -> CapturePolicy | None:
+        """The policy set for `model` on this agent (by the desktop or the hub), if any."""
+        return self._overrides.get(model)
+
     def policy(self, model: str, bundled: CapturePolicy | None) -> CapturePolicy | None:
         return self._overrides.get(model, bundled)
+
+    @property
+    def drifting(self) -> list[str]:
+        """Models whose rows are all captured now because their own windows drifted."""
+        return sorted(self._drifted)
+
+    def observe_window(self, model: str, psis: Mapping[str, float], rows: int) -> None:
+        """A closed histogram window's PSI per feature: switch capture-all on when any
+        reaches the policy's drift_psi, off when none does (windows too small say nothing).
+        Runs in the writer thread, like `records`."""
+        policy = self.policy(model, self._bundled.get(model))
+        if policy is None or not policy.while_drift or rows < policy.drift_min_rows:
+            return
+        worst = max(psis.values(), default=0.0)
+        alerted = worst >= policy.drift_psi
+        if alerted != (model in self._drifted):
+            self.drift_switches += 1
+            if alerted:
+                self._drifted.add(model)
+            else:
+                self._drifted.discard(model)
+            log.warning("%s: drift capture %s (window of %d rows, worst PSI %.3f, "
+                        "threshold %.3f)", model, "on" if alerted else "off", rows, worst,
+                        policy.drift_psi)
+
+    def _drift(self, model: str, policy: CapturePolicy) -> bool:
+        return policy.while_drift and (policy.drift_alerted or model in self._drifted)
 
     def records(self, events: Iterable[Answered], now: float) -> list[dict[str, Any]]:
         window = now - now % self.window_s
@@ -105,18 +139,26 @@ class Capturer:
         for e in events:
             if e.status != 200 or e.feeds is None or e.prediction is None or not e.first_id:
                 continue
+            self._bundled[e.model] = e.capture
             policy = self.policy(e.model, e.capture)
             if policy is not None and policy.active:
                 chosen.append((e, policy))
         if not chosen:
             return []
-        # One random draw for the whole chunk: the writer shares the GIL with the server.
-        draws = self._rng.random(sum(e.rows for e, _ in chosen))
+        # One random draw and one comparison for the whole chunk (the writer shares the GIL
+        # with the server): an event none of whose rows won the draw, and that no other
+        # reason can take, costs no numpy call of its own.
+        sizes = [e.rows for e, _ in chosen]
+        draws = self._rng.random(sum(sizes))
+        won = draws < np.repeat([p.share for _, p in chosen], sizes)
+        starts = np.cumsum([0, *sizes[:-1]])
+        wins = np.add.reduceat(won, starts).tolist()
         out: list[dict[str, Any]] = []
-        start = 0
-        for e, policy in chosen:
+        for (e, policy), start, n_won in zip(chosen, starts.tolist(), wins, strict=True):
+            if not n_won and policy.confidence_below is None and not self._drift(e.model,
+                                                                                policy):
+                continue
             reasons = self._reasons(e, policy, draws[start:start + e.rows])
-            start += e.rows
             if reasons:
                 out += self._capture(e, policy, reasons)
         return out
@@ -124,7 +166,7 @@ class Capturer:
     def _reasons(self, e: Answered, policy: CapturePolicy, draws: Array
                  ) -> dict[int, str]:
         """Row -> why it is captured, for the rows that are."""
-        if policy.while_drift and policy.drift_alerted:
+        if self._drift(e.model, policy):
             return dict.fromkeys(range(e.rows), "drift")
         reasons: dict[int, str] = {}
         if policy.share > 0:

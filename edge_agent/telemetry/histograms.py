@@ -25,6 +25,7 @@ class FeatureBins:
     name: str
     edges: Array | None  # numeric features
     categories: dict[str, int] | None  # categorical features: category -> bin
+    expected: Array | None = None  # the baseline's counts per bin, nulls last
 
     @property
     def size(self) -> int:
@@ -71,9 +72,28 @@ class FeatureBins:
 
 
 def feature_bins(feature: FeatureBaseline) -> FeatureBins:
+    expected = np.asarray([*feature.counts, feature.nulls], np.float64)
     if feature.kind == "numeric":
-        return FeatureBins(feature.name, np.asarray(feature.edges or [], np.float64), None)
-    return FeatureBins(feature.name, None, {c: i for i, c in enumerate(feature.categories or [])})
+        return FeatureBins(feature.name, np.asarray(feature.edges or [], np.float64), None,
+                           expected)
+    return FeatureBins(feature.name, None, {c: i for i, c in enumerate(feature.categories or [])},
+                       expected)
+
+
+PSI_EPSILON = 1e-4  # as core.drift's: an empty bin counts as this share
+
+
+def psi(bins: FeatureBins, counts: Array, nulls: int) -> float | None:
+    """PSI of a window's counts (nulls as one more bin) against the baseline: the formula
+    core.drift computes in SQL for the desktop's report. None without a baseline."""
+    if bins.expected is None or bins.expected.shape[0] != counts.shape[0] + 1:
+        return None
+    live = np.append(counts, nulls).astype(np.float64)
+    if live.sum() <= 0:
+        return None
+    p = np.maximum(live / live.sum(), PSI_EPSILON)
+    q = np.maximum(bins.expected / max(bins.expected.sum(), 1.0), PSI_EPSILON)
+    return float(np.sum((p - q) * np.log(p / q)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ import numpy as np
 
 from edge_agent.contract.capture import CapturePolicy
 from edge_agent.telemetry.capture import Capturer
-from edge_agent.telemetry.histograms import PREDICTION, Array, Binner, FeatureBins
+from edge_agent.telemetry.histograms import PREDICTION, Array, Binner, FeatureBins, psi
 from edge_agent.telemetry.outbox import Outbox, OutboxStats, WindowKey
 from edge_agent.telemetry.predictions import prediction_records
 
@@ -84,6 +84,7 @@ class Recorder:
         self._cuts: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._windows: dict[WindowKey, tuple[Array, int]] = outbox.open_windows()
+        self._bins: dict[tuple[str, int, str], FeatureBins] = {}  # for the windows' PSI
         self._pending: list[dict[str, Any]] = []
         self._pending_closed: list[WindowKey] = []
         self._thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
@@ -173,6 +174,7 @@ class Recorder:
         records = self._pending + [e.record() for e in recorded]
         records += self._answers(recorded, now)
         records += [self._histogram(k, now) for k in closed]
+        self._observe_drift(closed)
         if not records and not touched:
             if events and self._on_flush is not None:  # requests only counted, not recorded
                 self._on_flush(events, self.outbox.stats())
@@ -202,6 +204,29 @@ class Recorder:
         except Exception:  # a capture bug must not cost the request records
             log.exception("capturing from %d requests failed", len(events))
         return records
+
+    def _observe_drift(self, closed: list[WindowKey]) -> None:
+        """Tell the capturer each closed window's PSI per feature (drift-alerted capture)."""
+        if self.capturer is None or not closed:
+            return
+        windows: dict[tuple[str, int, float], tuple[dict[str, float], int]] = {}
+        for key in closed:
+            model, version, feature, start = key
+            bins = self._bins.get((model, version, feature))
+            if bins is None:
+                continue
+            counts, nulls = self._windows[key]
+            value = psi(bins, counts, nulls)
+            if value is None:
+                continue
+            psis, rows = windows.setdefault((model, version, start), ({}, 0))
+            psis[feature] = value
+            windows[(model, version, start)] = (psis, max(rows, int(counts.sum()) + nulls))
+        try:
+            for (model, _, _), (psis, rows) in sorted(windows.items(), key=lambda i: i[0][2]):
+                self.capturer.observe_window(model, psis, rows)
+        except Exception:  # a capture bug must not cost the histograms
+            log.exception("drift check of %d windows failed", len(windows))
 
     def _histogram(self, key: WindowKey, now: float) -> dict[str, Any]:
         model, version, feature, start = key
@@ -233,6 +258,7 @@ class Recorder:
     def _add(self, event: RequestEvent, start: float, bins: FeatureBins, parts: list[Array],
              name: str | None = None) -> WindowKey:
         key = (event.model, event.version, name or bins.name, start)
+        self._bins[key[:3]] = bins
         counts, nulls = bins.count(np.concatenate(parts)) if parts else (
             np.zeros(bins.size, np.int64), 0)
         old = self._windows.get(key)

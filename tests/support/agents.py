@@ -65,6 +65,15 @@ def _dataset(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return {"temp": temp, "pressure": pressure, "site": site}, score
 
 
+def tabular_rows(n: int, seed: int, temp_shift: float = 0.0) -> list[dict[str, Any]]:
+    """/v1 predict records drawn like `tabular_model`'s training data (and so its
+    baseline), nulls included; `temp_shift` moves the temperatures (drift)."""
+    cols, _ = _dataset(n, seed)
+    return [{"temp": None if np.isnan(t) else float(t) + temp_shift, "pressure": float(p),
+             "site": str(s)} for t, p, s in zip(cols["temp"], cols["pressure"], cols["site"],
+                                                strict=True)]
+
+
 def _baseline(cols: dict[str, np.ndarray], prediction: FeatureBaseline) -> dict[str, Any]:
     feats = []
     for name in NUMERIC:

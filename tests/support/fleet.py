@@ -3,6 +3,7 @@ records written as agents write them, and a TCP proxy that can cut a transfer mi
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import ssl
 import subprocess
@@ -83,6 +84,29 @@ def mini_frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"temp": temp, "site": site, "load": load, "fail": fail})
 
 
+def mini_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """`mini_frame` rows as an agent's predict route takes them: a missing number is null,
+    a missing category "" (what the exported graph's imputer expects)."""
+    return [{"temp": None if math.isnan(row.temp) else float(row.temp),
+             "site": row.site if isinstance(row.site, str) else "",
+             "load": float(row.load)} for row in frame.itertuples(index=False)]
+
+
+def assert_fourth_halts_the_rollout(result: Any) -> None:
+    """What `outpost deploy … --to-fleet --waves 25%,50%,100% --json` (a CliResult) says
+    over edge-a … edge-d, all on version 1, when edge-d refuses the bundle for its size
+    limit: exit 1 with one line, halted in the third wave, the three others rolled back."""
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "halted" in result.stderr, result.stderr
+    doc = result.json()
+    assert doc["status"] == "halted" and doc["failures"] == 1 and doc["wave"] == 2, doc
+    states = {a["agent"]: (a["wave"], a["previous"], a["status"]) for a in doc["agents"]}
+    assert states == {"edge-a": (0, 1, "rolled_back"), "edge-b": (1, 1, "rolled_back"),
+                      "edge-c": (2, 1, "rolled_back"), "edge-d": (2, 1, "failed")}
+    failed = next(a for a in doc["agents"] if a["agent"] == "edge-d")
+    assert "refused" in failed["error"] and "limit" in failed["error"], failed
+
+
 def train_mini(catalog: Catalog, model: str = "pumps") -> pd.DataFrame:
     """Import `mini_frame`, train on it, register the run as `model`@N, alias production."""
     from core.datasets import import_frame
@@ -145,6 +169,25 @@ def start_agent(folder: Path, trust: Ed25519PrivateKey, *, port: int | None = No
         proc.kill()
         raise
     return Agent(proc, url, port, folder, token)
+
+
+def start_agents(root: Path, trust: Ed25519PrivateKey, names: list[str],
+                 extra: dict[str, tuple[str, ...]] | None = None) -> list[Agent]:
+    """One agent per name in ROOT/agent-NAME, started in parallel (startup is mostly
+    waiting for imports): a fleet costs about one start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def start(name: str) -> Agent:
+        return start_agent(root / f"agent-{name}", trust, extra=(extra or {}).get(name, ()))
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = [pool.submit(start, n) for n in names]
+    started = [f.result() for f in futures if f.exception() is None]
+    if len(started) < len(names):
+        for agent in started:
+            agent.stop()
+        raise next(e for f in futures if (e := f.exception()) is not None)
+    return started
 
 
 @contextlib.contextmanager

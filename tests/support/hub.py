@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,16 @@ def start_test_hub(catalog: Catalog, host: str = "127.0.0.1", port: int = 0,
     handle = start_hub(catalog, host, port, options, **kwargs)
     trust_cert(handle.url, catalog.settings.hub_tls_dir / "tls.crt")
     return handle
+
+
+@contextlib.contextmanager
+def hub_running(catalog: Catalog, options: HubOptions | None = None) -> Iterator[HubHandle]:
+    """A test hub on a free loopback port, stopped afterwards."""
+    handle = start_test_hub(catalog, "127.0.0.1", 0, options)
+    try:
+        yield handle
+    finally:
+        handle.stop()
 
 
 def register_adder(catalog: Catalog, tmp: Path, bias: float = 1.0) -> str:
