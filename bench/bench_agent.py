@@ -7,8 +7,9 @@ uvicorn + httptools + uvloop stack (the HTTP floor), and the agent on single-row
 OIP JSON, OIP binary and /v1 predict at concurrency 1 and 16, with and without
 adaptive batching (on by default: up to 16 requests that arrive together; the
 variants turn it off or let it wait 200 us), over TLS 1.3 (the default) and over
-plain HTTP (`--insecure-http`) for the cost of TLS. Server pinned to core 0, wrk (1
-thread) to core 1.
+plain HTTP (`--insecure-http`) for the cost of TLS, and a hand-written FastAPI +
+onnxruntime server on the same model and body (the baseline of issue 20; skipped when
+fastapi is not installed). Server pinned to core 0, wrk (1 thread) to core 1.
 
     python bench/bench_agent.py [--duration 10] [--quick]
 """
@@ -135,6 +136,58 @@ def in_process_us(agent_dir: Path, pub: Path, bodies: dict[str, Case], n: int = 
         return asyncio.run(measure())
     finally:
         app.recorder.close()
+
+
+def stages_us(agent_dir: Path, pub: Path, body: bytes, n: int = 3000) -> dict[str, float]:
+    """Where an OIP JSON request's CPU goes, stage by stage, on the agent's own functions
+    (best of 3 loops of n): parse, bind, run, encode, the request path's telemetry put,
+    and the telemetry writer thread's share per request."""
+    from edge_agent.contract.signing import load_public_key
+    from edge_agent.runtime import ServeOptions, build_app
+    from edge_agent.serving.oip import decode_infer_request, encode_infer_response
+    from edge_agent.serving.serving import run
+    from edge_agent.serving.signature import bind_inputs
+    from edge_agent.store.keys import KeyRing
+
+    ring = KeyRing(agent_dir / "keys")
+    ring.trust(load_public_key(pub))
+    # flush_s: the writer only runs when told to, so its cost is measured apart
+    app = build_app(ServeOptions(agent_dir=agent_dir, token=None, keyring=ring,
+                                 flush_s=3600))
+    served = app.cache.get("rf", None)
+    request = decode_infer_request(body, None)
+    feeds, rows = bind_inputs(served.signature, request.inputs)
+    outputs = run(served, feeds)
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(3):
+            start = time.process_time()
+            for _ in range(n):
+                fn()
+            times.append((time.process_time() - start) / n * 1e6)
+        return min(times)
+
+    def submit() -> None:
+        app._event(time.perf_counter(), served, 200, rows, feeds, outputs, 1)
+
+    try:
+        out = {"parse": best(lambda: decode_infer_request(body, None)),
+               "bind": best(lambda: bind_inputs(served.signature, request.inputs)),
+               "run": best(lambda: run(served, feeds)),
+               "encode": best(lambda: encode_infer_response("rf", 1, request, outputs,
+                                                            ["a:1:1"])),
+               "telemetry_put": best(submit)}
+        app.recorder._flush(final=False)  # what the loops above queued
+        for _ in range(n):
+            submit()
+        start = time.process_time()
+        app.recorder._flush(final=False)
+        out["telemetry_writer"] = (time.process_time() - start) / n * 1e6
+        return out
+    finally:
+        app.recorder.close()
+        app.shadow.close()
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -269,6 +322,72 @@ def floor_app_main(port: int) -> None:
                 server_header=False, date_header=False)
 
 
+def fastapi_app_main(port: int, model_file: str) -> None:
+    """What a user would write by hand (the peers harness's fastapi-ort, for this model's
+    8 inputs): FastAPI + pydantic route, onnxruntime on one thread, uvicorn with
+    httptools + uvloop. The baseline the agent is compared with in the same run."""
+    import onnxruntime as ort
+    import uvicorn
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(model_file, opts, providers=["CPUExecutionProvider"])
+
+    class Tensor(BaseModel):
+        name: str
+        shape: list[int]
+        datatype: str
+        data: list[Any]
+
+    class InferRequest(BaseModel):
+        inputs: list[Tensor]
+
+    app = FastAPI()
+
+    @app.get("/ready")
+    async def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    async def infer(req: InferRequest) -> dict[str, Any]:
+        feeds = {t.name: np.asarray(t.data, dtype=np.float32).reshape(t.shape)
+                 for t in req.inputs}
+        label, proba = session.run(None, feeds)
+        return {"model_name": "rf", "outputs": [
+            {"name": "label", "shape": list(label.shape), "datatype": "BYTES",
+             "data": label.ravel().tolist()},
+            {"name": "probabilities", "shape": list(proba.shape), "datatype": "FP32",
+             "data": proba.ravel().tolist()}]}
+
+    # this module's annotations are strings, and FastAPI cannot resolve a local class
+    # from one: give it the class itself
+    infer.__annotations__.update(req=InferRequest, **{"return": dict})
+    app.post("/infer")(infer)
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+                access_log=False, log_level="warning")
+
+
+def fastapi_baseline(model: bytes, body: bytes, duration: float, tmp: Path
+                     ) -> dict[str, Any] | None:
+    """The hand-written FastAPI + onnxruntime server under the same load, if installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("fastapi") is None:
+        print("FastAPI baseline skipped: fastapi is not installed")
+        return None
+    model_file = tmp / "rf.onnx"
+    model_file.write_bytes(model)
+    proc, url, _ = start([__file__, "--fastapi-server", str(model_file)], "/ready")
+    try:
+        out: dict[str, Any] = {f"c{c}": wrk(url + "/infer", body,
+                                            {"Content-Type": "application/json"}, c,
+                                            duration, tmp, proc.pid) for c in (1, 16)}
+        return {**out, **rss_mb(proc.pid)}
+    finally:
+        stop(proc)
+
+
 def run_agent_suite(agent_dir: Path, token_file: Path, pub: Path, bodies: dict[str, Any],
                     duration: float, workdir: Path, extra: list[str]) -> dict[str, Any]:
     proc, url, ready = start(["-m", "edge_agent", "serve", "--dir", str(agent_dir),
@@ -293,10 +412,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--quick", action="store_true", help="smoke run: 0.5 s runs, no variants")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fastapi-server", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
         floor_app_main(args.port)
+        return
+    if args.fastapi_server:
+        fastapi_app_main(args.port, args.fastapi_server)
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
@@ -322,6 +445,8 @@ def main() -> None:
                         str(agent_dir), "--trust-key", str(pub)], check=True, cwd=REPO,
                        capture_output=True)
         in_process = in_process_us(agent_dir, pub, request_bodies(row))
+        stages = stages_us(agent_dir, pub, request_bodies(row)["oip_json"][1],
+                           300 if args.quick else 3000)
         token_file = tmp / "token"
         token_file.write_text("bench-token-123456")
         bodies = request_bodies(row)
@@ -332,6 +457,7 @@ def main() -> None:
                                   floor_proc.pid) for c in (1, 16)}
         finally:
             stop(floor_proc)
+        fastapi = fastapi_baseline(model, bodies["oip_json"][1], duration, tmp)
         plain = run_agent_suite(agent_dir, token_file, pub, bodies, duration, tmp, [])
         # the same agent without TLS, for the cost of TLS (wrk keeps connections alive:
         # one handshake per connection, as the desktop's and clients' pools do)
@@ -341,12 +467,13 @@ def main() -> None:
                                          ["--batch-max", "1"]),
             "batch_delay_200us": run_agent_suite(agent_dir, token_file, pub, bodies, duration,
                                                  tmp, ["--batch-delay-us", "200"])}
-    report(raw, floor, plain, variants, duration, in_process, no_tls)
+    report(raw, floor, plain, variants, duration, in_process, no_tls, fastapi, stages)
 
 
 def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
            variants: dict[str, Any], duration: float, in_process: dict[str, float],
-           no_tls: dict[str, Any]) -> None:
+           no_tls: dict[str, Any], fastapi: dict[str, Any] | None,
+           stages: dict[str, float]) -> None:
     overhead = {k: plain[f"{k}_c1"]["p50_us"] - raw["p50_us"]
                 for k in ("oip_json", "oip_binary", "v1_predict")}
     over_floor = {k: plain[f"{k}_c1"]["p50_us"] - floor["c1"]["p50_us"] for k in overhead}
@@ -357,6 +484,7 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
         "raw_session_run": raw, "in_process_cpu_us_per_request": in_process,
         "http_floor": floor, "agent": plain,
         "agent_variants_c16": variants, "agent_without_tls": no_tls,
+        "fastapi_onnxruntime": fastapi, "oip_json_stages_cpu_us": stages,
         "overhead_p50_us_c1": overhead, "overhead_over_floor_p50_us_c1": over_floor,
         "targets": TARGETS,
     }
@@ -366,6 +494,9 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
           f"{floor['c1']['req_s']:.0f} req/s; c16 {floor['c16']['req_s']:.0f} req/s")
     print("in-process (ASGI app called directly, CPU per request, telemetry included): " +
           ", ".join(f"{k} {v:.0f} us" for k, v in in_process.items()))
+    print("OIP JSON, CPU per request by stage (in-process): " +
+          ", ".join(f"{k} {v:.1f} us" for k, v in stages.items()) +
+          f"; whole app call {in_process['oip_json']:.0f} us")
     for name in ("oip_json", "oip_binary", "v1_predict"):
         c1, c16 = plain[f"{name}_c1"], plain[f"{name}_c16"]
         line = (f"{name:11s} c1 p50 {c1['p50_us']:6.0f} us p99 {c1['p99_us']:6.0f} us "
@@ -391,6 +522,15 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
               f"({tls1['p50_us'] / http1['p50_us']:.2f}x) | c16 {tls16['req_s']:6.0f} vs "
               f"{http16['req_s']:6.0f} req/s ({tls16['req_s'] / http16['req_s']:.2f}x) | "
               f"server CPU c16 {cpu_t:.0f} vs {cpu_h:.0f} us/req ({cpu_t / cpu_h:.2f}x)")
+    if fastapi is not None:
+        json16, json1 = no_tls["oip_json_c16"], no_tls["oip_json_c1"]
+        print(f"agent (plain HTTP, OIP JSON) vs FastAPI + onnxruntime, same run: c16 "
+              f"{json16['req_s']:.0f} vs {fastapi['c16']['req_s']:.0f} req/s "
+              f"({json16['req_s'] / fastapi['c16']['req_s']:.2f}x; floor share "
+              f"{json16['req_s'] / floor['c16']['req_s']:.2f}); c1 p99 {json1['p99_us']:.0f} vs "
+              f"{fastapi['c1']['p99_us']:.0f} us; c16 p99 {json16['p99_us']:.0f} vs "
+              f"{fastapi['c16']['p99_us']:.0f} us; RSS {no_tls['rss_mb']:.1f} vs "
+              f"{fastapi['rss_mb']:.1f} MB")
     print(f"RSS with the model loaded: {plain['rss_mb']:.1f} MB "
           f"(after load {plain['after_load_rss_mb']:.1f} MB); start to ready "
           f"{plain['ready_s']:.2f} s")

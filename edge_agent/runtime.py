@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_agent.contract.http_limits import ConnectionLimits, limited_protocol
+from edge_agent.contract.http_limits import Arrivals, ConnectionLimits, limited_protocol
 from edge_agent.contract.tls import short
 from edge_agent.store.keys import KeyRing
 
@@ -92,7 +92,7 @@ def build_app(options: ServeOptions) -> Any:
     shadow = Shadow(recorder.add_record, window_s=options.window_s,
                     queue_size=options.shadow_queue, timeout_s=options.shadow_timeout_ms / 1e3)
     shadow.start()
-    return AgentApp(cache, recorder, metrics, management, limits, ids, shadow)
+    return AgentApp(cache, recorder, metrics, management, limits, ids, shadow, Arrivals())
 
 
 def serve(sock: socket.socket, options: ServeOptions) -> int:
@@ -110,7 +110,8 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
     watcher = _start_inbox(options, app)
     hub = _start_hub(options, app)
     config = uvicorn.Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
-                            http=limited_protocol(options.connections), lifespan="on",
+                            http=limited_protocol(options.connections, app.arrivals),
+                            lifespan="on",
                             access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             timeout_keep_alive=30, proxy_headers=False, server_header=False,
                             date_header=False, ssl_context_factory=ssl_context)

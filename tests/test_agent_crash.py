@@ -58,23 +58,28 @@ def _check_restart(agent_dir: Path, allowed: set[int | None]) -> int | None:
 
 
 def _run_and_kill(cmd: list[str], rng: random.Random) -> bytes:
-    """Start the install loop and SIGKILL it: usually a moment after its store is open
-    (inside the install loop), sometimes at any moment from spawn (during start-up)."""
+    """Start the install loop and SIGKILL it: usually a moment after it finished an install
+    (so each such cycle makes progress however slow the machine: a kill timed from the
+    start alone can land before any install ends), sometimes at any moment from spawn
+    (during start-up)."""
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE)
     assert proc.stdout is not None
+    seen = b""
     if rng.random() < 0.2:
         delay = rng.uniform(0.0, 0.4)
     else:
-        head = proc.stdout.readline()
-        assert head == b"open\n" or proc.poll() is not None, head
-        delay = rng.uniform(0.0, 0.15)
+        while not seen.endswith(b"\n") or not seen.splitlines()[-1].startswith(b"done "):
+            line = proc.stdout.readline()
+            assert line, f"install loop ended ({proc.wait()}) after {seen!r}"
+            seen += line
+        delay = rng.uniform(0.0, 0.15)  # into the next install, or between two
     try:
         proc.wait(delay)
     except subprocess.TimeoutExpired:
         proc.kill()
     out, _ = proc.communicate()
     assert proc.returncode == -9, f"install loop exited with {proc.returncode}"
-    return out
+    return seen + out
 
 
 @pytest.mark.slow
@@ -153,7 +158,13 @@ def test_kill9_real_agent_during_uploads(tmp_path: Path) -> None:
             client = threading.Thread(target=_post_bundles, args=(
                 agent, bundles, key_path, (active or 0) + 1, log, stop))
             client.start()
-            time.sleep(rng.uniform(0.05, 0.4))
+            # After one upload has landed (progress however slow the machine), a random
+            # moment: into the next upload, or between two.
+            deadline = time.monotonic() + 120
+            while not any(kind == "done" for kind, _ in log) and client.is_alive():
+                assert time.monotonic() < deadline, f"no upload finished in 120 s: {log}"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.15))
             agent.proc.kill()
             agent.proc.wait()
             stop.set()

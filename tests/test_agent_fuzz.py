@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -219,6 +220,7 @@ def test_adaptive_batching_gives_each_request_its_own_answer(tmp_path: Path) -> 
         return sent[0]["status"], sent[1]["body"]
 
     async def together() -> list[tuple[int, bytes]]:
+        batched.arrivals.parsed += len(bodies)  # as the protocol does: all in one turn
         return await asyncio.gather(*(one(b) for b in bodies))
 
     results = asyncio.run(together())
@@ -236,3 +238,36 @@ def test_adaptive_batching_gives_each_request_its_own_answer(tmp_path: Path) -> 
         assert got_doc["outputs"][1]["data"] == pytest.approx(want_doc["outputs"][1]["data"],
                                                               abs=1e-6)
     assert max(runs) > 1  # some requests really did run together
+
+
+def test_a_lone_request_runs_without_waiting_for_company(tmp_path: Path) -> None:
+    """No other request parsed in this turn: the batcher runs it at once, no loop turn."""
+    from edge_agent.serving.batching import Batcher
+
+    key = generate_signing_key()
+    ring = KeyRing(tmp_path / "agent" / "keys")
+    ring.trust(key.public_key())
+    app = build_app(ServeOptions(agent_dir=tmp_path / "agent", token="t" * 10, keyring=ring))
+    app.management.store.install(make_tabular_bundle(tmp_path, key))
+    served = app.cache.get("pumps", None)
+    feeds = {"temp": np.asarray([[20.0]], np.float32),
+             "pressure": np.asarray([[1000.0]], np.float32),
+             "site": np.asarray([["north"]], object)}
+    company = [False]
+    batcher = Batcher(16, 0.0, lambda: company[0])
+
+    async def run_one() -> bool:
+        call = batcher(served, feeds, 1)
+        try:
+            call.send(None)  # a coroutine that finishes without suspending raises here
+        except StopIteration:
+            return True
+        call.close()
+        return False
+
+    try:
+        assert asyncio.run(run_one()) is True
+        company[0] = True  # another request waits to start: this one joins a batch
+        assert asyncio.run(run_one()) is False
+    finally:
+        app.recorder.close()

@@ -322,3 +322,20 @@ def test_member_that_lies_about_its_size_is_read_only_up_to_the_claim(
     with pytest.raises(p.BundleCorrupt, match="model.onnx is corrupt.*CRC"):
         p.verify_bundle(liar, [key.public_key()])
     assert time.perf_counter() - start < 0.1
+
+
+def test_graph_reader_refuses_runaway_subgraph_nesting() -> None:
+    """The agent reads model.onnx's protobuf itself (no onnx): a graph nested in If
+    branches past any sane depth is a one-line ModelInvalid, not a RecursionError."""
+    from edge_agent.contract.errors import ModelInvalid
+    from edge_agent.contract.model_checks import inspect_model
+    from edge_agent.contract.onnx_wire import _float_value_info, _int_field, _len_field
+
+    output = _len_field(12, _float_value_info("y"))
+    graph = output
+    for _ in range(2000):  # deep enough for Python's own recursion limit
+        branch = _len_field(1, b"then_branch") + _len_field(6, graph)
+        graph = _len_field(1, _len_field(4, b"If") + _len_field(5, branch)) + output
+    model = _int_field(1, 8) + _len_field(7, graph) + _len_field(8, _int_field(2, 17))
+    with pytest.raises(ModelInvalid, match="corrupt protobuf"):
+        inspect_model(model, check_opset=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
 from edge_agent.contract.records import Baseline
 from edge_agent.telemetry.histograms import binner_for
-from edge_agent.telemetry.outbox import Outbox
+from edge_agent.telemetry.outbox import Outbox, OutboxStats
 from edge_agent.telemetry.recorder import Recorder, RequestEvent
 from tests.support.agents import (
     AgentProcess,
@@ -64,6 +66,38 @@ def test_sequence_is_gapless_and_survives_restarts_and_acks(tmp_path: Path) -> N
     outbox.ack(8)
     outbox.close()
     assert Outbox(path).stats().backlog == 0 and Outbox(path).stats().last_seq == 8
+
+
+def test_stats_never_show_a_write_half_done(tmp_path: Path) -> None:
+    """/metrics and status read stats() while the recorder writes: with no acks and no cap,
+    every snapshot has backlog == last_seq. A write raises the backlog before its commit
+    and the sequence after it, so an unlocked read can see them apart. A tiny GIL switch
+    interval makes the threads interleave inside a write (unlocked, every run here caught
+    torn snapshots; locked, none can be). The writer makes 300 writes and goes on until
+    the reader has 50 snapshots, taken while it writes however the threads are scheduled."""
+    outbox = Outbox(tmp_path / "t.sqlite")
+    snapshots: list[OutboxStats] = []
+    deadline = time.monotonic() + 120
+
+    def write() -> None:
+        written = 0
+        while (written < 300 or len(snapshots) < 50) and time.monotonic() < deadline:
+            outbox.write([event().record()])
+            written += 1
+
+    writer = threading.Thread(target=write)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        writer.start()
+        while writer.is_alive():
+            snapshots.append(outbox.stats())
+        writer.join()
+    finally:
+        sys.setswitchinterval(interval)
+        outbox.close()
+    torn = [(s.backlog, s.last_seq) for s in snapshots if s.backlog != s.last_seq]
+    assert len(snapshots) >= 50 and torn == [], torn[:5]
 
 
 def test_migrations_are_named_and_recorded_once(tmp_path: Path) -> None:
@@ -292,6 +326,13 @@ def test_metrics_count_batches_exactly() -> None:
                  "outpost_telemetry_backlog 7.0", "outpost_telemetry_evicted_total 2.0",
                  'outpost_model_load_failures_total{model="m"} 1.0'):
         assert line in text, line
+    # the agent writes the exposition format itself: Prometheus' own parser must read it
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["outpost_request_latency_seconds"].type == "histogram"
+    assert families["outpost_requests"].type == "counter"
+    assert families["outpost_telemetry_backlog"].samples[0].value == 7
 
 
 def test_nan_payloads_from_binary_inputs_count_as_nulls(tmp_path: Path) -> None:

@@ -12,16 +12,16 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog
 from pytestqt.qtbot import QtBot
 
+from app.dialogs.importing import ImportDialog
 from app.models.preview import PLACEHOLDER
 from app.views.datasets import DatasetsView
 from app.window import MainWindow
 from core.catalog import Catalog
-from core.datasets import import_frame, list_datasets
+from core.datasets import import_frame, list_datasets, read_page
 from core.samples import SAMPLES
 from tests.support.gui import (  # noqa: F401 (fixtures)
     Heartbeat,
     catalog_fixture,
-    dismiss_errors,
     error_dialogs,
     make_window_fixture,
 )
@@ -41,6 +41,39 @@ def _csv(path: Path, rows: int) -> Path:
     duckdb.sql(f"COPY (SELECT range AS id, range % 7 AS bucket, 'site_' || (range % 5) AS site,"
                f" random() AS value FROM range({rows})) TO '{path}' (HEADER)")
     return path
+
+
+def _dialog(qtbot: QtBot, view: DatasetsView, name: str) -> ImportDialog:
+    """The import dialog open now, once it is for ``name`` and ready to import."""
+    qtbot.waitUntil(lambda: view.import_dialog is not None
+                    and view.import_dialog.path.name == name
+                    and view.import_dialog.ok_button.isEnabled(), timeout=10_000)
+    assert view.import_dialog is not None and view.import_dialog.isVisible()
+    return view.import_dialog
+
+
+def _import(qtbot: QtBot, dialog: ImportDialog, *, close: bool = True) -> str:
+    """Click Import, wait for the outcome; the accounting line (or the refusal)."""
+    dialog.ok_button.click()
+    qtbot.waitUntil(lambda: bool(dialog.summary.text() or dialog.error.text()), timeout=30_000)
+    text = dialog.summary.text() or dialog.error.text()
+    if close and dialog.summary.text():
+        assert dialog.ok_button.text() == "Close"
+        dialog.ok_button.click()
+        assert not dialog.isVisible()  # closed (and deleted once the loop runs)
+    return text
+
+
+def _drop(view: DatasetsView, paths: list[Path]) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    enter = QDragEnterEvent(QPointF(view.rect().center()), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(view, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(view.rect().center()), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(view, drop)
 
 
 def _wait_selected(qtbot: QtBot, view: DatasetsView, name: str) -> None:
@@ -73,6 +106,9 @@ def test_import_by_dialog_previews_lazily_and_shows_profile_and_lineage(
     window = make_window([DatasetsView])
     view = _view(window)
     view.import_action.trigger()
+    dialog = _dialog(qtbot, view, "readings.csv")
+    assert dialog.name.text() == "readings"
+    assert "5,000 lines read, 5,000 rows stored" in _import(qtbot, dialog)
     _wait_selected(qtbot, view, "readings")
     assert "Imported readings: 5,000 rows" in window.statusBar().currentMessage()
     model = view.preview.model
@@ -98,15 +134,10 @@ def test_drop_a_file_imports_it(qtbot: QtBot, make_window: Callable[..., MainWin
     path = _csv(tmp_path / "dropped.csv", 100)
     window = make_window([DatasetsView])
     view = _view(window)
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path))])
-    enter = QDragEnterEvent(QPointF(view.rect().center()), Qt.DropAction.CopyAction, mime,
-                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(view, enter)
-    assert enter.isAccepted()
-    drop = QDropEvent(QPointF(view.rect().center()), Qt.DropAction.CopyAction, mime,
-                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(view, drop)
+    _drop(view, [path])
+    dialog = _dialog(qtbot, view, "dropped.csv")
+    assert dialog.name.text() == "dropped" and dialog.file.text() == str(path)
+    _import(qtbot, dialog)
     _wait_selected(qtbot, view, "dropped")
     assert view.selected is not None and view.selected.rows == 100
 
@@ -126,16 +157,17 @@ def test_drop_a_workbook_and_non_utf8_csvs_imports_them(
     (tmp_path / "wide.csv").write_bytes("city,n\nÅre,1\n".encode("utf-16"))
     window = make_window([DatasetsView])
     view = _view(window)
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / n)) for n in ("sheet.xlsx", "win.csv",
-                                                                  "wide.csv")])
-    enter = QDragEnterEvent(QPointF(view.rect().center()), Qt.DropAction.CopyAction, mime,
-                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(view, enter)
-    assert enter.isAccepted()
-    drop = QDropEvent(QPointF(view.rect().center()), Qt.DropAction.CopyAction, mime,
-                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(view, drop)
+    _drop(view, [tmp_path / n for n in ("sheet.xlsx", "win.csv", "wide.csv")])
+    # One dialog per file, in turn; detection needs no choice here.
+    book_dialog = _dialog(qtbot, view, "sheet.xlsx")
+    assert [book_dialog.sheet.itemText(i) for i in range(book_dialog.sheet.count())] == [
+        "Sheet"]
+    assert not book_dialog.encoding.isVisibleTo(book_dialog)
+    assert "40 lines read, 40 rows stored" in _import(qtbot, book_dialog)
+    for name in ("win.csv", "wide.csv"):
+        dialog = _dialog(qtbot, view, name)
+        assert not dialog.sheet.isVisibleTo(dialog) and dialog.encoding.isVisibleTo(dialog)
+        _import(qtbot, dialog)
     qtbot.waitUntil(lambda: {"sheet", "win", "wide"} <= set(_names(view)), timeout=20_000)
     rows = {d.name: d.latest.rows for d in view.datasets.records}
     assert (rows["sheet"], rows["win"], rows["wide"]) == (40, 2, 1)
@@ -148,13 +180,13 @@ def test_bad_file_shows_its_message_and_the_window_stays_usable(
     bad.write_bytes(b"\x00\xff\xfe binary \x00 garbage" * 50)
     window = make_window([DatasetsView])
     view = _view(window)
-    view.import_files([bad])
-    qtbot.waitUntil(lambda: bool(error_dialogs(window)), timeout=10_000)
-    message = error_dialogs(window)[0].text()
-    assert "broken.csv" in message and "\n" not in message
-    assert "Traceback" in error_dialogs(window)[0].detailedText()
-    dismiss_errors(window)
-    view.import_files([_csv(tmp_path / "good.csv", 10)])
+    view.open_import([bad, _csv(tmp_path / "good.csv", 10)])
+    dialog = _dialog(qtbot, view, "broken.csv")
+    message = _import(qtbot, dialog)
+    assert "broken.csv" in message and "\n" not in message and not dialog.summary.text()
+    assert dialog.isVisible() and not error_dialogs(window)
+    dialog.reject()
+    _import(qtbot, _dialog(qtbot, view, "good.csv"))
     _wait_selected(qtbot, view, "good")
 
 
@@ -198,7 +230,8 @@ def test_large_import_keeps_the_ui_beating_and_can_be_cancelled(
     window = make_window([DatasetsView])
     view = _view(window)
     with Heartbeat() as heart:
-        view.import_files([path])
+        view.open_import([path])
+        _import(qtbot, _dialog(qtbot, view, "large.csv"))
         _wait_selected(qtbot, view, "large")
         qtbot.waitUntil(lambda: view.preview.model.is_loaded(0), timeout=5000)
     heart.assert_responsive(100, "during import")
@@ -206,7 +239,9 @@ def test_large_import_keeps_the_ui_beating_and_can_be_cancelled(
     # The same file under another name, cancelled from its status-bar button mid-way.
     again = tmp_path / "again.csv"
     again.write_bytes(path.read_bytes())
-    view.import_files([again])
+    view.open_import([again])
+    dialog = _dialog(qtbot, view, "again.csv")
+    dialog.ok_button.click()
     item = next(iter(window.task_bar.items.values()))
     qtbot.waitUntil(lambda: item.bar.maximum() == 1000 or item.task.last is not None,
                     timeout=5000)
@@ -216,6 +251,8 @@ def test_large_import_keeps_the_ui_beating_and_can_be_cancelled(
     assert "cancelled" in window.statusBar().currentMessage()
     assert not error_dialogs(window), [(d.text(), d.detailedText()) for d in error_dialogs(window)]
     assert "again" not in {d.name for d in list_datasets(catalog)}
+    qtbot.waitUntil(dialog.ok_button.isEnabled, timeout=5000)  # it may be tried again
+    dialog.reject()
 
 
 def test_preview_of_millions_of_rows_fetches_only_what_is_seen(
@@ -244,3 +281,82 @@ def test_preview_of_millions_of_rows_fetches_only_what_is_seen(
     # catches a page read done on the UI thread (seconds at 2 M rows), not painting.
     heart.assert_responsive(300, "while scrolling")
     assert model.data(model.index(1_000_000, 0)) in (PLACEHOLDER, "1000000")
+
+
+def test_ragged_csv_is_refused_by_line_then_imported_skipping_with_the_counts(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog,
+        tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5\n6,7,8\n7,8,9,10\n")
+    window = make_window([DatasetsView])
+    view = _view(window)
+    view.open_import([path])
+    dialog = _dialog(qtbot, view, "ragged.csv")
+    assert [dialog.bad_lines.itemData(i) for i in range(dialog.bad_lines.count())] == [
+        None, "skip", "null-pad"]
+    refusal = _import(qtbot, dialog)
+    assert "line 3 has 2 fields, expected 3; choose above" in refusal and "\n" not in refusal
+    assert dialog.isVisible() and list_datasets(catalog) == []  # nothing stored
+    dialog.bad_lines.setCurrentIndex(dialog.bad_lines.findData("skip"))
+    assert dialog.error.text() == ""  # the refusal went with the change
+    counts = _import(qtbot, dialog, close=False)
+    assert "4 lines read, 2 skipped, 2 rows stored" in counts
+    assert "4 lines read, 2 skipped, 2 rows stored" in window.statusBar().currentMessage()
+    dialog.ok_button.click()
+    _wait_selected(qtbot, view, "ragged")
+    assert view.selected is not None and view.selected.rows == 2
+    assert view.selected.source["lines"] == {"read": 4, "stored": 2, "skipped": 2, "padded": 0}
+
+
+def test_european_csv_with_semicolons_decimal_commas_and_cp1252(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog,
+        tmp_path: Path) -> None:
+    path = tmp_path / "messwerte.csv"
+    path.write_bytes("Ort;Betrag;Menge\nMünchen;1,50;3\nZürich;2,25;4\nKöln;10,75;5\n"
+                     .encode("cp1252"))
+    window = make_window([DatasetsView])
+    view = _view(window)
+    view.open_import([path])
+    dialog = _dialog(qtbot, view, "messwerte.csv")
+    dialog.name.setText("eu")
+    dialog.encoding.setCurrentText("cp1252")
+    dialog.decimal.setCurrentIndex(dialog.decimal.findData(","))
+    assert "3 lines read, 3 rows stored" in _import(qtbot, dialog)
+    _wait_selected(qtbot, view, "eu")
+    dv = view.selected
+    assert dv is not None and [(c.name, c.type) for c in dv.columns] == [
+        ("Ort", "VARCHAR"), ("Betrag", "DOUBLE"), ("Menge", "BIGINT")]
+    assert read_page(catalog, dv, 0, 3) == [("München", 1.5, 3), ("Zürich", 2.25, 4),
+                                            ("Köln", 10.75, 5)]
+    assert dv.source["decimal"] == "," and dv.source["encoding"] == "cp1252"
+
+
+def test_workbook_lists_its_sheets_and_imports_the_one_chosen(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog,
+        tmp_path: Path) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    first = book.active
+    assert first is not None
+    first.title = "Summary"
+    first.append(["note"])
+    first.append(["see the readings"])
+    second = book.create_sheet("Readings 2026")
+    second.append(["sensor", "value"])
+    for i in range(12):
+        second.append([f"s{i}", i / 4])
+    book.save(tmp_path / "plant.xlsx")
+    window = make_window([DatasetsView])
+    view = _view(window)
+    _drop(view, [tmp_path / "plant.xlsx"])
+    dialog = _dialog(qtbot, view, "plant.xlsx")
+    assert [dialog.sheet.itemText(i) for i in range(dialog.sheet.count())] == [
+        "Summary", "Readings 2026"]
+    assert not dialog.bad_lines.isVisibleTo(dialog) and not dialog.decimal.isVisibleTo(dialog)
+    dialog.sheet.setCurrentText("Readings 2026")
+    assert "12 lines read, 12 rows stored" in _import(qtbot, dialog)
+    _wait_selected(qtbot, view, "plant")
+    dv = view.selected
+    assert dv is not None and dv.rows == 12 and dv.source["sheet"] == "Readings 2026"
+    assert [c.name for c in dv.columns] == ["sensor", "value"]

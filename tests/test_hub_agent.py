@@ -4,6 +4,7 @@ between push and hub mode without losing a record."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from core.catalog import Catalog
 from core.drift import drift_report
+from core.errors import NotFound
 from core.fleet.agents import add_agent
 from core.fleet.capture import capture_policy
 from core.fleet.dispatch import agent_status, deploy, rollback, set_capture
@@ -215,5 +217,48 @@ def test_capture_policy_reaches_a_hub_agent_in_its_signed_poll_answer(
             "SELECT count(*) FROM telemetry_request WHERE agent = 'edge1'").fetchall()[0][0]
             == 10, 20, "telemetry pushed")
         assert captured() == 5
+    finally:
+        agent.stop()
+
+
+def test_hub_push_brings_the_histograms_of_all_traffic_served_before_it(
+        catalog: Catalog, hub: HubHandle, tmp_path: Path) -> None:
+    """A 10-minute window never closes by itself here: only the push's cut can bring the
+    counts, and they must cover every row served before the push, each once."""
+    train_mini(catalog)
+    agent = enrol_and_start(catalog, tmp_path, "edge", hub.url, extra=("--window-s", "600"))
+    try:
+        wait_until(lambda: agent_status(catalog, "edge").online, 20, "first poll")
+        assert _finished(catalog, deploy(catalog, "pumps@production", "edge").deployment)[0] \
+            == "active"
+        shifted = [{"temp": 45.0 + i % 7, "site": "east", "load": 4.0} for i in range(600)]
+
+        def serve(rows: list[dict[str, object]]) -> None:
+            with httpx.Client(base_url=agent.url, verify=verify_for(agent.url)) as http:
+                for start in range(0, len(rows), 100):
+                    answer = http.post("/v1/models/pumps/predict",
+                                       json={"records": rows[start:start + 100]})
+                    assert answer.status_code == 200, answer.text
+
+        def covered(rows: int) -> Any:
+            try:
+                report = drift_report(catalog, "pumps")
+            except NotFound:  # no histogram yet
+                return False
+            return report.covers is not None and report.covers.rows == rows and report
+
+        serve(shifted[:534])
+        first = wait_until(lambda: covered(534), 30, "histograms of 534 rows pushed")
+        temp = {f.feature: f for f in first.features}["temp"]
+        assert temp.rows == 534 and temp.status == "alert"
+        assert first.prediction is not None and first.prediction.rows == 534
+        assert first.covers.start <= first.covers.end <= time.time()
+        serve(shifted[534:])  # the same open window, cut again at the next push
+        second = wait_until(lambda: covered(600), 30, "histograms of 600 rows pushed")
+        assert {f.feature: f.rows for f in second.features}["temp"] == 600
+        wait_until(lambda: not agent.outbox(), 20, "outbox acked")
+        assert drift_report(catalog, "pumps").covers == second.covers  # nothing twice
+        seqs = _seqs(catalog, "edge")
+        assert len(seqs) == len(set(seqs))
     finally:
         agent.stop()

@@ -3,13 +3,15 @@ code — Triton's model_config.proto (tritonclient), MLflow's pyfunc loader — 
 with the ONNX graph and with a real agent's answers.
 
 KServe's SDK (`kserve`) cannot be installed beside this stack (every release pins
-pandas < 3), and no package on PyPI ships the InferenceService CRD schema, so the
-manifest is checked field by field against the v1beta1 API as documented, and its
-repository with Triton's proto like the triton export."""
+pandas < 3): the manifest is read back by the SDK's own model classes in a side
+environment (`.venv-kserve`, tests/support/kserve_validate.py), besides being checked
+field by field here, and its repository with Triton's proto like the triton export."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -26,7 +28,7 @@ from core.keys import signing_key
 from tests.conftest import run_cli
 from tests.support.agents import verify_for
 from tests.support.fleet import agents, open_catalog, train_mini
-from tests.support.interop import kinds_model
+from tests.support.interop import KSERVE_VALIDATE, kinds_model, kserve_python
 
 pytestmark = pytest.mark.xdist_group("fleet")
 
@@ -135,6 +137,56 @@ def test_kserve_manifest_and_repository(home: Path, tmp_path: Path) -> None:
                   str(tmp_path / "other"), "--storage-uri", "not a uri")
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
     assert "--storage-uri" in bad.stderr and not (tmp_path / "other").exists()
+
+
+@pytest.fixture
+def kserve_py() -> Path:
+    """Asked for before `home`, so a missing side environment says so at once."""
+    return kserve_python()
+
+
+def test_kserve_sdk_reads_the_manifest_back(kserve_py: Path, home: Path, tmp_path: Path) -> None:
+    """`kserve.V1beta1InferenceService` (via the SDK's ApiClient) reads back every field,
+    with its type; a misspelled or mistyped field, which the SDK would drop or coerce
+    silently, is caught (the broken copies prove the check can fail)."""
+    out = tmp_path / "isvc"
+    result = export(home, "pumps@1", "--format", "kserve", "--out", str(out),
+                    "--storage-uri", "gs://bucket/pumps-repo")
+    written = out / "inferenceservice.yaml"
+    manifest = yaml.safe_load(written.read_text())
+
+    def broken(field: str, value: object, rename: str | None = None) -> Path:
+        copied = copy.deepcopy(manifest)
+        parent = copied["spec"]["predictor"]["model"] if field != "name" else copied["metadata"]
+        del parent[field]
+        parent[rename or field] = value
+        path = tmp_path / f"broken-{rename or field}.yaml"
+        path.write_text(yaml.safe_dump(copied))
+        return path
+
+    cases = {
+        broken("storageUri", "gs://bucket/pumps-repo", rename="storageURI"):
+            "spec.predictor.model.storageURI: not a field the SDK knows",
+        broken("protocolVersion", 2): "spec.predictor.model.protocolVersion: written 2 (int)",
+        broken("modelFormat", "onnx"): "spec.predictor.model.modelFormat: written 'onnx'",
+        broken("name", 5): "ValidationError",
+    }
+    proc = subprocess.run([str(kserve_py), str(KSERVE_VALIDATE), str(written), *map(str, cases)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    good, *bad = json.loads(proc.stdout)
+    assert good["problems"] == []
+    assert good["read"] == {
+        "api_version": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "name": "pumps", "annotations": {"outpost/model": "pumps", "outpost/version": "1",
+                                         "outpost/sha256": result["sha256"]},
+        "model_format": "onnx", "protocol_version": "v2",
+        "storage_uri": "gs://bucket/pumps-repo",
+        "sdk_class": "kserve.models.v1beta1_model_spec.V1beta1ModelSpec"}
+    for (path, expected), answer in zip(cases.items(), bad, strict=True):
+        assert answer["file"] == str(path)
+        assert len(answer["problems"]) == 1 and answer["problems"][0].startswith(expected), \
+            answer["problems"]
 
 
 def test_mlflow_model_predicts_what_the_agent_answers(home: Path, tmp_path: Path) -> None:

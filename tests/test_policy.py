@@ -16,8 +16,8 @@ import pytest
 from core.catalog import Catalog
 from core.feedback.importing import import_feedback
 from core.fleet.agents import add_agent
-from core.fleet.capture import capture_policy, set_capture
-from core.fleet.dispatch import deploy
+from core.fleet.capture import capture_policy
+from core.fleet.dispatch import deploy, set_capture
 from core.keys import signing_key
 from core.policy.evaluate import after_ingest, evaluate
 from core.policy.retrain import run_retrain

@@ -14,6 +14,8 @@ from core.errors import InvalidInput, NotFound
 class TaskDialog(QDialog):
     # Errors the user can fix in the form; anything else goes to the error sink.
     inline_errors: tuple[type[Exception], ...] = (InvalidInput, NotFound)
+    # False: the dialog stays open after success (to show what happened) until closed.
+    closes_on_success = True
 
     def __init__(self, ctx: AppContext, title: str, ok_text: str, parent: QWidget | None) -> None:
         super().__init__(parent)
@@ -44,7 +46,13 @@ class TaskDialog(QDialog):
     def run(self, title: str, fn: Callable[[TaskContext], Any]) -> None:
         self.error.setText("")
         self.ok_button.setEnabled(False)
-        self.ctx.tasks.run(title, fn, self._done, on_error=self._failed)
+        task = self.ctx.tasks.run(title, fn, self._done, on_error=self._failed)
+        # A task cancelled from the status bar calls neither handler: offer OK again.
+        task.ended.connect(self._ended)
+
+    def _ended(self, outcome: str) -> None:
+        if outcome == "cancelled":
+            self.ok_button.setEnabled(True)
 
     def succeeded(self, result: Any) -> None:
         """Announce what changed (a catalog event) before the dialog closes."""
@@ -53,7 +61,8 @@ class TaskDialog(QDialog):
         self.result_value = result
         self.ok_button.setEnabled(True)
         self.succeeded(result)
-        self.accept()
+        if self.closes_on_success:
+            self.accept()
 
     def _failed(self, exc: Exception) -> bool:
         self.ok_button.setEnabled(True)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from app.context import AppContext
 from app.dialogs.derive import DeriveDialog
 from app.dialogs.diff import DiffDialog
+from app.dialogs.importing import ImportDialog
 from app.models.datasets import DatasetsTableModel, DatasetVersionsTableModel
 from app.models.records import RecordTableModel
 from app.statusbar import say
@@ -35,7 +36,6 @@ from core.datasets import (
     ImportResult,
     Profile,
     ancestry,
-    import_dataset,
     list_datasets,
     list_versions,
     profile_version,
@@ -66,9 +66,6 @@ def _read_page(dv: DatasetVersion, c: TaskContext, offset: int, limit: int
     return read_page(c.catalog, dv, offset, limit)
 
 
-def _import(path: Path, c: TaskContext) -> ImportResult:
-    return import_dataset(c.catalog, path, progress=c.progress, cancel=c.cancel)
-
 class DatasetsView(View):
     title = "Datasets"
     icon_name = "datasets"
@@ -77,7 +74,8 @@ class DatasetsView(View):
         super().__init__(ctx)
         self.setAcceptDrops(True)
         self.import_action = self.action("Import…", "import", self.choose_files, "Ctrl+I",
-                                         "Import CSV, Parquet or JSON files (or drop them here)")
+                                         "Import CSV, Excel, Parquet or JSON files "
+                                         "(or drop them here)")
         self.derive_action = self.action("Derive…", "derive", self.open_derive, "Ctrl+Shift+E",
                                          "Make a new version with SQL over this one")
         self.diff_action = self.action("Diff…", "diff", self.open_diff, None,
@@ -112,6 +110,8 @@ class DatasetsView(View):
         self.selected: DatasetVersion | None = None
         self._loaded: dict[int, str] = {}  # tab index -> version it shows
         self._want_dataset: str | None = None
+        self.import_dialog: ImportDialog | None = None  # the one open now
+        self._to_import: list[Path] = []  # files waiting for their dialog
         ctx.events.datasets_changed.connect(self.mark_stale)
 
     # --- lists ---------------------------------------------------------------------------
@@ -202,21 +202,30 @@ class DatasetsView(View):
     def choose_files(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Import datasets", str(Path.home()),
                                                 FILE_FILTER)
-        self.import_files([Path(p) for p in paths])
+        self.open_import([Path(p) for p in paths])
 
-    def import_files(self, paths: list[Path]) -> None:
-        for path in paths:
-            self.ctx.tasks.run(
-                f"Import {path.name}",
-                partial(_import, path),
-                self._imported,
-            )
+    def open_import(self, paths: list[Path]) -> ImportDialog | None:
+        """The import dialog for each file in turn (the next opens when one closes)."""
+        self._to_import += paths
+        if self.import_dialog is None and self._to_import:
+            dialog = ImportDialog(self.ctx, self._to_import.pop(0), self)
+            dialog.imported.connect(self._imported)
+            dialog.finished.connect(self._import_closed)
+            dialog.finished.connect(dialog.deleteLater)
+            self.import_dialog = dialog
+            dialog.open()
+        return self.import_dialog
+
+    def _import_closed(self) -> None:
+        self.import_dialog = None
+        self.open_import([])
 
     def _imported(self, result: ImportResult) -> None:
         what = "new version" if result.new else "already present as version"
-        say(self, f"Imported {result.name}: {result.rows:,} rows, {what} {result.version[:12]}")
+        counts = f" ({result.lines.describe()})" if result.lines else ""
+        say(self, f"Imported {result.name}: {result.rows:,} rows{counts}, {what} "
+                  f"{result.version[:12]}")
         self._want_dataset = result.name
-        self.ctx.events.datasets_changed.emit()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
         if any(url.isLocalFile() for url in event.mimeData().urls()):
@@ -226,7 +235,7 @@ class DatasetsView(View):
         paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
         if paths:
             event.acceptProposedAction()
-            self.import_files(paths)
+            self.open_import(paths)
 
     # --- derive and diff ------------------------------------------------------------------
     def _refs(self) -> list[str]:

@@ -63,7 +63,7 @@ def _accounted(result: ImportResult) -> str:
     lines = result.lines
     if lines is None or not (lines.skipped or lines.padded):
         return ""
-    return f"; {lines.read:,} lines read, {lines.skipped:,} skipped, {lines.padded:,} padded"
+    return f"; {lines.describe()}"
 
 
 @app.command("import")

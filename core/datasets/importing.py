@@ -15,7 +15,6 @@ from core.datasets.names import default_name, validate_name
 from core.datasets.options import ReadOptions
 from core.datasets.records import ImportResult
 from core.datasets.records import LineCounts as Counts
-from core.datasets.sheets import read_sheet
 from core.datasets.storing import store_version
 from core.errors import Cancelled, InvalidInput
 from core.progress import CancelToken, ProgressFn, check, report
@@ -86,10 +85,9 @@ def _check_options(path: Path, kind: str, options: ReadOptions) -> None:
         raise InvalidInput(f"{path.name}: {', '.join(misplaced)} does not apply to {kind} files")
 
 
-def _rows(parquet: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return int(pq.read_metadata(parquet).num_rows)
+def _copied(rows: list[tuple[Any, ...]]) -> int:
+    """The row count DuckDB's COPY answers with: the rows it wrote."""
+    return int(rows[0][0])
 
 
 def _copy_accounted(cur: duckdb.DuckDBPyConnection, path: Path, kind: str,
@@ -103,31 +101,32 @@ def _copy_accounted(cur: duckdb.DuckDBPyConnection, path: Path, kind: str,
     if options.bad_lines is None:
         # The lines are counted in a thread while DuckDB copies (it releases the GIL).
         with ThreadPoolExecutor(1, thread_name_prefix="count-lines") as pool:
-            source, counted = _copy(cur, path, kind, scratch, out, attempt, progress, cancel,
-                                    pool)
+            source, stored, counted = _copy(cur, path, kind, scratch, out, attempt, progress,
+                                            cancel, pool)
             assert source.layout is not None and counted is not None
             lines = counted.result()
-        return source, accounting.check(source.layout, path.name, _rows(out), lines)
+        return source, accounting.check(source.layout, path.name, stored, lines)
     sniffed = readers.prepare(cur, path, kind, scratch, attempt)
     assert sniffed.layout is not None
     header, found = accounting.plan(sniffed.layout, path.name, options.bad_lines)
     source = readers.with_policy(sniffed, header, options.bad_lines)
-    _run_copy(cur, path, source, out, progress, cancel)
-    return source, accounting.settle(found, path.name, options.bad_lines, _rows(out))
+    stored = _run_copy(cur, path, source, out, progress, cancel)
+    return source, accounting.settle(found, path.name, options.bad_lines, stored)
 
 
 def _copy_sheet(cur: duckdb.DuckDBPyConnection, path: Path, options: ReadOptions,
                 out: Path) -> tuple[dict[str, Any], Counts]:
+    from core.datasets.sheets import read_sheet  # numpy and calamine: .xlsx imports only
+
     sheet = read_sheet(path, options.sheet)
     cur.register("__outpost_sheet", sheet.table)
     try:
-        cur.execute(f"COPY (SELECT * FROM __outpost_sheet) TO {duck.literal(out)} "
-                    "(FORMAT parquet)")
+        stored = _copied(cur.execute(f"COPY (SELECT * FROM __outpost_sheet) TO "
+                                     f"{duck.literal(out)} (FORMAT parquet)").fetchall())
     except duckdb.Error as exc:
         raise duck.translate(exc, f"import of {path.name}") from exc
     finally:
         cur.unregister("__outpost_sheet")
-    stored = _rows(out)
     if stored != sheet.read:
         raise InvalidInput(f"{path.name}: {sheet.read} data rows read but {stored} stored; "
                            "nothing imported")
@@ -138,11 +137,12 @@ def _copy_sheet(cur: duckdb.DuckDBPyConnection, path: Path, options: ReadOptions
 
 
 def _run_copy(cur: duckdb.DuckDBPyConnection, path: Path, source: readers.Source, out: Path,
-              progress: ProgressFn | None, cancel: CancelToken | None) -> None:
+              progress: ProgressFn | None, cancel: CancelToken | None) -> int:
+    """COPY ``source`` to ``out``; the rows written."""
     sql = f"COPY (SELECT * FROM {source.relation}) TO {duck.literal(out)} (FORMAT parquet)"
     check(cancel, "import")
     try:
-        duck.run(cur, sql, "import", progress, cancel)
+        return _copied(duck.run(cur, sql, "import", progress, cancel))
     except duckdb.InterruptException as exc:
         raise Cancelled("import") from exc
     except duckdb.Error as exc:
@@ -152,8 +152,9 @@ def _run_copy(cur: duckdb.DuckDBPyConnection, path: Path, source: readers.Source
 def _copy(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: readers.Scratch,
           out: Path, attempt: readers.Attempt, progress: ProgressFn | None,
           cancel: CancelToken | None, pool: ThreadPoolExecutor | None = None
-          ) -> tuple[readers.Source, Future[int] | None]:
-    """COPY the file into the Parquet temp file ``out``, retrying the ways DuckDB suggests.
+          ) -> tuple[readers.Source, int, Future[int] | None]:
+    """COPY the file into the Parquet temp file ``out``, retrying the ways DuckDB suggests;
+    (how it was read, rows written, the line count when ``pool`` counts them).
 
     With ``pool``, the lines of the file DuckDB reads are counted there meanwhile.
     """
@@ -164,8 +165,7 @@ def _copy(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: reader
                    if pool is not None and source.layout is not None else None)
         sql = f"COPY (SELECT * FROM {source.relation}) TO {duck.literal(out)} (FORMAT parquet)"
         try:
-            duck.run(cur, sql, "import", progress, cancel)
-            return source, counted
+            return source, _copied(duck.run(cur, sql, "import", progress, cancel)), counted
         except duckdb.InterruptException as exc:
             raise Cancelled("import") from exc
         except duckdb.Error as exc:

@@ -10,6 +10,16 @@ from core.errors import InvalidInput
 BadLines = Literal["skip", "null-pad"]
 BAD_LINES: tuple[str, ...] = ("skip", "null-pad")
 DECIMALS = (".", ",")
+# The CLI's way out of a ragged-rows refusal; the GUI words its own (a choice in the form).
+BAD_LINES_HINT = "pass --bad-lines skip or --bad-lines null-pad to import the rest"
+
+
+def ragged_rows(label: str, line: int | str, fields: int | str, expected: int | str,
+                hint: str = BAD_LINES_HINT) -> InvalidInput:
+    """The one-line refusal of a file whose line ``line`` has another field count."""
+    plural = "field" if str(fields) == "1" else "fields"
+    return InvalidInput(f"{label}: ragged rows: line {line} has {fields} {plural}, expected "
+                        f"{expected}; {hint}")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import duckdb
 from core.datasets import sniff
 from core.datasets.accounting import Layout
 from core.datasets.duck import first_line, literal
-from core.datasets.options import BadLines, ReadOptions
+from core.datasets.options import BadLines, ReadOptions, ragged_rows
 from core.errors import InvalidInput, NotFound, OutpostError, StorageError
 
 FORMATS = {
@@ -135,9 +135,7 @@ def explain(path: Path, exc: duckdb.Error) -> OutpostError:
     line = _CSV_LINE.search(message)
     ragged = _RAGGED.search(message)
     if line and ragged:
-        return InvalidInput(
-            f"{name}: ragged rows: line {line[1]} has {ragged[2]} fields, expected {ragged[1]}; "
-            "pass --bad-lines skip or --bad-lines null-pad to import the rest")
+        return ragged_rows(name, line[1], ragged[2], ragged[1])
     if "Invalid unicode" in message:
         where = f" (line {line[1]})" if line else ""
         return sniff.InvalidText(f"{name} is not valid UTF-8{where}")
@@ -167,7 +165,7 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
         options.append("sample_size=-1")
     try:
         row = cur.execute(
-            "SELECT Delimiter, Quote, HasHeader, SkipRows, Columns "
+            "SELECT Delimiter, Quote, HasHeader, SkipRows, Columns, Prompt "
             f"FROM sniff_csv({literal(read_path)}, {', '.join(options)})"
         ).fetchone()
     except duckdb.InvalidInputException as exc:
@@ -181,7 +179,7 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
         raise InvalidInput(
             f"{path.name}: cannot work out its CSV layout: {first_line(exc)}") from exc
     assert row is not None
-    delimiter, quote, header, skip, columns = row
+    delimiter, quote, header, skip, columns, prompt = row
     quote = "" if quote == "(empty)" else quote
     if attempt.decimal == delimiter:
         raise InvalidInput(f"{path.name}: the decimal mark {attempt.decimal!r} is also the "
@@ -200,6 +198,11 @@ def _csv(cur: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Scratch
                **({"newlines": "normalized"} if mixed else {}),
                **({"decimal": attempt.decimal} if attempt.decimal != "." else {})}
     relation = f"read_csv({literal(read_path)}, {', '.join(options)})"
+    # The sniffer's answer as a read_csv call with every option fixed (and ours passed
+    # through): the COPY does not sniff the file a second time.
+    sniffed = str(prompt).removeprefix("FROM ").rstrip(";")
+    if sniffed.startswith(f"read_csv({literal(read_path)}, auto_detect=false, "):
+        relation = sniffed  # else (a path the prompt quotes otherwise) DuckDB sniffs again
     layout = Layout(read_path, delimiter, quote, bool(header), len(columns), len(first))
     if not attempt.strict and len(columns) == 1:
         layout = replace(layout, columns=len(first))

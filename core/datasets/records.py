@@ -93,6 +93,14 @@ class LineCounts:
         return {"read": self.read, "stored": self.stored, "skipped": self.skipped,
                 "padded": self.padded}
 
+    def describe(self) -> str:
+        """One line for people: "3 lines read, 2 skipped, 1 row stored"."""
+        parts = [f"{self.read:,} line{'' if self.read == 1 else 's'} read"]
+        parts += [f"{n:,} {what}" for n, what in ((self.skipped, "skipped"),
+                                                 (self.padded, "padded")) if n]
+        parts.append(f"{self.stored:,} row{'' if self.stored == 1 else 's'} stored")
+        return ", ".join(parts)
+
 
 @dataclass(frozen=True)
 class ImportResult:

@@ -7,11 +7,11 @@ mixes types becomes text, so no cell is dropped or turned into a null.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from core.datasets.sniff import check_header
 from core.errors import InvalidInput
@@ -30,12 +30,16 @@ class Sheet:
     dropped_columns: int  # columns with neither a header nor a value
 
 
+def sheet_names(path: Path) -> list[str]:
+    """The workbook's sheets, in order (the import dialog lists them)."""
+    with _reading(path.name) as calamine:
+        return list(calamine.CalamineWorkbook.from_path(str(path)).sheet_names)
+
+
 def read_sheet(path: Path, sheet: str | None) -> Sheet:
     """The sheet ``sheet`` (default: the first) of the workbook at ``path``."""
-    import python_calamine as calamine
-
     label = path.name
-    try:
+    with _reading(label) as calamine:
         book = calamine.CalamineWorkbook.from_path(str(path))
         names = list(book.sheet_names)
         if not names:
@@ -45,6 +49,16 @@ def read_sheet(path: Path, sheet: str | None) -> Sheet:
             raise InvalidInput(f"{label} has no sheet {chosen!r} (it has: "
                                f"{', '.join(repr(n) for n in names)})")
         rows = book.get_sheet_by_name(chosen).to_python(skip_empty_area=False)
+    return _table(label, chosen, rows)
+
+
+@contextmanager
+def _reading(label: str) -> Iterator[Any]:
+    """python-calamine, with its failures worded as one line about the workbook."""
+    import python_calamine as calamine
+
+    try:
+        yield calamine
     except calamine.PasswordError as exc:
         raise InvalidInput(f"{label} is password-protected; save an unprotected copy") from exc
     except (calamine.ZipError, calamine.XmlError) as exc:
@@ -55,11 +69,11 @@ def read_sheet(path: Path, sheet: str | None) -> Sheet:
             raise InvalidInput(f"{label} is password-protected or encrypted; "
                                "save an unprotected copy") from exc
         raise InvalidInput(f"{label}: cannot read the workbook: {first}") from exc
-    return _table(label, chosen, rows)
 
 
 def _blank(row: list[Any]) -> bool:
-    return all(v == "" or v is None for v in row)
+    # list.count compares in C; 0 and False are not == "" or None, so they count as values.
+    return row.count("") + row.count(None) == len(row)
 
 
 def _table(label: str, sheet: str, rows: list[list[Any]]) -> Sheet:
@@ -98,6 +112,7 @@ def _text(value: Any) -> str:
 
 
 def _column(values: list[Any]) -> pa.Array:
+    import numpy as np
     import pyarrow as pa
 
     kinds = set(map(type, values)) - {type(None)}
@@ -115,4 +130,6 @@ def _column(values: list[Any]) -> pa.Array:
         return pa.array([v if v is None or isinstance(v, dt.datetime)
                          else dt.datetime.combine(v, dt.time()) for v in values],
                         pa.timestamp("us"))
+    if kinds == {str}:
+        return pa.array(values, pa.string())  # already text: no per-cell conversion
     return pa.array([None if v is None else _text(v) for v in values], pa.string())

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from core.datasets.options import ragged_rows
 from core.errors import InvalidInput
 
 SAMPLE_BYTES = 1 << 18
@@ -226,8 +227,4 @@ def find_ragged(path: Path, text: str, delimiter: str | None, quote: str) -> Non
         if expected is None:
             expected = len(fields)
         elif len(fields) != expected:
-            raise InvalidInput(
-                f"{path.name}: ragged rows: "
-                f"line {line} has {len(fields)} fields, expected {expected}; "
-                "pass --bad-lines skip or --bad-lines null-pad to import the rest"
-            )
+            raise ragged_rows(path.name, line, len(fields), expected)

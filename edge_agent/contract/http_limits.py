@@ -61,8 +61,31 @@ def _refusal(status: int, message: str) -> bytes:
             b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body))) + body
 
 
-def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol with `limits`: pass it as `uvicorn.Config(http=...)`."""
+class Arrivals:
+    """Requests whose headers the protocol has parsed, and those the app has started.
+
+    uvicorn starts the app for a request as a task, so requests parsed in one event-loop
+    turn wait for the tasks before them. ``waiting()`` is true while some parsed request
+    has not reached the app yet: the adaptive batcher's cue that a request has company in
+    this turn. Both counts only grow, so a request that never reaches the app (its
+    connection dropped) leaves the answer wrong by one at worst: a batch that waits one
+    turn, never a wrong result.
+    """
+
+    __slots__ = ("parsed", "started")
+
+    def __init__(self) -> None:
+        self.parsed = 0
+        self.started = 0
+
+    def waiting(self) -> bool:
+        return self.parsed > self.started
+
+
+def limited_protocol(limits: ConnectionLimits, arrivals: Arrivals | None = None
+                     ) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with `limits`: pass it as `uvicorn.Config(http=...)`;
+    it counts parsed requests in `arrivals`."""
     cap = limits.cap()
 
     class LimitedHttpToolsProtocol(_Limited):
@@ -70,12 +93,14 @@ def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
     LimitedHttpToolsProtocol.limits = limits
     LimitedHttpToolsProtocol.cap = cap
+    LimitedHttpToolsProtocol.arrivals = arrivals
     return LimitedHttpToolsProtocol
 
 
 class _Limited(HttpToolsProtocol):
     limits: ConnectionLimits = ConnectionLimits()
     cap: int = 1000
+    arrivals: Arrivals | None = None
     _timer_armed: bool = False  # one header-timeout checker per server (per subclass)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -151,7 +176,10 @@ class _Limited(HttpToolsProtocol):
         if self._field_bytes > self.limits.max_header_bytes:  # all arrived in one read
             self._refuse(431, f"request headers over {self.limits.max_header_bytes} bytes")
             raise _Refused  # stops the parser; uvicorn's 400 for it is suppressed below
+        cycle = self.cycle
         super().on_headers_complete()
+        if self.arrivals is not None and self.cycle is not cycle:  # a request for the app
+            self.arrivals.parsed += 1
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:

@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
 import onnxruntime as ort
-from google.protobuf.message import DecodeError
-from onnx import helper
 
 from edge_agent.contract.errors import ModelInvalid
 from edge_agent.contract.manifest import TensorSpec
+from edge_agent.contract.onnx_wire import (
+    ELEM_TO_OIP,
+    ValueInfo,
+    WireError,
+    identity_model,
+    read_model,
+)
 
-ONNX_TO_OIP: dict[int, str] = {
-    onnx.TensorProto.BOOL: "BOOL",
-    onnx.TensorProto.UINT8: "UINT8",
-    onnx.TensorProto.UINT16: "UINT16",
-    onnx.TensorProto.UINT32: "UINT32",
-    onnx.TensorProto.UINT64: "UINT64",
-    onnx.TensorProto.INT8: "INT8",
-    onnx.TensorProto.INT16: "INT16",
-    onnx.TensorProto.INT32: "INT32",
-    onnx.TensorProto.INT64: "INT64",
-    onnx.TensorProto.FLOAT16: "FP16",
-    onnx.TensorProto.FLOAT: "FP32",
-    onnx.TensorProto.DOUBLE: "FP64",
-    onnx.TensorProto.STRING: "BYTES",
-}
 _ML_DOMAIN = "ai.onnx.ml"
 
 
@@ -43,17 +31,11 @@ class ModelInfo:
 
 
 def _probe(domain: str, version: int) -> bool:
-    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
-    imports = [helper.make_opsetid("", version if domain == "" else 13)]
-    if domain:
-        imports.append(helper.make_opsetid(domain, version))
-    model = helper.make_model(graph, opset_imports=imports, ir_version=8)
+    opsets = {"": version} if domain == "" else {"": 13, domain: version}
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     try:
-        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(identity_model(opsets), opts, providers=["CPUExecutionProvider"])
     except Exception:  # any load failure means "not supported"
         return False
     return True
@@ -84,67 +66,32 @@ def check_runtime_version(min_onnxruntime: str) -> None:
         )
 
 
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _node_tensors(node)
-
-
-def _node_tensors(node: onnx.NodeProto) -> Iterator[onnx.TensorProto]:
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        for sparse in [attr.sparse_tensor, *attr.sparse_tensors]:
-            yield sparse.values
-            yield sparse.indices
-        if attr.HasField("g"):
-            yield from _graph_tensors(attr.g)
-        for sub in attr.graphs:
-            yield from _graph_tensors(sub)
-
-
-def _uses_external_data(model: onnx.ModelProto) -> bool:
-    tensors = [*_graph_tensors(model.graph)]
-    for fn in model.functions:
-        for node in fn.node:
-            tensors.extend(_node_tensors(node))
-    return any(t.data_location == onnx.TensorProto.EXTERNAL or t.external_data for t in tensors)
-
-
-def _specs(values: list[onnx.ValueInfoProto], what: str) -> list[TensorSpec]:
+def _specs(values: list[ValueInfo], what: str) -> list[TensorSpec]:
     out = []
     for v in values:
-        if not v.type.HasField("tensor_type"):
+        if not v.is_tensor:
             raise ModelInvalid(
                 f"model {what} {v.name!r} is not a tensor (export classifiers with zipmap=False)"
             )
-        tt = v.type.tensor_type
-        dtype = ONNX_TO_OIP.get(tt.elem_type)
+        dtype = ELEM_TO_OIP.get(v.elem_type)
         if dtype is None:
             raise ModelInvalid(f"model {what} {v.name!r} has an unsupported element type")
-        shape = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
-        out.append(TensorSpec(v.name, dtype, shape))
+        out.append(TensorSpec(v.name, dtype, [d if d >= 0 else -1 for d in v.dims]))
     return out
 
 
 def inspect_model(data: bytes, *, check_opset: bool = True) -> ModelInfo:
     """Parse model.onnx; refuse external data and opsets newer than this runtime runs."""
-    model = onnx.ModelProto()
     try:
-        model.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as exc:
+        model = read_model(data)
+    except WireError as exc:
         raise ModelInvalid("model.onnx is not a valid ONNX model (corrupt protobuf)") from exc
-    if not model.HasField("graph") or not model.graph.output:
+    graph = model.graph
+    if graph is None or not graph.outputs:
         raise ModelInvalid("model.onnx is not a valid ONNX model (no graph)")
-    if _uses_external_data(model):
+    if model.external_data:
         raise ModelInvalid("model.onnx references external data files; refused")
-    opset = {
-        ("" if o.domain == "ai.onnx" else o.domain): int(o.version) for o in model.opset_import
-    }
+    opset = model.opset
     if check_opset:
         supported = supported_opsets()
         for domain, version in opset.items():
@@ -154,13 +101,12 @@ def inspect_model(data: bytes, *, check_opset: bool = True) -> ModelInfo:
                     f"model.onnx needs opset {domain or 'ai.onnx'} {version}; this onnxruntime "
                     f"({ort.__version__}) supports up to {limit}"
                 )
-    init_names = {t.name for t in model.graph.initializer}
-    inputs = [v for v in model.graph.input if v.name not in init_names]
+    inputs = [v for v in graph.inputs if v.name not in graph.initializers]
     return ModelInfo(
         inputs=_specs(inputs, "input"),
-        outputs=_specs(list(model.graph.output), "output"),
+        outputs=_specs(graph.outputs, "output"),
         opset=opset,
-        ir_version=int(model.ir_version),
+        ir_version=model.ir_version,
     )
 
 

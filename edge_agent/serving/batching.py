@@ -10,6 +10,7 @@ each request runs alone, so one bad request cannot fail its neighbours.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,16 +28,25 @@ class _Pending:
 
 
 class Batcher:
-    def __init__(self, max_batch: int, delay_s: float) -> None:
+    """`others_waiting` (from the HTTP protocol): whether requests parsed in this event-loop
+    turn have yet to reach the app. When none has and nothing is pending, a request runs at
+    once: waiting a turn for company that cannot come cost a lone request ~20 us of CPU."""
+
+    def __init__(self, max_batch: int, delay_s: float,
+                 others_waiting: Callable[[], bool] | None = None) -> None:
         self.max_batch = max_batch
         self.delay_s = delay_s
+        self.others_waiting = others_waiting
         self._queues: dict[int, tuple[Served, list[_Pending]]] = {}
 
     async def __call__(self, served: Served, feeds: dict[str, Array], rows: int) -> Outputs:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outputs] = loop.create_future()
         key = id(served)
         entry = self._queues.get(key)
+        if (entry is None and self.delay_s == 0 and self.others_waiting is not None
+                and not self.others_waiting()):
+            return run(served, feeds)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outputs] = loop.create_future()
         if entry is None:
             entry = self._queues[key] = (served, [])
             if self.delay_s > 0:

@@ -29,6 +29,7 @@ from edge_agent.contract.asgi import (
     send_reply,
 )
 from edge_agent.contract.errors import AgentError
+from edge_agent.contract.http_limits import Arrivals
 from edge_agent.serving.batching import Batcher
 from edge_agent.serving.management import Management, agent_version
 from edge_agent.serving.metrics import CONTENT_TYPE, AgentMetrics
@@ -43,6 +44,7 @@ from edge_agent.serving.predict import encode_predictions, parse_records, record
 from edge_agent.serving.serving import Runner, Served, ServedCache
 from edge_agent.serving.shadow import Shadow
 from edge_agent.serving.signature import bind_inputs
+from edge_agent.store.memory import release_memory
 from edge_agent.telemetry.ids import PredictionIds
 from edge_agent.telemetry.recorder import Recorder, RequestEvent
 
@@ -68,7 +70,8 @@ def _version(text: str) -> int:
 class AgentApp:
     def __init__(self, cache: ServedCache, recorder: Recorder, metrics: AgentMetrics,
                  management: Management, limits: Limits | None = None,
-                 ids: PredictionIds | None = None, shadow: Shadow | None = None) -> None:
+                 ids: PredictionIds | None = None, shadow: Shadow | None = None,
+                 arrivals: Arrivals | None = None) -> None:
         self.cache = cache
         self.ids = ids
         self.shadow = shadow
@@ -76,7 +79,9 @@ class AgentApp:
         self.metrics = metrics
         self.management = management
         self.limits = limits or Limits()
-        batcher = (Batcher(self.limits.batch_max, self.limits.batch_delay_s)
+        self.arrivals = arrivals or Arrivals()  # the protocol counts parsed requests in it
+        batcher = (Batcher(self.limits.batch_max, self.limits.batch_delay_s,
+                           self.arrivals.waiting if arrivals is not None else None)
                    if self.limits.batch_max > 1 else None)
         self.runner = Runner(self.limits.inline_rows, batcher)
         self.deadlines = Deadlines()
@@ -84,6 +89,7 @@ class AgentApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            self.arrivals.started += 1
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -94,6 +100,7 @@ class AgentApp:
             if message["type"] == "lifespan.startup":
                 # Everything loaded so far lives as long as the process: keep it out of
                 # the collector's generations so collections stay short under load.
+                release_memory()
                 gc.freeze()
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})

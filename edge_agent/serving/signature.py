@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.contract.onnx_wire import Node, read_model
 from edge_agent.serving.oip import InferInput
 from edge_agent.serving.tensors import InferRequestInvalid
 
@@ -79,26 +80,25 @@ def signature_of(session: Any, model_path: Path | None) -> Signature:
                      tuple(_info(a, frozenset()) for a in session.get_outputs()))
 
 
-def _handles_nan(node: Any) -> bool:
+def _handles_nan(node: Node) -> bool:
     if node.op_type in _NAN_HANDLERS:
         return True
     if node.op_type in _TREES:
-        return any(a.name == "nodes_missing_value_tracks_true" and any(a.ints)
-                   for a in node.attribute)
+        return any(node.ints.get("nodes_missing_value_tracks_true", ()))
     return False
 
 
 def nan_tolerant_inputs(model_path: Path) -> frozenset[str]:
     """Graph inputs from which some node that handles missing values can be reached."""
-    import onnx  # only at load time: keeps the import off the serving start path
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
+    graph = read_model(model_path.read_bytes()).graph
+    if graph is None:
+        return frozenset()
+    consumers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
             consumers.setdefault(name, []).append(node)
     tolerant: set[str] = set()
-    for graph_input in graph.input:
+    for graph_input in graph.inputs:
         seen: set[str] = {graph_input.name}
         queue = deque([graph_input.name])
         while queue and graph_input.name not in tolerant:
@@ -106,7 +106,7 @@ def nan_tolerant_inputs(model_path: Path) -> frozenset[str]:
                 if _handles_nan(node):
                     tolerant.add(graph_input.name)
                     break
-                for out in node.output:
+                for out in node.outputs:
                     if out not in seen:
                         seen.add(out)
                         queue.append(out)

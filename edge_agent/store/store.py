@@ -35,6 +35,7 @@ from edge_agent.contract.signing import fsync_dir
 from edge_agent.contract.status import InstallStatus, ServingState
 from edge_agent.store.keys import KeyRing
 from edge_agent.store.loaded_model import LoadedModel, load_version
+from edge_agent.store.memory import release_memory
 from edge_agent.store.model_dir import ModelDir, ModelState
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,13 @@ class ModelStore:
     ) -> InstallResult:
         """Verify, unpack to a new version folder, load, run the canary, then (optionally)
         switch the active pointer. Any failure leaves the store as it was."""
+        try:
+            return self._install(bundle_path, activate, allow_rollback)
+        finally:
+            release_memory()  # the bundle and the graph build are garbage now
+
+    def _install(self, bundle_path: Path, activate: bool, allow_rollback: bool
+                 ) -> InstallResult:
         with self._lock:
             bundle = verify_bundle(Path(bundle_path), self.keys.trusted(), self.limits)
             name, version = bundle.manifest.model, bundle.manifest.version

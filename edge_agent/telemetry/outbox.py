@@ -101,8 +101,10 @@ class Outbox:
             "COALESCE(SUM(size) FILTER (WHERE kind = 'capture'), 0) FROM records").fetchone()
 
     def stats(self) -> OutboxStats:
-        return OutboxStats(self._backlog, self._last_seq, self._evicted, self._bytes,
-                           self._capture_bytes, self._capture_evicted)
+        # Under the lock: a write moves the counters one by one, around its commit.
+        with self._lock:
+            return OutboxStats(self._backlog, self._last_seq, self._evicted, self._bytes,
+                               self._capture_bytes, self._capture_evicted)
 
     def write(self, records: list[dict[str, Any]],
               windows: Mapping[WindowKey, tuple[Array, int]] | None = None,

@@ -1,5 +1,6 @@
-"""Shared by the interop tests: a catalog with a trained and an imported model, and a real
-MLServer process (the independent OIP server) serving models from an exported repository."""
+"""Shared by the interop tests: a catalog with a trained and an imported model, a real
+MLServer process (the independent OIP server) serving models from an exported repository,
+and the KServe SDK's side environment."""
 from __future__ import annotations
 
 import contextlib
@@ -13,10 +14,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from tests.conftest import REPO
 from tests.support.agents import free_port, wait_http_ok
+
+# `make test` names the side environment's interpreter here: then a missing one fails the
+# test instead of skipping it.
+KSERVE_PYTHON_ENV = "OUTPOST_KSERVE_PYTHON"
+KSERVE_VALIDATE = REPO / "tests" / "support" / "kserve_validate.py"
+
+
+def kserve_python() -> Path:
+    """The interpreter of `.venv-kserve` (the KServe SDK, kept apart: it pins pandas < 3)."""
+    named = os.environ.get(KSERVE_PYTHON_ENV)
+    python = Path(named) if named else REPO / ".venv-kserve" / "bin" / "python"
+    if not python.is_file():
+        message = (f"the KServe SDK's side environment is missing ({python}): build it with "
+                   "`make kserve-venv` (make install-dev and make test do)")
+        if named:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return python
 
 
 def kinds_model() -> onnx.ModelProto:
