@@ -9,6 +9,7 @@ Sending rotation records to agents is :mod:`core.fleet.rotation`'s job.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from edge_agent.contract.protocol import (
     save_private_key,
     write_public_key,
 )
+from edge_agent.contract.signing import fsync_dir
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,23 @@ def signing_key(catalog: Catalog) -> Ed25519PrivateKey:
             raise OutpostError(f"signing key {current} is missing but the catalog has rotated "
                                "keys: restore the keys folder from a backup")
         _ensure_dir(current.parent)
-        save_private_key(generate_signing_key(), current)
+        _create_first_key(current)
     return _load(current)
+
+
+def _create_first_key(current: Path) -> None:
+    """Two callers making the first key at once (the GUI and a CLI, or two enrolments
+    in threads) must end with one key, or an agent trusts a key that is then overwritten:
+    write it aside, then link it into place, which fails for whoever comes second."""
+    draft = save_private_key(generate_signing_key(),
+                             current.with_name(f".{current.name}.{uuid.uuid4().hex}"))
+    try:
+        os.link(draft, current)
+        fsync_dir(current.parent)
+    except FileExistsError:
+        pass  # the other caller's key won; use it
+    finally:
+        draft.unlink()
 
 
 def key_info(catalog: Catalog) -> KeyInfo:

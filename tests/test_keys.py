@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core.catalog import Catalog
@@ -14,6 +16,7 @@ from edge_agent.contract.protocol import (
     generate_signing_key,
     key_fingerprint,
     load_public_key,
+    public_key_b64,
     public_key_bytes,
     save_private_key,
     verify_rotation_record,
@@ -93,3 +96,22 @@ def test_rotate_moves_online_agents_now_and_offline_ones_on_next_deploy(
             assert get_agent(catalog, "down").key_index == 1
         finally:
             back.stop()
+
+
+
+def test_first_key_made_by_racing_callers_is_one_key(catalog: Catalog) -> None:
+    """Two enrolments in threads (or the GUI and a CLI) each made 'the first key' and the
+    later one overwrote it: an agent enrolled by the first trusted a key no longer used."""
+    keys_dir = catalog.settings.keys_dir
+    assert not (keys_dir / "signing.key").exists()
+    start = threading.Barrier(8)
+
+    def first_key(_: int) -> str:
+        local = catalog.for_thread()
+        start.wait(10)
+        return public_key_b64(signing_key(local))
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(first_key, range(8)))
+    assert keys == {public_key_b64(signing_key(catalog))}
+    assert [p.name for p in keys_dir.iterdir() if p.name.startswith(".")] == []  # no drafts
