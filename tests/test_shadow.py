@@ -214,6 +214,12 @@ def test_shadow_starts_and_stops_on_an_agent_already_serving_the_champion(
         found = wait_until(lambda: [r for r in shadow_records(agent) if r["count"]],
                            timeout=30, what="a shadow window")
         assert found[0]["challenger"] == 2 and found[0]["rows"] % 20 == 0
+        _, doc = json_request(f"{agent.url}/v1/telemetry?after=0&limit=10000", None,
+                              {"Authorization": f"Bearer {agent.token}"})
+        events = [json.loads(r["body"]) for r in doc["records"] if r["kind"] == "agent_event"]
+        assert [(e["event"], e["version"], e["previous"]) for e in events] == [
+            ("install", 1, None), ("activate", 1, None), ("install", 1, None),
+            ("activate", 1, 1)]  # the challenger change, recorded like an install
         cli("telemetry", "pull", "--agent", "edge", check=True)
         (entry,) = cli("shadow", "report", "pumps", "--json", check=True).json()["agents"]
         assert (entry["agent"], entry["version"], entry["challenger"]) == ("edge", 1, 2)
