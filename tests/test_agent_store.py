@@ -3,7 +3,9 @@ unchanged each time), downgrade protection, rollback, delete, restart checks, ke
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -11,12 +13,14 @@ import numpy as np
 import pytest
 
 from edge_agent.contract import errors
+from edge_agent.contract.manifest import CHALLENGER
 from edge_agent.contract.protocol import (
     Ed25519PrivateKey,
     generate_signing_key,
     make_rotation_record,
     public_key_b64,
     verify_signature,
+    write_bundle,
 )
 from edge_agent.store.identity import load_or_create_identity
 from edge_agent.store.keys import KeyRing
@@ -30,6 +34,9 @@ from tests.support.agents import (
     identity_model,
     make_identity_bundle,
     make_tabular_bundle,
+    read_members,
+    resign,
+    rezip,
     tabular_model,
 )
 
@@ -169,10 +176,66 @@ def test_reinstall_same_and_conflicting(tmp_path: Path, store: ModelStore,
     again = store.install(b)
     assert again.already_installed and again.status == "active"
     (tmp_path / "other").mkdir()
+    rebuilt = make_identity_bundle(tmp_path / "other", key, version=1,
+                                   created="2027-01-01T00:00:00+00:00")
+    assert store.install(rebuilt).already_installed  # same champion, built again: a retry
     different = make_identity_bundle(tmp_path / "other", key, version=1,
-                                     created="2027-01-01T00:00:00+00:00")
-    with pytest.raises(errors.VersionConflict):
+                                     canary=identity_canary(offset=2.0))
+    with pytest.raises(errors.VersionConflict, match="different content"):
         store.install(different)
+
+
+def tabular_bundle(out: Path, key: Ed25519PrivateKey, challenger: bytes | None = None,
+                   created: str | None = None) -> Path:
+    tm = tabular_model("classification")
+    return write_bundle(out, model="pumps", version=1, key=key, model_bytes=tm.onnx_bytes,
+                        baseline=tm.baseline, canary=tm.canary, task="classification",
+                        labels=tm.labels, created=created,
+                        challenger=None if challenger is None else (2, challenger, 1.0))
+
+
+def test_challenger_swapped_in_place_and_a_crash_mid_swap_recovers(
+        tmp_path: Path, store: ModelStore, key: Ed25519PrivateKey) -> None:
+    store.install(tabular_bundle(tmp_path / "plain.outpost", key))
+    serving = store.get("pumps")
+    # A challenger whose inputs are not the champion's: refused, nothing changes.
+    with pytest.raises(errors.ModelInvalid, match="challenger inputs"):
+        store.install(rezip(tmp_path / "bad.outpost", resign(
+            with_challenger(read_members(tmp_path / "plain.outpost"), identity_model()), key)))
+    assert store.get("pumps") is serving
+    folder = tmp_path / "agent" / "models" / "pumps"
+    assert sorted(p.name for p in folder.iterdir()) == ["1", "active", "state.json"]
+
+    shadow = tabular_bundle(tmp_path / "shadow.outpost", key,
+                            tabular_model("classification", 1).onnx_bytes)
+    result = store.install(shadow)
+    assert (result.status, result.already_installed) == ("active", False)
+    swapped = store.get("pumps")
+    assert swapped.session is serving.session and swapped.challenger is not None
+    assert (folder / "1" / CHALLENGER).exists()
+    assert store.install(shadow).already_installed  # a retry changes nothing
+
+    # Crash after the old folder left and before the new one took its name.
+    (folder / "1").rename(folder / "1.next")
+    assert open_store(tmp_path / "agent", key).get("pumps").challenger is not None
+    # Crash before the switch began: the old folder stays, the staged one is dropped.
+    shutil.copytree(folder / "1", folder / "1.next")
+    assert open_store(tmp_path / "agent", key).get("pumps").challenger is not None
+    assert sorted(p.name for p in folder.iterdir()) == ["1", "active", "state.json"]
+
+    # The plain bundle again removes the challenger; the champion's session stays.
+    assert not store.install(tabular_bundle(tmp_path / "again.outpost", key)).already_installed
+    assert store.get("pumps").challenger is None and store.get("pumps").session is serving.session
+    assert not (folder / "1" / CHALLENGER).exists()
+
+
+def with_challenger(members: dict[str, bytes], onnx: bytes) -> dict[str, bytes]:
+    """`members` with `onnx` as a challenger the manifest describes (not yet re-signed)."""
+    doc = json.loads(members["manifest.json"])
+    doc["challenger"] = {"member": CHALLENGER, "version": 2, "share": 1.0,
+                         "outputs": doc["outputs"]}
+    doc["members"][CHALLENGER] = {"sha256": hashlib.sha256(onnx).hexdigest(), "size": len(onnx)}
+    return {**members, CHALLENGER: onnx, "manifest.json": json.dumps(doc).encode()}
 
 
 def test_unknown_model_and_inactive(tmp_path: Path, store: ModelStore,

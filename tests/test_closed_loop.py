@@ -78,11 +78,7 @@ def test_drift_retrain_approve_shadow_and_a_rollout_that_halts_and_rolls_back(
     try:
         for name, agent in zip("abcd", fleet, strict=True):
             add_agent(catalog, f"edge-{name}", agent.url, agent.token)
-            # edge-c first gets the champion with the challenger beside it: an agent that
-            # already holds pumps@1 refuses a pumps@1 bundle with other content (a
-            # challenger added), so shadowing needs an agent without it.
-            if name != "c":
-                deploy(catalog, "pumps@1", f"edge-{name}")
+            deploy(catalog, "pumps@1", f"edge-{name}")
         catalog.close()
         edge_a, _, edge_c, _ = fleet
         home = outpost_home
@@ -108,7 +104,8 @@ def test_drift_retrain_approve_shadow_and_a_rollout_that_halts_and_rolls_back(
         assert outpost(home, "approve", "pumps@2") == {"model": "pumps", "version": 2,
                                                        "alias": "production"}
 
-        # Shadow: edge-c serves the champion and runs the challenger on every request.
+        # Shadow: edge-c, serving the champion, gets pumps@1 again with pumps@2 beside it
+        # and runs the challenger on every request.
         shadow = outpost(home, "deploy", "pumps@1", "--to", "edge-c", "--challenger",
                          "pumps@2", "--shadow-share", "1")
         assert shadow["status"] == "active"

@@ -123,6 +123,22 @@ def test_deploy_rollback_rotation_and_telemetry_by_poll(catalog: Catalog, hub: H
         again.stop()
 
 
+def test_a_hub_agent_serving_the_champion_takes_its_challenger_and_drops_it(
+        catalog: Catalog, hub: HubHandle, tmp_path: Path) -> None:
+    one, two = (register_adder(catalog, tmp_path, bias) for bias in (1.0, 2.0))
+    agent = enrol_and_start(catalog, tmp_path, "edge1", hub.url)
+    shadowed = agent.dir / "models" / "adder" / "1" / "challenger.onnx"
+    try:
+        assert _finished(catalog, deploy(catalog, one, "edge1").deployment)[0] == "active"
+        with_two = deploy(catalog, one, "edge1", challenger=two, shadow_share=1.0)
+        assert _finished(catalog, with_two.deployment) == ("active", 1, None)
+        assert shadowed.exists() and _answer(agent, 1.0) == 2.0
+        assert _finished(catalog, deploy(catalog, one, "edge1").deployment)[0] == "active"
+        assert not shadowed.exists() and _answer(agent, 1.0) == 2.0
+    finally:
+        agent.stop()
+
+
 def test_device_switches_modes_without_losing_telemetry(catalog: Catalog, hub: HubHandle,
                                                         tmp_path: Path) -> None:
     train_mini(catalog)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -162,8 +163,11 @@ def test_manifest_challenger_fields_are_checked(tmp_path: Path, key: Ed25519Priv
         Manifest.from_dict(half)
 
 
-def test_deploy_with_a_challenger_from_the_registry(outpost_home: Path, cli: Any,
-                                                    tmp_path: Path) -> None:
+def test_shadow_starts_and_stops_on_an_agent_already_serving_the_champion(
+        outpost_home: Path, cli: Any, tmp_path: Path) -> None:
+    """The field's case: pumps@1 serves, then pumps@1 with pumps@2 as challenger arrives
+    (accepted, champion answering throughout), then without it (shadow stopped). A
+    same-version bundle with another champion is still refused."""
     from core.fleet.agents import add_agent
     from core.keys import signing_key
     from core.registry import register_model
@@ -175,22 +179,68 @@ def test_deploy_with_a_challenger_from_the_registry(outpost_home: Path, cli: Any
         frame = train_mini(catalog, "pumps")  # pumps@1
         register_model(catalog, train(catalog, "mini", "fail", algo="random_forest").id,
                        "pumps")  # pumps@2, same inputs
-        agent = start_agent(tmp_path / "agent", signing_key(catalog))
+        desktop_key = signing_key(catalog)
+        agent = start_agent(tmp_path / "agent", desktop_key)
         add_agent(catalog, "edge", agent.url, agent.token)
     finally:
         catalog.close()
+    predict_url = f"{agent.url}/v1/models/pumps/predict"
+    rows = frame.drop(columns=["fail"]).head(20)
+    body = {"records": json.loads(rows.to_json(orient="records"))}
     try:
         bad = cli("deploy", "pumps@1", "--to", "edge", "--challenger", "pumps@1")
         assert bad.returncode == 1 and "is the champion itself" in bad.stderr
-        done = cli("deploy", "pumps@1", "--to", "edge", "--challenger", "pumps@2",
-                   "--shadow-share", "1", "--json", check=True).json()
+        cli("deploy", "pumps@1", "--to", "edge", "--json", check=True)
+        answers: list[tuple[int, Any]] = []
+        deployed = threading.Event()
+
+        def traffic() -> None:  # the champion keeps answering while the challenger arrives
+            while not deployed.is_set() or not answers:
+                answers.append(json_request(predict_url, body))
+
+        sender = threading.Thread(target=traffic)
+        sender.start()
+        try:
+            done = cli("deploy", "pumps@1", "--to", "edge", "--challenger", "pumps@2",
+                       "--shadow-share", "1", "--json", check=True).json()
+        finally:
+            deployed.set()
+            sender.join()
         assert (done["version"], done["status"]) == (1, "active")
-        rows = frame.drop(columns=["fail"]).head(20)
-        body = {"records": json.loads(rows.to_json(orient="records"))}
-        status, doc = json_request(f"{agent.url}/v1/models/pumps/predict", body)
-        assert status == 200, doc
+        assert answers and all(s == 200 and d["version"] == 1 for s, d in answers), answers[-1]
+        champion = answers[0][1]["predictions"]
+        status, doc = json_request(predict_url, body)
+        assert status == 200 and doc["predictions"] == champion
         found = wait_until(lambda: [r for r in shadow_records(agent) if r["count"]],
                            timeout=30, what="a shadow window")
-        assert found[0]["challenger"] == 2 and found[0]["rows"] == 20
+        assert found[0]["challenger"] == 2 and found[0]["rows"] % 20 == 0
+        _, doc = json_request(f"{agent.url}/v1/telemetry?after=0&limit=10000", None,
+                              {"Authorization": f"Bearer {agent.token}"})
+        events = [json.loads(r["body"]) for r in doc["records"] if r["kind"] == "agent_event"]
+        assert [(e["event"], e["version"], e["previous"]) for e in events] == [
+            ("install", 1, None), ("activate", 1, None), ("install", 1, None),
+            ("activate", 1, 1)]  # the challenger change, recorded like an install
+        cli("telemetry", "pull", "--agent", "edge", check=True)
+        (entry,) = cli("shadow", "report", "pumps", "--json", check=True).json()["agents"]
+        assert (entry["agent"], entry["version"], entry["challenger"]) == ("edge", 1, 2)
+        assert entry["rows"] >= 20 and entry["agreement"] == round(
+            entry["agreed"] / entry["rows"], 4)
+
+        # Same version, another champion (validly signed): refused, serving unchanged.
+        other = tabular_model("classification", 1)
+        forged = write_bundle(tmp_path / "forged.outpost", model="pumps", version=1,
+                              key=desktop_key, model_bytes=other.onnx_bytes,
+                              baseline=other.baseline, canary=other.canary)
+        status, refused = json_request(f"{agent.url}/v1/bundles", None, {
+            "Authorization": f"Bearer {agent.token}"}, method="POST", data=forged.read_bytes())
+        assert status == 409 and "already installed with different content" in refused["error"]
+        status, doc = json_request(predict_url, body)
+        assert status == 200 and (doc["version"], doc["predictions"]) == (1, champion)
+
+        # The plain bundle again stops the shadow.
+        cli("deploy", "pumps@1", "--to", "edge", "--json", check=True)
+        assert not (agent.dir / "models" / "pumps" / "1" / CHALLENGER).exists()
+        status, doc = json_request(predict_url, body)
+        assert status == 200 and doc["predictions"] == champion
     finally:
         agent.stop()

@@ -29,6 +29,8 @@ MAX_VERSION = 2**31 - 1  # model versions, everywhere (agent, hub, catalog)
 # Model names become folder names on the device: keep them boring.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
+# Manifest fields that say how a bundle was made, not what its champion serves.
+_BUILD_FACTS = ("created", "built_by", "key_id", "challenger")
 
 
 def check_model_name(name: object) -> str:
@@ -130,6 +132,21 @@ class Manifest:
     def member_names(self) -> tuple[str, ...]:
         """Every member the bundle holds, signed ones after manifest and signature."""
         return (*BUNDLE_MEMBERS, *(m for m in OPTIONAL_MEMBERS if m in self.members))
+
+    def champion_part(self) -> dict[str, Any]:
+        """What defines the version: everything but the challenger and the bundle's own
+        build facts (when, by what, under which key it was signed). Two bundles of one
+        version with equal parts serve the same champion (member sha256s included)."""
+        doc = self.to_dict()
+        for key in _BUILD_FACTS:
+            doc.pop(key, None)
+        doc["members"] = {k: v for k, v in doc["members"].items() if k != CHALLENGER}
+        return doc
+
+    def challenger_part(self) -> tuple[dict[str, Any] | None, MemberDigest | None]:
+        """The challenger's spec and member digest (None, None without one)."""
+        spec = None if self.challenger is None else self.challenger.to_dict()
+        return spec, self.members.get(CHALLENGER)
 
     def to_json_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode("utf-8") + b"\n"

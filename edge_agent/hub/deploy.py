@@ -65,8 +65,9 @@ class DesiredState:
                     continue
                 done = self._handled.get(model)
                 if done is None or done.get("deployment") != deployment:
-                    outcome = self._carry_out(transport, item)
-                    done = {"deployment": deployment, "outcome": outcome, "reported": False}
+                    outcome = self._carry_out(transport, item, done)
+                    done = {"deployment": deployment, "outcome": outcome, "reported": False,
+                            "bundle": _bundle_sha(item) if outcome["error"] is None else None}
                     self._handled[model] = done
                     self._save()
                 if not done["reported"]:
@@ -88,7 +89,8 @@ class DesiredState:
                 return int(status.active) if status.active is not None else None
         return None
 
-    def _carry_out(self, transport: HubTransport, item: dict[str, Any]) -> dict[str, Any]:
+    def _carry_out(self, transport: HubTransport, item: dict[str, Any],
+                   before: dict[str, Any] | None) -> dict[str, Any]:
         model, version = str(item["model"]), item.get("version")
         try:
             if item.get("action") == "rollback":
@@ -96,7 +98,11 @@ class DesiredState:
                 self.cache.warm()
                 log.info("hub: rolled %s back to version %d", model, now)
                 return {"status": "active", "version": now, "error": None}
-            if version == self._active(model):
+            # The active version from the same bundle: nothing to fetch. Another bundle of
+            # it (a challenger added, replaced or removed) goes to the store, which swaps
+            # the challenger or refuses another champion.
+            if version == self._active(model) and before is not None \
+                    and before.get("bundle") == _bundle_sha(item):
                 return {"status": "active", "version": version, "error": None}
             return self._install(transport, item)
         except HubUnavailable:
@@ -121,3 +127,9 @@ class DesiredState:
         log.info("hub: installed %s version %d (%s)", result.model, result.version,
                  result.status)
         return {"status": result.status, "version": result.version, "error": None}
+
+
+def _bundle_sha(item: dict[str, Any]) -> str | None:
+    bundle = item.get("bundle")
+    sha = bundle.get("sha256") if isinstance(bundle, dict) else None
+    return sha if isinstance(sha, str) else None

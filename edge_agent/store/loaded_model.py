@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnxruntime as ort
@@ -153,6 +153,16 @@ def load_version(
         run_canary(session, canary_doc)
     return LoadedModel(name, version, session, info.inputs, info.outputs, baseline, manifest,
                        folder, challenger)
+
+
+def with_challenger_of(current: LoadedModel, folder: Path,
+                       keys: Sequence[Ed25519PublicKey]) -> LoadedModel:
+    """`current` with the challenger of `folder`, a verified copy of the same champion
+    (the caller compared the manifests): the champion's session is kept, nothing reloads.
+    Challengers have no canary of their own; their inputs are checked as at install."""
+    manifest, members = verified_members(folder, current.name, current.version, keys)
+    return replace(current, manifest=manifest, path=folder,
+                   challenger=_load_challenger(manifest, members, current.inputs))
 
 
 def _load_challenger(manifest: Manifest, members: dict[str, bytes],

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.contract.manifest import MAX_VERSION
-from edge_agent.contract.signing import atomic_write
+from edge_agent.contract.signing import atomic_write, fsync_dir
 
 ACTIVE_FILE = "active"
 STATE_FILE = "state.json"
 HISTORY_LIMIT = 32
+# A version folder being replaced in place (a challenger change): the complete new folder
+# waits as V.next, the old one leaves as V.old. Neither name is a version (see recover).
+NEXT, OLD = ".next", ".old"
 
 
 @dataclass
@@ -60,6 +65,35 @@ class ModelDir:
             int(p.name) for p in self.path.iterdir()
             if p.is_dir() and _version_name(p.name)
         )
+
+    def replace_version(self, version: int, staged: Path) -> None:
+        """Put the complete, verified folder `staged` in place of version `version`. Two
+        renames, so a crash between them leaves V.next and no V: recover() finishes it."""
+        final = self.version_path(version)
+        nxt, old = final.with_name(final.name + NEXT), final.with_name(final.name + OLD)
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(staged, nxt)
+        fsync_dir(self.path)
+        os.rename(final, old)
+        os.rename(nxt, final)
+        fsync_dir(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def recover(self) -> None:
+        """After a crash inside replace_version: the old folder or the new one, never none."""
+        if not self.path.is_dir():
+            return
+        for path in self.path.iterdir():
+            if path.name.endswith(NEXT) and _version_name(path.name[: -len(NEXT)]):
+                final = path.with_name(path.name[: -len(NEXT)])
+                if final.exists():
+                    shutil.rmtree(path, ignore_errors=True)  # the switch never began
+                else:
+                    os.rename(path, final)  # the old one had left: the new one takes over
+                    fsync_dir(self.path)
+        for path in self.path.iterdir():
+            if path.name.endswith(OLD) and _version_name(path.name[: -len(OLD)]):
+                shutil.rmtree(path, ignore_errors=True)
 
     def read_active(self) -> int | None:
         try:

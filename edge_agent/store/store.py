@@ -29,12 +29,12 @@ from edge_agent.contract.errors import (
     ModelUnavailable,
     VersionConflict,
 )
-from edge_agent.contract.manifest import MANIFEST, check_model_name
+from edge_agent.contract.manifest import MANIFEST, Manifest, check_model_name
 from edge_agent.contract.protocol import RotationRecord
 from edge_agent.contract.signing import fsync_dir
 from edge_agent.contract.status import InstallStatus, ServingState
 from edge_agent.store.keys import KeyRing
-from edge_agent.store.loaded_model import LoadedModel, load_version
+from edge_agent.store.loaded_model import LoadedModel, load_version, with_challenger_of
 from edge_agent.store.memory import release_memory
 from edge_agent.store.model_dir import ModelDir, ModelState
 
@@ -125,6 +125,7 @@ class ModelStore:
             self._entries = entries
 
     def _open_model(self, mdir: ModelDir) -> _Entry:
+        mdir.recover()
         installed = mdir.versions()
         state = mdir.read_state()
         pointer = mdir.read_active()
@@ -258,23 +259,55 @@ class ModelStore:
 
     def _reinstall(self, entry: _Entry, bundle: VerifiedBundle, activate: bool,
                    previous: int | None) -> InstallResult:
-        """The same version again: fine if identical (a retried upload), else refused."""
+        """The same version again: a retried upload, or the same champion with another
+        challenger (added, replaced or removed), swapped in without a reload. A bundle
+        whose champion differs from the installed one is refused."""
         name, version = bundle.manifest.model, bundle.manifest.version
-        on_disk = entry.dir.version_path(version) / MANIFEST
-        try:
-            same = on_disk.read_bytes() == bundle.manifest_bytes
-        except OSError:
-            same = False
-        if not same:
+        installed = _installed_manifest(entry, version)
+        if installed is None or installed.champion_part() != bundle.manifest.champion_part():
             raise VersionConflict(
                 f"model {name} version {version} is already installed with different content"
             )
+        swapped = installed.challenger_part() != bundle.manifest.challenger_part()
+        if swapped:
+            self._swap_challenger(entry, bundle)
         if activate and previous != version:
             self._switch(entry, self._loaded(entry, version))
             self._event("activate", name, version, previous=previous)
         active = entry.active is not None and entry.active.version == version
         status: InstallStatus = "active" if active else "installed"
-        return InstallResult(name, version, status, previous=previous, already_installed=True)
+        return InstallResult(name, version, status, previous=previous,
+                             already_installed=not swapped)
+
+    def _swap_challenger(self, entry: _Entry, bundle: VerifiedBundle) -> None:
+        """Replace the version folder with the bundle's (same champion, other challenger)
+        and the served model with one holding the same champion session and the new
+        challenger: requests never wait, and a refused challenger changes nothing."""
+        name, version = bundle.manifest.model, bundle.manifest.version
+        self._staging.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"challenger-{name}-", dir=self._staging))
+        try:
+            extract_bundle(bundle, tmp, self.limits)
+            current = entry.loaded.get(version)
+            swapped = (with_challenger_of(current, tmp, self.keys.known()) if current
+                       else load_version(tmp, name, version, self.keys.known(),
+                                         threads=self.session_threads, canary=True))
+            entry.dir.replace_version(version, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        swapped = replace(swapped, path=entry.dir.version_path(version))
+        entry.loaded[version] = swapped
+        was_active = entry.active is not None and entry.active.version == version
+        if was_active:
+            entry.active = swapped  # the atomic reference swap readers see
+        if self._on_event is not None:
+            self._event("install", name, version, sha256=_file_sha256(bundle.path))
+        if was_active:  # the bundle now serving changed: the audit trail's "at" reads this
+            self._event("activate", name, version, previous=version)
+        challenger = bundle.manifest.challenger
+        log.info("model %s version %d: challenger %s", name, version,
+                 f"version {challenger.version} in shadow" if challenger else "removed")
 
     def _unpack_and_load(self, entry: _Entry, bundle: VerifiedBundle) -> LoadedModel:
         version = bundle.manifest.version
@@ -362,6 +395,14 @@ class ModelStore:
         # After the change is durable: an event never claims what did not happen.
         if self._on_event is not None:
             self._on_event(event, model, version, **details)
+
+
+def _installed_manifest(entry: _Entry, version: int) -> Manifest | None:
+    try:
+        return Manifest.from_json_bytes(
+            (entry.dir.version_path(version) / MANIFEST).read_bytes())
+    except (OSError, AgentError):
+        return None
 
 
 def _file_sha256(path: Path) -> str:
