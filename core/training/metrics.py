@@ -60,6 +60,7 @@ def _finite(value: float) -> float | None:
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
                            labels: list[Any]) -> dict[str, Any]:
+    import numpy as np
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -67,8 +68,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.nda
         precision_recall_fscore_support,
         roc_auc_score,
     )
-
-    import numpy as np
 
     precision, recall, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average="macro", zero_division=0)

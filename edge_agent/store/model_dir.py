@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.contract.files import atomic_write
 from edge_agent.contract.manifest import MAX_VERSION
-from edge_agent.contract.signing import atomic_write
 
 ACTIVE_FILE = "active"
 STATE_FILE = "state.json"
