@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from core.audit import record_event
 from core.catalog import Catalog
 from core.errors import OutpostError, StorageError
+from edge_agent.contract.files import fsync_dir
 from edge_agent.contract.protocol import (
     KeyFileError,
     generate_signing_key,
@@ -28,7 +29,6 @@ from edge_agent.contract.protocol import (
     save_private_key,
     write_public_key,
 )
-from edge_agent.contract.signing import fsync_dir
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.errors import NotFound, StorageError
-from edge_agent.contract.signing import fsync_dir
+from edge_agent.contract.files import fsync_dir
 
 _CHUNK = 1 << 20
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import StorageError
-from edge_agent.contract.signing import atomic_write
+from edge_agent.contract.files import atomic_write
 
 _LOCK = threading.Lock()
 

@@ -166,7 +166,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from edge_agent.contract.signing import atomic_write
+    from edge_agent.contract.files import atomic_write
     from edge_agent.store.identity import load_or_create_identity, load_or_create_tls
 
     agent_dir = _writable_dir(Path(args.dir))

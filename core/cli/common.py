@@ -4,12 +4,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from core.catalog import Catalog
@@ -18,6 +17,9 @@ from core.cli.session import forwarded
 from core.config import Settings
 from core.errors import CatalogInUse
 from core.progress import ProgressEvent, ProgressFn
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -103,6 +105,8 @@ def progress_bar(enabled: bool) -> Iterator[ProgressFn | None]:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     tasks: dict[str, TaskID] = {}
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),

@@ -13,8 +13,7 @@ import typer
 from core.cli.common import JsonFlag, console, emit, err_console, open_catalog
 from core.cli.session import cancel_token, environ
 from core.config import ENV_PREFIX, Settings
-from core.hub import DEFAULT_PORT, enroll_agent, revoke_agent, start_hub, write_enrolment
-from edge_agent.contract.http_limits import ConnectionLimits
+from core.hub import DEFAULT_PORT
 
 app = typer.Typer(help="The hub where hub-mode agents (behind NAT) poll and post.",
                   no_args_is_help=True)
@@ -36,6 +35,9 @@ def serve(
 ) -> None:
     """Serve the hub until interrupted. It holds the catalog meanwhile and runs the other
     `outpost` commands of this user (enroll, deploy, status…) sent to it."""
+    from core.hub import start_hub  # uvicorn and pyarrow: only this command needs them
+    from edge_agent.contract.http_limits import ConnectionLimits
+
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -73,6 +75,8 @@ def enroll(
 ) -> None:
     """Enrol an agent for hub mode: print a one-time file with the hub URL, a token and
     the desktop's public key, for `outpost-agent serve --enroll FILE`."""
+    from core.hub import enroll_agent, write_enrolment
+
     url = hub_url or Settings.from_env(environ()).hub_url or DEFAULT_HUB_URL
     with open_catalog() as catalog:
         enrolment = enroll_agent(catalog, name, url, replace=replace)
@@ -95,6 +99,8 @@ def revoke(
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke a hub-mode agent's enrolment: the hub refuses it from now on."""
+    from core.hub import revoke_agent
+
     with open_catalog() as catalog:
         revoke_agent(catalog, name)
     emit({"agent": name, "revoked": True}, as_json,

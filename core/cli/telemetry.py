@@ -10,8 +10,6 @@ from core.cli.common import JsonFlag, console, emit, open_catalog, progress_bar,
 from core.cli.session import cancel_token
 from core.feedback.captured import captured_summary, refresh_all_captured
 from core.policy.retrain import check_after_ingest, outcome_doc, outcome_lines
-from core.telemetry.ingest import import_telemetry
-from core.telemetry.pull import pull_telemetry
 
 app = typer.Typer(help="Telemetry: pull from agents, import exported files.",
                   no_args_is_help=True)
@@ -23,6 +21,8 @@ def pull(
     as_json: JsonFlag = False,
 ) -> None:
     """Pull new telemetry from agents (resumable; each record stored exactly once)."""
+    from core.telemetry.pull import pull_telemetry  # httpx and pyarrow: this command only
+
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
         results = pull_telemetry(catalog, agent, progress=progress, cancel=cancel_token())
         captured = refresh_all_captured(catalog)
@@ -50,6 +50,8 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Import an agent's exported telemetry file (importing it again adds nothing)."""
+    from core.telemetry.ingest import import_telemetry  # pyarrow: this command only
+
     with open_catalog() as catalog, progress_bar(not as_json) as progress:
         result = import_telemetry(catalog, file)
         captured = refresh_all_captured(catalog)

@@ -13,11 +13,13 @@ from core.lazy_exports import lazy_exports
 if TYPE_CHECKING:
     from core.hub.app import HubApp, HubOptions
     from core.hub.enrolment import HUB_MODE, enroll_agent, revoke_agent, write_enrolment
-    from core.hub.server import DEFAULT_PORT, HubHandle, HubStartFailed, start_hub
+    from core.hub.server import HubHandle, HubStartFailed, start_hub
+
+DEFAULT_PORT = 8700  # here, not in core.hub.server: reading it must not import uvicorn
 
 _HOMES = {
     "HubApp": "app", "HubOptions": "app", "HUB_MODE": "enrolment", "enroll_agent": "enrolment",
-    "revoke_agent": "enrolment", "write_enrolment": "enrolment", "DEFAULT_PORT": "server",
+    "revoke_agent": "enrolment", "write_enrolment": "enrolment",
     "HubHandle": "server", "HubStartFailed": "server", "start_hub": "server",
 }
 __all__ = [

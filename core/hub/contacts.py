@@ -11,8 +11,6 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import pyarrow as pa
-
 from core.alerts import Condition, sync_alerts
 from core.catalog import Catalog
 from core.fleet.records import AgentRecord, AgentStatus, StatusReport, assemble_status, last_status
@@ -44,6 +42,8 @@ class ContactBook:
             pending, self._pending = self._pending, {}
         if not pending:
             return 0
+        import pyarrow as pa  # here: `agent status` and `deploy` read contacts without it
+
         staged = pa.table({
             "name": list(pending), "seen_at": [c.seen_at for c in pending.values()],
             "status": [c.status.decode() for c in pending.values()],

@@ -19,6 +19,7 @@ import uvicorn
 
 from core.catalog import Catalog
 from core.errors import OutpostError
+from core.hub import DEFAULT_PORT
 from core.hub.app import HubApp, HubOptions
 from core.hub.tls import hub_certificate
 from edge_agent.contract.http_limits import ConnectionLimits, limited_protocol
@@ -26,8 +27,6 @@ from edge_agent.contract.tls import server_context
 from edge_agent.contract.uvicorn_server import Server
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 8700
 
 
 class HubStartFailed(OutpostError):

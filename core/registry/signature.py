@@ -1,6 +1,6 @@
 """Signatures of ONNX graphs in Open Inference Protocol terms, and feeding them from a table.
 
-Only type-checking imports of onnx here: every CLI start loads this module through
+Only type-checking imports of onnx and numpy here: every CLI start loads this module through
 the model commands, and reading a stored signature needs no onnx.
 """
 from __future__ import annotations
@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnx
     import pandas as pd
 
@@ -22,8 +21,9 @@ _OIP_TYPES: dict[int, str] = {
     1: "FP32", 11: "FP64", 10: "FP16", 16: "BF16", 3: "INT8", 5: "INT16", 6: "INT32",
     7: "INT64", 2: "UINT8", 4: "UINT16", 12: "UINT32", 13: "UINT64", 9: "BOOL", 8: "BYTES",
 }
-_NUMPY_TYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32,
-                "BOOL": np.bool_, "BYTES": object}
+# numpy dtypes by name, so that reading a signature needs no numpy.
+_NUMPY_TYPES = {"FP32": "float32", "FP64": "float64", "INT64": "int64", "INT32": "int32",
+                "BOOL": "bool", "BYTES": "object"}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Holdout metrics and permutation importance, and the metrics a search can rank by.
 
-scikit-learn is imported inside the functions that compute: the metric specs are
-read at CLI and GUI start-up, where importing scikit-learn would cost seconds.
+scikit-learn and numpy are imported inside the functions that compute: the metric specs
+are read at CLI and GUI start-up, where importing scikit-learn would cost seconds.
 """
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from core.errors import InvalidInput
 from core.training.algorithms import Task
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
@@ -61,6 +60,7 @@ def _finite(value: float) -> float | None:
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
                            labels: list[Any]) -> dict[str, Any]:
+    import numpy as np
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -109,6 +109,7 @@ def evaluate(model: Pipeline, X: pd.DataFrame, y: np.ndarray, task: Task,
 def importance(model: Pipeline, X: pd.DataFrame, y: np.ndarray, task: Task,
                seed: int) -> dict[str, float]:
     """Mean drop in accuracy (classification) or R² (regression) when a raw column is shuffled."""
+    import numpy as np
     from sklearn.inspection import permutation_importance
 
     rng = np.random.default_rng(seed)

@@ -29,6 +29,7 @@ from edge_agent.contract.errors import (
     BundleUnsafeMember,
     BundleZipBomb,
 )
+from edge_agent.contract.files import fsync_dir
 from edge_agent.contract.manifest import (
     BUNDLE_MEMBERS,
     MANIFEST,
@@ -36,7 +37,7 @@ from edge_agent.contract.manifest import (
     SIGNATURE,
     Manifest,
 )
-from edge_agent.contract.signing import fsync_dir, key_fingerprint, verify_signature
+from edge_agent.contract.signing import key_fingerprint, verify_signature
 
 MiB = 1024 * 1024
 DEFAULT_MAX_BUNDLE_BYTES = 512 * MiB

@@ -44,6 +44,7 @@ from edge_agent.contract.errors import (
     SchemaError,
     TelemetryFileError,
 )
+from edge_agent.contract.files import atomic_write
 from edge_agent.contract.manifest import (
     BASELINE,
     BUNDLE_FORMAT,
@@ -62,7 +63,6 @@ from edge_agent.contract.manifest import (
 )
 from edge_agent.contract.records import PREDICTION_FEATURE, Baseline, Canary, FeatureBaseline
 from edge_agent.contract.signing import (
-    atomic_write,
     generate_signing_key,
     key_fingerprint,
     load_private_key,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, TypeGuard
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from edge_agent.contract.errors import SchemaError
+
+if TYPE_CHECKING:  # numpy only where a baseline counts values: the CLI reads these schemas
+    import numpy as np
 
 PREDICTION_FEATURE = "__prediction__"
 
@@ -49,6 +50,8 @@ class FeatureBaseline:
 
     def count(self, values: Sequence[Any] | np.ndarray) -> tuple[list[int], int]:
         """The reference binning: counts per bin and the null count for `values`."""
+        import numpy as np
+
         if self.kind == "numeric":
             arr = np.asarray(
                 [np.nan if v is None else v for v in values], dtype=np.float64

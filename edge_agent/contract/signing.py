@@ -1,12 +1,10 @@
-"""Ed25519 keys: generation, the two key file formats, fingerprints, atomic file writes."""
+"""Ed25519 keys: generation, the two key file formats, fingerprints."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -14,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge_agent.contract.errors import KeyFileError
+from edge_agent.contract.files import atomic_write
 
 PUBLIC_KEY_PREFIX = "outpost-ed25519"
 
@@ -52,33 +51,6 @@ def verify_signature(pub: Ed25519PublicKey, signature: bytes, data: bytes) -> bo
     except InvalidSignature:
         return False
     return True
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> Path:
-    """Write via a temp file in the same folder, fsync it, rename over, fsync the folder."""
-    path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_private_key(key: Ed25519PrivateKey, path: Path) -> Path:

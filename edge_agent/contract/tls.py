@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import NameOID
 
 from edge_agent.contract.errors import AgentError
-from edge_agent.contract.signing import atomic_write, verify_signature
+from edge_agent.contract.files import atomic_write
+from edge_agent.contract.signing import verify_signature
 
 KEY_FILE = "tls.key"
 CERT_FILE = "tls.crt"

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from edge_agent.contract.files import atomic_write
 from edge_agent.contract.hub_protocol import (
     DEFAULT_POLL_S,
     Enrolment,
@@ -29,7 +30,7 @@ from edge_agent.contract.hub_protocol import (
     agent_path,
     claim_message,
 )
-from edge_agent.contract.signing import atomic_write, public_key_from_b64
+from edge_agent.contract.signing import public_key_from_b64
 from edge_agent.hub.answers import verify_answer
 from edge_agent.hub.capture import apply_capture
 from edge_agent.hub.deploy import DesiredState

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from edge_agent.contract.errors import AgentError
+from edge_agent.contract.files import atomic_write
 from edge_agent.contract.hub_protocol import Enrolment, agent_path, token_sha256
-from edge_agent.contract.signing import atomic_write
 from edge_agent.hub.transport import HubRefused, HubTransport, HubUnavailable
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_agent.contract.signing import atomic_write
+from edge_agent.contract.files import atomic_write
 
 BOOT_FILE = "boot"
 

@@ -21,7 +21,7 @@ from edge_agent.contract.errors import (
     BundleCorrupt,
     BundleMissingMember,
 )
-from edge_agent.contract.signing import atomic_write
+from edge_agent.contract.files import atomic_write
 from edge_agent.store.dropped import copy_regular
 from edge_agent.store.store import InstallResult, ModelStore
 

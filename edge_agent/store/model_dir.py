@@ -8,8 +8,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.contract.files import atomic_write, fsync_dir
 from edge_agent.contract.manifest import MAX_VERSION
-from edge_agent.contract.signing import atomic_write, fsync_dir
 
 ACTIVE_FILE = "active"
 STATE_FILE = "state.json"

@@ -29,9 +29,9 @@ from edge_agent.contract.errors import (
     ModelUnavailable,
     VersionConflict,
 )
+from edge_agent.contract.files import fsync_dir
 from edge_agent.contract.manifest import MANIFEST, Manifest, check_model_name
 from edge_agent.contract.protocol import RotationRecord
-from edge_agent.contract.signing import fsync_dir
 from edge_agent.contract.status import InstallStatus, ServingState
 from edge_agent.store.keys import KeyRing
 from edge_agent.store.loaded_model import LoadedModel, load_version, with_challenger_of

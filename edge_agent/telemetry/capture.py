@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_agent.contract.capture import CapturePolicy
 from edge_agent.contract.errors import SchemaError
-from edge_agent.contract.signing import atomic_write
+from edge_agent.contract.files import atomic_write
 from edge_agent.telemetry.predictions import predicted_texts
 
 log = logging.getLogger(__name__)
