@@ -108,6 +108,22 @@ class Catalog:
             finally:
                 cur.close()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Catalog]:
+        """One consistent view for a read made of several queries: every query through the
+        yielded catalog sees the same commits, whatever other threads commit meanwhile (a
+        drift report read half before and half after a hub ingest would sum two different
+        sets of windows). Read-only: its transaction is rolled back at the end."""
+        cur = self.con.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield _Snapshot(self.settings, cur, self._write_turn)
+        finally:
+            try:
+                cur.execute("ROLLBACK")
+            finally:
+                cur.close()
+
     def applied_migrations(self) -> list[tuple[int, str]]:
         rows = self.con.execute(
             "SELECT number, name FROM schema_migration ORDER BY number").fetchall()
@@ -159,3 +175,21 @@ class Catalog:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _Snapshot(Catalog):
+    """A catalog whose every cursor is the one read transaction of :meth:`Catalog.snapshot`."""
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.con
+
+    def for_thread(self) -> Catalog:
+        raise OutpostError("a catalog snapshot belongs to the thread that opened it")
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        raise OutpostError("a catalog snapshot is read-only: write through the catalog")
+        yield self.con  # pragma: no cover  (makes this a generator)
+
+    def close(self) -> None:
+        pass  # the snapshot's context manager ends its transaction

@@ -251,18 +251,21 @@ def drift_report(catalog: Catalog, model: str, agent: str | None = None, *,
     health. A report that reaches the present (no `until`) raises and clears the matching
     alerts; one about the past leaves them as they are."""
     th = thresholds or Thresholds()
-    version = version if version is not None else _latest_version(catalog, model, agent)
-    rows = drift_rows(catalog, model, version, agent=agent, since=since, until=until,
-                      thresholds=th)
-    fleet = [r for r in rows if r.agent is None]
-    health = request_stats(catalog, agent=agent, model=model, since=since, until=until)
-    report = DriftReport(
-        model, version, agent, since, until, th,
-        features=[r for r in fleet if r.feature != PREDICTION_FEATURE],
-        prediction=next((r for r in fleet if r.feature == PREDICTION_FEATURE), None),
-        by_agent=[r for r in rows if r.agent is not None], health=health,
-        covers=coverage(catalog, model, version, agent=agent, since=since, until=until),
-        notes=_notes(catalog, model, version))
+    # One snapshot: counts, coverage and health from the same commits, even while a pull or
+    # the hub's writer lands new windows between the queries.
+    with catalog.snapshot() as view:
+        version = version if version is not None else _latest_version(view, model, agent)
+        rows = drift_rows(view, model, version, agent=agent, since=since, until=until,
+                          thresholds=th)
+        fleet = [r for r in rows if r.agent is None]
+        health = request_stats(view, agent=agent, model=model, since=since, until=until)
+        report = DriftReport(
+            model, version, agent, since, until, th,
+            features=[r for r in fleet if r.feature != PREDICTION_FEATURE],
+            prediction=next((r for r in fleet if r.feature == PREDICTION_FEATURE), None),
+            by_agent=[r for r in rows if r.agent is not None], health=health,
+            covers=coverage(view, model, version, agent=agent, since=since, until=until),
+            notes=_notes(view, model, version))
     if record_alerts and until is None:
         _record_alerts(catalog, report)
     return report

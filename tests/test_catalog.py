@@ -50,6 +50,27 @@ def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
         assert catalog.con.execute("SELECT count(*) FROM dataset").fetchone() == (0,)
 
 
+
+def test_a_snapshot_reads_one_commit_whatever_lands_meanwhile(tmp_path: Path) -> None:
+    """A read of several queries (a drift report) must not see half of a concurrent ingest:
+    before this, a report summed histograms committed after its first query into its
+    coverage but not into its feature counts."""
+    settings = Settings(home=tmp_path / "home")
+    with Catalog.open(settings) as catalog:
+        with catalog.transaction() as cur:
+            cur.execute("INSERT INTO dataset (name) VALUES ('before')")
+        count = "SELECT count(*) FROM dataset"
+        with catalog.snapshot() as view:
+            assert view.cursor().execute(count).fetchone() == (1,)
+            with catalog.transaction() as cur:  # another writer commits mid-read
+                cur.execute("INSERT INTO dataset (name) VALUES ('during')")
+            assert view.cursor().execute(count).fetchone() == (1,)
+            assert catalog.cursor().execute(count).fetchone() == (2,)
+            with pytest.raises(OutpostError, match="read-only"):
+                with view.transaction():
+                    pass
+        assert catalog.cursor().execute(count).fetchone() == (2,)
+
 def _hold_catalog(home: Path) -> subprocess.Popen[str]:
     code = textwrap.dedent(f"""
         import sys, time
