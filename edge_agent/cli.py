@@ -99,8 +99,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge_agent.contract.http_limits import ConnectionLimits
     from edge_agent.hub.client import hub_settings
     from edge_agent.runtime import ServeOptions, serve
+    from edge_agent.store.dir_lock import FolderLock
 
     agent_dir = _writable_dir(Path(args.dir))
+    # Held until the process ends: the outbox numbering and the store live in its memory.
+    lock = FolderLock(agent_dir, "outpost-agent serve").acquire(
+        "an agent already serves this folder; stop it first, or give this one its own --dir")
     config = read_config(agent_dir)
     sock = _listen(args.host or str(config.get("host", "127.0.0.1")),
                    args.port if args.port is not None else int(config.get("port", 8080)))
@@ -123,16 +127,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_connections=args.max_connections, header_timeout_s=args.header_timeout_s,
             max_header_bytes=int(args.max_header_kb * 1024)),
         insecure_http=args.insecure_http)
-    return serve(sock, options)
+    try:
+        return serve(sock, options)
+    finally:
+        lock.release()
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    from edge_agent.store.dir_lock import FolderLock
     from edge_agent.store.events import AgentEventLog
     from edge_agent.store.identity import load_or_create_identity
     from edge_agent.store.store import ModelStore
     from edge_agent.telemetry.outbox import Outbox
 
     agent_dir = _writable_dir(Path(args.dir))
+    lock = FolderLock(agent_dir, "outpost-agent install").acquire(
+        "a running agent installs bundles itself: drop it into the agent's --inbox folder "
+        "or send it with `outpost deploy`, or stop the agent first")
     outbox = Outbox(agent_dir / "telemetry.sqlite")
     try:
         events = AgentEventLog(load_or_create_identity(agent_dir), outbox)
@@ -142,6 +153,7 @@ def cmd_install(args: argparse.Namespace) -> int:
                                allow_rollback=args.rollback)
     finally:
         outbox.close()
+        lock.release()
     print(f"{result.model} version {result.version}: {result.status} "
           f"(canary {result.canary})")
     return 0

@@ -239,3 +239,28 @@ def test_init_install_serve_with_inbox_and_export(tmp_path: Path, key: Ed25519Pr
     assert header.agent_id == json.loads((agent_dir / "agent.json").read_text())["agent_id"]
     assert [r.seq for r in records] == list(range(1, len(records) + 1))
     assert any(r.kind == "request" for r in records)
+
+
+def test_a_served_folder_refuses_a_second_writer(tmp_path: Path, key: Ed25519PrivateKey
+                                                 ) -> None:
+    """`install` (or a second `serve`) on the folder of a running agent used to number
+    outbox records the agent was about to use: its every later telemetry write failed with
+    "UNIQUE constraint failed: records.seq" and it served on with telemetry stopped."""
+    pub = write_public_key(key.public_key(), tmp_path / "k.pub")
+    bundle = make_identity_bundle(tmp_path, key, version=2)
+    with running_agent(tmp_path / "agent", trust_key=key) as agent:
+        refused = agent_cli("install", str(bundle), "--dir", str(agent.dir), "--trust-key",
+                            str(pub))
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+        assert f"in use by outpost-agent serve (pid {agent.proc.pid})" in refused.stderr
+        assert "--inbox" in refused.stderr
+        second = agent_cli("serve", "--dir", str(agent.dir), "--port", str(free_port()))
+        assert second.returncode == 1 and "already serves this folder" in second.stderr
+        assert second.stderr.count("\n") == 1
+        # The agent serves on and takes the bundle the way a running agent does.
+        assert upload(agent, bundle)[0] == 200
+        assert call(agent, "POST", "/v2/models/adder/infer", X)[0] == 200
+    (tmp_path / "v3").mkdir()
+    later = make_identity_bundle(tmp_path / "v3", key, version=3)
+    ok = agent_cli("install", str(later), "--dir", str(agent.dir), "--trust-key", str(pub))
+    assert ok.returncode == 0 and "adder version 3: active" in ok.stdout, ok.stderr
