@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
 from app.dialogs.capture import CaptureDialog
@@ -179,8 +180,7 @@ def test_a_hub_agent_gets_the_policy_with_its_next_poll(
         window = make_window([FleetView])
         view = _view(window)
         dialog = _open(qtbot, view, "edge1", "Capture of adder: nothing (none set)")
-        assert "hub mode" in dialog.form.itemAt(0, dialog.form.ItemRole.FieldRole)\
-            .widget().text()
+        assert "takes it with its next poll" in dialog.findChild(QLabel, "captureNote").text()
         dialog.share.setText("1")
         dialog.ok_button.click()
         qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=30_000)

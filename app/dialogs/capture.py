@@ -57,7 +57,7 @@ class CaptureDialog(TaskDialog):
         self.confidence.setPlaceholderText("empty: off; e.g. 0.6 (classifiers)")
         self.cap = QLineEdit()
         self.cap.setObjectName("captureCap")
-        self.cap.setPlaceholderText("empty: no cap")
+        self.cap.setPlaceholderText("empty: no cap; counted per class and telemetry window")
         self.while_drift = QCheckBox("Capture every row while drift is alerted")
         self.while_drift.setObjectName("captureWhileDrift")
         self.form.addRow("Agent", QLabel(f"{row.name} ({row.record.mode} mode, {row.state})"))
@@ -67,14 +67,16 @@ class CaptureDialog(TaskDialog):
         self.form.addRow("Confidence below", self.confidence)
         self.form.addRow("Per-class cap", self.cap)
         self.form.addRow("", self.while_drift)
-        self.form.addRow("", QLabel(
-            "Per class and telemetry window. A row is kept for the first reason that applies:"
-            "\ndrift, confidence, random."))
         how = ("A hub agent takes it with its next poll." if self.hub else
-               "The agent takes it now; it must be online.")
-        self.form.addRow("", QLabel(how + " Clear goes back to the bundle's policy."))
+               "The agent takes it now: it must be online.")
+        note = QLabel("A row is kept for the first reason that applies: drift, confidence, "
+                      f"random. {how} Clear goes back to the bundle's policy.")
+        note.setObjectName("captureNote")
+        note.setWordWrap(True)
+        self.form.addRow("", note)
         self.clear_button = self.buttons.addButton("Clear", QDialogButtonBox.ButtonRole.ResetRole)
         self.clear_button.setObjectName("captureClear")
+        self.clear_button.setAutoDefault(False)  # Return sets; it never clears
         self.clear_button.clicked.connect(self.clear)
         self.model.currentIndexChanged.connect(self._show)
         offline = row.status is not None and not row.status.online and not self.hub
