@@ -195,3 +195,14 @@ def test_a_hub_agent_gets_the_policy_with_its_next_poll(
         assert not error_dialogs(window), [d.text() for d in error_dialogs(window)]
     finally:
         agent.stop()
+
+
+def test_while_drift_alerts_where_the_desktop_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI and the dialog build the policy with one function: with capture-while-
+    drifting and no PSI given, the agent switches at the desktop's alert threshold."""
+    from core.fleet.capture import capture_policy
+
+    monkeypatch.setenv("OUTPOST_PSI_ALERT", "0.3")
+    assert capture_policy(while_drift=True).drift_psi == 0.3
+    assert capture_policy(while_drift=True, drift_psi=0.5).drift_psi == 0.5
+    assert capture_policy(share=0.1, drift_psi=None).drift_psi == 0.25  # not used: default

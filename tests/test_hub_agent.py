@@ -216,9 +216,11 @@ def test_capture_policy_reaches_a_hub_agent_in_its_signed_poll_answer(
         return int(catalog.cursor().execute(
             "SELECT count(*) FROM telemetry_capture WHERE agent = 'edge1'").fetchall()[0][0])
 
-    def reported() -> tuple[Any, Any]:
-        (entry,) = [m for m in agent_status(catalog, "edge1").models if m["name"] == "adder"]
-        return entry.get("capture_from"), (entry.get("capture") or {}).get("share")
+    def reported() -> tuple[Any, Any] | None:
+        """What its last poll said about adder's policy (None: not serving it yet)."""
+        found = [m for m in agent_status(catalog, "edge1").models if m["name"] == "adder"]
+        return next(((m.get("capture_from"), (m.get("capture") or {}).get("share"))
+                     for m in found), None)
 
     try:
         assert _finished(catalog, deploy(catalog, ref, "edge1").deployment)[0] == "active"
