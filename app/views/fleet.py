@@ -215,7 +215,7 @@ class FleetView(View):
         if status is not None:
             lines.append(f"Runtime: {runtime_text(status.runtime)}")
             lines.append(f"Serving: {row.served() or 'nothing yet'}")
-            lines += [f"Capture of {m.get('name')}: {escape(capture_text(m))} — "
+            lines += [f"Capture of {escape(str(m.get('name')))}: {escape(capture_text(m))} — "
                       f"{status.captured.get(str(m.get('name')), 0):,} captured rows in the "
                       "catalog" for m in status.models]
             if status.error:
