@@ -7,7 +7,7 @@ window opens without them and the UI thread never waits on their import.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.catalog import Catalog
 from core.progress import CancelToken, ProgressFn
@@ -70,6 +70,17 @@ def rollback(catalog: Catalog, model: str, agent: str) -> DeployResult:
     from core.fleet.dispatch import rollback
 
     return rollback(catalog, model, agent)
+
+
+def set_capture(catalog: Catalog, agent: str, model: str,
+                fields: dict[str, Any] | None) -> dict[str, Any]:
+    """`outpost agent capture`: check the fields (None: clear, the bundle's policy again),
+    then send them to a push agent or record them for a hub agent's next poll."""
+    from core.fleet.capture import capture_policy
+    from core.fleet.dispatch import set_capture
+
+    return set_capture(catalog, agent, model, None if fields is None else capture_policy(
+        **fields))
 
 
 def save_bundle(catalog: Catalog, ref: str, out: Path, progress: ProgressFn,

@@ -103,10 +103,19 @@ def test_feedback_takes_either_token_and_refuses_wrong_types(tmp_path: Path) -> 
     assert fb[0]["ids"] == doc["ids"][:2]
 
 
+def _policy_in_status(agent: AgentProcess) -> tuple[Any, Any]:
+    _, doc = json_request(f"{agent.url}/v1/status", headers=agent.headers())
+    (entry,) = [m for m in doc["models"] if m["name"] == "pumps"]
+    return entry["capture"], entry["capture_from"]
+
+
 def test_capture_policy_from_bundle_and_from_the_desktop(tmp_path: Path) -> None:
     key = generate_signing_key()
     with running_agent(tmp_path / "agent", trust_key=key) as agent:
         _install(agent, _bundle(tmp_path, key, {"confidence_below": 1.0, "per_class_cap": 3}))
+        policy, source = _policy_in_status(agent)
+        assert source == "bundle" and policy["confidence_below"] == 1.0
+        assert policy["per_class_cap"] == 3 and policy["share"] == 0.0
         _, doc = json_request(f"{agent.url}/v1/models/pumps/predict", {"records": ROWS},
                               method="POST")
         expected = sum(min(3, doc["predictions"].count(c)) for c in set(doc["predictions"]))
@@ -124,6 +133,14 @@ def test_capture_policy_from_bundle_and_from_the_desktop(tmp_path: Path) -> None
         status, err = json_request(f"{agent.url}/v1/models/pumps/capture",
                                    {"policy": {"share": 2}}, agent.headers(), "PUT")
         assert status == 400 and "share" in err["error"]
+        policy, source = _policy_in_status(agent)  # the refused one changed nothing
+        assert source == "agent" and policy["share"] == 0.0
+        assert policy["confidence_below"] is None
+        assert json_request(f"{agent.url}/v1/models/pumps/capture", {"policy": None},
+                            agent.headers(), "PUT")[0] == 200
+        assert _policy_in_status(agent)[1] == "bundle"
+        assert json_request(f"{agent.url}/v1/models/pumps/capture",
+                            {"policy": {"share": 0.0}}, agent.headers(), "PUT")[0] == 200
     assert json.loads((tmp_path / "agent" / "capture.json").read_text())["pumps"]["share"] == 0
 
 

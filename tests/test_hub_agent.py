@@ -216,11 +216,19 @@ def test_capture_policy_reaches_a_hub_agent_in_its_signed_poll_answer(
         return int(catalog.cursor().execute(
             "SELECT count(*) FROM telemetry_capture WHERE agent = 'edge1'").fetchall()[0][0])
 
+    def reported() -> tuple[Any, Any] | None:
+        """What its last poll said about adder's policy (None: not serving it yet)."""
+        found = [m for m in agent_status(catalog, "edge1").models if m["name"] == "adder"]
+        return next(((m.get("capture_from"), (m.get("capture") or {}).get("share"))
+                     for m in found), None)
+
     try:
         assert _finished(catalog, deploy(catalog, ref, "edge1").deployment)[0] == "active"
         answer = set_capture(catalog, "edge1", "adder", capture_policy(share=1.0))
         assert answer["status"] == "pending"
         wait_until(lambda: held().get("adder", {}).get("share") == 1.0, 20, "policy applied")
+        # its next poll reports it: what the Fleet view shows
+        wait_until(lambda: reported() == ("agent", 1.0), 20, "policy reported")
         agent.infer(5)
         wait_until(lambda: captured() == 5, 20, "captured rows pushed to the hub")
         reasons = catalog.cursor().execute(
@@ -228,6 +236,7 @@ def test_capture_policy_reaches_a_hub_agent_in_its_signed_poll_answer(
         assert reasons == [("random",)]
         set_capture(catalog, "edge1", "adder", None)  # back to the bundle's: none
         wait_until(lambda: "adder" not in held(), 20, "policy cleared")
+        wait_until(lambda: reported() == (None, None), 20, "clearing reported")
         agent.infer(5)
         wait_until(lambda: len(agent.outbox()) == 0 and catalog.cursor().execute(
             "SELECT count(*) FROM telemetry_request WHERE agent = 'edge1'").fetchall()[0][0]

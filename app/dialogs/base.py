@@ -7,7 +7,7 @@ from typing import Any
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from app.context import AppContext
-from app.tasks import TaskContext
+from app.tasks import Task, TaskContext
 from core.errors import InvalidInput, NotFound
 
 
@@ -43,12 +43,13 @@ class TaskDialog(QDialog):
     def submit(self) -> None:
         raise NotImplementedError
 
-    def run(self, title: str, fn: Callable[[TaskContext], Any]) -> None:
+    def run(self, title: str, fn: Callable[[TaskContext], Any]) -> Task:
         self.error.setText("")
         self.ok_button.setEnabled(False)
         task = self.ctx.tasks.run(title, fn, self._done, on_error=self._failed)
         # A task cancelled from the status bar calls neither handler: offer OK again.
         task.ended.connect(self._ended)
+        return task
 
     def _ended(self, outcome: str) -> None:
         if outcome == "cancelled":

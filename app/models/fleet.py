@@ -1,8 +1,9 @@
 """Qt models for agents (with their live status), deployments and alerts."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.models.datasets import when
 from app.models.records import Column, RecordTableModel, number
@@ -51,6 +52,31 @@ class AgentRow:
         if self.status is None:
             return ""
         return ", ".join(f"{m.get('name')}@{m.get('active')}" for m in self.status.models)
+
+
+def policy_text(policy: Mapping[str, Any] | None) -> str:
+    """A capture policy (CapturePolicy.to_dict) in words, reasons in the agent's order."""
+    parts = []
+    if policy and policy.get("while_drift"):
+        parts.append(f"every row while drifting (PSI ≥ {policy.get('drift_psi', 0.25):g}, "
+                     f"windows ≥ {policy.get('drift_min_rows', 50)} rows"
+                     + (", alerted now)" if policy.get("drift_alerted") else ")"))
+    if policy and policy.get("confidence_below") is not None:
+        parts.append(f"confidence below {policy['confidence_below']:g}")
+    if policy and policy.get("share"):
+        parts.append(f"{float(policy['share']) * 100:g}% at random")
+    if parts and policy and policy.get("per_class_cap") is not None:
+        parts.append(f"at most {policy['per_class_cap']} per class and window")
+    return ", ".join(parts) or "nothing"
+
+
+def capture_text(report: Mapping[str, Any]) -> str:
+    """What a model's status says about its capture policy, and where it comes from."""
+    if "capture_from" not in report:
+        return "not reported (an agent older than this desktop)"
+    source = {"agent": "set on the agent", "bundle": "from the bundle"}.get(
+        str(report.get("capture_from")), "none set")
+    return f"{policy_text(report.get('capture'))} ({source})"
 
 
 def _state_colour(row: AgentRow) -> str:

@@ -3,6 +3,7 @@ deploy and roll back, bundles to files, telemetry files from offline sites, and 
 that hub-mode agents (behind NAT) poll, with their enrolment."""
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,9 +24,10 @@ from PySide6.QtWidgets import (
 
 from app import fleet_calls as calls
 from app.context import AppContext
+from app.dialogs.capture import CaptureDialog
 from app.dialogs.fleet import AddAgentDialog, BundleDialog, DeployDialog, RollbackDialog
 from app.hub_control import DEFAULT_HOST, HubControl, enrol_for_hub, hub_url
-from app.models.fleet import AgentRow, AgentsTableModel, DeploymentsTableModel
+from app.models.fleet import AgentRow, AgentsTableModel, DeploymentsTableModel, capture_text
 from app.statusbar import say
 from app.views.base import View
 from app.views.datasets import record_table
@@ -79,6 +81,9 @@ class FleetView(View):
                                          "Push a model version to an agent")
         self.rollback_action = self.action("Roll Back…", "rollback", self.open_rollback, None,
                                            "Serve the previous version again")
+        self.capture_action = self.action("Capture…", "datasets", self.open_capture, None,
+                                          "Which answered rows the agent keeps per model "
+                                          "(sample capture)")
         self.action("Save Bundle…", "bundle", self.open_bundle, None,
                     "Write a signed bundle file for a USB stick")
         self.action("Import Telemetry…", "telemetry", self.choose_telemetry, None,
@@ -210,6 +215,9 @@ class FleetView(View):
         if status is not None:
             lines.append(f"Runtime: {runtime_text(status.runtime)}")
             lines.append(f"Serving: {row.served() or 'nothing yet'}")
+            lines += [f"Capture of {escape(str(m.get('name')))}: {escape(capture_text(m))} — "
+                      f"{status.captured.get(str(m.get('name')), 0):,} captured rows in the "
+                      "catalog" for m in status.models]
             if status.error:
                 lines.append(f"<span style='color:#cf222e'>{status.error}</span>")
         self.detail.setText("<br>".join(lines))
@@ -218,6 +226,7 @@ class FleetView(View):
         has = self.selected_row() is not None
         self.deploy_action.setEnabled(bool(self.agents.records))
         self.rollback_action.setEnabled(has)
+        self.capture_action.setEnabled(has)
 
     # --- the local agent ---------------------------------------------------------------------
     def start_local(self) -> None:
@@ -258,6 +267,14 @@ class FleetView(View):
             return None
         models = [str(m.get("name")) for m in (row.status.models if row.status else [])]
         dialog = RollbackDialog(self.ctx, row.name, models, self)
+        dialog.open()
+        return dialog
+
+    def open_capture(self) -> CaptureDialog | None:
+        row = self.selected_row()
+        if row is None:
+            return None
+        dialog = CaptureDialog(self.ctx, row, self)
         dialog.open()
         return dialog
 

@@ -137,10 +137,6 @@ def capture(
     from core.fleet.capture import capture_policy
     from core.fleet.dispatch import set_capture
 
-    if while_drift and drift_psi is None:  # the agent alerts where the desktop would
-        from core.drift import Thresholds
-
-        drift_psi = Thresholds.from_env().psi_alert
     policy = None if clear else capture_policy(
         share=share, confidence_below=confidence_below, per_class_cap=per_class_cap,
         while_drift=while_drift, drift_alerted=drift_alerted, drift_psi=drift_psi,

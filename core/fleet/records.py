@@ -91,12 +91,14 @@ class AgentStatus:
     runtime: Runtime
     error: str | None
     pin_failed: bool = False  # another TLS certificate answered at the agent's address
+    # model -> rows this agent captured (sample capture) now in the catalog
+    captured: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"agent": self.agent, "online": self.online, "mode": self.mode,
                 "models": self.models, "telemetry_rows": self.telemetry_rows, "url": self.url,
                 "backlog": self.backlog, "runtime": self.runtime, "error": self.error,
-                "pin_failed": self.pin_failed}
+                "pin_failed": self.pin_failed, "captured": self.captured}
 
 
 _FIELDS = ("name, url, token, agent_id, public_key, mode, key_index, key_counter, added_at, "
@@ -127,6 +129,14 @@ def telemetry_rows(catalog: Catalog, name: str) -> int:
     return int(rows[0][0])
 
 
+def captured_rows(catalog: Catalog, name: str) -> dict[str, int]:
+    """Model -> captured rows of this agent stored in the catalog."""
+    rows = catalog.cursor().execute(
+        "SELECT model, count(*) FROM telemetry_capture WHERE agent = ? GROUP BY model "
+        "ORDER BY model", [name]).fetchall()
+    return {str(model): int(n) for model, n in rows}
+
+
 def last_status(catalog: Catalog, name: str) -> StatusReport | None:
     """What the agent reported at its last contact (None: it never has)."""
     rows = catalog.cursor().execute("SELECT last_status FROM agent WHERE name = ?",
@@ -141,4 +151,5 @@ def assemble_status(catalog: Catalog, record: AgentRecord, report: StatusReport 
     return AgentStatus(
         agent=record.name, online=online, mode=record.mode, url=record.url,
         models=report.models, telemetry_rows=telemetry_rows(catalog, record.name),
-        backlog=report.backlog, runtime=report.runtime, error=error, pin_failed=pin_failed)
+        backlog=report.backlog, runtime=report.runtime, error=error, pin_failed=pin_failed,
+        captured=captured_rows(catalog, record.name))

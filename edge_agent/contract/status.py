@@ -3,7 +3,7 @@ parts the desktop reads, typed. Values come from a device, so readers treat ever
 as possibly missing."""
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 # What serving looks like for one model: its active version loads (ready), a fallback
 # serves because the active one failed verification (degraded), none was ever activated
@@ -33,3 +33,5 @@ class ModelReport(TypedDict, total=False):
     highest_seen: int
     state: ServingState
     degraded: str | None
+    capture: dict[str, Any] | None  # the sample-capture policy in force (CapturePolicy)
+    capture_from: Literal["agent", "bundle"] | None  # set on the agent, or the bundle's

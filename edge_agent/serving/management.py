@@ -38,6 +38,7 @@ from edge_agent.contract.asgi import (
     stream_body,
 )
 from edge_agent.contract.capture import CapturePolicy, feedback_items
+from edge_agent.contract.errors import AgentError
 from edge_agent.serving.metrics import AgentMetrics
 from edge_agent.serving.serving import ServedCache
 from edge_agent.store.identity import AgentIdentity
@@ -274,11 +275,29 @@ class Management:
                           else self.capturer.drifting,
                           "capture_drift_switches": 0 if self.capturer is None
                           else self.capturer.drift_switches},
-            "models": [_plain(m) for m in self.store.models()],
+            "models": [{**_plain(m), **self._capture_of(m.name, m.active)}
+                       for m in self.store.models()],
             # How many desktop key rotations this agent has applied: the desktop sends
             # the next one numbered from here.
             "key_rotation": self.store.keys.rotation,
         }
+
+    def _capture_of(self, name: str, active: int | None) -> dict[str, Any]:
+        """The policy the model's rows are captured under now, and where it comes from:
+        "agent" (set on this agent, by the desktop or the hub) or "bundle"."""
+        if self.capturer is None:
+            return {"capture": None, "capture_from": None}
+        override = self.capturer.override(name)
+        if override is not None:
+            return {"capture": override.to_dict(), "capture_from": "agent"}
+        bundled = None
+        if active is not None:
+            try:
+                bundled = self.cache.get(name, None).capture
+            except AgentError:  # it does not load: it serves (and captures) nothing
+                bundled = None
+        return {"capture": bundled and bundled.to_dict(),
+                "capture_from": "bundle" if bundled else None}
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
