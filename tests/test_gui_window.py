@@ -127,6 +127,21 @@ def test_theme_layout_and_view_survive_a_restart(
     again.ctx.theme.apply(qapp, "light")
 
 
+
+def test_every_view_toolbar_fits_a_1400_px_window(
+        qtbot: QtBot, make_window: Callable[..., MainWindow]) -> None:
+    """A toolbar wider than its view hides its last buttons behind a clipped overflow
+    arrow (the Fleet view's ten buttons did, at 1400 px): each view's buttons must fit."""
+    window = make_window()
+    window.resize(1400, 860)
+    for index, view in enumerate(window.views):
+        window.show_view(index)
+        qtbot.waitUntil(view.isVisible)
+        hidden = [a.text() for a in view.toolbar.actions()
+                  if a.isVisible() and not view.toolbar.widgetForAction(a).isVisible()]
+        assert not hidden, f"{view.title}: {hidden} pushed into the overflow"
+        assert view.toolbar.sizeHint().width() <= view.toolbar.width(), view.title
+
 def test_about_lists_versions(qtbot: QtBot, make_window: Callable[..., MainWindow]) -> None:
     window = make_window([])
     dialog = window.show_about()

@@ -2,7 +2,15 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.context import AppContext
 
@@ -32,6 +40,7 @@ class View(QWidget):
         self.body = QVBoxLayout()
         outer.addLayout(self.body, 1)
         self._icon_actions: list[tuple[QAction, str]] = []
+        self._icon_buttons: list[tuple[QToolButton, str]] = []
         ctx.theme.changed.connect(self._retheme)
 
     def action(self, text: str, icon: str, slot: object, shortcut: str | None = None,
@@ -46,6 +55,21 @@ class View(QWidget):
         if toolbar:
             self.toolbar.addAction(act)
         return act
+
+    def menu_button(self, text: str, icon: str, actions: list[QAction], tip: str) -> QToolButton:
+        """A toolbar button that opens a menu of `actions` (made with ``toolbar=False``)."""
+        button = QToolButton()
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setToolButtonStyle(self.toolbar.toolButtonStyle())
+        button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(button)
+        menu.addActions(actions)
+        button.setMenu(menu)
+        self._icon_buttons.append((button, icon))
+        button.setIcon(self.ctx.theme.icon(icon))
+        self.toolbar.addWidget(button)
+        return button
 
     def menu_actions(self) -> list[QAction]:
         """Actions the window lists in this view's menu (all of them by default)."""
@@ -68,6 +92,8 @@ class View(QWidget):
     def _retheme(self) -> None:
         for act, name in self._icon_actions:
             act.setIcon(self.ctx.theme.icon(name))
+        for button, name in self._icon_buttons:
+            button.setIcon(self.ctx.theme.icon(name))
         self.retheme()
 
     def retheme(self) -> None:

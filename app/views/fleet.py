@@ -84,15 +84,22 @@ class FleetView(View):
         self.capture_action = self.action("Capture…", "datasets", self.open_capture, None,
                                           "Which answered rows the agent keeps per model "
                                           "(sample capture)")
-        self.action("Save Bundle…", "bundle", self.open_bundle, None,
-                    "Write a signed bundle file for a USB stick")
-        self.action("Import Telemetry…", "telemetry", self.choose_telemetry, None,
-                    "Read a telemetry file exported by an offline agent")
         self.hub_action = self.action("Hub", "fleet", self.toggle_hub, None,
                                       "Start or stop the hub that hub-mode agents poll")
         self.hub_action.setCheckable(True)
-        self.action("Enrol for Hub…", "agent", self.choose_enrolment, None,
-                    "Write a one-time enrolment file for a device that polls the hub")
+        # Devices without a link: one menu button, so the toolbar fits a 1400 px window
+        # (ten buttons side by side overflowed it). The Fleet menu lists them too.
+        self.offline_actions = [
+            self.action("Save Bundle…", "bundle", self.open_bundle, None,
+                        "Write a signed bundle file for a USB stick", toolbar=False),
+            self.action("Import Telemetry…", "telemetry", self.choose_telemetry, None,
+                        "Read a telemetry file exported by an offline agent", toolbar=False),
+            self.action("Enrol for Hub…", "agent", self.choose_enrolment, None,
+                        "Write a one-time enrolment file for a device that polls the hub",
+                        toolbar=False)]
+        self.menu_button("USB && Hub", "bundle", self.offline_actions,
+                         "Bundles and telemetry files for devices without a link, and "
+                         "enrolment files for hub-mode devices")
         self.action("Refresh", "refresh", self.refresh)
 
         self.agents = AgentsTableModel()
