@@ -161,8 +161,10 @@ def accuracy_report(catalog: Catalog, model: str, agent: str | None = None, *,
                     update_alerts: bool = True) -> AccuracyReport:
     """Live accuracy of `model` per agent x version; raises or clears accuracy alerts."""
     th = thresholds or AccuracyThresholds()
-    cur = catalog.cursor()
-    try:
+    # One snapshot: a hub ingest landing between the queries gave the per-window query an
+    # agent the per-agent query had not seen yet (KeyError in a loaded CI run).
+    with catalog.snapshot() as view:
+        cur = view.cursor()
         task, _ = model_task(cur, model)
         params = {"model": model, "agent": agent, "since": since, "window": window_s}
         entries = (_classification if task == "classification" else _regression)(cur, params)
@@ -173,8 +175,6 @@ def accuracy_report(catalog: Catalog, model: str, agent: str | None = None, *,
             f"SELECT count(*), count(*) FILTER (p.id IS NULL) FROM ({LABELS}) l LEFT JOIN "
             f"(SELECT DISTINCT unnest(ids) AS id FROM telemetry_prediction "
             f"WHERE model = $model) p USING (id)", {"model": model}).fetchall()
-    finally:
-        cur.close()
     conditions = [c for e in entries.values() if (c := _condition(model, task, e, th))]
     for e in entries.values():
         e.alert = any(c.agent == e.agent and c.key.endswith(f"/{e.version}")
