@@ -3,6 +3,10 @@
 `onnx` (with its protobuf runtime) and `prometheus_client` cost the agent ~10 MB of
 resident memory and are not needed to serve: the graph checks read the protobuf wire
 format themselves (edge_agent/contract/onnx_wire.py) and /metrics is written by hand.
+sqlite-utils (with click, dateutil, pluggy, tabulate) cost ~5 MB more: the outbox's
+transactions and migrations are edge_agent/telemetry/sqlite_db.py, on sqlite3 alone; and
+uvicorn's package __init__ (its click CLI) no longer runs in the agent
+(edge_agent/contract/uvicorn_package.py).
 A real agent, told by PYTHONPROFILEIMPORTTIME to log every import, installs a bundle,
 serves, answers /metrics and /v1/status; its log must not show them.
 """
@@ -16,7 +20,9 @@ import pytest
 from edge_agent.contract.protocol import generate_signing_key
 from tests.support.agents import json_request, make_tabular_bundle, running_agent
 
-KEPT_OUT = ("onnx", "google.protobuf", "prometheus_client", "pandas")
+# sqlite-utils and what it drags in (~5 MB); click came from sqlite-utils and uvicorn's CLI.
+KEPT_OUT = ("onnx", "google.protobuf", "prometheus_client", "pandas",
+            "sqlite_utils", "click", "dateutil", "pluggy", "tabulate")
 
 
 def _imported(log: Path) -> set[str]:
@@ -48,7 +54,7 @@ def test_serving_process_imports_only_what_serving_needs(tmp_path: Path,
             assert b"outpost_telemetry_backlog" in resp.read()
     imported = _imported(log)
     # the log is the import log of the serving process: it lists the server and runtime
-    assert {"edge_agent.serving.server", "onnxruntime", "uvicorn"} <= imported
+    assert {"edge_agent.serving.server", "onnxruntime", "uvicorn.server"} <= imported
     loaded = sorted(m for m in imported for top in KEPT_OUT
                     if m == top or m.startswith(top + "."))
     assert loaded == [], f"the serving process imported {loaded}"

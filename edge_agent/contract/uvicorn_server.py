@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import socket
 
-import uvicorn
+import edge_agent.contract.uvicorn_package  # noqa: F401  # first: uvicorn without its CLI
+
+# isort: split
+from uvicorn.config import Config
+from uvicorn.server import Server as _UvicornServer
+
+__all__ = ["Config", "Server"]
 
 
-class Server(uvicorn.Server):
+class Server(_UvicornServer):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.config.ssl is not None:
             for connection in list(self.server_state.connections):
