@@ -13,6 +13,7 @@ serves, answers /metrics and /v1/status; its log must not show them.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,34 @@ def test_serving_process_imports_only_what_serving_needs(tmp_path: Path,
     loaded = sorted(m for m in imported for top in KEPT_OUT
                     if m == top or m.startswith(top + "."))
     assert loaded == [], f"the serving process imported {loaded}"
+
+
+def test_a_restarted_agent_serves_and_signs_without_cryptography(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cryptography costs ~9.7 MB resident. An agent restarted with its keys, certificate
+    and a model on disk verifies the model's signature, checks its TLS proof, serves,
+    and signs an identity challenge through the OpenSSL its ssl module already links
+    (edge_agent/contract/openssl_ed25519.py): its import log shows no cryptography."""
+    key = generate_signing_key()
+    bundle = make_tabular_bundle(tmp_path, key)
+    with running_agent(tmp_path / "agent", trust_key=key) as agent:  # first start: keys made
+        status, doc = json_request(f"{agent.url}/v1/bundles", data=bundle.read_bytes(),
+                                   headers=agent.headers(), method="POST")
+        assert status == 200, doc
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    log = tmp_path / "agent.log"
+    with running_agent(tmp_path / "agent", trust_key=key, log=log) as agent:
+        status, doc = json_request(f"{agent.url}/v1/models/pumps/predict", {
+            "records": [{"temp": 20.5, "pressure": 1012.0, "site": "north"}]})
+        assert status == 200 and len(doc["predictions"]) == 1, doc
+        nonce = "00112233445566778899"
+        status, doc = json_request(f"{agent.url}/v1/identity?nonce={nonce}",
+                                   headers=agent.headers())
+        assert status == 200, doc
+    from edge_agent.contract.signing import raw_public_key_from_b64, verify_signature
+
+    assert verify_signature(raw_public_key_from_b64(doc["public_key"]),
+                            base64.b64decode(doc["signature"]), bytes.fromhex(nonce))
+    imported = _imported(log)
+    assert "edge_agent.store.loaded_model" in imported
+    assert sorted(m for m in imported if m.split(".")[0] == "cryptography") == []
