@@ -294,6 +294,22 @@ def test_open_window_counts_survive_a_crash(tmp_path: Path) -> None:
     assert hist["temp"]["counts"] == [0, 2, 0]
 
 
+def test_an_idle_writer_wakes_to_close_a_window_at_its_end(tmp_path: Path) -> None:
+    """The writer sleeps while there is nothing to write (issue 20), but not past the end
+    of an open window: its histogram is written then, with no further request."""
+    binner = binner_for(BASELINE, INPUTS)
+    outbox = Outbox(tmp_path / "t.sqlite")
+    recorder = Recorder(outbox, window_s=1.0, flush_s=0.05)
+    recorder.start()
+    feeds = {"temp": np.array([[1.0]], np.float32), "site": np.array([["a"]], dtype=object)}
+    recorder.submit(event(binner=binner, feeds=feeds))
+    wait_until(lambda: [r for r in outbox.read(0, 100) if r["kind"] == "histogram"], 10,
+               "the window closed by the idle writer")
+    hist = {r["feature"]: r for r in outbox.read(0, 100) if r["kind"] == "histogram"}
+    assert hist["temp"]["counts"] == [0, 1, 0]
+    recorder.close()
+
+
 @pytest.mark.parametrize("shape", [(-1, 2)])
 def test_a_single_wide_input_maps_features_by_position(shape: tuple[int, ...]) -> None:
     binner = binner_for(BASELINE, [("X", shape)])
