@@ -55,10 +55,14 @@ def test_wrong_labels_are_refused_in_one_line_and_nothing_is_stored(
         catalog: Catalog, tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(text)
+    allocator = ("SELECT current_setting('allocator_flush_threshold'), "
+                 "current_setting('allocator_bulk_deallocation_flush_threshold')")
+    before = catalog.cursor().execute(allocator).fetchone()
     with pytest.raises(InvalidInput) as err:
         import_feedback(catalog, path, "pumps")
     assert message in str(err.value) and "\n" not in str(err.value)
     assert catalog.cursor().execute("SELECT count(*) FROM feedback").fetchone() == (0,)
+    assert catalog.cursor().execute(allocator).fetchone() == before  # the import's, put back
 
 
 def test_regression_takes_numbers_and_reports_mae_rmse(catalog: Catalog,

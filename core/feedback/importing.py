@@ -1,10 +1,10 @@
 """`outpost feedback import FILE.csv --model M`: ground-truth labels from a file, streamed.
 
 DuckDB reads the file (any size: it is never held in Python) once, straight into the
-``feedback`` table, checking every row as it goes; one query then counts distinct ids and
-tallies what the import did (new, replaced, unchanged, orphans) from the rows it wrote,
-and at most three ``DELETE``s settle duplicates and relabelled ids, all in one
-transaction with no Python per row:
+``feedback`` table, checking every row as it goes; from the rows written, one query counts
+distinct ids and one tallies what the import did (new, replaced, unchanged, orphans), and
+at most three ``DELETE``s settle duplicates and relabelled ids, all in one transaction
+with no Python per row:
 - columns ``id,label`` (a classifier) or ``id,value`` (regression), optional ``ts`` (when
   the label was given: unix seconds or ISO time; default now);
 - a row without id, a label of the wrong type or a class the model does not know refuses
@@ -17,7 +17,6 @@ transaction with no Python per row:
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +72,6 @@ def _trimmed(column: str) -> str:
 
 @dataclass(frozen=True)
 class _Tally:
-    rows: int
-    labels: int
     new: int
     replaced: int
     orphans: int
@@ -165,10 +162,10 @@ def _checks(task: str, classes: list[str] | None, model: str, has_ts: bool
 
 def _tally(cur: duckdb.DuckDBPyConnection, params: dict[str, Any],
            progress: ProgressFn | None, cancel: CancelToken | None) -> _Tally:
-    """Rows and distinct ids written, and against the model's current labels: new,
-    relabelled, and not carried by any prediction yet, in one pass."""
-    sql = ("SELECT count(*), count(DISTINCT id), count(*) FILTER (old IS NULL), "
-           "count(*) FILTER (old <> value), count(*) FILTER (NOT known) "
+    """The written labels (one per id by now) against the model's current labels: new and
+    relabelled, and those no prediction carries yet, in one pass."""
+    sql = ("SELECT count(*) FILTER (old IS NULL), count(*) FILTER (old <> value), "
+           "count(*) FILTER (NOT known) "
            f"FROM (SELECT s.*, f.label AS old, s.id IN ({_PREDICTED}) AS known "
            f"FROM ({_MINE}) s LEFT JOIN ({IMPORTED}) f ON f.id = s.id)")
     row = duck.run(cur, sql, "feedback check", progress, cancel, _bind(sql, params))[0]
@@ -178,7 +175,7 @@ def _tally(cur: duckdb.DuckDBPyConnection, params: dict[str, Any],
 def _import(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
             progress: ProgressFn | None, cancel: CancelToken | None) -> FeedbackImport:
     task, classes = model_task(cur, model)
-    rows, has_ts = _file_rows(cur, path, model, task)
+    read, has_ts = _file_rows(cur, path, model, task)
     value = _REGRESSION_VALUE if task == "regression" else "label"
     at = _FILE_TS if has_ts else "epoch(now())"
     refused = " OR ".join(f"({where})" for where, _, _ in _checks(task, classes, model, has_ts))
@@ -187,24 +184,27 @@ def _import(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
     params: dict[str, Any] = {"model": model, "import": int(number), "classes": classes}
     # Written as read, each row checked on the way: the first refused row stops the write.
     insert = (f"INSERT INTO feedback (import, id, label, ts) SELECT $import, id, CASE WHEN "
-              f"{refused} THEN error('refused') ELSE {value} END, {at} FROM ({rows})")
+              f"{refused} THEN error('refused') ELSE {value} END, {at} FROM ({read})")
     try:
-        duck.run(cur, insert, "feedback import", progress, cancel, _bind(insert, params))
+        ((rows,),) = duck.run(cur, insert, "feedback import", progress, cancel,
+                              _bind(insert, params))
     except duckdb.Error as exc:
         if cancel is not None and cancel.cancelled:
             raise Cancelled("feedback import") from exc
         raise _Refused(exc) from exc
-    tally = _tally(cur, params, progress, cancel)
-    if tally.rows != tally.labels:  # an id twice in the file: its last row wins
+    # A query of its own: counted beside the tally's join (a shared scan), it cost more.
+    distinct = f"SELECT count(DISTINCT id) FROM ({_MINE})"
+    ((labels,),) = duck.run(cur, distinct, "feedback check", progress, cancel,
+                            _bind(distinct, params))
+    if rows != labels:  # an id twice in the file: its last row wins
         cur.execute("DELETE FROM feedback s USING (SELECT id, max(rowid) AS last FROM feedback "
                     "WHERE import = $import GROUP BY id HAVING count(*) > 1) d "
                     "WHERE s.import = $import AND s.id = d.id AND s.rowid < d.last",
                     {"import": params["import"]})
-        tally = dataclasses.replace(_tally(cur, params, progress, cancel), rows=tally.rows)
-    unchanged = tally.labels - tally.new - tally.replaced
-    result = FeedbackImport(model, str(path), tally.rows, tally.labels, tally.new,
-                            tally.replaced, unchanged, tally.rows - tally.labels,
-                            tally.orphans)
+    tally = _tally(cur, params, progress, cancel)
+    unchanged = labels - tally.new - tally.replaced
+    result = FeedbackImport(model, str(path), rows, labels, tally.new, tally.replaced,
+                            unchanged, rows - labels, tally.orphans)
     if not tally.new and not tally.replaced:
         raise _Unchanged(result)  # the same labels again: not even the import log changes
     keys = {"model": model, "import": params["import"]}
@@ -250,7 +250,7 @@ def import_feedback(catalog: Catalog, path: Path, model: str, *,
     if not path.is_file():
         raise NotFound(f"feedback file {path} does not exist")
     try:
-        with catalog.transaction() as cur:
+        with duck.kept_memory(catalog.con), catalog.transaction() as cur:
             return _import(cur, path, model, progress, cancel)
     except _Unchanged as same:
         return same.result
