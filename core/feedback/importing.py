@@ -1,16 +1,17 @@
 """`outpost feedback import FILE.csv --model M`: ground-truth labels from a file, streamed.
 
-DuckDB reads the file (any size: it is never held in Python) into a temporary table once,
-then one query checks every row, counts distinct ids and tallies what the import will do
-(new, replaced, unchanged, orphans), and one ``INSERT … SELECT`` writes the labels, all in
-one transaction with no Python per row:
+DuckDB reads the file (any size: it is never held in Python) once, straight into the
+``feedback`` table, checking every row as it goes; from the rows written, one query counts
+distinct ids and one tallies what the import did (new, replaced, unchanged, orphans), and
+at most three ``DELETE``s settle duplicates and relabelled ids, all in one transaction
+with no Python per row:
 - columns ``id,label`` (a classifier) or ``id,value`` (regression), optional ``ts`` (when
   the label was given: unix seconds or ISO time; default now);
 - a row without id, a label of the wrong type or a class the model does not know refuses
-  the whole file, with the first offending line;
+  the whole file, with the first offending line (found by a second read, on refusal only);
 - an id twice in the file: the last row wins, and the rows it overrode are counted;
 - an id labelled before: the same label changes nothing, a different one replaces it
-  (counted as replaced);
+  (counted as replaced); a file that changes nothing is rolled back, import log and all;
 - ids no agent has reported yet are kept and counted as orphans; they join as soon as
   the prediction arrives.
 """
@@ -24,7 +25,7 @@ import duckdb
 
 from core.catalog import Catalog
 from core.datasets import duck
-from core.errors import InvalidInput, NotFound
+from core.errors import Cancelled, InvalidInput, NotFound, OutpostError
 from core.feedback.labels import IMPORTED, model_task
 from core.progress import CancelToken, ProgressFn
 
@@ -52,12 +53,9 @@ _REGRESSION_VALUE = "CAST(TRY_CAST(label AS DOUBLE) AS VARCHAR)"
 _FILE_TS = ("coalesce(TRY_CAST(ts AS DOUBLE), epoch(TRY_CAST(ts AS TIMESTAMPTZ)), "
             "epoch(now()))")
 _PREDICTED = "SELECT unnest(ids) FROM telemetry_prediction WHERE model = $model"
-# The staged file as the import sees it: the raw cells (which the checks name) beside the
-# label and time they become. Columns: id, label, ts (raw), value, given, n.
-_STAGED = "SELECT id, label, ts, {value} AS value, {at} AS given, 1 AS n FROM fb_raw"
-# With an id twice in the file, the last row wins and n counts the rows per id.
-_DEDUPED = ("SELECT id, arg_max({value}, rowid) AS value, arg_max({at}, rowid) AS given, "
-            "count(*) AS n FROM fb_raw GROUP BY id")
+# The rows this import wrote: the import number is only logged in feedback_import once
+# they are settled, so IMPORTED (the model's current labels) does not see them meanwhile.
+_MINE = "SELECT id, label AS value FROM feedback WHERE import = $import"
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -65,13 +63,35 @@ def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
+def _trimmed(column: str) -> str:
+    """trim(column), without building a new string for the usual cell that has no edge
+    space (trimming every cell of a 10 M-row file cost ~0.5 CPU s)."""
+    c = duck.ident(column)
+    return f"CASE WHEN prefix({c}, ' ') OR suffix({c}, ' ') THEN trim({c}) ELSE {c} END"
+
+
 @dataclass(frozen=True)
 class _Tally:
-    labels: int
-    duplicates: int
     new: int
     replaced: int
     orphans: int
+
+
+class _Refused(Exception):
+    """The file's rows were refused while being written (a check failed, or DuckDB could
+    not read or store them); the import rolls back and explains why."""
+
+    def __init__(self, error: duckdb.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Unchanged(Exception):
+    """Every label was there already: the import rolls back, changing nothing."""
+
+    def __init__(self, result: FeedbackImport) -> None:
+        super().__init__(result.file)
+        self.result = result
 
 
 def _first_bad(cur: duckdb.DuckDBPyConnection, where: str, what: str, name: str,
@@ -105,26 +125,24 @@ def _columns(names: list[str], name: str, task: str, model: str
     return by_lower["id"], chosen, by_lower.get("ts")
 
 
-def _stage(cur: duckdb.DuckDBPyConnection, path: Path, model: str, task: str,
-           progress: ProgressFn | None, cancel: CancelToken | None) -> bool:
-    """Read the file once into fb_raw(id, label, ts), trimmed; True when it has a ts."""
+def _file_rows(cur: duckdb.DuckDBPyConnection, path: Path, model: str, task: str
+               ) -> tuple[str, bool]:
+    """The file as rows (id, label, ts), trimmed, streamed by DuckDB; True when it has a ts."""
     name, source = path.name, f"read_csv({duck.literal(path)}, header = true, all_varchar = true)"
     try:
         names = [str(r[0]) for r in cur.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
-        id_col, label_col, ts_col = _columns(names, name, task, model)
-        ts = "NULL::VARCHAR" if ts_col is None else duck.ident(ts_col)
-        duck.run(cur, f"CREATE TEMP TABLE fb_raw AS SELECT trim({duck.ident(id_col)}) AS id, "
-                 f"trim({duck.ident(label_col)}) AS label, {ts} AS ts FROM {source}",
-                 "feedback import", progress, cancel)
     except duckdb.Error as exc:
         raise InvalidInput(f"feedback file {name} is not a readable CSV: "
                            f"{duck.first_line(exc)}") from exc
-    return ts_col is not None
+    id_col, label_col, ts_col = _columns(names, name, task, model)
+    ts = "NULL::VARCHAR" if ts_col is None else duck.ident(ts_col)
+    return (f"SELECT {_trimmed(id_col)} AS id, {_trimmed(label_col)} AS label, {ts} AS ts "
+            f"FROM {source}", ts_col is not None)
 
 
 def _checks(task: str, classes: list[str] | None, model: str, has_ts: bool
             ) -> list[tuple[str, str, str]]:
-    """(bad-row condition, what is wrong, the cell to show) over fb_raw's columns."""
+    """(bad-row condition, what is wrong, the cell to show) over the file's columns."""
     checks = [("id IS NULL OR id = ''", "have no id", "NULL"),
               ("label IS NULL OR label = ''", "have no label", "NULL")]
     if task == "regression":
@@ -142,39 +160,86 @@ def _checks(task: str, classes: list[str] | None, model: str, has_ts: bool
     return checks
 
 
-def _tally(cur: duckdb.DuckDBPyConnection, staged: str, extra: list[str],
-           params: dict[str, Any], progress: ProgressFn | None, cancel: CancelToken | None
-           ) -> tuple[_Tally, list[Any]]:
-    """What importing `staged` does, and the `extra` aggregates, in one pass."""
-    sql = ("SELECT count(*), coalesce(sum(n - 1), 0), count(*) FILTER (old IS NULL), "
-           "count(*) FILTER (old <> value), count(*) FILTER (NOT known)"
-           + "".join(f", {e}" for e in extra)
-           + f" FROM (SELECT s.*, f.label AS old, s.id IN ({_PREDICTED}) AS known "
-           f"FROM ({staged}) s LEFT JOIN ({IMPORTED}) f ON f.id = s.id)")
+def _tally(cur: duckdb.DuckDBPyConnection, params: dict[str, Any],
+           progress: ProgressFn | None, cancel: CancelToken | None) -> _Tally:
+    """The written labels (one per id by now) against the model's current labels: new and
+    relabelled, and those no prediction carries yet, in one pass."""
+    sql = ("SELECT count(*) FILTER (old IS NULL), count(*) FILTER (old <> value), "
+           "count(*) FILTER (NOT known) "
+           f"FROM (SELECT s.*, f.label AS old, s.id IN ({_PREDICTED}) AS known "
+           f"FROM ({_MINE}) s LEFT JOIN ({IMPORTED}) f ON f.id = s.id)")
     row = duck.run(cur, sql, "feedback check", progress, cancel, _bind(sql, params))[0]
-    return _Tally(*(int(v) for v in row[:5])), list(row[5:])
+    return _Tally(*(int(v) for v in row))
 
 
-def _write(cur: duckdb.DuckDBPyConnection, staged: str, tally: _Tally, source: str,
-           params: dict[str, Any], progress: ProgressFn | None, cancel: CancelToken | None
-           ) -> None:
-    """Replace the changed labels and add the new ones: one DELETE, one INSERT … SELECT."""
-    if tally.replaced:
-        cur.execute(f"DELETE FROM feedback WHERE import IN (SELECT import FROM "
-                    f"feedback_import WHERE model = $model) AND id IN (SELECT s.id FROM "
-                    f"({staged}) s JOIN ({IMPORTED}) f ON f.id = s.id AND f.label <> s.value)",
-                    params)
-    if not tally.new and not tally.replaced:
-        return  # the same labels again: nothing changes, not even the import log
+def _import(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
+            progress: ProgressFn | None, cancel: CancelToken | None) -> FeedbackImport:
+    task, classes = model_task(cur, model)
+    read, has_ts = _file_rows(cur, path, model, task)
+    value = _REGRESSION_VALUE if task == "regression" else "label"
+    at = _FILE_TS if has_ts else "epoch(now())"
+    refused = " OR ".join(f"({where})" for where, _, _ in _checks(task, classes, model, has_ts))
     ((number,),) = cur.execute(
         "SELECT coalesce(max(import), 0) + 1 FROM feedback_import").fetchall()
+    params: dict[str, Any] = {"model": model, "import": int(number), "classes": classes}
+    # Written as read, each row checked on the way: the first refused row stops the write.
+    insert = (f"INSERT INTO feedback (import, id, label, ts) SELECT $import, id, CASE WHEN "
+              f"{refused} THEN error('refused') ELSE {value} END, {at} FROM ({read})")
+    try:
+        ((rows,),) = duck.run(cur, insert, "feedback import", progress, cancel,
+                              _bind(insert, params))
+    except duckdb.Error as exc:
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("feedback import") from exc
+        raise _Refused(exc) from exc
+    # A query of its own: counted beside the tally's join (a shared scan), it cost more.
+    distinct = f"SELECT count(DISTINCT id) FROM ({_MINE})"
+    ((labels,),) = duck.run(cur, distinct, "feedback check", progress, cancel,
+                            _bind(distinct, params))
+    if rows != labels:  # an id twice in the file: its last row wins
+        cur.execute("DELETE FROM feedback s USING (SELECT id, max(rowid) AS last FROM feedback "
+                    "WHERE import = $import GROUP BY id HAVING count(*) > 1) d "
+                    "WHERE s.import = $import AND s.id = d.id AND s.rowid < d.last",
+                    {"import": params["import"]})
+    tally = _tally(cur, params, progress, cancel)
+    unchanged = labels - tally.new - tally.replaced
+    result = FeedbackImport(model, str(path), rows, labels, tally.new, tally.replaced,
+                            unchanged, rows - labels, tally.orphans)
+    if not tally.new and not tally.replaced:
+        raise _Unchanged(result)  # the same labels again: not even the import log changes
+    keys = {"model": model, "import": params["import"]}
+    if unchanged:  # the label there already stays, with its time
+        cur.execute(f"DELETE FROM feedback s USING ({IMPORTED}) f WHERE s.import = $import "
+                    "AND f.id = s.id AND f.label = s.label", keys)
+    if tally.replaced:  # what is left of this import replaces the earlier labels
+        cur.execute("DELETE FROM feedback WHERE import IN (SELECT import FROM feedback_import "
+                    "WHERE model = $model) AND id IN (SELECT id FROM feedback WHERE "
+                    "import = $import)", keys)
     cur.execute("INSERT INTO feedback_import (import, model, source) VALUES (?, ?, ?)",
-                [number, params["model"], source])
-    insert = (f"INSERT INTO feedback (import, id, label, ts) SELECT {int(number)}, s.id, "
-              f"s.value, s.given FROM ({staged}) s")
-    if tally.new != tally.labels:  # some ids were labelled before: only new and changed
-        insert += f" ANTI JOIN ({IMPORTED}) f ON f.id = s.id"
-    duck.run(cur, insert, "feedback import", progress, cancel, _bind(insert, params))
+                [params["import"], model, path.name])
+    return result
+
+
+def _explain(cur: duckdb.DuckDBPyConnection, path: Path, model: str, error: duckdb.Error,
+             progress: ProgressFn | None, cancel: CancelToken | None) -> OutpostError:
+    """Why the file was refused: the first offending line of the first check that fails,
+    from the file read again in order; else DuckDB's own reason."""
+    task, classes = model_task(cur, model)
+    rows, has_ts = _file_rows(cur, path, model, task)
+    try:
+        duck.run(cur, f"CREATE TEMP TABLE fb_raw AS {rows}", "feedback check", progress,
+                 cancel)
+    except duckdb.Error as exc:
+        return InvalidInput(f"feedback file {path.name} is not a readable CSV: "
+                            f"{duck.first_line(exc)}")
+    checks = _checks(task, classes, model, has_ts)
+    params = {"classes": classes}
+    sql = "SELECT " + ", ".join(f"count(*) FILTER ({w})" for w, _, _ in checks) + " FROM fb_raw"
+    counts = cur.execute(sql, _bind(sql, params)).fetchone() or ()
+    for (where, what, cell), bad in zip(checks, counts, strict=True):
+        if bad:
+            _first_bad(cur, where, what, path.name, cell, params)
+    return duck.translate(error, f"feedback import of {path.name}")
 
 
 def import_feedback(catalog: Catalog, path: Path, model: str, *,
@@ -184,30 +249,12 @@ def import_feedback(catalog: Catalog, path: Path, model: str, *,
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"feedback file {path} does not exist")
-    with catalog.transaction() as cur:
-        task, classes = model_task(cur, model)
-        has_ts = _stage(cur, path, model, task, progress, cancel)
-        value = _REGRESSION_VALUE if task == "regression" else "label"
-        at = _FILE_TS if has_ts else "epoch(now())"
-        checks = _checks(task, classes, model, has_ts)
-        params: dict[str, Any] = {"model": model}
-        check_params = {**params, "classes": classes}
-        # The usual file (no id twice): checks, distinct ids and the tally in one pass.
-        staged = _STAGED.format(value=value, at=at)
-        tally, extra = _tally(cur, staged, ["count(DISTINCT id)"] + [
-            f"count(*) FILTER ({where})" for where, _, _ in checks], check_params, progress,
-            cancel)
-        for (where, what, cell), bad in zip(checks, extra[1:], strict=True):
-            if bad:
-                _first_bad(cur, where, what, path.name, cell, check_params)
-        if int(extra[0]) != tally.labels:  # duplicates: last row wins, then tally again
-            duck.run(cur, "CREATE TEMP TABLE fb_new AS " + _DEDUPED.format(value=value, at=at),
-                     "feedback import", progress, cancel)
-            staged = "SELECT id, value, given, n FROM fb_new"
-            tally, _ = _tally(cur, staged, [], params, progress, cancel)
-        _write(cur, staged, tally, path.name, params, progress, cancel)
-        cur.execute("DROP TABLE IF EXISTS fb_new; DROP TABLE fb_raw")
-    return FeedbackImport(model, str(path), tally.labels + tally.duplicates, tally.labels,
-                          tally.new, tally.replaced,
-                          tally.labels - tally.new - tally.replaced, tally.duplicates,
-                          tally.orphans)
+    try:
+        with duck.kept_memory(catalog.con), catalog.transaction() as cur:
+            return _import(cur, path, model, progress, cancel)
+    except _Unchanged as same:
+        return same.result
+    except _Refused as refused:
+        with catalog.transaction() as cur:  # rolled back: only a temporary table is written
+            error = _explain(cur, path, model, refused.error, progress, cancel)
+            raise error from refused.error
