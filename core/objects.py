@@ -61,16 +61,28 @@ class ObjectStore:
         finally:
             path.unlink(missing_ok=True)
 
-    def adopt(self, tmp: Path) -> tuple[str, bool]:
-        """Move a finished temp file into the store. Returns (sha256, newly_created)."""
+    def seal(self, tmp: Path) -> str:
+        """The sha256 of a finished temp file, its bytes flushed to disk: what ``adopt``
+        does before the rename, in one read, for a caller to run beside other work."""
         try:
-            sha = sha256_file(tmp)
+            with tmp.open("rb+") as fh:  # writable: Windows flushes only such handles
+                sha = hashlib.file_digest(fh, "sha256").hexdigest()
+                os.fsync(fh.fileno())
+            return sha
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def adopt(self, tmp: Path, sealed: str | None = None) -> tuple[str, bool]:
+        """Move a finished temp file into the store. Returns (sha256, newly_created).
+
+        ``sealed``: what ``seal(tmp)`` returned, when the caller sealed it already.
+        """
+        sha = sealed or self.seal(tmp)
+        try:
             final = self.path(sha)
             if final.is_file():
                 tmp.unlink()
                 return sha, False
-            with tmp.open("rb+") as fh:
-                os.fsync(fh.fileno())
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
             fsync_dir(final.parent)
