@@ -22,11 +22,8 @@ _CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class ObjectStore:
@@ -61,28 +58,28 @@ class ObjectStore:
         finally:
             path.unlink(missing_ok=True)
 
-    def seal(self, tmp: Path) -> str:
-        """The sha256 of a finished temp file, its bytes flushed to disk: what ``adopt``
-        does before the rename, in one read, for a caller to run beside other work."""
+    def digest(self, tmp: Path) -> str:
+        """The sha256 of a finished temp file, for ``adopt``; a caller may run it in a thread
+        beside other reads of the file (read-only: DuckDB on Windows shares its read handles
+        with readers only)."""
         try:
-            with tmp.open("rb+") as fh:  # writable: Windows flushes only such handles
-                sha = hashlib.file_digest(fh, "sha256").hexdigest()
-                os.fsync(fh.fileno())
-            return sha
+            return sha256_file(tmp)
         except OSError as exc:
             raise self._write_error(exc) from exc
 
-    def adopt(self, tmp: Path, sealed: str | None = None) -> tuple[str, bool]:
+    def adopt(self, tmp: Path, sha: str | None = None) -> tuple[str, bool]:
         """Move a finished temp file into the store. Returns (sha256, newly_created).
 
-        ``sealed``: what ``seal(tmp)`` returned, when the caller sealed it already.
+        ``sha``: what ``digest(tmp)`` returned, when the caller has it already.
         """
-        sha = sealed or self.seal(tmp)
+        sha = sha or self.digest(tmp)
         try:
             final = self.path(sha)
             if final.is_file():
                 tmp.unlink()
                 return sha, False
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
             fsync_dir(final.parent)

@@ -71,13 +71,13 @@ def store_version(
     Either both the object and its catalog row exist afterwards, or neither (an
     object already in the store for another version stays).
     """
-    # The object's sha256 and fsync read the file once more and wait on the disk: a thread
-    # does them while DuckDB hashes the rows (the pool waits for it on every way out).
-    with ThreadPoolExecutor(1, thread_name_prefix="seal") as pool:
-        sealed = pool.submit(catalog.objects.seal, parquet)
+    # The object's sha256 reads the file once more: a thread does it while DuckDB hashes
+    # the rows (the pool waits for it on every way out).
+    with ThreadPoolExecutor(1, thread_name_prefix="sha256") as pool:
+        digesting = pool.submit(catalog.objects.digest, parquet)
         columns = parquet_columns(cur, parquet)
         version, rows = content_hash(cur, parquet, columns, progress, cancel)
-        sha = sealed.result()
+        sha = digesting.result()
     if rows == 0:
         raise InvalidInput(empty)
     if _exists(cur, name, version):
