@@ -22,11 +22,8 @@ _CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class ObjectStore:
@@ -61,10 +58,22 @@ class ObjectStore:
         finally:
             path.unlink(missing_ok=True)
 
-    def adopt(self, tmp: Path) -> tuple[str, bool]:
-        """Move a finished temp file into the store. Returns (sha256, newly_created)."""
+    def digest(self, tmp: Path) -> str:
+        """The sha256 of a finished temp file, for ``adopt``; a caller may run it in a thread
+        beside other reads of the file (read-only: DuckDB on Windows shares its read handles
+        with readers only)."""
         try:
-            sha = sha256_file(tmp)
+            return sha256_file(tmp)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def adopt(self, tmp: Path, sha: str | None = None) -> tuple[str, bool]:
+        """Move a finished temp file into the store. Returns (sha256, newly_created).
+
+        ``sha``: what ``digest(tmp)`` returned, when the caller has it already.
+        """
+        sha = sha or self.digest(tmp)
+        try:
             final = self.path(sha)
             if final.is_file():
                 tmp.unlink()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +71,20 @@ def store_version(
     Either both the object and its catalog row exist afterwards, or neither (an
     object already in the store for another version stays).
     """
-    columns = parquet_columns(cur, parquet)
-    version, rows = content_hash(cur, parquet, columns, progress, cancel)
+    # The object's sha256 reads the file once more: a thread does it while DuckDB hashes
+    # the rows (the pool waits for it on every way out).
+    with ThreadPoolExecutor(1, thread_name_prefix="sha256") as pool:
+        digesting = pool.submit(catalog.objects.digest, parquet)
+        columns = parquet_columns(cur, parquet)
+        version, rows = content_hash(cur, parquet, columns, progress, cancel)
+        sha = digesting.result()
     if rows == 0:
         raise InvalidInput(empty)
     if _exists(cur, name, version):
         return ImportResult(name, version, rows, False, columns)
     check(cancel, "import")
     report(progress, "store", 0, 1)
-    sha, created = catalog.objects.adopt(parquet)
+    sha, created = catalog.objects.adopt(parquet, sha)
     try:
         with catalog.transaction() as tx:
             tx.execute("INSERT INTO dataset (name) VALUES (?) ON CONFLICT DO NOTHING", [name])
