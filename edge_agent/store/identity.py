@@ -1,28 +1,22 @@
-"""The agent's own identity: an Ed25519 key and an id, created on first start.
-
-The key is kept raw; the ``cryptography`` key object is made only to sign (an audit
-event, an enrolment, a challenge), so a restart that only serves does not load
-``cryptography`` (contract/signing.py)."""
+"""The agent's own identity: an Ed25519 key and an id, created on first start."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.contract.errors import KeyFileError
-from edge_agent.contract.files import atomic_write
-from edge_agent.contract.signing import (
+from edge_agent.contract.protocol import (
+    atomic_write,
     generate_signing_key,
     key_fingerprint,
-    load_private_raw,
-    private_key_from_raw,
-    public_from_private,
+    load_private_key,
     public_key_b64,
     save_private_key,
-    sign_raw,
 )
 from edge_agent.contract.tls import (
     ServerCert,
@@ -33,9 +27,6 @@ from edge_agent.contract.tls import (
     write_proof,
 )
 
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 IDENTITY_KEY = "identity.key"
 AGENT_FILE = "agent.json"
 
@@ -43,29 +34,19 @@ AGENT_FILE = "agent.json"
 @dataclass(frozen=True)
 class AgentIdentity:
     agent_id: str
-    private_raw: bytes = field(repr=False)
-    public_raw: bytes
-
-    @classmethod
-    def of(cls, agent_id: str, private_raw: bytes) -> AgentIdentity:
-        return cls(agent_id, private_raw, public_from_private(private_raw))
-
-    @property
-    def key(self) -> Ed25519PrivateKey:
-        """The private key as a cryptography object (loads cryptography)."""
-        return private_key_from_raw(self.private_raw)
+    key: Ed25519PrivateKey
 
     @property
     def public_key(self) -> str:
         """Base64 of the raw 32-byte public key, as the desktop pins it."""
-        return public_key_b64(self.public_raw)
+        return public_key_b64(self.key)
 
     @property
     def fingerprint(self) -> str:
-        return key_fingerprint(self.public_raw)
+        return key_fingerprint(self.key)
 
     def sign(self, data: bytes) -> bytes:
-        return sign_raw(self.private_raw, data)
+        return self.key.sign(data)
 
 
 def load_or_create_identity(agent_dir: Path) -> AgentIdentity:
@@ -74,11 +55,10 @@ def load_or_create_identity(agent_dir: Path) -> AgentIdentity:
     agent_dir.mkdir(parents=True, exist_ok=True)
     key_path = agent_dir / IDENTITY_KEY
     if key_path.exists():
-        private_raw = load_private_raw(key_path)
+        key = load_private_key(key_path)
     else:
         key = generate_signing_key()
         save_private_key(key, key_path)
-        private_raw = key.private_bytes_raw()
     info_path = agent_dir / AGENT_FILE
     if info_path.exists():
         try:
@@ -90,7 +70,7 @@ def load_or_create_identity(agent_dir: Path) -> AgentIdentity:
     else:
         agent_id = str(uuid.uuid4())
         atomic_write(info_path, json.dumps({"agent_id": agent_id}).encode() + b"\n")
-    return AgentIdentity.of(agent_id, private_raw)
+    return AgentIdentity(agent_id, key)
 
 
 def load_or_create_tls(agent_dir: Path, identity: AgentIdentity
@@ -100,8 +80,8 @@ def load_or_create_tls(agent_dir: Path, identity: AgentIdentity
     cert = load_or_create_cert(agent_dir, f"outpost-agent-{identity.agent_id[:8]}")
     proof = read_proof(agent_dir)
     if (proof is None or proof.get("spki_sha256") != cert.spki
-            or not proof_valid(identity.public_raw, cert.spki, proof.get("signature"))):
-        proof = write_proof(agent_dir, cert.spki, identity)
+            or not proof_valid(identity.key.public_key(), cert.spki, proof.get("signature"))):
+        proof = write_proof(agent_dir, cert.spki, identity.key)
     return cert, proof
 
 
@@ -109,4 +89,4 @@ def rotate_tls(agent_dir: Path, identity: AgentIdentity) -> tuple[ServerCert, di
     """A new TLS key and certificate, vouched for by the same identity key: the desktop
     re-pins it on its next call without a new enrolment."""
     cert = create_cert(agent_dir, f"outpost-agent-{identity.agent_id[:8]}")
-    return cert, write_proof(agent_dir, cert.spki, identity)
+    return cert, write_proof(agent_dir, cert.spki, identity.key)
