@@ -28,6 +28,7 @@ from tests.support.gui import (  # noqa: F401 (fixtures)
     catalog_fixture,
     error_dialogs,
     make_window_fixture,
+    show_fleet,
 )
 from tests.support.hub import enrol_and_start, register_adder, start_test_hub
 
@@ -44,13 +45,6 @@ def pumps(catalog: Catalog) -> Iterator[str]:
         yield "pumps"
     finally:
         stop_local_agent(catalog)
-
-
-def _view(window: MainWindow) -> FleetView:
-    view = window.view(FleetView)
-    assert isinstance(view, FleetView)
-    window.show_view(window.views.index(view))
-    return view
 
 
 def _agent_policy(catalog: Catalog, model: str) -> tuple[Any, Any]:
@@ -74,7 +68,7 @@ def test_set_refuse_count_clear_and_offline(
         qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog,
         pumps: str) -> None:
     window = make_window([FleetView])
-    view = _view(window)
+    view = show_fleet(window)
     dialog = _open(qtbot, view, "local", "Capture of pumps: nothing (none set)")
     assert dialog.model.currentText() == "pumps"
     assert dialog.current.text() == "nothing (none set)"
@@ -178,7 +172,7 @@ def test_a_hub_agent_gets_the_policy_with_its_next_poll(
     try:
         deploy(catalog, ref, "edge1")
         window = make_window([FleetView])
-        view = _view(window)
+        view = show_fleet(window)
         dialog = _open(qtbot, view, "edge1", "Capture of adder: nothing (none set)")
         assert "takes it with its next poll" in dialog.findChild(QLabel, "captureNote").text()
         dialog.share.setText("1")

@@ -23,6 +23,7 @@ from tests.support.gui import (  # noqa: F401 (fixtures)
     dismiss_errors,
     error_dialogs,
     make_window_fixture,
+    show_fleet,
 )
 
 pytestmark = [
@@ -37,13 +38,6 @@ def model(catalog: Catalog) -> Iterator[str]:
     stop_local_agent(catalog)
 
 
-def _view(window: MainWindow) -> FleetView:
-    view = window.view(FleetView)
-    assert isinstance(view, FleetView)
-    window.show_view(window.views.index(view))
-    return view
-
-
 def _online(view: FleetView, name: str) -> bool:
     row = view.agents.row_of(name)
     return row is not None and view.agents.record(row).state == "online"
@@ -52,7 +46,7 @@ def _online(view: FleetView, name: str) -> bool:
 def test_unreachable_agent_shows_its_message_and_window_stays_usable(
         qtbot: QtBot, make_window: Callable[..., MainWindow]) -> None:
     window = make_window([FleetView])
-    view = _view(window)
+    view = show_fleet(window)
     dialog = view.open_add()
     dialog.name.setText("field-7")
     dialog.url.setText(f"http://127.0.0.1:{free_port()}")
@@ -70,7 +64,7 @@ def test_local_agent_deploy_rollback_bundle_and_going_offline(
         qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog, model: str,
         tmp_path: Path) -> None:
     window = make_window([FleetView])
-    view = _view(window)
+    view = show_fleet(window)
     view.start_action.trigger()
     qtbot.waitUntil(lambda: _online(view, "local"), timeout=60_000)
     assert "onnxruntime" in view.detail.text()
@@ -130,7 +124,7 @@ def test_local_agent_deploy_rollback_bundle_and_going_offline(
 def test_bad_telemetry_file_shows_its_message(
         qtbot: QtBot, make_window: Callable[..., MainWindow], tmp_path: Path) -> None:
     window = make_window([FleetView])
-    view = _view(window)
+    view = show_fleet(window)
     bad = tmp_path / "site.telemetry"
     bad.write_text("this is not a telemetry export\n")
     view.import_telemetry_file(bad)
@@ -147,7 +141,7 @@ def test_pinned_fingerprint_and_the_badge_when_pinning_fails(
         add_agent(catalog, "field-7", agent.url, agent.token)
         pinned = spki_sha256_of_file(tmp_path / "one" / "tls.crt")
         window = make_window([FleetView])
-        view = _view(window)
+        view = show_fleet(window)
         column = [c.header for c in view.agents.columns].index("TLS key")
 
         def pin_cell() -> str:

@@ -18,6 +18,7 @@ from tests.support.gui import (  # noqa: F401 (fixtures)
     dismiss_errors,
     error_dialogs,
     make_window_fixture,
+    show_fleet,
 )
 from tests.support.hub import HubAgent, start_hub_agent
 
@@ -30,13 +31,6 @@ def agents() -> Iterator[list[HubAgent]]:
     yield started
     for agent in started:
         agent.stop()
-
-
-def _view(window: MainWindow) -> FleetView:
-    view = window.view(FleetView)
-    assert isinstance(view, FleetView)
-    window.show_view(window.views.index(view))
-    return view
 
 
 def _answers(url: str) -> bool:
@@ -61,7 +55,7 @@ def _hub_agent_online(view: FleetView, name: str) -> bool:
 def test_port_in_use_is_one_line_and_the_window_stays_usable(
         qtbot: QtBot, make_window: Callable[..., MainWindow]) -> None:
     window = make_window([FleetView])
-    view = _view(window)
+    view = show_fleet(window)
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = int(taken.getsockname()[1])
         view.hub_port.setValue(port)
@@ -80,7 +74,7 @@ def test_hub_toggle_serves_an_enrolled_agent_and_stops(
         qtbot: QtBot, make_window: Callable[..., MainWindow], tmp_path: Path,
         agents: list[HubAgent]) -> None:
     window = make_window([FleetView])
-    view = _view(window)
+    view = show_fleet(window)
     port = free_port()
     view.hub_port.setValue(port)
     view.hub_action.trigger()
@@ -115,7 +109,7 @@ def test_hub_toggle_serves_an_enrolled_agent_and_stops(
 
 def test_quitting_stops_the_hub(qtbot: QtBot, make_window: Callable[..., MainWindow]) -> None:
     window = make_window([FleetView])
-    view = _view(window)
+    view = show_fleet(window)
     port = free_port()
     view.hub_port.setValue(port)
     view.hub_action.trigger()

@@ -16,6 +16,7 @@ from pytestqt.qtbot import QtBot
 
 from app.main import create_window
 from app.views.base import View
+from app.views.fleet import FleetView
 from app.window import MainWindow
 from core.catalog import Catalog
 from core.config import Settings
@@ -101,3 +102,11 @@ class Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self.timer.stop()
+
+
+def show_fleet(window: MainWindow) -> FleetView:
+    """The window's Fleet view, shown."""
+    view = window.view(FleetView)
+    assert isinstance(view, FleetView)
+    window.show_view(window.views.index(view))
+    return view
