@@ -85,11 +85,11 @@ def read_config(agent_dir: Path) -> dict[str, Any]:
 
 
 def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untyped-def]
-    from edge_agent.contract.signing import load_public_key
+    from edge_agent.contract.signing import load_public_raw
     from edge_agent.store.keys import KeyRing
 
     ring = KeyRing(agent_dir / "keys")
-    if trust_key is not None and not ring.trust(load_public_key(trust_key)):
+    if trust_key is not None and not ring.trust(load_public_raw(trust_key)):
         print(f"warning: {trust_key} was retired by a key rotation; not trusted",
               file=sys.stderr)
     return ring
