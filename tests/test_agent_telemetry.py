@@ -310,6 +310,26 @@ def test_an_idle_writer_wakes_to_close_a_window_at_its_end(tmp_path: Path) -> No
     recorder.close()
 
 
+def test_a_cut_is_written_at_once_not_after_the_batching_wait(tmp_path: Path) -> None:
+    """A cut (a hub push, a telemetry pull) has a caller waiting for it: the writer writes it
+    at once, whether it was asleep or batching requests, instead of after `flush_s`. (With
+    the wait, every push of a hub-mode agent started `flush_s` late.)"""
+    binner = binner_for(BASELINE, INPUTS)
+    outbox = Outbox(tmp_path / "t.sqlite")
+    recorder = Recorder(outbox, window_s=3600.0, flush_s=60.0)
+    recorder.start()
+    try:
+        assert recorder.cut(timeout=10)  # the writer asleep, no window open
+        feeds = {"temp": np.array([[1.0]], np.float32), "site": np.array([["a"]], dtype=object)}
+        recorder.submit(event(binner=binner, feeds=feeds))  # wakes it into its batching wait
+        assert recorder.cut(timeout=10)
+        kinds = [r["kind"] for r in outbox.read(0, 100)]
+        assert kinds.count("request") == 1 and kinds.count("histogram") == 3
+    finally:
+        recorder.close()
+    outbox.close()
+
+
 @pytest.mark.parametrize("shape", [(-1, 2)])
 def test_a_single_wide_input_maps_features_by_position(shape: tuple[int, ...]) -> None:
     binner = binner_for(BASELINE, [("X", shape)])

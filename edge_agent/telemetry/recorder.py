@@ -10,9 +10,10 @@ and the rest of it, after a restart, as a second record for the same window.
 ``cut`` closes every open window at the next flush the same way, so a telemetry
 pull or a hub push sees the counts of all traffic served before it.
 
-With nothing to write the thread sleeps: until a request, a record or a cut arrives
-(then it waits ``flush_s`` to batch, as before), or until the earliest open window
-ends, so an idle agent's writer does not wake four times a second for nothing.
+With nothing to write the thread sleeps: until a request or a record arrives (then it
+waits ``flush_s`` to batch, as before), until the earliest open window ends, or until a
+cut or ``close`` (written at once: someone waits for them), so an idle agent's writer
+does not wake four times a second for nothing.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Recorder:
         self._cuts: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._wake = threading.Event()  # set when work arrives for an idle writer
+        self._urgent = threading.Event()  # a cut or close() waits: skip the batching wait
         self._idle = False  # the writer sleeps on _wake (read by submitters)
         self._windows: dict[WindowKey, tuple[Array, int]] = outbox.open_windows()
         self._bins: dict[tuple[str, int, str], FeatureBins] = {}  # for the windows' PSI
@@ -118,12 +120,14 @@ class Recorder:
             return False
         done = threading.Event()
         self._cuts.put(done)
+        self._urgent.set()
         self._wake.set()
         return done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything submitted so far, close every open window, stop the thread."""
         self._stop.set()
+        self._urgent.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -133,7 +137,9 @@ class Recorder:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._sleep_while_idle()
-            if self._stop.wait(self.flush_s):
+            self._urgent.wait(self.flush_s)  # batch requests, unless a cut waits
+            self._urgent.clear()  # before the flush takes the cuts: a later one sets it again
+            if self._stop.is_set():
                 break
             self._flush_logged(final=False)
         self._flush_logged(final=True)
