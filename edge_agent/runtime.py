@@ -39,7 +39,7 @@ class ServeOptions:
     batch_delay_us: int = 0
     shadow_timeout_ms: float = 500.0  # longest challenger call in shadow
     shadow_queue: int = 256  # shadow jobs waiting; more are dropped and counted
-    hub: Any = None  # edge_agent.hub.client.HubSettings: device-initiated mode
+    hub: Any = None  # edge_agent.hub.settings.HubSettings: device-initiated mode
     connections: ConnectionLimits = ConnectionLimits()
     feedback_token: str | None = None  # may only post feedback (a label-entry tablet)
     capture_max_bytes: int = 16 * 1024 * 1024
