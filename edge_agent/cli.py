@@ -85,11 +85,11 @@ def read_config(agent_dir: Path) -> dict[str, Any]:
 
 
 def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untyped-def]
-    from edge_agent.contract.signing import load_public_key
+    from edge_agent.contract.signing import load_public_raw
     from edge_agent.store.keys import KeyRing
 
     ring = KeyRing(agent_dir / "keys")
-    if trust_key is not None and not ring.trust(load_public_key(trust_key)):
+    if trust_key is not None and not ring.trust(load_public_raw(trust_key)):
         print(f"warning: {trust_key} was retired by a key rotation; not trusted",
               file=sys.stderr)
     return ring
@@ -97,7 +97,7 @@ def _keyring(agent_dir: Path, trust_key: Path | None):  # type: ignore[no-untype
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from edge_agent.contract.http_limits import ConnectionLimits
-    from edge_agent.hub.client import hub_settings
+    from edge_agent.hub.settings import hub_settings
     from edge_agent.runtime import ServeOptions, serve
     from edge_agent.store.dir_lock import FolderLock
 
@@ -204,12 +204,27 @@ def cmd_rotate_cert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    from edge_agent.serving.management import agent_version
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked: importlib.metadata, which finds it, costs a
+    serving agent ~2 MB resident."""
 
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default,
+                         help=help or "show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from edge_agent.serving.management import agent_version
+
+        print(f"outpost-agent {agent_version()}")
+        parser.exit()
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="outpost-agent",
                                      description="Outpost edge agent: serve ONNX models.")
-    parser.add_argument("--version", action="version", version=f"outpost-agent {agent_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the installed models over HTTPS (TLS 1.3)")
     serve.add_argument("--dir", required=True, help="agent folder (models, keys, telemetry)")
@@ -267,7 +282,7 @@ def _parser() -> argparse.ArgumentParser:
                        "beyond)")
     serve.add_argument("--insecure-http", action="store_true",
                        help="serve plain HTTP (only behind a TLS-terminating proxy)")
-    from edge_agent.hub.client import add_hub_arguments
+    from edge_agent.hub.settings import add_hub_arguments
 
     add_hub_arguments(serve)
     serve.set_defaults(fn=cmd_serve)

@@ -39,7 +39,7 @@ class ServeOptions:
     batch_delay_us: int = 0
     shadow_timeout_ms: float = 500.0  # longest challenger call in shadow
     shadow_queue: int = 256  # shadow jobs waiting; more are dropped and counted
-    hub: Any = None  # edge_agent.hub.client.HubSettings: device-initiated mode
+    hub: Any = None  # edge_agent.hub.settings.HubSettings: device-initiated mode
     connections: ConnectionLimits = ConnectionLimits()
     feedback_token: str | None = None  # may only post feedback (a label-entry tablet)
     capture_max_bytes: int = 16 * 1024 * 1024
@@ -96,9 +96,7 @@ def build_app(options: ServeOptions) -> Any:
 
 
 def serve(sock: socket.socket, options: ServeOptions) -> int:
-    import uvicorn
-
-    from edge_agent.contract.uvicorn_server import Server
+    from edge_agent.contract.uvicorn_server import Config, Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
@@ -109,12 +107,12 @@ def serve(sock: socket.socket, options: ServeOptions) -> int:
     ssl_context = _ssl_context(options)
     watcher = _start_inbox(options, app)
     hub = _start_hub(options, app)
-    config = uvicorn.Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
-                            http=limited_protocol(options.connections, app.arrivals),
-                            lifespan="on",
-                            access_log=False, log_level="warning", timeout_graceful_shutdown=30,
-                            timeout_keep_alive=30, proxy_headers=False, server_header=False,
-                            date_header=False, ssl_context_factory=ssl_context)
+    config = Config(app, loop="uvloop" if sys.platform != "win32" else "asyncio",
+                   http=limited_protocol(options.connections, app.arrivals),
+                   lifespan="on",
+                   access_log=False, log_level="warning", timeout_graceful_shutdown=30,
+                   timeout_keep_alive=30, proxy_headers=False, server_header=False,
+                   date_header=False, ssl_context_factory=ssl_context)
     server = Server(config)
     # uvicorn re-raises the signal that stopped it once it is done; by then the agent has
     # drained and flushed, so the re-raised signal only has to end the process cleanly.

@@ -339,3 +339,73 @@ def test_graph_reader_refuses_runaway_subgraph_nesting() -> None:
     model = _int_field(1, 8) + _len_field(7, graph) + _len_field(8, _int_field(2, 17))
     with pytest.raises(ModelInvalid, match="corrupt protobuf"):
         inspect_model(model, check_opset=False)
+
+
+# --- Ed25519 through the ssl module's OpenSSL (issue 20: no cryptography while serving) ---
+
+ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493  # L, RFC 8032
+
+
+def test_openssl_ed25519_agrees_with_cryptography(tmp_path: Path) -> None:
+    """The agent verifies and signs through contract/openssl_ed25519.py; cryptography made
+    the keys and is the reference. Ed25519 signatures are deterministic, so they must be
+    byte-identical, and both must refuse the same forgeries."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edge_agent.contract import openssl_ed25519 as ossl
+    from edge_agent.contract import signing
+
+    assert ossl.available()  # Linux CPython: the path every agent here takes
+    key = Ed25519PrivateKey.generate()
+    seed, pub = key.private_bytes_raw(), p.public_key_bytes(key)
+    other = p.public_key_bytes(Ed25519PrivateKey.generate())
+    data = b"manifest bytes" * 50
+    assert ossl.public_from_seed(seed) == pub
+    sig = ossl.sign(seed, data)
+    assert sig == key.sign(data) and ossl.verify(pub, sig, data)
+    r, s = sig[:32], int.from_bytes(sig[32:], "little")
+    forgeries = {
+        "other data": (pub, sig, data + b"!"),
+        "flipped bit": (pub, bytes([sig[0] ^ 1]) + sig[1:], data),
+        "other key": (other, sig, data),
+        "S + L (malleable)": (pub, r + (s + ED25519_ORDER).to_bytes(32, "little"), data),
+        "short": (pub, sig[:63], data),
+        "long": (pub, sig + b"\0", data),
+        "empty": (pub, b"", data),
+    }
+    for what, (k, forged, msg) in forgeries.items():
+        assert not ossl.verify(k, forged, msg), what
+        try:  # the reference refuses it too
+            signing.public_key_from_b64(p.public_key_b64(k)).verify(forged, msg)
+        except InvalidSignature:
+            continue
+        raise AssertionError(f"cryptography accepted the forgery {what!r}")
+    # the same answers through the public API, raw key or key object alike
+    assert p.verify_signature(pub, sig, data) and p.verify_signature(key.public_key(), sig, data)
+    assert ossl.verify(pub, bytearray(sig), memoryview(data))  # any bytes-like, as callers pass
+    assert ossl.sign(bytearray(seed), bytearray(data)) == sig
+    with pytest.raises(ValueError):
+        ossl.verify(pub[:31], sig, data)
+    # a key file as the agent writes it is read without cryptography, to the same key
+    path = p.save_private_key(key, tmp_path / "identity.key")
+    assert signing.load_private_raw(path) == seed
+    assert p.load_private_key(path).private_bytes_raw() == seed
+
+
+def test_private_key_files_of_another_kind_get_one_clear_error(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from edge_agent.contract.signing import load_private_raw
+
+    ec_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    (tmp_path / "ec.key").write_bytes(ec_key)
+    (tmp_path / "junk.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot base64!\n"
+                                        b"-----END PRIVATE KEY-----\n")
+    with pytest.raises(p.KeyFileError, match="not an Ed25519 private key"):
+        load_private_raw(tmp_path / "ec.key")
+    with pytest.raises(p.KeyFileError, match="not an unencrypted PEM private key"):
+        load_private_raw(tmp_path / "junk.key")

@@ -120,6 +120,20 @@ def test_opset_message_names_the_limit(tmp_path: Path, store: ModelStore,
     assert store.models() == []
 
 
+def test_a_supported_model_costs_one_opset_probe_per_domain(tmp_path: Path, store: ModelStore,
+                                                             key: Ed25519PrivateKey) -> None:
+    """Loading a model whose opsets this onnxruntime runs tries just those (one tiny
+    session per domain); the search for the limits (~13 sessions, ~1.4 MB resident in a
+    serving agent) runs only to word a refusal, as above."""
+    from edge_agent.contract import model_checks
+
+    model_checks.supported_opsets.cache_clear()
+    model_checks._loads.cache_clear()
+    store.install(make_identity_bundle(tmp_path, key, version=1))
+    assert model_checks.supported_opsets.cache_info().misses == 0
+    assert model_checks._loads.cache_info().misses == 1  # the identity model: ai.onnx only
+
+
 def test_downgrade_protection_survives_restart(tmp_path: Path, store: ModelStore,
                                                key: Ed25519PrivateKey) -> None:
     v1 = make_identity_bundle(tmp_path, key, version=1)

@@ -111,6 +111,96 @@ def test_migrations_are_named_and_recorded_once(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+# What sqlite-utils 4.2 (the agent's outbox up to issue 20) left on disk, read back from a
+# file the old code wrote: its migrations table and index, the outbox tables, WAL mode.
+SQLITE_UTILS_SCHEMA = [
+    'CREATE TABLE "_sqlite_migrations" (\n   "id" INTEGER PRIMARY KEY,\n'
+    '   "migration_set" TEXT,\n   "name" TEXT,\n   "applied_at" TEXT\n)',
+    'CREATE UNIQUE INDEX "idx__sqlite_migrations_migration_set_name"\n'
+    '    ON "_sqlite_migrations" ("migration_set", "name")',
+    "CREATE TABLE records (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
+    "body TEXT NOT NULL, size INTEGER NOT NULL)",
+    "CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), last_seq INTEGER NOT NULL, "
+    "evicted INTEGER NOT NULL, capture_evicted INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE open_windows (model TEXT NOT NULL, version INTEGER NOT NULL, "
+    "feature TEXT NOT NULL, window_start REAL NOT NULL, counts TEXT NOT NULL, "
+    "nulls INTEGER NOT NULL, PRIMARY KEY (model, version, feature, window_start))",
+]
+
+
+def test_an_outbox_written_with_sqlite_utils_opens_migrates_and_keeps_its_records(
+        tmp_path: Path) -> None:
+    """An agent upgraded in the field keeps its telemetry.sqlite: the file as the
+    sqlite-utils outbox wrote it (migrations 001-004 recorded, 005 not yet: an agent of
+    that time) opens, gets 005 once, and keeps its records, sequence and open windows."""
+    path = tmp_path / "telemetry.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA journal_mode=wal")
+    for sql in SQLITE_UTILS_SCHEMA:
+        old.execute(sql)
+    old.executemany("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                    "VALUES ('outpost-telemetry', ?, '2026-12-05 05:03:50.170300+00:00')",
+                    [("001_records",), ("002_state",), ("003_open_windows",),
+                     ("004_capture_evicted",)])
+    bodies = [json.dumps({"kind": "request", "ts": 1.5, "n": n}) for n in (8, 9)]
+    old.executemany("INSERT INTO records VALUES (?, 'request', ?, ?)",
+                    [(8, bodies[0], len(bodies[0]) + 16), (9, bodies[1], len(bodies[1]) + 16)])
+    old.execute("INSERT INTO state VALUES (1, 9, 2, 0)")
+    old.execute("INSERT INTO open_windows VALUES ('m', 1, 'temp', 3600.0, '[1, 2, 3]', 4)")
+    old.commit()
+    old.close()
+
+    outbox = Outbox(path)
+    assert [(r["seq"], r["n"]) for r in outbox.read(0, 10)] == [(8, 8), (9, 9)]
+    stats = outbox.stats()
+    assert (stats.backlog, stats.last_seq, stats.evicted) == (2, 9, 2)
+    counts, nulls = outbox.open_windows()[("m", 1, "temp", 3600.0)]
+    assert counts.tolist() == [1, 2, 3] and nulls == 4
+    outbox.write_counted("audit", lambda n: [{"kind": "evicted", "number": n}])  # needs 005
+    outbox.close()
+    outbox = Outbox(path)
+    outbox.write([event().record()])
+    assert all_seqs(outbox) == [8, 9, 10, 11]
+    outbox.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT id, migration_set, name FROM _sqlite_migrations "
+                      "ORDER BY id").fetchall()[3:] == [
+        (4, "outpost-telemetry", "004_capture_evicted"),
+        (5, "outpost-telemetry", "005_counters")]
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [r[1] for r in db.execute("PRAGMA index_list(_sqlite_migrations)")] == [
+        "idx__sqlite_migrations_migration_set_name"]
+
+
+def test_a_failed_commit_leaves_nothing_and_nested_blocks_undo_only_their_part(
+        tmp_path: Path) -> None:
+    """atomic(): all or nothing; inside an open transaction a savepoint, so a failing inner
+    block undoes its own writes and the outer one still commits the rest."""
+    from edge_agent.telemetry.sqlite_db import atomic, connect
+
+    conn = connect(tmp_path / "t.sqlite")
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(KeyboardInterrupt), atomic(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+        raise KeyboardInterrupt
+    assert not conn.in_transaction and conn.execute("SELECT * FROM t").fetchall() == []
+    with atomic(conn):
+        conn.execute("INSERT INTO t VALUES (2)")
+        with pytest.raises(RuntimeError), atomic(conn):
+            conn.execute("INSERT INTO t VALUES (3)")
+            raise RuntimeError("inner")
+        with atomic(conn):
+            conn.execute("INSERT INTO t VALUES (4)")
+    other = sqlite3.connect(tmp_path / "t.sqlite")  # committed: another connection sees it
+    assert other.execute("SELECT x FROM t ORDER BY x").fetchall() == [(2,), (4,)]
+    with pytest.raises(sqlite3.IntegrityError), atomic(conn):
+        conn.execute("INSERT INTO t VALUES (5)")
+        conn.execute("CREATE UNIQUE INDEX u ON t (x)")
+        conn.execute("INSERT INTO t VALUES (5)")
+    assert other.execute("SELECT x FROM t ORDER BY x").fetchall() == [(2,), (4,)]
+    assert conn.execute("PRAGMA index_list(t)").fetchall() == []
+
+
 def test_counted_records_take_each_number_once_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "t.sqlite"
     outbox = Outbox(path)
@@ -202,6 +292,42 @@ def test_open_window_counts_survive_a_crash(tmp_path: Path) -> None:
     recorder2.close()
     hist = {r["feature"]: r for r in outbox.read(0, 100) if r["kind"] == "histogram"}
     assert hist["temp"]["counts"] == [0, 2, 0]
+
+
+def test_an_idle_writer_wakes_to_close_a_window_at_its_end(tmp_path: Path) -> None:
+    """The writer sleeps while there is nothing to write (issue 20), but not past the end
+    of an open window: its histogram is written then, with no further request."""
+    binner = binner_for(BASELINE, INPUTS)
+    outbox = Outbox(tmp_path / "t.sqlite")
+    recorder = Recorder(outbox, window_s=1.0, flush_s=0.05)
+    recorder.start()
+    feeds = {"temp": np.array([[1.0]], np.float32), "site": np.array([["a"]], dtype=object)}
+    recorder.submit(event(binner=binner, feeds=feeds))
+    wait_until(lambda: [r for r in outbox.read(0, 100) if r["kind"] == "histogram"], 10,
+               "the window closed by the idle writer")
+    hist = {r["feature"]: r for r in outbox.read(0, 100) if r["kind"] == "histogram"}
+    assert hist["temp"]["counts"] == [0, 1, 0]
+    recorder.close()
+
+
+def test_a_cut_is_written_at_once_not_after_the_batching_wait(tmp_path: Path) -> None:
+    """A cut (a hub push, a telemetry pull) has a caller waiting for it: the writer writes it
+    at once, whether it was asleep or batching requests, instead of after `flush_s`. (With
+    the wait, every push of a hub-mode agent started `flush_s` late.)"""
+    binner = binner_for(BASELINE, INPUTS)
+    outbox = Outbox(tmp_path / "t.sqlite")
+    recorder = Recorder(outbox, window_s=3600.0, flush_s=60.0)
+    recorder.start()
+    try:
+        assert recorder.cut(timeout=10)  # the writer asleep, no window open
+        feeds = {"temp": np.array([[1.0]], np.float32), "site": np.array([["a"]], dtype=object)}
+        recorder.submit(event(binner=binner, feeds=feeds))  # wakes it into its batching wait
+        assert recorder.cut(timeout=10)
+        kinds = [r["kind"] for r in outbox.read(0, 100)]
+        assert kinds.count("request") == 1 and kinds.count("histogram") == 3
+    finally:
+        recorder.close()
+    outbox.close()
 
 
 @pytest.mark.parametrize("shape", [(-1, 2)])

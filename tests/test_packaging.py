@@ -93,11 +93,12 @@ def _contents(program: Path, *forbid: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_agent_binary_bundles_no_desktop_stack_and_fits(frozen_agent: Path) -> None:
-    listing = _contents(frozen_agent, *DESKTOP_STACK.values())
+    # sqlite-utils: the outbox needs only the standard library's sqlite3 (issue 20)
+    listing = _contents(frozen_agent, *DESKTOP_STACK.values(), r"sqlite_utils")
     assert listing.returncode == 0, listing.stderr
     entries: list[str] = json.loads(listing.stdout)
     for what in ("edge_agent.cli", "edge_agent.store.store", "onnxruntime", "numpy", "uvicorn",
-                 "uvloop", "httptools", "cryptography", "watchdog.observers", "sqlite_utils"):
+                 "uvloop", "httptools", "cryptography", "watchdog.observers"):
         assert any(e == what or e.startswith(what + ".") for e in entries), what
     # The package metadata (`--version`), as dist-info or as the editable install's egg-info.
     assert any(e.startswith(("outpost-", "outpost.egg-info/")) and e.endswith("/METADATA")

@@ -189,3 +189,31 @@ def test_identity_route_proves_the_certificate_without_a_token(tmp_path: Path) -
                            verify=agent.ssl).json()
         assert answer["tls_spki_sha256"] == spki_sha256_of_file(agent.cafile)
         assert httpx.get(f"{agent.url}/v1/status", verify=agent.ssl).status_code == 401
+
+
+def test_the_pin_read_from_the_der_is_the_key_cryptography_sees(tmp_path: Path) -> None:
+    """The pin (SHA-256 of SubjectPublicKeyInfo) is read from the certificate's DER by
+    hand, so that neither a serving agent nor a pinning client loads cryptography; it must
+    be the hash of the key as cryptography re-encodes it. A file that is no certificate
+    is one TLSFileError."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from edge_agent.contract.tls import TLSFileError, spki_sha256_of_der
+
+    for name in ("outpost-agent-1234abcd", "h" * 64):  # ~400-byte certs: long-form DER
+        made = create_cert(tmp_path / name[:20], name)
+        cert = x509.load_pem_x509_certificate(made.cert_file.read_bytes())
+        spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+        assert made.spki == spki_sha256_of_file(made.cert_file) == \
+            spki_sha256_of_der(cert.public_bytes(serialization.Encoding.DER)) == \
+            hashlib.sha256(spki).hexdigest()
+    (tmp_path / "bad.crt").write_text("-----BEGIN CERTIFICATE-----\nMAA=\n"
+                                      "-----END CERTIFICATE-----\n")
+    (tmp_path / "empty.crt").write_text("")
+    for bad in ("bad.crt", "empty.crt", "missing.crt"):
+        with pytest.raises(TLSFileError, match="is unreadable"):
+            spki_sha256_of_file(tmp_path / bad)

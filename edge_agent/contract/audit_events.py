@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.contract.errors import KeyFileError, SchemaError
-from edge_agent.contract.signing import public_key_from_b64, verify_signature
+from edge_agent.contract.signing import Signer, public_key_from_b64, verify_signature
 
 AGENT_EVENT_KIND = "agent_event"
 AGENT_EVENTS = ("install", "activate", "rollback")
@@ -64,7 +63,7 @@ def canonical(doc: Mapping[str, Any]) -> bytes:
     return orjson.dumps(dict(doc), option=orjson.OPT_SORT_KEYS)
 
 
-def sign_event(event: AgentEvent, key: Ed25519PrivateKey) -> dict[str, Any]:
+def sign_event(event: AgentEvent, key: Signer) -> dict[str, Any]:
     """The outbox record (without its outbox seq) of a signed event."""
     body = canonical(event.to_dict())
     signature = key.sign(_DOMAIN + body)

@@ -10,12 +10,10 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.contract.errors import (
     BundleCorrupt,
@@ -37,7 +35,7 @@ from edge_agent.contract.manifest import (
     SIGNATURE,
     Manifest,
 )
-from edge_agent.contract.signing import key_fingerprint, verify_signature
+from edge_agent.contract.signing import PublicKey, key_fingerprint, verify_signature
 
 MiB = 1024 * 1024
 DEFAULT_MAX_BUNDLE_BYTES = 512 * MiB
@@ -179,7 +177,7 @@ def _open_members(
 
 
 def _check_signature(
-    manifest_bytes: bytes, signature: bytes, trusted: list[Ed25519PublicKey]
+    manifest_bytes: bytes, signature: bytes, trusted: Sequence[PublicKey]
 ) -> tuple[Manifest, str]:
     signer = next((k for k in trusted if verify_signature(k, signature, manifest_bytes)), None)
     if signer is None:
@@ -218,7 +216,7 @@ def _check_member_hashes(
 
 
 def verify_bundle(
-    path: Path, trusted: Iterable[Ed25519PublicKey], limits: BundleLimits | None = None
+    path: Path, trusted: Iterable[PublicKey], limits: BundleLimits | None = None
 ) -> VerifiedBundle:
     """Check everything about a bundle file without writing anything; raise a BundleError."""
     limits = limits or BundleLimits()

@@ -25,6 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import edge_agent.contract.uvicorn_package  # noqa: F401  # first: uvicorn without its CLI
+
+# isort: split
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large",

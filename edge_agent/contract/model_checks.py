@@ -41,16 +41,24 @@ def _probe(domain: str, version: int) -> bool:
     return True
 
 
+_PROBED = {"": 64, _ML_DOMAIN: 16}  # the domains whose opsets are checked, search bounds
+
+
+@functools.cache
+def _loads(domain: str, version: int) -> bool:
+    return _probe(domain, version)
+
+
 @functools.cache
 def supported_opsets() -> dict[str, int]:
     """Highest opset per domain this onnxruntime loads, found by trying (onnxruntime
     does not publish it)."""
     out: dict[str, int] = {}
-    for domain, hi in (("", 64), (_ML_DOMAIN, 16)):
+    for domain, hi in _PROBED.items():
         lo = 1
         while lo < hi:  # largest version that loads; support is contiguous from 1
             mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if _probe(domain, mid) else (lo, mid - 1)
+            lo, hi = (mid, hi) if _loads(domain, mid) else (lo, mid - 1)
         out[domain] = lo
     return out
 
@@ -93,10 +101,11 @@ def inspect_model(data: bytes, *, check_opset: bool = True) -> ModelInfo:
         raise ModelInvalid("model.onnx references external data files; refused")
     opset = model.opset
     if check_opset:
-        supported = supported_opsets()
         for domain, version in opset.items():
-            limit = supported.get(domain)
-            if limit is not None and version > limit:
+            if domain not in _PROBED or _loads(domain, version):
+                continue  # one probe per domain: the search for the limits costs ~1.4 MB
+            limit = supported_opsets()[domain]  # resident (onnxruntime code it touches)
+            if version > limit:
                 raise ModelInvalid(
                     f"model.onnx needs opset {domain or 'ai.onnx'} {version}; this onnxruntime "
                     f"({ort.__version__}) supports up to {limit}"

@@ -10,13 +10,11 @@ import io
 import json
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.contract.bundle_checks import (
     BundleLimits,
@@ -63,6 +61,7 @@ from edge_agent.contract.manifest import (
 )
 from edge_agent.contract.records import PREDICTION_FEATURE, Baseline, Canary, FeatureBaseline
 from edge_agent.contract.signing import (
+    PublicKey,
     generate_signing_key,
     key_fingerprint,
     load_private_key,
@@ -85,6 +84,23 @@ from edge_agent.contract.telemetry_format import (
     record_to_dict,
     write_telemetry_export,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The key classes, re-exported without importing cryptography until asked for
+    (edge_agent/contract/signing.py: a serving agent does not load it)."""
+    if name in ("Ed25519PrivateKey", "Ed25519PublicKey"):
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        return getattr(ed25519, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DEFAULT_MIN_ONNXRUNTIME = "1.17.0"
 # Fixed zip timestamps: the same inputs give the same bundle bytes (content addressing).
@@ -258,7 +274,7 @@ def parse_rotation_record(data: bytes) -> tuple[RotationRecord, bytes, bytes]:
 
 
 def verify_rotation_record(
-    data: bytes, *, current_rotation: int, trusted: list[Ed25519PublicKey]
+    data: bytes, *, current_rotation: int, trusted: Sequence[PublicKey]
 ) -> RotationRecord:
     """Accept only rotation `current_rotation + 1`, from a trusted key, signed by both keys."""
     record, old_sig, new_sig = parse_rotation_record(data)

@@ -9,10 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge_agent.contract.audit_events import AGENT_EVENT_KIND, AgentEventRecord
 from edge_agent.contract.errors import KeyFileError, SchemaError, TelemetryFileError
@@ -23,6 +22,12 @@ from edge_agent.contract.signing import (
     public_key_from_b64,
     verify_signature,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 EXPORT_FORMAT = "outpost-telemetry"
 EXPORT_FORMAT_VERSION = 1

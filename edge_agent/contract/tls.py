@@ -24,15 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509.oid import NameOID
-
 from edge_agent.contract.errors import AgentError
 from edge_agent.contract.files import atomic_write
-from edge_agent.contract.signing import verify_signature
+from edge_agent.contract.signing import PublicKey, Signer, verify_signature
 
 KEY_FILE = "tls.key"
 CERT_FILE = "tls.crt"
@@ -59,20 +53,52 @@ def short(spki: str) -> str:
     return f"sha256:{spki[:32]}"
 
 
-def spki_sha256_of_cert(cert: x509.Certificate) -> str:
-    der = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
+def _der_element(der: bytes, at: int) -> tuple[int, int, int]:
+    """The DER element starting at `at`: its tag, where its content starts, where it ends."""
+    if at + 2 > len(der):
+        raise ValueError("certificate DER ends early")
+    tag, length, start = der[at], der[at + 1], at + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 4 or start + count > len(der):
+            raise ValueError("certificate DER has a bad length")
+        length, start = int.from_bytes(der[start:start + count], "big"), start + count
+    if start + length > len(der):
+        raise ValueError("certificate DER ends early")
+    return tag, start, start + length
 
 
 def spki_sha256_of_der(cert_der: bytes) -> str:
-    return spki_sha256_of_cert(x509.load_der_x509_certificate(cert_der))
+    """SHA-256 of the certificate's SubjectPublicKeyInfo, as it stands in the DER
+    (RFC 5280: Certificate → tbsCertificate → [0] version, serial, signature, issuer,
+    validity, subject, subjectPublicKeyInfo). Read here rather than with cryptography's
+    x509 so that neither a serving agent nor a pinning client loads cryptography."""
+    tag, start, _ = _der_element(cert_der, 0)
+    if tag != 0x30:
+        raise ValueError("not a DER certificate")
+    tag, at, _ = _der_element(cert_der, start)
+    if tag != 0x30:
+        raise ValueError("not a DER certificate")
+    if _der_element(cert_der, at)[0] == 0xA0:  # [0] version: present from v2 on
+        at = _der_element(cert_der, at)[2]
+    for _ in range(5):  # serial, signature algorithm, issuer, validity, subject
+        at = _der_element(cert_der, at)[2]
+    tag, _, end = _der_element(cert_der, at)
+    if tag != 0x30:
+        raise ValueError("certificate has no SubjectPublicKeyInfo where expected")
+    return hashlib.sha256(cert_der[at:end]).hexdigest()
 
 
 def spki_sha256_of_file(cert_file: Path) -> str:
+    """The pin of a PEM certificate file (its first certificate)."""
     try:
-        return spki_sha256_of_cert(x509.load_pem_x509_certificate(Path(cert_file).read_bytes()))
-    except (OSError, ValueError) as exc:
+        pem = Path(cert_file).read_text(encoding="ascii")
+        begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+        start = pem.index(begin) + len(begin)
+        der = base64.b64decode("".join(pem[start:pem.index(end, start)].split()),
+                               validate=True)
+        return spki_sha256_of_der(der)
+    except (OSError, UnicodeDecodeError, ValueError, binascii.Error) as exc:
         raise TLSFileError(f"certificate {cert_file} is unreadable: {exc}") from None
 
 
@@ -88,6 +114,11 @@ def create_cert(folder: Path, common_name: str, *, days: int = 36500,
     """A fresh P-256 key (0600) and a self-signed certificate for it in `folder`.
 
     The validity is long because nothing checks it: clients pin the key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -105,7 +136,8 @@ def create_cert(folder: Path, common_name: str, *, days: int = 36500,
                                 serialization.NoEncryption())
     atomic_write(folder / KEY_FILE, key_pem, mode=0o600)
     atomic_write(folder / CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-    return ServerCert(folder / KEY_FILE, folder / CERT_FILE, spki_sha256_of_cert(cert))
+    return ServerCert(folder / KEY_FILE, folder / CERT_FILE,
+                      spki_sha256_of_der(cert.public_bytes(serialization.Encoding.DER)))
 
 
 def load_or_create_cert(folder: Path, common_name: str) -> ServerCert:
@@ -133,7 +165,7 @@ def proof_message(spki: str) -> bytes:
     return _PROOF_CONTEXT + spki.encode()
 
 
-def write_proof(folder: Path, spki: str, identity: Ed25519PrivateKey) -> dict[str, str]:
+def write_proof(folder: Path, spki: str, identity: Signer) -> dict[str, str]:
     doc = {"spki_sha256": spki,
            "signature": base64.b64encode(identity.sign(proof_message(spki))).decode()}
     atomic_write(folder / PROOF_FILE, json.dumps(doc).encode() + b"\n")
@@ -148,7 +180,7 @@ def read_proof(folder: Path) -> dict[str, str] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def proof_valid(identity_key: Ed25519PublicKey, spki: str, signature_b64: Any) -> bool:
+def proof_valid(identity_key: PublicKey, spki: str, signature_b64: Any) -> bool:
     if not isinstance(signature_b64, str):
         return False
     try:

@@ -136,10 +136,17 @@ class Shadow:
             window = self._windows[key] = _Window(start)
         return window
 
+    def _until_window_end(self) -> float | None:
+        """Seconds until the earliest open window ends; None with none open (an idle
+        worker then sleeps until a job comes: a window only opens with one)."""
+        with self._lock:
+            ends = [key[3] + self.window_s for key in self._windows]
+        return max(0.0, min(ends) - time.time()) if ends else None
+
     def _run(self) -> None:
         while True:
             try:
-                job = self._queue.get(timeout=min(self.window_s, 1.0))
+                job = self._queue.get(timeout=self._until_window_end())
             except queue.Empty:
                 self._emit_windows(final=False)
                 continue

@@ -35,7 +35,7 @@ class AgentEventLog:
         def make(seq: int) -> list[dict[str, Any]]:
             made[:] = [AgentEvent(self._identity.agent_id, self._boot, seq, time.time(), event,
                                   model, version, previous, sha256)]
-            return [sign_event(made[0], self._identity.key)]
+            return [sign_event(made[0], self._identity)]
 
         self._sink.write_counted(COUNTER, make)
         return made[0]

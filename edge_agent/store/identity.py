@@ -1,22 +1,28 @@
-"""The agent's own identity: an Ed25519 key and an id, created on first start."""
+"""The agent's own identity: an Ed25519 key and an id, created on first start.
+
+The key is kept raw; the ``cryptography`` key object is made only to sign (an audit
+event, an enrolment, a challenge), so a restart that only serves does not load
+``cryptography`` (contract/signing.py)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from edge_agent.contract.errors import KeyFileError
-from edge_agent.contract.protocol import (
-    atomic_write,
+from edge_agent.contract.files import atomic_write
+from edge_agent.contract.signing import (
     generate_signing_key,
     key_fingerprint,
-    load_private_key,
+    load_private_raw,
+    private_key_from_raw,
+    public_from_private,
     public_key_b64,
     save_private_key,
+    sign_raw,
 )
 from edge_agent.contract.tls import (
     ServerCert,
@@ -27,6 +33,9 @@ from edge_agent.contract.tls import (
     write_proof,
 )
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 IDENTITY_KEY = "identity.key"
 AGENT_FILE = "agent.json"
 
@@ -34,19 +43,29 @@ AGENT_FILE = "agent.json"
 @dataclass(frozen=True)
 class AgentIdentity:
     agent_id: str
-    key: Ed25519PrivateKey
+    private_raw: bytes = field(repr=False)
+    public_raw: bytes
+
+    @classmethod
+    def of(cls, agent_id: str, private_raw: bytes) -> AgentIdentity:
+        return cls(agent_id, private_raw, public_from_private(private_raw))
+
+    @property
+    def key(self) -> Ed25519PrivateKey:
+        """The private key as a cryptography object (loads cryptography)."""
+        return private_key_from_raw(self.private_raw)
 
     @property
     def public_key(self) -> str:
         """Base64 of the raw 32-byte public key, as the desktop pins it."""
-        return public_key_b64(self.key)
+        return public_key_b64(self.public_raw)
 
     @property
     def fingerprint(self) -> str:
-        return key_fingerprint(self.key)
+        return key_fingerprint(self.public_raw)
 
     def sign(self, data: bytes) -> bytes:
-        return self.key.sign(data)
+        return sign_raw(self.private_raw, data)
 
 
 def load_or_create_identity(agent_dir: Path) -> AgentIdentity:
@@ -55,10 +74,11 @@ def load_or_create_identity(agent_dir: Path) -> AgentIdentity:
     agent_dir.mkdir(parents=True, exist_ok=True)
     key_path = agent_dir / IDENTITY_KEY
     if key_path.exists():
-        key = load_private_key(key_path)
+        private_raw = load_private_raw(key_path)
     else:
         key = generate_signing_key()
         save_private_key(key, key_path)
+        private_raw = key.private_bytes_raw()
     info_path = agent_dir / AGENT_FILE
     if info_path.exists():
         try:
@@ -70,7 +90,7 @@ def load_or_create_identity(agent_dir: Path) -> AgentIdentity:
     else:
         agent_id = str(uuid.uuid4())
         atomic_write(info_path, json.dumps({"agent_id": agent_id}).encode() + b"\n")
-    return AgentIdentity(agent_id, key)
+    return AgentIdentity.of(agent_id, private_raw)
 
 
 def load_or_create_tls(agent_dir: Path, identity: AgentIdentity
@@ -80,8 +100,8 @@ def load_or_create_tls(agent_dir: Path, identity: AgentIdentity
     cert = load_or_create_cert(agent_dir, f"outpost-agent-{identity.agent_id[:8]}")
     proof = read_proof(agent_dir)
     if (proof is None or proof.get("spki_sha256") != cert.spki
-            or not proof_valid(identity.key.public_key(), cert.spki, proof.get("signature"))):
-        proof = write_proof(agent_dir, cert.spki, identity.key)
+            or not proof_valid(identity.public_raw, cert.spki, proof.get("signature"))):
+        proof = write_proof(agent_dir, cert.spki, identity)
     return cert, proof
 
 
@@ -89,4 +109,4 @@ def rotate_tls(agent_dir: Path, identity: AgentIdentity) -> tuple[ServerCert, di
     """A new TLS key and certificate, vouched for by the same identity key: the desktop
     re-pins it on its next call without a new enrolment."""
     cert = create_cert(agent_dir, f"outpost-agent-{identity.agent_id[:8]}")
-    return cert, write_proof(agent_dir, cert.spki, identity.key)
+    return cert, write_proof(agent_dir, cert.spki, identity)

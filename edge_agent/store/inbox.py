@@ -111,7 +111,12 @@ class InboxWatcher:
     def _run(self) -> None:
         last_scan = time.monotonic()
         while not self._stop.is_set():
-            self._wake.wait(self.poll_s)
+            with self._lock:
+                waiting = bool(self._pending)
+            # Files waiting to settle are looked at every poll_s; with none, the thread
+            # sleeps until an event or the next rescan (an idle agent stays asleep).
+            self._wake.wait(self.poll_s if waiting else
+                            max(0.0, self.rescan_s - (time.monotonic() - last_scan)))
             self._wake.clear()
             if time.monotonic() - last_scan >= self.rescan_s:
                 self._rescan()

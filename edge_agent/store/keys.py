@@ -7,17 +7,15 @@ import json
 import threading
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edge_agent.contract.errors import KeyFileError
 from edge_agent.contract.protocol import (
     RotationRecord,
     atomic_write,
     key_fingerprint,
     public_key_b64,
-    public_key_from_b64,
     verify_rotation_record,
 )
+from edge_agent.contract.signing import PublicKey, raw_public_key_from_b64
 
 STATE_FILE = "keyring.json"
 
@@ -44,7 +42,7 @@ class KeyRing:
             doc = json.loads(path.read_bytes())
             rotation, trusted, retired = doc["rotation"], doc["trusted"], doc["retired"]
             for b64 in [*trusted, *retired]:
-                public_key_from_b64(b64)
+                raw_public_key_from_b64(b64)
         except (OSError, ValueError, KeyError, TypeError, KeyFileError) as exc:
             raise KeyFileError(f"trusted key file {path} is unreadable: {exc}") from exc
         self._rotation, self._trusted, self._retired = int(rotation), list(trusted), list(retired)
@@ -58,17 +56,19 @@ class KeyRing:
     def rotation(self) -> int:
         return self._rotation
 
-    def trusted(self) -> list[Ed25519PublicKey]:
-        return [public_key_from_b64(k) for k in self._trusted]
+    def trusted(self) -> list[bytes]:
+        """The trusted keys, raw (contract/signing.py: verifying needs no cryptography)."""
+        return [raw_public_key_from_b64(k) for k in self._trusted]
 
-    def known(self) -> list[Ed25519PublicKey]:
-        """Trusted and retired keys: what installed bundles may have been signed with."""
-        return [public_key_from_b64(k) for k in [*self._trusted, *self._retired]]
+    def known(self) -> list[bytes]:
+        """Trusted and retired keys (raw): what installed bundles may have been signed with.
+        Raw, so that verifying them at start needs no cryptography (contract/signing.py)."""
+        return [raw_public_key_from_b64(k) for k in [*self._trusted, *self._retired]]
 
     def fingerprints(self) -> list[str]:
-        return [key_fingerprint(k) for k in self.trusted()]
+        return [key_fingerprint(raw_public_key_from_b64(k)) for k in self._trusted]
 
-    def trust(self, key: Ed25519PublicKey) -> bool:
+    def trust(self, key: PublicKey) -> bool:
         """Enrol a key. False (and nothing changes) if a rotation retired it."""
         b64 = public_key_b64(key)
         with self._lock:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnxruntime as ort
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.contract.errors import (
     BundleMemberInvalid,
@@ -34,7 +33,7 @@ from edge_agent.contract.model_checks import (
     load_session,
 )
 from edge_agent.contract.records import Baseline, Canary
-from edge_agent.contract.signing import verify_signature
+from edge_agent.contract.signing import PublicKey, verify_signature
 from edge_agent.store.canary import run_canary
 
 _CHUNK = 1024 * 1024
@@ -86,7 +85,7 @@ def _check_streamed(path: Path, size: int, sha256: str, version: int) -> None:
 
 
 def verified_members(
-    folder: Path, name: str, version: int, keys: Sequence[Ed25519PublicKey]
+    folder: Path, name: str, version: int, keys: Sequence[PublicKey]
 ) -> tuple[Manifest, dict[str, bytes]]:
     """The manifest and signed members of an installed version, or VersionCorrupt.
     model.onnx, the large one, is checked by streaming and left on disk (not returned)."""
@@ -130,7 +129,7 @@ def load_version(
     folder: Path,
     name: str,
     version: int,
-    keys: Sequence[Ed25519PublicKey],
+    keys: Sequence[PublicKey],
     *,
     threads: int = 1,
     canary: bool = False,
@@ -156,7 +155,7 @@ def load_version(
 
 
 def with_challenger_of(current: LoadedModel, folder: Path,
-                       keys: Sequence[Ed25519PublicKey]) -> LoadedModel:
+                       keys: Sequence[PublicKey]) -> LoadedModel:
     """`current` with the challenger of `folder`, a verified copy of the same champion
     (the caller compared the manifests): the champion's session is kept, nothing reloads.
     Challengers have no canary of their own; their inputs are checked as at install."""

@@ -64,7 +64,9 @@ class Capturer:
         self.prefix = prefix
         self.window_s = window_s
         self._path = None if agent_dir is None else Path(agent_dir) / POLICY_FILE
-        self._rng = np.random.default_rng(seed)
+        self._seed = seed
+        # made at the first chunk with capture on: numpy.random costs ~3.4 MB resident
+        self._rng: np.random.Generator | None = None
         self._lock = threading.Lock()
         self._overrides: dict[str, CapturePolicy] = self._load()
         self._per_class: dict[tuple[str, int, str], int] = {}
@@ -149,6 +151,8 @@ class Capturer:
         # with the server): an event none of whose rows won the draw, and that no other
         # reason can take, costs no numpy call of its own.
         sizes = [e.rows for e, _ in chosen]
+        if self._rng is None:
+            self._rng = np.random.default_rng(self._seed)
         draws = self._rng.random(sum(sizes))
         won = draws < np.repeat([p.share for _, p in chosen], sizes)
         starts = np.cumsum([0, *sizes[:-1]])

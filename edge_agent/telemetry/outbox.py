@@ -24,7 +24,7 @@ import orjson
 
 from edge_agent.contract.errors import AgentError
 from edge_agent.telemetry.histograms import Array
-from edge_agent.telemetry.sqlite_utils_lite import Database, Migrations
+from edge_agent.telemetry.sqlite_db import Migrations, atomic, connect
 
 log = logging.getLogger(__name__)
 ROW_OVERHEAD = 16  # bytes charged per record on top of its JSON body
@@ -33,20 +33,20 @@ MIGRATIONS = Migrations("outpost-telemetry")
 
 
 @MIGRATIONS(name="001_records")
-def _m001_records(db: Database) -> None:
+def _m001_records(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE records (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
                "body TEXT NOT NULL, size INTEGER NOT NULL)")
 
 
 @MIGRATIONS(name="002_state")
-def _m002_state(db: Database) -> None:
+def _m002_state(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), "
                "last_seq INTEGER NOT NULL, evicted INTEGER NOT NULL)")
     db.execute("INSERT INTO state VALUES (1, 0, 0)")
 
 
 @MIGRATIONS(name="003_open_windows")
-def _m003_open_windows(db: Database) -> None:
+def _m003_open_windows(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE open_windows (model TEXT NOT NULL, version INTEGER NOT NULL, "
                "feature TEXT NOT NULL, window_start REAL NOT NULL, counts TEXT NOT NULL, "
                "nulls INTEGER NOT NULL, PRIMARY KEY (model, version, feature, window_start))")
@@ -57,13 +57,13 @@ class AckBeyondLastSeq(AgentError):
 
 
 @MIGRATIONS(name="004_capture_evicted")
-def _m004_capture_evicted(db: Database) -> None:
+def _m004_capture_evicted(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE state ADD COLUMN capture_evicted INTEGER NOT NULL DEFAULT 0")
 
 
 CAPTURE = "capture"
 @MIGRATIONS(name="005_counters")
-def _m005_counters(db: Database) -> None:
+def _m005_counters(db: sqlite3.Connection) -> None:
     # Numbers handed out with records, in their transaction (the agent's audit events).
     db.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
 
@@ -89,11 +89,9 @@ class Outbox:
         self.max_bytes = max_bytes
         self.capture_max_bytes = capture_max_bytes
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        self._db = Database(self._conn)
-        self._db.enable_wal()
+        self._conn = connect(path)
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        MIGRATIONS.apply(self._db)
+        MIGRATIONS.apply(self._conn)
         self._last_seq, self._evicted, self._capture_evicted = self._conn.execute(
             "SELECT last_seq, evicted, capture_evicted FROM state").fetchone()
         self._backlog, self._bytes, self._capture_bytes = self._conn.execute(
@@ -134,7 +132,7 @@ class Outbox:
         with self._lock:
             saved = self._backlog, self._bytes, self._capture_bytes
             try:
-                with self._db.atomic():
+                with atomic(self._conn):
                     seq = self._insert(self._last_seq, produce())
                     captures = self._evict_captures()
                     evicted, seq = self._evict(seq)
@@ -234,7 +232,7 @@ class Outbox:
             if seq > self._last_seq:
                 raise AckBeyondLastSeq(f"cannot acknowledge seq {seq}: the last record "
                                        f"written is seq {self._last_seq}")
-            with self._db.atomic():
+            with atomic(self._conn):
                 gone, size, captured = self._conn.execute(
                     "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(size) FILTER "
                     "(WHERE kind = 'capture'), 0) FROM records WHERE seq <= ?",

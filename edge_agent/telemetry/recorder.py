@@ -9,6 +9,11 @@ counts are additive: a window cut short by a clean shutdown is written then,
 and the rest of it, after a restart, as a second record for the same window.
 ``cut`` closes every open window at the next flush the same way, so a telemetry
 pull or a hub push sees the counts of all traffic served before it.
+
+With nothing to write the thread sleeps: until a request or a record arrives (then it
+waits ``flush_s`` to batch, as before), until the earliest open window ends, or until a
+cut or ``close`` (written at once: someone waits for them), so an idle agent's writer
+does not wake four times a second for nothing.
 """
 
 from __future__ import annotations
@@ -83,6 +88,9 @@ class Recorder:
         self._records: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._cuts: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set when work arrives for an idle writer
+        self._urgent = threading.Event()  # a cut or close() waits: skip the batching wait
+        self._idle = False  # the writer sleeps on _wake (read by submitters)
         self._windows: dict[WindowKey, tuple[Array, int]] = outbox.open_windows()
         self._bins: dict[tuple[str, int, str], FeatureBins] = {}  # for the windows' PSI
         self._pending: list[dict[str, Any]] = []
@@ -94,10 +102,13 @@ class Recorder:
 
     def submit(self, event: RequestEvent) -> None:
         self._queue.put(event)
+        if self._idle:  # after the put: a writer going idle checks the queue after this flag
+            self._wake.set()
 
     def add_record(self, record: dict[str, Any]) -> None:
         """A finished record from another writer (the shadow), committed with the next flush."""
         self._records.put(record)
+        self._wake.set()
 
     def cut(self, timeout: float = 5.0) -> bool:
         """Close every open window with the next flush and wait for it to be written.
@@ -109,20 +120,47 @@ class Recorder:
             return False
         done = threading.Event()
         self._cuts.put(done)
+        self._urgent.set()
+        self._wake.set()
         return done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything submitted so far, close every open window, stop the thread."""
         self._stop.set()
+        self._urgent.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         else:
             self._flush(final=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_s):
+        while not self._stop.is_set():
+            self._sleep_while_idle()
+            self._urgent.wait(self.flush_s)  # batch requests, unless a cut waits
+            self._urgent.clear()  # before the flush takes the cuts: a later one sets it again
+            if self._stop.is_set():
+                break
             self._flush_logged(final=False)
         self._flush_logged(final=True)
+
+    def _sleep_while_idle(self) -> None:
+        """Return at once if there is work; else sleep until work arrives, the earliest
+        open window ends (it is closed by the flush that follows) or close()."""
+        self._idle = True  # before looking: a submit after this sets _wake
+        try:
+            while not self._stop.is_set():
+                if (not self._queue.empty() or not self._records.empty()
+                        or not self._cuts.empty() or self._pending or self._pending_closed):
+                    return
+                ends = [k[3] + self.window_s for k in self._windows]
+                left = min(ends) - time.time() if ends else None
+                if left is not None and left <= 0:
+                    return
+                self._wake.wait(left)
+                self._wake.clear()
+        finally:
+            self._idle = False
 
     def _flush_logged(self, final: bool) -> None:
         # The thread must outlive any one bad batch: a dead writer would stop telemetry
