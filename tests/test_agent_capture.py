@@ -44,7 +44,7 @@ def test_cli_refuses_a_model_the_push_agent_does_not_serve(catalog: Catalog,
         add_agent(catalog, "site", a.url, a.token)
         catalog.close()  # the CLI needs the catalog's single-writer lock
         result = run_cli(outpost_home, "agent", "capture", "site", "pumps", "--share", "0.1")
-        assert result.returncode != 0
+        assert result.returncode == 1
         lines = result.stderr.strip().splitlines()
         assert lines == ["error: agent site refused: model 'pumps' is not served by this "
                          "agent: its capture policy was not set (deploy it first)"], \
