@@ -187,3 +187,24 @@ def test_the_same_file_again_changes_nothing_and_counts_orphans_anew(
                                 WHERE model = 'pumps'""")
     with pytest.raises(InvalidInput, match="not a class of model pumps"):
         import_feedback(catalog, a, "pumps")
+
+
+def test_counts_stay_exact_when_an_id_has_two_predictions(catalog: Catalog,
+                                                          tmp_path: Path) -> None:
+    """The tally counts the file's known ids from the predictions it met; an id answered
+    twice (an agent whose boot counter went back) must still count once."""
+    ids = [f"a:1:{n}" for n in range(6)]
+    _predictions(catalog, "pumps", ids, ["1"] * 6, seq=1)
+    _predictions(catalog, "pumps", ids[:2], ["0"] * 2, seq=2)  # a:1:0 and a:1:1 again
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\na:1:0,1\na:1:1,1\na:1:0,0\na:1:2,1\na:1:3,1\n")
+    result = import_feedback(catalog, path, "pumps")
+    assert (result.rows, result.labels, result.duplicates, result.new, result.orphans) == \
+        (5, 4, 1, 4, 0)
+    stored = catalog.cursor().execute("SELECT id, label FROM feedback ORDER BY id").fetchall()
+    assert stored == [("a:1:0", "0"), ("a:1:1", "1"), ("a:1:2", "1"), ("a:1:3", "1")]
+    known = tmp_path / "known.csv"  # every id known once, one twice in the file
+    known.write_text("id,label\na:1:4,0\na:1:5,1\na:1:4,1\n")
+    result = import_feedback(catalog, known, "pumps")
+    assert (result.rows, result.labels, result.duplicates, result.new, result.orphans) == \
+        (3, 2, 1, 2, 0)
