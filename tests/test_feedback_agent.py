@@ -22,11 +22,13 @@ ROWS = [{"temp": 21.0 + i % 7, "pressure": 990.0 + i % 50, "site": ["north", "so
         for i in range(40)]
 
 
-def _bundle(tmp_path: Path, key: Ed25519PrivateKey, capture: dict[str, Any] | None) -> Path:
+def _bundle(tmp_path: Path, key: Ed25519PrivateKey, capture: dict[str, Any] | None,
+            version: int = 1) -> Path:
     tm = tabular_model("classification")
-    return write_bundle(tmp_path / "pumps-1.outpost", model="pumps", version=1, key=key,
-                        model_bytes=tm.onnx_bytes, baseline=tm.baseline, canary=tm.canary,
-                        task="classification", labels=tm.labels, capture=capture)
+    return write_bundle(tmp_path / f"pumps-{version}.outpost", model="pumps", version=version,
+                        key=key, model_bytes=tm.onnx_bytes, baseline=tm.baseline,
+                        canary=tm.canary, task="classification", labels=tm.labels,
+                        capture=capture)
 
 
 def _install(agent: AgentProcess, bundle: Path) -> None:
@@ -242,11 +244,7 @@ def test_a_policy_for_a_model_the_agent_does_not_serve_is_refused(tmp_path: Path
         _install(agent, _bundle(tmp_path, key, None))
         assert json_request(f"{agent.url}/v1/models/pumps/capture",
                             {"policy": {"share": 0.25}}, agent.headers(), "PUT")[0] == 200
-        tm = tabular_model("classification")
-        _install(agent, write_bundle(tmp_path / "pumps-2.outpost", model="pumps", version=2,
-                                     key=key, model_bytes=tm.onnx_bytes, baseline=tm.baseline,
-                                     canary=tm.canary, task="classification",
-                                     labels=tm.labels, capture={"share": 1.0}))
+        _install(agent, _bundle(tmp_path, key, {"share": 1.0}, version=2))
         policy, source = _policy_in_status(agent)  # replaced: the desktop's policy stays
         assert (source, policy["share"]) == ("agent", 0.25)
     assert json.loads(held.read_text())["pumps"]["share"] == 0.25
