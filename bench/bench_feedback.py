@@ -77,9 +77,13 @@ def ingest(n: int, rounds: int, work: Path) -> dict[str, Any]:
         t, c = time.perf_counter(), time.process_time()
         result = import_feedback(catalog, labels, "pumps")
         spent = time.perf_counter() - t, time.process_time() - c
+        assert result.new == n and result.orphans == 0, result
+        t, c = time.perf_counter(), time.process_time()  # the same file again
+        again = import_feedback(catalog, labels, "pumps")
+        runs["reimport"].append((time.perf_counter() - t, time.process_time() - c))
+        assert again.unchanged == n and again.new == again.replaced == 0, again
         catalog.close()
         shutil.rmtree(home)
-        assert result.new == n and result.orphans == 0, result
         return spent
 
     def raw(r: int) -> tuple[float, float]:
@@ -94,7 +98,7 @@ def ingest(n: int, rounds: int, work: Path) -> dict[str, Any]:
         path.unlink()
         return spent
 
-    runs: dict[str, list[tuple[float, float]]] = {"import": [], "raw_join": []}
+    runs: dict[str, list[tuple[float, float]]] = {"import": [], "raw_join": [], "reimport": []}
     for r in range(rounds):  # alternated: neither arm always runs on a warmer machine
         arms = [("import", ours), ("raw_join", raw)]
         for name, arm in arms if r % 2 == 0 else arms[::-1]:
@@ -106,6 +110,9 @@ def ingest(n: int, rounds: int, work: Path) -> dict[str, Any]:
             "ratio": round(wall["import"] / wall["raw_join"], 3), "target_ratio": 1.5,
             "import_cpu_s": round(cpu["import"], 3), "raw_join_cpu_s": round(cpu["raw_join"], 3),
             "cpu_ratio": round(cpu["import"] / cpu["raw_join"], 3),
+            # the same file imported again, unchanged (right after each import)
+            "reimport_s": round(wall["reimport"], 3), "reimport_cpu_s": round(cpu["reimport"], 3),
+            "load_avg": [round(x, 2) for x in os.getloadavg()],
             "runs_s": {k: [[round(w, 3), round(c, 3)] for w, c in v] for k, v in runs.items()}}
 
 
@@ -234,7 +241,9 @@ def main() -> None:
             print(f"feedback ingest of {ing['labels']:,} labels (best of {ing['rounds']}): "
                   f"{ing['import_s']} s vs raw DuckDB join {ing['raw_join_s']} s -> ratio "
                   f"{ing['ratio']} (target <= 1.5); CPU {ing['import_cpu_s']} s vs "
-                  f"{ing['raw_join_cpu_s']} s -> {ing['cpu_ratio']}")
+                  f"{ing['raw_join_cpu_s']} s -> {ing['cpu_ratio']}; the same file again "
+                  f"{ing['reimport_s']} s (CPU {ing['reimport_cpu_s']} s); load average "
+                  f"{ing['load_avg']}")
         if args.only != "ingest":
             results["capture"] = cap = capture(args.duration, args.rounds, work / "capture")
             print(f"c16 req/s: no capture {cap['req_s_c16']['none']}, 10% capture "

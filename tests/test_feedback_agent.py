@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ ROWS = [{"temp": 21.0 + i % 7, "pressure": 990.0 + i % 50, "site": ["north", "so
         for i in range(40)]
 
 
-def _bundle(tmp_path: Path, key: Ed25519PrivateKey, capture: dict[str, Any] | None) -> Path:
+def _bundle(tmp_path: Path, key: Ed25519PrivateKey, capture: dict[str, Any] | None,
+            version: int = 1) -> Path:
     tm = tabular_model("classification")
-    return write_bundle(tmp_path / "pumps-1.outpost", model="pumps", version=1, key=key,
-                        model_bytes=tm.onnx_bytes, baseline=tm.baseline, canary=tm.canary,
-                        task="classification", labels=tm.labels, capture=capture)
+    return write_bundle(tmp_path / f"pumps-{version}.outpost", model="pumps", version=version,
+                        key=key, model_bytes=tm.onnx_bytes, baseline=tm.baseline,
+                        canary=tm.canary, task="classification", labels=tm.labels,
+                        capture=capture)
 
 
 def _install(agent: AgentProcess, bundle: Path) -> None:
@@ -222,3 +225,34 @@ def test_drifted_windows_switch_capture_of_every_row_on_and_back_off(tmp_path: P
     assert all(by_id.get(i) == "drift" for i in loud)
     assert not set(quiet + after) & set(by_id)
     assert telemetry["capture_drift"] == [] and telemetry["capture_drift_switches"] == 2
+
+
+def test_a_policy_for_a_model_the_agent_does_not_serve_is_refused(tmp_path: Path) -> None:
+    """PUT .../capture for a model not installed: 404 with one line, nothing stored. A
+    new version of a served model keeps the policy; a model removed from the device (its
+    folder deleted while the agent was stopped) loses it at the next start."""
+    key = generate_signing_key()
+    held = tmp_path / "agent" / "capture.json"
+    with running_agent(tmp_path / "agent", trust_key=key) as agent:
+        for body in ({"policy": {"share": 0.5}}, {"policy": None}):
+            status, err = json_request(f"{agent.url}/v1/models/ghost/capture", body,
+                                       agent.headers(), "PUT")
+            assert (status, err) == (404, {"error": "model 'ghost' is not served by this "
+                                           "agent: its capture policy was not set (deploy "
+                                           "it first)"})
+        assert not held.exists()
+        _install(agent, _bundle(tmp_path, key, None))
+        assert json_request(f"{agent.url}/v1/models/pumps/capture",
+                            {"policy": {"share": 0.25}}, agent.headers(), "PUT")[0] == 200
+        _install(agent, _bundle(tmp_path, key, {"share": 1.0}, version=2))
+        policy, source = _policy_in_status(agent)  # replaced: the desktop's policy stays
+        assert (source, policy["share"]) == ("agent", 0.25)
+    assert json.loads(held.read_text())["pumps"]["share"] == 0.25
+    shutil.rmtree(tmp_path / "agent" / "models" / "pumps")  # removed by hand, agent stopped
+    with running_agent(tmp_path / "agent", trust_key=key) as agent:
+        _, doc = json_request(f"{agent.url}/v1/status", headers=agent.headers())
+        assert doc["models"] == [] and doc["capture_refused"] == {}
+        assert json.loads(held.read_text()) == {}
+        assert json_request(f"{agent.url}/v1/models/pumps/capture",
+                            {"policy": {"share": 0.25}}, agent.headers(), "PUT")[0] == 404
+    assert json.loads(held.read_text()) == {}

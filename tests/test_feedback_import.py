@@ -108,7 +108,7 @@ def test_labels_imported_before_migration_12_keep_their_model_file_and_time(
     train_mini(cat)
     cat.con.execute(
         "DROP TABLE feedback; DROP TABLE feedback_import; DROP TABLE hub_capture; "
-        "DELETE FROM schema_migration WHERE number = 12; "
+        "DELETE FROM schema_migration WHERE number >= 12; "
         "CREATE TABLE feedback (model VARCHAR NOT NULL, id VARCHAR NOT NULL, label VARCHAR "
         "NOT NULL, ts DOUBLE NOT NULL, source VARCHAR NOT NULL, imported_at TIMESTAMPTZ "
         "NOT NULL DEFAULT now()); INSERT INTO feedback VALUES "
@@ -150,3 +150,61 @@ def test_a_file_read_in_parallel_keeps_its_order_and_its_line_numbers(
         import_feedback(catalog, bad, "pumps")
     rows = catalog.cursor().execute("SELECT count(*), count(DISTINCT import) FROM feedback")
     assert rows.fetchone() == (n, 1)
+
+
+def test_the_same_file_again_changes_nothing_and_counts_orphans_anew(
+        catalog: Catalog, tmp_path: Path) -> None:
+    """The model's latest import again, byte for byte: known before anything is written,
+    reported like the first time but unchanged, with the orphans of now. After another
+    import the same file is read in full again (it may replace what came later); under
+    other classes it is checked again."""
+    ids = [f"a:1:{n}" for n in range(8)]
+    a = tmp_path / "a.csv"
+    a.write_text("id,label\n" + "".join(f"{i},1\n" for i in ids) + "a:1:0,0\n")
+    first = import_feedback(catalog, a, "pumps")
+    assert (first.rows, first.labels, first.duplicates, first.new, first.orphans) == \
+        (9, 8, 1, 8, 8)
+    _predictions(catalog, "pumps", ids[:5], ["1"] * 5)  # five of them answered since
+
+    def imports() -> int:
+        return int(catalog.cursor().execute("SELECT count(*) FROM feedback_import")
+                   .fetchall()[0][0])
+
+    again = import_feedback(catalog, a, "pumps")
+    assert (again.rows, again.labels, again.duplicates, again.new, again.replaced,
+            again.unchanged, again.orphans) == (9, 8, 1, 0, 0, 8, 3)
+    assert imports() == 1
+    b = tmp_path / "b.csv"  # a later label for a:1:3
+    b.write_text("id,label\na:1:3,0\n")
+    assert import_feedback(catalog, b, "pumps").replaced == 1
+    back = import_feedback(catalog, a, "pumps")  # a's label is the later one now
+    assert (back.replaced, back.unchanged, back.new, back.orphans) == (1, 7, 0, 3)
+    assert imports() == 3
+    current = catalog.cursor().execute(
+        "SELECT label FROM feedback WHERE id = 'a:1:3'").fetchall()
+    assert current == [("1",)]
+    catalog.cursor().execute("""UPDATE model_version SET labels = '["no", "yes"]'
+                                WHERE model = 'pumps'""")
+    with pytest.raises(InvalidInput, match="not a class of model pumps"):
+        import_feedback(catalog, a, "pumps")
+
+
+def test_counts_stay_exact_when_an_id_has_two_predictions(catalog: Catalog,
+                                                          tmp_path: Path) -> None:
+    """The tally counts the file's known ids from the predictions it met; an id answered
+    twice (an agent whose boot counter went back) must still count once."""
+    ids = [f"a:1:{n}" for n in range(6)]
+    _predictions(catalog, "pumps", ids, ["1"] * 6, seq=1)
+    _predictions(catalog, "pumps", ids[:2], ["0"] * 2, seq=2)  # a:1:0 and a:1:1 again
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\na:1:0,1\na:1:1,1\na:1:0,0\na:1:2,1\na:1:3,1\n")
+    result = import_feedback(catalog, path, "pumps")
+    assert (result.rows, result.labels, result.duplicates, result.new, result.orphans) == \
+        (5, 4, 1, 4, 0)
+    stored = catalog.cursor().execute("SELECT id, label FROM feedback ORDER BY id").fetchall()
+    assert stored == [("a:1:0", "0"), ("a:1:1", "1"), ("a:1:2", "1"), ("a:1:3", "1")]
+    known = tmp_path / "known.csv"  # every id known once, one twice in the file
+    known.write_text("id,label\na:1:4,0\na:1:5,1\na:1:4,1\n")
+    result = import_feedback(catalog, known, "pumps")
+    assert (result.rows, result.labels, result.duplicates, result.new, result.orphans) == \
+        (3, 2, 1, 2, 0)

@@ -1,8 +1,10 @@
 """Fleet → Capture…: a model's sample-capture policy set from the GUI on a real push agent
-(and carried to a real hub agent by its poll), refused values, an agent gone offline."""
+(and carried to a real hub agent by its poll), refused values, an agent gone offline, and a
+hub agent refusing a policy for a model it does not serve."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,11 @@ from app.dialogs.capture import CaptureDialog
 from app.views.fleet import FleetView
 from app.window import MainWindow
 from core.catalog import Catalog
+from core.errors import NotFound
 from core.fleet.agents import connect
+from core.fleet.capture import capture_policy
 from core.fleet.client import pinned_http
-from core.fleet.dispatch import deploy
+from core.fleet.dispatch import agent_status, deploy, set_capture
 from core.fleet.local import local_dir, start_local_agent, stop_local_agent
 from core.fleet.records import captured_rows, get_agent
 from core.hub import HubHandle, HubOptions
@@ -30,7 +34,13 @@ from tests.support.gui import (  # noqa: F401 (fixtures)
     make_window_fixture,
     show_fleet,
 )
-from tests.support.hub import enrol_and_start, register_adder, start_test_hub
+from tests.support.hub import (
+    enrol_and_start,
+    register_adder,
+    start_hub_agent,
+    start_test_hub,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.xdist_group("fleet")]
 
@@ -194,9 +204,56 @@ def test_a_hub_agent_gets_the_policy_with_its_next_poll(
 def test_while_drift_alerts_where_the_desktop_would(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI and the dialog build the policy with one function: with capture-while-
     drifting and no PSI given, the agent switches at the desktop's alert threshold."""
-    from core.fleet.capture import capture_policy
-
     monkeypatch.setenv("OUTPOST_PSI_ALERT", "0.3")
     assert capture_policy(while_drift=True).drift_psi == 0.3
     assert capture_policy(while_drift=True, drift_psi=0.5).drift_psi == 0.5
     assert capture_policy(share=0.1, drift_psi=None).drift_psi == 0.25  # not used: default
+
+
+def test_a_hub_agent_refuses_a_policy_for_a_model_it_no_longer_serves(
+        qtbot: QtBot, make_window: Callable[..., MainWindow], catalog: Catalog,
+        hub: HubHandle, tmp_path: Path) -> None:
+    """Refused on the desktop while the agent's last poll does not list the model; once the
+    policy still reaches the agent for a model removed from it, the agent refuses it (not
+    stored), says so in its polls, and the Fleet view shows it; a new deployment takes it."""
+    agent = enrol_and_start(catalog, tmp_path, "edge1", hub.url)
+
+    def held() -> dict[str, Any]:
+        path = agent.dir / "capture.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def refused() -> dict[str, str]:
+        return agent_status(catalog, "edge1").capture_refused
+
+    try:
+        ref = register_adder(catalog, tmp_path)
+        wait_until(lambda: agent_status(catalog, "edge1").runtime.get("onnxruntime"), 20,
+                   "first poll")
+        with pytest.raises(NotFound, match="agent edge1 does not serve adder"):
+            set_capture(catalog, "edge1", "adder", capture_policy(share=1.0))
+        assert capture_for(catalog.cursor(), "edge1") == {}
+        deploy(catalog, ref, "edge1")  # pending: a policy may go with it
+        set_capture(catalog, "edge1", "adder", capture_policy(share=1.0))
+        wait_until(lambda: held().get("adder", {}).get("share") == 1.0, 20,
+                   "policy applied with the deployment")
+        agent.stop()
+        shutil.rmtree(agent.dir / "models" / "adder")  # removed on the device
+        agent = start_hub_agent(agent.dir, "edge1", hub_url=hub.url)
+        # The hub still sends the policy: refused, not stored, and said so in the next poll.
+        wait_until(lambda: "adder" in refused(), 20, "refusal reported")
+        assert "model 'adder' is not served by this agent" in refused()["adder"]
+        assert held() == {}
+        assert agent.log_text().count("capture policy was not set") == 1  # logged once
+        view = show_fleet(make_window([FleetView]))
+        qtbot.waitUntil(lambda: view.agents.row_of("edge1") is not None, timeout=10_000)
+        view.table.selectRow(view.agents.row_of("edge1") or 0)
+        qtbot.waitUntil(lambda: "Capture of adder refused by the agent: model" in
+                        view.detail.text(), timeout=30_000)
+        assert "is not served by this agent" in view.detail.text()
+        # Deployed again: the same poll installs it and takes the policy; the refusal goes.
+        deploy(catalog, register_adder(catalog, tmp_path, bias=2.0), "edge1")
+        wait_until(lambda: held().get("adder", {}).get("share") == 1.0, 20,
+                   "policy applied after the new deployment")
+        wait_until(lambda: refused() == {}, 20, "refusal cleared")
+    finally:
+        agent.stop()

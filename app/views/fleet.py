@@ -225,6 +225,9 @@ class FleetView(View):
             lines += [f"Capture of {escape(str(m.get('name')))}: {escape(capture_text(m))} — "
                       f"{status.captured.get(str(m.get('name')), 0):,} captured rows in the "
                       "catalog" for m in status.models]
+            lines += [f"<span style='color:#cf222e'>Capture of {escape(model)} refused by the "
+                      f"agent: {escape(why)}</span>"
+                      for model, why in sorted(status.capture_refused.items())]
             if status.error:
                 lines.append(f"<span style='color:#cf222e'>{status.error}</span>")
         self.detail.setText("<br>".join(lines))

@@ -74,8 +74,11 @@ def status(
         rows = []
         for s in found:
             models = ", ".join(f"{m.get('name')}@{m.get('active')}" for m in s.models) or "-"
+            errors = [s.error, *(f"capture of {m} refused: {why}"
+                                 for m, why in sorted(s.capture_refused.items()))]
             rows.append((s.agent, "online" if s.online else "offline", s.mode, models,
-                         s.runtime.get("onnxruntime"), s.backlog, s.telemetry_rows, s.error))
+                         s.runtime.get("onnxruntime"), s.backlog, s.telemetry_rows,
+                         "; ".join(e for e in errors if e) or None))
         console.print(table("agent status", ["agent", "state", "mode", "models", "onnxruntime",
                                              "backlog", "telemetry rows", "error"], rows))
 

@@ -1,8 +1,10 @@
 """`outpost feedback import FILE.csv --model M`: ground-truth labels from a file, streamed.
 
-DuckDB reads the file (any size: it is never held in Python) once, straight into the
-``feedback`` table, checking every row as it goes; from the rows written, one query counts
-distinct ids and one tallies what the import did (new, replaced, unchanged, orphans), and
+The model's latest file again (same size and content hash) is known before anything is
+written and only read for its orphans. Otherwise DuckDB reads the file (any size: it is
+never held in Python) once, straight into the ``feedback`` table, checking every row as it
+goes; from the rows written, one query (a full join) tallies what the import did (new,
+replaced, unchanged, orphans) and, unless there are orphans, how many ids are distinct;
 at most three ``DELETE``s settle duplicates and relabelled ids, all in one transaction
 with no Python per row:
 - columns ``id,label`` (a classifier) or ``id,value`` (regression), optional ``ts`` (when
@@ -17,6 +19,9 @@ with no Python per row:
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -72,9 +77,13 @@ def _trimmed(column: str) -> str:
 
 @dataclass(frozen=True)
 class _Tally:
-    new: int
-    replaced: int
-    orphans: int
+    rows: int  # rows of this import in the join: more than written when an id of the file
+    #            has two predictions (see _settle)
+    predictions: int  # entries of the predicted ids joined with
+    unmatched: int  # of those, the ones no row of this import has
+    new: int  # rows with no current label
+    replaced: int  # rows with another current label
+    orphans: int  # rows no prediction carries
 
 
 class _Refused(Exception):
@@ -160,22 +169,110 @@ def _checks(task: str, classes: list[str] | None, model: str, has_ts: bool
     return checks
 
 
-def _tally(cur: duckdb.DuckDBPyConnection, params: dict[str, Any],
+def _tally(cur: duckdb.DuckDBPyConnection, params: dict[str, Any], predicted: str,
            progress: ProgressFn | None, cancel: CancelToken | None) -> _Tally:
-    """The written labels (one per id by now) against the model's current labels: new and
-    relabelled, and those no prediction carries yet, in one pass."""
-    sql = ("SELECT count(*) FILTER (old IS NULL), count(*) FILTER (old <> value), "
-           "count(*) FILTER (NOT known) "
-           f"FROM (SELECT s.*, f.label AS old, s.id IN ({_PREDICTED}) AS known "
-           f"FROM ({_MINE}) s LEFT JOIN ({IMPORTED}) f ON f.id = s.id)")
+    """The written rows against the model's current labels (new, relabelled) and against
+    the predicted ids, in one pass: a full join, so DuckDB builds its hash table on the
+    smaller side (usually the file: an agent answers far more than gets labelled), and the
+    predictions no row has come out of it too — which counts the file's known ids without a
+    distinct count of its own (see _settle)."""
+    sql = ("SELECT count(s.id), (SELECT count(*) FROM (" + predicted + ")), "
+           "count(*) FILTER (s.id IS NULL), "
+           "count(*) FILTER (s.id IS NOT NULL AND s.old IS NULL), "
+           "count(*) FILTER (s.old <> s.value), "
+           "count(*) FILTER (s.id IS NOT NULL AND p.id IS NULL) "
+           f"FROM (SELECT m.id, m.value, f.label AS old FROM ({_MINE}) m "
+           f"LEFT JOIN ({IMPORTED}) f ON f.id = m.id) s "
+           f"FULL JOIN ({predicted}) p(id) ON p.id = s.id")
     row = duck.run(cur, sql, "feedback check", progress, cancel, _bind(sql, params))[0]
     return _Tally(*(int(v) for v in row))
+
+
+def _settle(cur: duckdb.DuckDBPyConnection, rows: int, params: dict[str, Any],
+            progress: ProgressFn | None, cancel: CancelToken | None) -> tuple[int, _Tally]:
+    """(distinct ids, the tally of the import's rows, one per id by then). An id twice in
+    the file: its last row wins, the rows before it are deleted. How many ids are distinct
+    comes from the join when every row met a prediction: each prediction met is then one
+    id; only orphans need a distinct count of their own."""
+    predicted = _PREDICTED
+    tally = _tally(cur, params, predicted, progress, cancel)
+    if tally.rows != rows:  # an id with two predictions (an agent's restored boot counter)
+        predicted = f"SELECT DISTINCT * FROM ({_PREDICTED})"
+        tally = _tally(cur, params, predicted, progress, cancel)
+    if tally.orphans:
+        distinct = f"SELECT count(DISTINCT id) FROM ({_MINE})"
+        ((labels,),) = duck.run(cur, distinct, "feedback check", progress, cancel,
+                                _bind(distinct, params))
+    else:
+        labels = tally.predictions - tally.unmatched
+    if labels != rows:  # an id twice in the file: its last row wins
+        cur.execute("DELETE FROM feedback s USING (SELECT id, max(rowid) AS last FROM feedback "
+                    "WHERE import = $import GROUP BY id HAVING count(*) > 1) d "
+                    "WHERE s.import = $import AND s.id = d.id AND s.rowid < d.last",
+                    {"import": params["import"]})
+        tally = _tally(cur, params, predicted, progress, cancel)
+    return int(labels), tally
+
+
+class _Content:
+    """The file's content key: SHA-256 of its bytes, with the model's task and classes (a
+    file read under other classes may be refused now). Hashing 140 MB takes ~0.1 CPU s;
+    `start` runs it beside the DuckDB insert (hashlib lets go of the GIL)."""
+
+    def __init__(self, path: Path, task: str, classes: list[str] | None) -> None:
+        self.path, self.model_part = path, json.dumps([task, classes]).encode()
+        self._key: str | None = None
+        self._thread: threading.Thread | None = None
+
+    def _hash(self) -> None:
+        digest = hashlib.sha256()
+        with self.path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\0" + self.model_part)
+        self._key = digest.hexdigest()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._hash, name="feedback-hash", daemon=True)
+        self._thread.start()
+
+    @property
+    def key(self) -> str:
+        if self._thread is not None:
+            self._thread.join()
+        elif self._key is None:
+            self._hash()
+        assert self._key is not None
+        return self._key
+
+
+def _same_as_last(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
+                  content: _Content, read: str, params: dict[str, Any]
+                  ) -> FeedbackImport | None:
+    """The file again, byte for byte, as the model's latest import: every id of it still has
+    that import's label (only a later import of the model could have changed one), so it
+    changes nothing. Known by its size and content hash before anything is written; only the
+    orphans are counted again (predictions may have arrived since). None: not that case."""
+    row = cur.execute("SELECT content, file_bytes, file_rows, file_labels FROM feedback_import "
+                      "WHERE model = ? ORDER BY import DESC LIMIT 1", [model]).fetchone()
+    if row is None or None in row or row[1] != path.stat().st_size or row[0] != content.key:
+        return None
+    _, _, rows, labels = row
+    sql = f"SELECT count(DISTINCT id) FROM ({read}) WHERE NOT id IN ({_PREDICTED})"
+    ((orphans,),) = cur.execute(sql, _bind(sql, params)).fetchall()
+    return FeedbackImport(model, str(path), int(rows), int(labels), 0, 0, int(labels),
+                          int(rows) - int(labels), int(orphans))
 
 
 def _import(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
             progress: ProgressFn | None, cancel: CancelToken | None) -> FeedbackImport:
     task, classes = model_task(cur, model)
     read, has_ts = _file_rows(cur, path, model, task)
+    content = _Content(path, task, classes)
+    same = _same_as_last(cur, path, model, content, read, {"model": model})
+    if same is not None:
+        raise _Unchanged(same)
+    content.start()
     value = _REGRESSION_VALUE if task == "regression" else "label"
     at = _FILE_TS if has_ts else "epoch(now())"
     refused = " OR ".join(f"({where})" for where, _, _ in _checks(task, classes, model, has_ts))
@@ -192,16 +289,7 @@ def _import(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
         if cancel is not None and cancel.cancelled:
             raise Cancelled("feedback import") from exc
         raise _Refused(exc) from exc
-    # A query of its own: counted beside the tally's join (a shared scan), it cost more.
-    distinct = f"SELECT count(DISTINCT id) FROM ({_MINE})"
-    ((labels,),) = duck.run(cur, distinct, "feedback check", progress, cancel,
-                            _bind(distinct, params))
-    if rows != labels:  # an id twice in the file: its last row wins
-        cur.execute("DELETE FROM feedback s USING (SELECT id, max(rowid) AS last FROM feedback "
-                    "WHERE import = $import GROUP BY id HAVING count(*) > 1) d "
-                    "WHERE s.import = $import AND s.id = d.id AND s.rowid < d.last",
-                    {"import": params["import"]})
-    tally = _tally(cur, params, progress, cancel)
+    labels, tally = _settle(cur, rows, params, progress, cancel)
     unchanged = labels - tally.new - tally.replaced
     result = FeedbackImport(model, str(path), rows, labels, tally.new, tally.replaced,
                             unchanged, rows - labels, tally.orphans)
@@ -215,8 +303,10 @@ def _import(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
         cur.execute("DELETE FROM feedback WHERE import IN (SELECT import FROM feedback_import "
                     "WHERE model = $model) AND id IN (SELECT id FROM feedback WHERE "
                     "import = $import)", keys)
-    cur.execute("INSERT INTO feedback_import (import, model, source) VALUES (?, ?, ?)",
-                [params["import"], model, path.name])
+    cur.execute("INSERT INTO feedback_import (import, model, source, content, file_bytes, "
+                "file_rows, file_labels) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [params["import"], model, path.name, content.key, path.stat().st_size, rows,
+                 labels])
     return result
 
 

@@ -57,6 +57,8 @@ class StatusReport:
     backlog: int | None = None  # records waiting in the agent's outbox
     key_rotation: int | None = None  # desktop key rotations the agent has applied
     poll_s: float | None = None  # a hub agent's poll interval
+    # model -> why the agent did not take the capture policy the hub sent it
+    capture_refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def onnxruntime(self) -> str:
@@ -73,7 +75,9 @@ class StatusReport:
                        if type(v) is int},
             backlog=_int(_dict(doc.get("telemetry")).get("backlog")),
             key_rotation=_int(doc.get("key_rotation")),
-            poll_s=float(poll_s) if isinstance(poll_s, int | float) and poll_s > 0 else None)
+            poll_s=float(poll_s) if isinstance(poll_s, int | float) and poll_s > 0 else None,
+            capture_refused={str(m): str(why)[:500] for m, why
+                             in _dict(doc.get("capture_refused")).items()})
 
     def serves(self, model: str) -> bool:
         return any(m.get("name") == model for m in self.models)
@@ -93,12 +97,15 @@ class AgentStatus:
     pin_failed: bool = False  # another TLS certificate answered at the agent's address
     # model -> rows this agent captured (sample capture) now in the catalog
     captured: dict[str, int] = field(default_factory=dict)
+    # model -> why the agent refused the capture policy the hub sent it (not served there)
+    capture_refused: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"agent": self.agent, "online": self.online, "mode": self.mode,
                 "models": self.models, "telemetry_rows": self.telemetry_rows, "url": self.url,
                 "backlog": self.backlog, "runtime": self.runtime, "error": self.error,
-                "pin_failed": self.pin_failed, "captured": self.captured}
+                "pin_failed": self.pin_failed, "captured": self.captured,
+                "capture_refused": self.capture_refused}
 
 
 _FIELDS = ("name, url, token, agent_id, public_key, mode, key_index, key_counter, added_at, "
@@ -152,4 +159,4 @@ def assemble_status(catalog: Catalog, record: AgentRecord, report: StatusReport 
         agent=record.name, online=online, mode=record.mode, url=record.url,
         models=report.models, telemetry_rows=telemetry_rows(catalog, record.name),
         backlog=report.backlog, runtime=report.runtime, error=error, pin_failed=pin_failed,
-        captured=captured_rows(catalog, record.name))
+        captured=captured_rows(catalog, record.name), capture_refused=report.capture_refused)

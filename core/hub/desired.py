@@ -127,11 +127,20 @@ def desired_for(cur: duckdb.DuckDBPyConnection, agent: str) -> list[dict[str, An
 def set_capture_via_hub(catalog: Catalog, record: AgentRecord, model: str,
                         policy: dict[str, Any] | None) -> dict[str, Any]:
     """Record the model's capture policy for the hub agent (None: the bundle's again); its
-    next poll answer carries it, signed like the rest of the answer."""
+    next poll answer carries it, signed like the rest of the answer. A policy for a model
+    the agent did not serve at its last poll, with no deployment of it pending, is refused
+    here (the agent would refuse it too, and report that back: `capture_refused`)."""
+    last = last_status(catalog, record.name)
     with catalog.transaction() as cur:
         if not cur.execute("SELECT 1 FROM model_version WHERE model = ? LIMIT 1",
                            [model]).fetchall():
             raise NotFound(f"model {model!r} is not in the catalog")
+        pending = cur.execute("SELECT 1 FROM hub_desired WHERE agent = ? AND model = ? AND "
+                              "action = 'deploy'", [record.name, model]).fetchall()
+        if policy is not None and last is not None and not last.serves(model) \
+                and not pending:
+            raise NotFound(f"agent {record.name} does not serve {model} (as of its last "
+                           "poll): its capture policy was not set (deploy it first)")
         cur.execute("DELETE FROM hub_capture WHERE agent = ? AND model = ?",
                     [record.name, model])
         cur.execute("INSERT INTO hub_capture (agent, model, policy) VALUES (?, ?, ?)",

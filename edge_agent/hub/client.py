@@ -144,7 +144,8 @@ class HubClient:
         answer = verify_answer(reply, self.enrolment.agent, nonce, self.store)
         self.desired.apply(transport, list(answer.get("desired") or []))
         if self.capturer is not None:
-            apply_capture(self.capturer, answer.get("capture"))
+            apply_capture(self.capturer, answer.get("capture"),
+                          {m.name for m in self.store.models()})
         return False
 
     def push_once(self, transport: HubTransport) -> bool:

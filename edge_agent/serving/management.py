@@ -200,7 +200,7 @@ class Management:
         if not isinstance(doc, dict) or "policy" not in doc:
             raise BadRequest('body must be {"policy": {...} or null}')
         policy = None if doc["policy"] is None else CapturePolicy.from_dict(doc["policy"])
-        await self._call(self.capturer.set_policy, name, policy)
+        await self._call(self.capturer.set_policy, name, policy, self._installed())
         return json_reply({"model": name, "policy": policy and policy.to_dict()})
 
     async def _upload(self, scope: Scope, receive: Receive) -> Reply:
@@ -276,12 +276,17 @@ class Management:
                           else self.capturer.drifting,
                           "capture_drift_switches": 0 if self.capturer is None
                           else self.capturer.drift_switches},
+            # hub capture policies not taken (model -> why): the model is not served here
+            "capture_refused": {} if self.capturer is None else dict(self.capturer.refused),
             "models": [{**_plain(m), **self._capture_of(m.name, m.active)}
                        for m in self.store.models()],
             # How many desktop key rotations this agent has applied: the desktop sends
             # the next one numbered from here.
             "key_rotation": self.store.keys.rotation,
         }
+
+    def _installed(self) -> set[str]:
+        return {m.name for m in self.store.models()}
 
     def _capture_of(self, name: str, active: int | None) -> dict[str, Any]:
         """The policy the model's rows are captured under now, and where it comes from:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from edge_agent.contract.capture import CapturePolicy
-from edge_agent.contract.errors import SchemaError
+from edge_agent.contract.errors import ModelNotFound, SchemaError
 from edge_agent.contract.files import atomic_write
 from edge_agent.telemetry.predictions import predicted_texts
 
@@ -75,6 +75,8 @@ class Capturer:
         self._bundled: dict[str, CapturePolicy | None] = {}  # last seen with each model
         self._drifted: set[str] = set()  # models the agent itself found drifting
         self.drift_switches = 0  # times capture-all went on or off by itself
+        # model -> why the hub's policy for it was not taken (reported with each poll)
+        self.refused: dict[str, str] = {}
 
     def _load(self) -> dict[str, CapturePolicy]:
         if self._path is None or not self._path.exists():
@@ -86,8 +88,26 @@ class Capturer:
             log.error("ignoring %s: %s", self._path, exc)
             return {}
 
-    def set_policy(self, model: str, policy: CapturePolicy | None) -> None:
-        """Override the bundle's policy for `model` (None: back to the bundle's)."""
+    def set_policy(self, model: str, policy: CapturePolicy | None, served: Collection[str]
+                   ) -> None:
+        """Override the bundle's policy for `model` (None: back to the bundle's). A model
+        not in `served` (the models installed on this agent) is refused, nothing stored:
+        ModelNotFound (HTTP 404)."""
+        if model not in served:
+            raise ModelNotFound(f"model {model!r} is not served by this agent: its capture "
+                                "policy was not set (deploy it first)")
+        self._write(model, policy)
+
+    def forget_unserved(self, served: Collection[str]) -> None:
+        """Drop the policies of models this agent no longer has (their folder was removed
+        while it was stopped): a later model of the same name starts from its bundle's."""
+        gone = sorted(set(self._overrides) - set(served))
+        for model in gone:
+            log.warning("capture policy of %s dropped: the model is no longer installed",
+                        model)
+            self._write(model, None)
+
+    def _write(self, model: str, policy: CapturePolicy | None) -> None:
         with self._lock:
             overrides = dict(self._overrides)
             if policy is None:
