@@ -72,7 +72,7 @@ def build_app(options: ServeOptions) -> Any:
     store = ModelStore(options.agent_dir, options.keyring, options.max_bundle_bytes,
                        on_event=AgentEventLog(identity, outbox))
     store.open()
-    capturer.forget_unserved({m.name for m in store.models()})
+    capturer.forget_unserved(store.names())
     metrics = AgentMetrics(outbox.stats)
     for status in store.models():
         if status.degraded:

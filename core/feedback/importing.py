@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from core.catalog import Catalog
 from core.datasets import duck
 from core.errors import Cancelled, InvalidInput, NotFound, OutpostError
 from core.feedback.labels import IMPORTED, model_task
+from core.objects import sha256_file
 from core.progress import CancelToken, ProgressFn
 
 _SHOWN_CLASSES = 8
@@ -214,40 +215,16 @@ def _settle(cur: duckdb.DuckDBPyConnection, rows: int, params: dict[str, Any],
     return int(labels), tally
 
 
-class _Content:
+def _content_key(path: Path, task: str, classes: list[str] | None) -> str:
     """The file's content key: SHA-256 of its bytes, with the model's task and classes (a
-    file read under other classes may be refused now). Hashing 140 MB takes ~0.1 CPU s;
-    `start` runs it beside the DuckDB insert (hashlib lets go of the GIL)."""
-
-    def __init__(self, path: Path, task: str, classes: list[str] | None) -> None:
-        self.path, self.model_part = path, json.dumps([task, classes]).encode()
-        self._key: str | None = None
-        self._thread: threading.Thread | None = None
-
-    def _hash(self) -> None:
-        digest = hashlib.sha256()
-        with self.path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        digest.update(b"\0" + self.model_part)
-        self._key = digest.hexdigest()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._hash, name="feedback-hash", daemon=True)
-        self._thread.start()
-
-    @property
-    def key(self) -> str:
-        if self._thread is not None:
-            self._thread.join()
-        elif self._key is None:
-            self._hash()
-        assert self._key is not None
-        return self._key
+    file read under other classes may be refused now). ~0.1 CPU s per 140 MB, run in a
+    thread beside the DuckDB insert (hashlib lets go of the GIL)."""
+    return hashlib.sha256(f"{sha256_file(path)}\0{json.dumps([task, classes])}".encode()
+                          ).hexdigest()
 
 
 def _same_as_last(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
-                  content: _Content, read: str, params: dict[str, Any]
+                  content: Future[str], read: str, params: dict[str, Any]
                   ) -> FeedbackImport | None:
     """The file again, byte for byte, as the model's latest import: every id of it still has
     that import's label (only a later import of the model could have changed one), so it
@@ -255,7 +232,8 @@ def _same_as_last(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
     orphans are counted again (predictions may have arrived since). None: not that case."""
     row = cur.execute("SELECT content, file_bytes, file_rows, file_labels FROM feedback_import "
                       "WHERE model = ? ORDER BY import DESC LIMIT 1", [model]).fetchone()
-    if row is None or None in row or row[1] != path.stat().st_size or row[0] != content.key:
+    if (row is None or None in row or row[1] != path.stat().st_size
+            or row[0] != content.result()):
         return None
     _, _, rows, labels = row
     sql = f"SELECT count(DISTINCT id) FROM ({read}) WHERE NOT id IN ({_PREDICTED})"
@@ -268,11 +246,17 @@ def _import(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
             progress: ProgressFn | None, cancel: CancelToken | None) -> FeedbackImport:
     task, classes = model_task(cur, model)
     read, has_ts = _file_rows(cur, path, model, task)
-    content = _Content(path, task, classes)
+    with ThreadPoolExecutor(1, thread_name_prefix="feedback-hash") as pool:
+        content = pool.submit(_content_key, path, task, classes)
+        return _write(cur, path, model, task, classes, read, has_ts, content, progress, cancel)
+
+
+def _write(cur: duckdb.DuckDBPyConnection, path: Path, model: str, task: str,
+           classes: list[str] | None, read: str, has_ts: bool, content: Future[str],
+           progress: ProgressFn | None, cancel: CancelToken | None) -> FeedbackImport:
     same = _same_as_last(cur, path, model, content, read, {"model": model})
     if same is not None:
         raise _Unchanged(same)
-    content.start()
     value = _REGRESSION_VALUE if task == "regression" else "label"
     at = _FILE_TS if has_ts else "epoch(now())"
     refused = " OR ".join(f"({where})" for where, _, _ in _checks(task, classes, model, has_ts))
@@ -305,7 +289,7 @@ def _import(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
                     "import = $import)", keys)
     cur.execute("INSERT INTO feedback_import (import, model, source, content, file_bytes, "
                 "file_rows, file_labels) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [params["import"], model, path.name, content.key, path.stat().st_size, rows,
+                [params["import"], model, path.name, content.result(), path.stat().st_size, rows,
                  labels])
     return result
 

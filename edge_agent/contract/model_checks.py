@@ -30,7 +30,9 @@ class ModelInfo:
     ir_version: int
 
 
-def _probe(domain: str, version: int) -> bool:
+@functools.cache
+def _loads(domain: str, version: int) -> bool:
+    """Does this onnxruntime load a model of that opset?"""
     opsets = {"": version} if domain == "" else {"": 13, domain: version}
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
@@ -42,11 +44,6 @@ def _probe(domain: str, version: int) -> bool:
 
 
 _PROBED = {"": 64, _ML_DOMAIN: 16}  # the domains whose opsets are checked, search bounds
-
-
-@functools.cache
-def _loads(domain: str, version: int) -> bool:
-    return _probe(domain, version)
 
 
 @functools.cache

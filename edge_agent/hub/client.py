@@ -145,7 +145,7 @@ class HubClient:
         self.desired.apply(transport, list(answer.get("desired") or []))
         if self.capturer is not None:
             apply_capture(self.capturer, answer.get("capture"),
-                          {m.name for m in self.store.models()})
+                          self.store.names())
         return False
 
     def push_once(self, transport: HubTransport) -> bool:

@@ -200,7 +200,7 @@ class Management:
         if not isinstance(doc, dict) or "policy" not in doc:
             raise BadRequest('body must be {"policy": {...} or null}')
         policy = None if doc["policy"] is None else CapturePolicy.from_dict(doc["policy"])
-        await self._call(self.capturer.set_policy, name, policy, self._installed())
+        await self._call(self.capturer.set_policy, name, policy, self.store.names())
         return json_reply({"model": name, "policy": policy and policy.to_dict()})
 
     async def _upload(self, scope: Scope, receive: Receive) -> Reply:
@@ -284,9 +284,6 @@ class Management:
             # the next one numbered from here.
             "key_rotation": self.store.keys.rotation,
         }
-
-    def _installed(self) -> set[str]:
-        return {m.name for m in self.store.models()}
 
     def _capture_of(self, name: str, active: int | None) -> dict[str, Any]:
         """The policy the model's rows are captured under now, and where it comes from:

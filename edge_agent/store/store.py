@@ -191,6 +191,10 @@ class ModelStore:
             entry.loaded[version] = loaded
         return loaded
 
+    def names(self) -> set[str]:
+        """The installed models' names."""
+        return set(self._entries)
+
     def models(self) -> list[ModelStatus]:
         out = []
         for name, entry in sorted(self._entries.items()):
