@@ -240,6 +240,10 @@ def test_a_policy_for_a_model_the_agent_does_not_serve_is_refused(tmp_path: Path
             assert (status, err) == (404, {"error": "model 'ghost' is not served by this "
                                            "agent: its capture policy was not set (deploy "
                                            "it first)"})
+        # a peer without the management token learns nothing, not even that it is unserved
+        for headers in ({}, {"Authorization": "Bearer nope"}):
+            assert json_request(f"{agent.url}/v1/models/ghost/capture", {"policy": None},
+                                headers, "PUT")[0] == 401
         assert not held.exists()
         _install(agent, _bundle(tmp_path, key, None))
         assert json_request(f"{agent.url}/v1/models/pumps/capture",

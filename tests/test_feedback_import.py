@@ -10,6 +10,7 @@ from core.accuracy import accuracy_report
 from core.catalog import Catalog
 from core.errors import InvalidInput
 from core.feedback import import_feedback
+from core.progress import ProgressEvent
 from core.telemetry.ingest import ingest_table, records_table
 from tests.support.fleet import open_catalog, train_mini
 from tests.support.hub import register_adder
@@ -187,6 +188,28 @@ def test_the_same_file_again_changes_nothing_and_counts_orphans_anew(
                                 WHERE model = 'pumps'""")
     with pytest.raises(InvalidInput, match="not a class of model pumps"):
         import_feedback(catalog, a, "pumps")
+
+
+def test_a_file_that_changes_while_it_is_imported_is_refused_and_nothing_stored(
+        catalog: Catalog, tmp_path: Path) -> None:
+    """A USB copy still being written: the labels DuckDB read and the bytes the content key
+    hashed may differ, so the import is refused and the catalog is left as it was (else the
+    complete file, imported later, could pass as "the same file again")."""
+    path = tmp_path / "growing.csv"
+    path.write_text("id,label\na:1:1,1\n")
+
+    def grow(event: ProgressEvent) -> None:
+        if event.stage == "feedback import" and event.done == 100:
+            with path.open("a") as fh:
+                fh.write("a:1:2,0\n")
+
+    with pytest.raises(InvalidInput, match="growing.csv changed while it was imported"):
+        import_feedback(catalog, path, "pumps", progress=grow)
+    cur = catalog.cursor()
+    assert cur.execute("SELECT count(*) FROM feedback").fetchall() == [(0,)]
+    assert cur.execute("SELECT count(*) FROM feedback_import").fetchall() == [(0,)]
+    complete = import_feedback(catalog, path, "pumps")  # the whole file, read in full
+    assert (complete.rows, complete.new) == (2, 2)
 
 
 def test_counts_stay_exact_when_an_id_has_two_predictions(catalog: Catalog,

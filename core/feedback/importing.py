@@ -246,9 +246,22 @@ def _import(cur: duckdb.DuckDBPyConnection, path: Path, model: str,
             progress: ProgressFn | None, cancel: CancelToken | None) -> FeedbackImport:
     task, classes = model_task(cur, model)
     read, has_ts = _file_rows(cur, path, model, task)
+    before = _stamp(path)
     with ThreadPoolExecutor(1, thread_name_prefix="feedback-hash") as pool:
         content = pool.submit(_content_key, path, task, classes)
-        return _write(cur, path, model, task, classes, read, has_ts, content, progress, cancel)
+        result = _write(cur, path, model, task, classes, read, has_ts, content, progress,
+                        cancel)
+    # The hash and DuckDB each read the file once: a file changed in between (a USB copy
+    # still being written) would leave a content key that does not name the labels stored.
+    if _stamp(path) != before:
+        raise InvalidInput(f"feedback file {path.name} changed while it was imported; nothing "
+                           "was stored: import it again once it is complete")
+    return result
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _write(cur: duckdb.DuckDBPyConnection, path: Path, model: str, task: str,
