@@ -271,12 +271,12 @@ def _parser() -> argparse.ArgumentParser:
 
     c = ConnectionLimits()
     serve.add_argument("--max-connections", type=int, default=c.max_connections,
-                       help=f"most connections at once ({c.max_connections}; never above the "
-                       f"file limit minus {c.reserved_files}); past it the longest-idle "
-                       "connection is closed")
+                       help=f"most connections at once, TLS handshakes included "
+                       f"({c.max_connections}; never above the file limit minus "
+                       f"{c.reserved_files}); past it the longest-idle connection is closed")
     serve.add_argument("--header-timeout-s", type=float, default=c.header_timeout_s,
-                       help=f"longest wait for a request's headers ({c.header_timeout_s:g} s; "
-                       "then 408)")
+                       help=f"longest wait for a request's headers, the TLS handshake "
+                       f"included ({c.header_timeout_s:g} s; then 408)")
     serve.add_argument("--max-header-kb", type=float, default=c.max_header_bytes / 1024,
                        help=f"largest request headers ({c.max_header_bytes // 1024} KiB; 431 "
                        "beyond)")

@@ -138,9 +138,9 @@ def _run_from_now(coro: Coroutine[Any, Any, None]) -> None:
 
 
 class _Handshake(asyncio.Protocol):
-    """start_tls's protocol until start_tls returns. asyncio's loop reads the data that
-    came with the end of the handshake (and an EOF or the loss) before the awaiting task
-    resumes; uvloop's waits for it. Kept here and handed over, so both work."""
+    """start_tls's protocol until start_tls returns. asyncio's loop passes on the data that
+    came with the end of the handshake (and an EOF or the loss) before the code awaiting
+    start_tls resumes; uvloop's waits for it. Kept here and handed over, so both work."""
 
     def __init__(self) -> None:
         self.owner: _Limited | None = None
@@ -217,20 +217,25 @@ class _Limited(HttpToolsProtocol):
             tls = await self.loop.start_tls(
                 raw, gate, context, server_side=True,
                 ssl_handshake_timeout=self.limits.header_timeout_s)
-        except BaseException as exc:  # failed, timed out, evicted (aborted), or cancelled
-            self._handshake = None
-            self.connections.discard(self)
-            raw.abort()  # start_tls closed it; abort so no close waits on a silent peer
-            if isinstance(exc, Exception):
-                return  # a peer's failure to report to no one (the loop logs it at debug)
+        except Exception:  # failed, timed out, or evicted (aborted): the peer's loss alone
+            tls = None     # (the loop logs it at debug)
+        except BaseException:  # cancelled
+            self._drop_handshake(raw)
             raise
-        if self._handshake is None:  # evicted or shut down as the handshake ended
-            tls.abort()
+        # tls is None also when the connection was lost as the handshake ended (asyncio's
+        # start_tls returns None then); _handshake is None once evicted or shut down
+        if tls is None or self._handshake is None:
+            self._drop_handshake(raw)
             return
         self._handshake = None
         super().connection_made(tls)
         tls.set_protocol(self)
         gate.hand_over(self)
+
+    def _drop_handshake(self, raw: asyncio.Transport) -> None:
+        self._handshake = None
+        self.connections.discard(self)
+        raw.abort()  # start_tls may have closed it: abort, so no close waits on a silent peer
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.flow is None:  # refused, or aborted in its handshake: uvicorn never knew it
