@@ -53,6 +53,14 @@ class ConnectionLimits:
     header_timeout_s: float = 10.0
     reserved_files: int = 64
 
+    def __post_init__(self) -> None:
+        # 0 would time out every handshake and request (and spin the header check)
+        if not (self.header_timeout_s > 0 and self.max_header_bytes > 0
+                and self.max_connections > 0):
+            raise ValueError("connection limits must be positive: "
+                             f"{self.max_connections=}, {self.max_header_bytes=}, "
+                             f"{self.header_timeout_s=}")
+
     def cap(self) -> int:
         """Connections allowed at once: below the process's file limit, with room left."""
         if sys.platform == "win32":
