@@ -14,7 +14,7 @@ import secrets
 import socket
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,14 +270,15 @@ def _parser() -> argparse.ArgumentParser:
     from edge_agent.contract.http_limits import ConnectionLimits
 
     c = ConnectionLimits()
-    serve.add_argument("--max-connections", type=int, default=c.max_connections,
-                       help=f"most connections at once ({c.max_connections}; never above the "
-                       f"file limit minus {c.reserved_files}); past it the longest-idle "
-                       "connection is closed")
-    serve.add_argument("--header-timeout-s", type=float, default=c.header_timeout_s,
-                       help=f"longest wait for a request's headers ({c.header_timeout_s:g} s; "
-                       "then 408)")
-    serve.add_argument("--max-header-kb", type=float, default=c.max_header_bytes / 1024,
+    serve.add_argument("--max-connections", type=_positive(int), default=c.max_connections,
+                       help=f"most connections at once, TLS handshakes included "
+                       f"({c.max_connections}; never above the file limit minus "
+                       f"{c.reserved_files}); past it the longest-idle connection is closed")
+    serve.add_argument("--header-timeout-s", type=_positive(float), default=c.header_timeout_s,
+                       help=f"longest wait for a request's headers, the TLS handshake "
+                       f"included ({c.header_timeout_s:g} s; then 408)")
+    serve.add_argument("--max-header-kb", type=_positive(float),
+                       default=c.max_header_bytes / 1024,
                        help=f"largest request headers ({c.max_header_bytes // 1024} KiB; 431 "
                        "beyond)")
     serve.add_argument("--insecure-http", action="store_true",
@@ -306,6 +307,17 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--dir", required=True, help="agent folder")
     rotate.set_defaults(fn=cmd_rotate_cert)
     return parser
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """argparse's type= for a number above 0 (a zero limit would refuse every peer)."""
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,10 +25,12 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = DEFAULT_PORT,
     max_connections: Annotated[int, typer.Option(
-        "--max-connections", help="Most connections at once (never above the file limit "
-        "minus 64); past it the longest-idle connection is closed.")] = 1000,
+        "--max-connections", min=1, help="Most connections at once, TLS handshakes included "
+        "(never above the file limit minus 64); past it the longest-idle connection is "
+        "closed.")] = 1000,
     header_timeout_s: Annotated[float, typer.Option(
-        "--header-timeout-s", help="Longest wait for a request's headers (then 408).")] = 10.0,
+        "--header-timeout-s", min=0.01, help="Longest wait for a request's headers, the TLS "
+        "handshake included (then 408).")] = 10.0,
     insecure_http: Annotated[bool, typer.Option(
         "--insecure-http", help="Plain HTTP, only behind a TLS-terminating proxy.")] = False,
     as_json: JsonFlag = False,

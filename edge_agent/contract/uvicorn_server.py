@@ -11,6 +11,10 @@ second to refresh the Date header): an idle agent's main thread woke 10 times a 
 for nothing. With no Date header, no notify callback and no request limit (the agent and
 the hub use none of them) it sleeps until `should_exit` is set, by a signal or by
 another thread (the hub's stop).
+
+Over TLS the loop is given no `ssl=` when the protocol is `http_limits`'s: it does each
+handshake itself, so that a socket counts against the connection cap from accept (see
+`http_limits.serve_tls`). `config.ssl` stays the context for everything else that reads it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import edge_agent.contract.uvicorn_package  # noqa: F401  # first: uvicorn witho
 # isort: split
 from uvicorn.config import Config
 from uvicorn.server import Server as _UvicornServer
+
+from edge_agent.contract.http_limits import serve_tls
 
 __all__ = ["Config", "Server"]
 
@@ -55,6 +61,20 @@ class Server(_UvicornServer):
         while not await self.on_tick(0):  # checks should_exit, set before or since
             await self._exit_event.wait()
             self._exit_event.clear()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        config = self.config
+        context = config.ssl
+        if context is None or not serve_tls(config.http_protocol_class, context):
+            await super().startup(sockets)
+            return
+        # uvicorn reads config.ssl here only for create_server's ssl= (and for its start
+        # line, logged without sockets= alone: both servers pass their socket)
+        config.ssl = None
+        try:
+            await super().startup(sockets)
+        finally:
+            config.ssl = context
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.config.ssl is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,20 @@ def open_socket(url: str, timeout: float = 10.0) -> socket.socket:
     context = ssl_context_for(url)
     return sock if context is None else context.wrap_socket(sock,
                                                             server_hostname=address(url)[0])
+
+
+def client_hello(url: str) -> bytes:
+    """The first flight of a TLS client to the server behind `url` (its ClientHello): what
+    a peer sends before the server has said anything."""
+    context = ssl_context_for(url)
+    assert context is not None, f"{url} does not speak TLS"
+    outgoing = ssl.MemoryBIO()
+    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=address(url)[0])
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:  # waits for the server's answer: the hello is out
+        pass
+    return outgoing.read()
 
 
 def raw_exchange(url: str, request: bytes, timeout: float = 20.0) -> bytes:
