@@ -1,11 +1,13 @@
 """Fixtures shared by every test: an isolated OUTPOST_HOME and the CLI as a subprocess."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import time
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,10 +48,27 @@ def _marked_survivors() -> list[psutil.Process]:
     return found
 
 
+def unreaped_children() -> list[subprocess.Popen[Any]]:
+    """The Popen objects of this process whose exit status nobody has read, whatever holds
+    them (a global, a cache, a fixture, a cycle not yet collected). One still held when
+    the process exits makes Python print "ResourceWarning: subprocess N is still running"
+    then, past any test that could fail for it; its process, once ended, is a zombie."""
+    return [obj for obj in gc.get_objects() if isinstance(obj, subprocess.Popen)
+            and getattr(obj, "_child_created", False) and obj.returncode is None]
+
+
+def _describe(proc: subprocess.Popen[Any]) -> str:
+    where = tracemalloc.get_object_traceback(proc)
+    started = ("\n" + "\n".join(where.format())) if where is not None else (
+        " (PYTHONTRACEMALLOC=20 shows where it was started)")
+    return f"{proc.pid} {str(proc.args)[:200]}{started}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_behind() -> Iterator[None]:
     """Fail the run if a process the suite started is still running once it ends (after
-    ten seconds for those already shutting down); the survivors are killed."""
+    ten seconds for those already shutting down), or if this process still holds a child
+    it never reaped; the survivors are killed, the children reaped."""
     yield
     if "joblib.externals.loky" in sys.modules:  # in-process searches keep a worker pool
         from joblib.externals.loky import get_reusable_executor
@@ -58,12 +77,22 @@ def no_process_left_behind() -> Iterator[None]:
     deadline = time.monotonic() + 10
     while (survivors := _marked_survivors()) and time.monotonic() < deadline:
         psutil.wait_procs(survivors, timeout=0.5)
+    failures = []
     if survivors:
         described = [f"{p.pid} {' '.join(p.cmdline())[:200]}" for p in survivors]
         for proc in survivors:
             proc.kill()
-        pytest.fail("processes started by the suite outlived it (killed now):\n"
-                    + "\n".join(described), pytrace=False)
+        failures.append("processes started by the suite outlived it (killed now):\n"
+                        + "\n".join(described))
+    if unreaped := unreaped_children():
+        failures.append("children started in this process were never reaped (reaped now):\n"
+                        + "\n".join(_describe(proc) for proc in unreaped))
+        for child in unreaped:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
 
 
 @dataclass

@@ -54,23 +54,38 @@ def _free_port() -> int:
 
 # Agents this process started. Holding the Popen objects keeps them from being
 # collected (with a "still running" warning) while the detached agent runs, and
-# lets a long-lived process (the GUI) reap them when they stop.
+# lets a long-lived process (the GUI) reap them when they stop: every path that
+# learns one of them has stopped goes through `_reaped`, so none stays a zombie.
 _STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _reaped(pid: int) -> bool:
+    """Has our child `pid` exited? If so it is reaped and forgotten."""
+    if _STARTED[pid].poll() is None:
+        return False
+    del _STARTED[pid]
+    return True
+
+
+def _reap_stopped() -> None:
+    """Reap every agent of ours that has exited, also those stopped from another process
+    (`outpost agent local stop` beside the GUI): their state file is gone, so no later
+    `_alive` would ask about their pid."""
+    for pid in list(_STARTED):
+        _reaped(pid)
 
 
 def _alive(pid: int, folder: Path) -> bool:
     """Is `pid` still our agent (not a recycled pid, not a zombie we started)?"""
-    handle = _STARTED.get(pid)
-    if handle is not None:
-        if handle.poll() is not None:
-            del _STARTED[pid]
-            return False
-    else:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return False  # our child, and it has exited
-        except ChildProcessError:
-            pass  # started by another outpost process: not ours to reap
+    if pid in _STARTED:
+        # Our own child: only reaping it says it is gone. /proc cannot: while it exits
+        # its cmdline reads empty before waitpid sees it, and answering "gone" then
+        # left it unreaped (a zombie, and "subprocess N is still running" at exit). Its
+        # pid cannot be recycled before we reap it, so there is nothing else to check.
+        return not _reaped(pid)
+    # Started by another outpost process (or an earlier run of this one): not ours to
+    # reap, and a child of ours under that pid is some other process (its own
+    # owner reaps it), which the cmdline check tells apart.
     cmdline = Path(f"/proc/{pid}/cmdline")
     try:
         if cmdline.exists():
@@ -100,6 +115,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            _STARTED.pop(proc.pid, None)
             lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
             raise OutpostError(f"local agent exited ({proc.returncode}) before it was ready: "
                                f"{lines[-1] if lines else 'no output'}")
@@ -110,13 +126,25 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    proc.terminate()
+    _end(proc)
     raise OutpostError(f"local agent did not answer on {url} within {timeout:g} s (see {log})")
+
+
+def _end(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM our child, SIGKILL it after `grace` seconds, and reap it."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _STARTED.pop(proc.pid, None)
 
 
 def start_local_agent(catalog: Catalog, *, port: int | None = None,
                       window_s: float | None = None, timeout: float = 30.0) -> LocalAgent:
     """Start the local agent (or find it running) and make sure it is enrolled."""
+    _reap_stopped()
     folder = local_dir(catalog)
     state = _read_state(folder)
     if state and _alive(int(state["pid"]), folder):
@@ -161,6 +189,7 @@ def _enrol(catalog: Catalog, url: str, token: str) -> None:
 
 def stop_local_agent(catalog: Catalog, *, timeout: float = 15.0) -> bool:
     """SIGTERM the local agent and wait for it to go; False if it was not running."""
+    _reap_stopped()
     folder = local_dir(catalog)
     state = _read_state(folder)
     if not state or not _alive(int(state["pid"]), folder):

@@ -168,6 +168,7 @@ def start_agent(folder: Path, trust: Ed25519PrivateKey, *, port: int | None = No
         wait_http_ok(f"{url}/v2/health/ready", 30, proc)
     except AssertionError:
         proc.kill()
+        proc.wait()
         raise
     return Agent(proc, url, port, folder, token)
 

@@ -129,6 +129,7 @@ def start_hub_agent(folder: Path, name: str, *, enrol: Path | None = None,
         wait_http_ok(f"{url}/v2/health/ready", 30, proc)
     except AssertionError:
         proc.kill()
+        proc.wait()
         raise AssertionError(log.read_text(errors="replace")) from None
     return HubAgent(name, proc, url, folder, log)
 
