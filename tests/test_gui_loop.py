@@ -99,8 +99,9 @@ def test_whole_loop_through_the_gui(qtbot: QtBot, make_window: Callable[..., Mai
     window.show_view(window.views.index(monitoring))
     _send(catalog, url, token, mv, "field_sensor", 600)
     monitoring.refresh_action.trigger()
+    # the charts are drawn over the turns after the snapshot arrives: wait for all of them
     qtbot.waitUntil(lambda: monitoring.snap is not None and bool(monitoring.snap.series.get(
-        "local")), timeout=60_000)
+        "local")) and monitoring.drawn(), timeout=60_000)
     line = monitoring.requests.getPlotItem().listDataItems()[0]
     assert line.name() == "local" and sum(line.yData) * 60 == pytest.approx(3)  # 600 / 200
     assert not any(a.kind == "drift" for a in monitoring.alerts.records)

@@ -177,6 +177,10 @@ class MonitoringView(View):
         self._stages = [*self._charts(snap), lambda: self._show_drift(snap)]
         QTimer.singleShot(0, self, self._next_stage)
 
+    def drawn(self) -> bool:
+        """Is the last snapshot shown in full (every stage of show_snapshot drawn)?"""
+        return not self._stages
+
     def _next_stage(self) -> None:
         """One stage per turn; the next is queued after it (1 ms, so that this stage's
         repaint comes first and is not merged with the next one's into one long turn)."""
