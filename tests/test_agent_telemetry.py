@@ -16,7 +16,7 @@ from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
 from edge_agent.contract.records import Baseline
 from edge_agent.telemetry.histograms import binner_for
 from edge_agent.telemetry.outbox import Outbox, OutboxStats
-from edge_agent.telemetry.recorder import MAX_QUEUED, Recorder, RequestEvent
+from edge_agent.telemetry.recorder import BIG_CHUNK, MAX_QUEUED, Recorder, RequestEvent
 from tests.support.agents import (
     AgentProcess,
     http_connection,
@@ -256,13 +256,15 @@ def test_a_full_queue_makes_requests_wait_for_the_writer_and_loses_none(
     outbox = Outbox(tmp_path / "t.sqlite")
     recorder = Recorder(outbox, window_s=3600, flush_s=0.01)
     recorder.start()
-    n = MAX_QUEUED + 10
+    # the writer takes one chunk (at most BIG_CHUNK) before its commit blocks
+    n = MAX_QUEUED + BIG_CHUNK + 10
     submitter = threading.Thread(target=lambda: [recorder.submit(event(i)) for i in range(n)])
     with outbox._lock:  # the writer cannot commit: a writer starved of the CPU
         submitter.start()
-        wait_until(lambda: recorder._queue.qsize() >= MAX_QUEUED, 20, "a full queue")
+        wait_until(lambda: recorder._queue.qsize() >= MAX_QUEUED - BIG_CHUNK, 20,
+                   "a full queue")
         submitter.join(0.2)  # a submitter that did not wait would be done by now
-        # (the writer may have taken a chunk off the queue before it blocked)
+        # and the queue would hold more than MAX_QUEUED
         assert submitter.is_alive() and recorder._queue.qsize() <= MAX_QUEUED
         assert recorder.backpressure()[0] == 0  # counted when the wait ends
     submitter.join(30)
