@@ -261,12 +261,11 @@ def test_a_full_queue_makes_requests_wait_for_the_writer_and_loses_none(
     submitter = threading.Thread(target=lambda: [recorder.submit(event(i)) for i in range(n)])
     with outbox._lock:  # the writer cannot commit: a writer starved of the CPU
         submitter.start()
-        wait_until(lambda: recorder._queue.qsize() >= MAX_QUEUED - BIG_CHUNK, 20,
-                   "a full queue")
+        # a waiting submitter resumes below half of MAX_QUEUED
+        wait_until(lambda: recorder._queue.qsize() > MAX_QUEUED // 2, 20, "a full queue")
         submitter.join(0.2)  # a submitter that did not wait would be done by now
         # and the queue would hold more than MAX_QUEUED
         assert submitter.is_alive() and recorder._queue.qsize() <= MAX_QUEUED
-        assert recorder.backpressure()[0] == 0  # counted when the wait ends
     submitter.join(30)
     assert not submitter.is_alive()
     recorder.close()

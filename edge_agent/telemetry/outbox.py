@@ -120,10 +120,10 @@ class Outbox:
         self._lock = threading.Lock()
         self._conn = connect(path)
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        # The writer only appends (and acks delete from the front): a page cache of 256 KB,
+        # The writer only appends (and acks delete from the front): a page cache of 64 KB,
         # not SQLite's default 2 MB, which an agent under load filled with pages it would
         # not read again (issue 20: RSS with the model loaded).
-        self._conn.execute("PRAGMA cache_size=-256")
+        self._conn.execute("PRAGMA cache_size=-64")
         MIGRATIONS.apply(self._conn)
         self._last_seq, self._evicted, self._capture_evicted = self._conn.execute(
             "SELECT last_seq, evicted, capture_evicted FROM state").fetchone()

@@ -51,8 +51,9 @@ BIG_CHUNK = 256
 # loop, blocks) until the writer is down to half. Queued events hold their requests'
 # arrays (~1 KB each), and a writer that loses the race for the GIL fell seconds behind
 # under load: 10-20 MB more resident memory, kept by the heap after it caught up. The
-# waits are counted (Recorder.backpressure, /metrics); no event is dropped.
-MAX_QUEUED = 1024
+# waits are counted (Recorder.backpressure, /metrics); no event is dropped. Measured
+# (bench_agent_memory's 5 s of c16 on 2 busy cores): 2-31 waits, 8-105 ms in all.
+MAX_QUEUED = 256
 
 
 @dataclass(slots=True)
