@@ -7,10 +7,10 @@ Each agent (plain HTTP, `--insecure-http`) serves the peers harness's model
 ../shared/peers-serving/make_model.py builds it) from a folder it installed itself. Read
 from /proc: VmRSS after start and one request, the idle CPU (utime + stime) and
 voluntary context switches (wakeups) over `--idle-s`, VmRSS after `--load-s` of
-16-connection wrk load (a Python loop when wrk is missing) and that load's req/s, and smaps_rollup's anonymous
-and file-backed parts. `--baseline-tree` is a checkout of another commit (e.g. a
-`git worktree add --detach` of main): its agent runs from there with the same model, in
-alternating order, so the ratio is same-run.
+16-connection wrk load (a Python loop when wrk is missing) and that load's req/s, and
+smaps_rollup's anonymous and file-backed parts. `--baseline-tree` is a checkout of
+another commit (e.g. a `git worktree add --detach` of main): its agent runs from there
+with the same model, in alternating order, so the ratio is same-run.
 """
 
 from __future__ import annotations

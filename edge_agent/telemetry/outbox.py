@@ -2,7 +2,8 @@
 
 Requests never touch SQLite: they put a small event on a queue and a writer
 thread turns each batch into request records and histogram counts, committed
-in one transaction every ``flush_s`` seconds. Counts of the current window are
+in one transaction per chunk of requests, every ``flush_s`` seconds or as soon as a
+chunk is queued. Counts of the current window are
 saved with every flush (table ``open_windows``), so a kill -9 loses at most
 one flush interval of anything. A byte cap evicts the oldest records and
 leaves an ``evicted`` record saying which sequence numbers went.

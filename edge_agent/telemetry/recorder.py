@@ -10,6 +10,10 @@ and the rest of it, after a restart, as a second record for the same window.
 ``cut`` closes every open window at the next flush the same way, so a telemetry
 pull or a hub push sees the counts of all traffic served before it.
 
+Under load the batching wait ends as soon as a chunk is queued, and the queue is bounded
+(``MAX_QUEUED``): a request that finds it full waits for the writer (counted, never
+dropped), so a writer starved of CPU cannot grow the agent's memory.
+
 With nothing to write the thread sleeps: until a request or a record arrives (then it
 waits ``flush_s`` to batch, as before), until the earliest open window ends, or until a
 cut or ``close`` (written at once: someone waits for them), so an idle agent's writer
