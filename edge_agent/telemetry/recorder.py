@@ -241,6 +241,11 @@ class Recorder:
         # each chunk's events are freed once written, not at the end of the flush.
         count = self._queue.qsize()
         chunk = BIG_CHUNK if count >= BIG_CHUNK else CHUNK
+        if not final and not cuts and count > chunk:
+            # Whole chunks only: the rest waits for the next (a chunk's fixed costs are
+            # most of the writer's; woken at every 64 queued, partial chunks doubled them).
+            # It is written at the latest flush_s later, or at once by a cut or close().
+            count -= count % chunk
         try:
             for start in range(0, max(count, 1), chunk):
                 if start:
