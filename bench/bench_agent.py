@@ -151,9 +151,10 @@ def stages_us(agent_dir: Path, pub: Path, body: bytes, n: int = 3000) -> dict[st
 
     ring = KeyRing(agent_dir / "keys")
     ring.trust(load_public_key(pub))
-    # flush_s: the writer only runs when told to, so its cost is measured apart
-    app = build_app(ServeOptions(agent_dir=agent_dir, token=None, keyring=ring,
-                                 flush_s=3600))
+    app = build_app(ServeOptions(agent_dir=agent_dir, token=None, keyring=ring))
+    # The writer thread stopped (a chunk queued would wake it): its flush is called here,
+    # so its cost is measured apart.
+    app.recorder.close()
     served = app.cache.get("rf", None)
     request = decode_infer_request(body, None)
     feeds, rows = bind_inputs(served.signature, request.inputs)
