@@ -337,6 +337,41 @@ def test_a_single_wide_input_maps_features_by_position(shape: tuple[int, ...]) -
     assert [(c.input, c.column) for c in binner.columns] == [("X", 0), ("X", 1)]
 
 
+@pytest.mark.parametrize("categories", [
+    ["0", "1"], ["1", "0", "7"], ["a", "b"], ["01", "1", "-1", "007", "x", "4095", "4096"],
+    ["3", "٣", "+3", " 3", "99999999999999999999"]])
+def test_integer_labels_bin_as_their_text_does(categories: list[str]) -> None:
+    """The small-integer fast path counts exactly what the text path counts."""
+    from edge_agent.contract.records import FeatureBaseline
+    from edge_agent.telemetry.histograms import feature_bins
+
+    bins = feature_bins(FeatureBaseline("__prediction__", "categorical",
+                                        [0] * (len(categories) + 1), 0, categories=categories))
+    rng = np.random.default_rng(0)
+    samples: list[np.ndarray] = [
+        rng.integers(0, 8, 1000), rng.integers(0, 3, 5).astype(np.uint8),
+        rng.integers(-2, 9, 100), np.array([4095, 4096, 0, 7, 1], np.int64),
+        np.array([], np.int64), rng.integers(0, 2, 50).astype(np.float32),
+        np.array([1.0, np.nan, 7.0, 0.0]), np.array([1.5, 1.0]), np.array([True, False])]
+    def by_text(values: np.ndarray) -> tuple[list[int], int]:  # the general path
+        nulls = 0
+        if values.dtype.kind == "f":
+            missing = np.isnan(values)
+            nulls, values = int(missing.sum()), values[~missing]
+            if np.all(values == np.round(values)):
+                values = values.astype(np.int64)
+        counts, text_nulls = bins._count_text(values)
+        return counts.tolist(), nulls + text_nulls
+
+    for values in samples:
+        counts, nulls = bins.count(values)
+        assert (counts.tolist(), nulls) == by_text(values), values
+    # and small non-negative integers do take the fast path
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(bins), "_count_text", lambda *_: pytest.fail("text path taken"))
+        assert bins.count(np.array([0, 1, 63], np.int64))[0].sum() == 3
+
+
 # --- against a live agent process ---------------------------------------------------------
 
 X = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1],

@@ -26,6 +26,9 @@ class FeatureBins:
     edges: Array | None  # numeric features
     categories: dict[str, int] | None  # categorical features: category -> bin
     expected: Array | None = None  # the baseline's counts per bin, nulls last
+    # categorical: bin of each small non-negative integer 0..len-1 (the category whose
+    # text is str(i), else "other"), so integer labels skip the text conversion
+    int_bins: Array | None = None
 
     @property
     def size(self) -> int:
@@ -53,13 +56,24 @@ class FeatureBins:
         return np.bincount(bins, minlength=self.size), int(values.size - present.sum())
 
     def _count_categorical(self, values: Array) -> tuple[Array, int]:
-        assert self.categories is not None
         nulls = 0
         if values.dtype.kind == "f":
             missing = np.isnan(values)
             nulls, values = int(missing.sum()), values[~missing]
             if np.all(values == np.round(values)):
                 values = values.astype(np.int64)
+        table = self.int_bins
+        if (table is not None and values.dtype.kind in "iu" and values.size
+                and values.min() >= 0 and values.max() < table.shape[0]):
+            # the same bins as by text (str(i) of an integer is never ""), ~8x faster
+            return np.bincount(table[values], minlength=self.size), nulls
+        counts, text_nulls = self._count_text(values)
+        return counts, nulls + text_nulls
+
+    def _count_text(self, values: Array) -> tuple[Array, int]:
+        """Counts by each value's text: the general categorical path."""
+        assert self.categories is not None
+        nulls = 0
         uniques, counts = np.unique(values.astype(str), return_counts=True)
         out = np.zeros(self.size, np.int64)
         other = self.size - 1
@@ -76,8 +90,21 @@ def feature_bins(feature: FeatureBaseline) -> FeatureBins:
     if feature.kind == "numeric":
         return FeatureBins(feature.name, np.asarray(feature.edges or [], np.float64), None,
                            expected)
-    return FeatureBins(feature.name, None, {c: i for i, c in enumerate(feature.categories or [])},
-                       expected)
+    categories = {c: i for i, c in enumerate(feature.categories or [])}
+    return FeatureBins(feature.name, None, categories, expected, _int_bins(categories))
+
+
+INT_BINS_MAX = 4096  # integer categories above this are counted by text
+
+
+def _int_bins(categories: dict[str, int]) -> Array:
+    """Bin of each integer 0..n-1 by its text: the category str(i) or the "other" bin."""
+    ints = [int(c) for c in categories if c.isdigit() and c.isascii() and str(int(c)) == c
+            and int(c) < INT_BINS_MAX]
+    table = np.full(max([64, *(i + 1 for i in ints)]), len(categories), np.intp)
+    for i in ints:
+        table[i] = categories[str(i)]
+    return table
 
 
 PSI_EPSILON = 1e-4  # as core.drift's: an empty bin counts as this share
