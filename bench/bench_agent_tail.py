@@ -9,8 +9,9 @@ tree (plain HTTP, histograms and prediction records on), by the agent of `--base
 httptools + uvloop; skipped when fastapi or the harness is missing). Each server is one
 process pinned to core 0; `wrk -t1` on core 1 runs a 2 s warm-up, then c1 and c16 for
 `--duration` s each, with exact percentiles from wrk's done() hook. Rounds alternate the
-order of the servers, so slow drift of a shared machine favours none; every round is
-printed, with the load average.
+order of the servers, so slow drift of a shared machine favours none; before each server
+the script waits (up to `--quiet-wait` s) until the machine is < 10 % busy; every round
+is printed, with the load average and that busy figure.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +112,35 @@ def serve_fastapi(model: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, url + "/v2/models/m/infer"
 
 
-def measure(start: Any, seconds: float, workdir: Path) -> dict[str, Any]:
+def busy_pct(seconds: float = 1.0) -> float:
+    """Share of the machine's CPU time that was busy over `seconds` (all cores)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields[:8]) - idle, sum(fields[:8])
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    return 100 * (busy1 - busy0) / max(total1 - total0, 1)
+
+
+def wait_quiet(max_pct: float, max_wait_s: float) -> float:
+    """Wait (at most max_wait_s) until other jobs use < max_pct of the machine for 3 s."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        pct = busy_pct(3.0)
+        if pct < max_pct or time.monotonic() > deadline:
+            return pct
+
+
+def measure(start: Any, seconds: float, workdir: Path, quiet: tuple[float, float]
+            ) -> dict[str, Any]:
+    other = wait_quiet(*quiet) if quiet[1] > 0 else busy_pct(1.0)
     proc, url = start()
     try:
         wrk(url, 1, 2, workdir, proc.pid)  # warm-up
-        return {"load": os.getloadavg()[0], "c1": wrk(url, 1, seconds, workdir, proc.pid),
+        return {"load": os.getloadavg()[0], "other_busy_pct": other,
+                "c1": wrk(url, 1, seconds, workdir, proc.pid),
                 "c16": wrk(url, 16, seconds, workdir, proc.pid)}
     finally:
         stop(proc)
@@ -126,6 +152,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--no-fastapi", action="store_true")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="seconds to wait before each server for other jobs to use "
+                             "< --quiet-pct of the machine (0: don't wait)")
+    parser.add_argument("--quiet-pct", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 s")
     args = parser.parse_args()
     if args.quick:
@@ -160,10 +190,12 @@ def main() -> None:
         for r in range(args.rounds):
             order = list(servers) if r % 2 == 0 else list(reversed(servers))
             for name in order:
-                m = measure(servers[name], args.duration, tmp)
+                m = measure(servers[name], args.duration, tmp,
+                            (args.quiet_pct, args.quiet_wait))
                 results[name].append(m)
                 c1, c16 = m["c1"], m["c16"]
-                print(f"round {r + 1} {name:8s} load {m['load']:4.1f} | c1 p50 "
+                print(f"round {r + 1} {name:8s} load {m['load']:4.1f} other "
+                      f"{m['other_busy_pct']:3.0f}% | c1 p50 "
                       f"{c1['p50_us']:5d} p99 {c1['p99_us']:5d} p99.9 {c1['p999_us']:6d} us "
                       f"{c1['req_s']:6.0f}/s | c16 p50 {c16['p50_us']:5d} p99 "
                       f"{c16['p99_us']:5d} us {c16['req_s']:6.0f}/s "
