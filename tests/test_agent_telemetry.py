@@ -372,6 +372,35 @@ def test_integer_labels_bin_as_their_text_does(categories: list[str]) -> None:
         assert bins.count(np.array([0, 1, 63], np.int64))[0].sum() == 3
 
 
+def test_one_pass_binning_of_a_wide_input_counts_what_each_feature_does() -> None:
+    """The columns of one 2-D input binned in one pass give each feature's own counts."""
+    edges = [[0.0, 10.0], [-1.0, 2.0], [], [0.5], [-5.0, 0.0, 5.0]]
+    baseline = Baseline.from_dict({"rows": 1, "features": [
+        {"name": f"f{i}", "kind": "numeric", "edges": e, "counts": [1] * (len(e) + 1),
+         "nulls": 0} for i, e in enumerate(edges)]})
+    binner = binner_for(baseline, [("X", (-1, len(edges)))])
+    assert binner is not None and binner.wide is not None
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=8, size=(300, len(edges))).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[:5] = [[10.0, -1.0, 0.0, 0.5, np.inf], [np.inf, 2.0, -np.inf, -0.0, 5.0],
+             [0.0, -1.5, np.nan, 0.49, 0.0], [-np.inf] * 5, [np.nan] * 5]
+    feeds = [{"X": x[i:i + 3]} for i in range(0, 300, 3)] + [{"other": x[:1]}]
+    text = x.astype(str).astype(object)
+    text[:, 2] = "abc"  # a column that is not numbers: counted one by one, as zeros
+    for batch in (feeds, feeds[:1], feeds[-1:], [{"X": x.astype(np.float64)}],
+                  [{"X": x.astype(object)}], [{"X": text}]):
+        one_pass = [(b.name, c.tolist(), n) for b, c, n in binner.feature_counts(batch)]
+        each = [(b.name, b.count(v)[0].tolist(), b.count(v)[1])
+                for b, v in binner.feature_values(batch)]
+        assert one_pass == each
+        if batch is feeds:
+            assert sum(sum(c) + n for _, c, n in one_pass) == 300 * len(edges)
+    # features by name (one input each) are counted one by one
+    by_name = binner_for(BASELINE, INPUTS)
+    assert by_name is not None and by_name.wide is None
+
+
 # --- against a live agent process ---------------------------------------------------------
 
 X = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1],
