@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,8 @@ MAX_PENDING = 200_000  # records held in memory while the disk refuses writes
 # a request that arrived mid-chunk (~0.5-0.9 ms of CPU) waited for the rest of it, which
 # was the c1 p99 (docs/agent.md, "The latency tail").
 CHUNK = 64
-_sched_yield = getattr(os, "sched_yield", None)  # not on Windows
+# Windows has no sched_yield; there time.sleep(0) at least releases the GIL
+_sched_yield: Callable[[], None] = getattr(os, "sched_yield", None) or partial(time.sleep, 0)
 
 
 def _yield_core() -> None:
@@ -54,8 +56,7 @@ def _yield_core() -> None:
     this thread behind it; with nothing waiting it returns at once (a ~1 us syscall).
     A short GIL switch interval does not do this: the loop, woken, waits for the core,
     not for the GIL (measured)."""
-    if _sched_yield is not None:
-        _sched_yield()
+    _sched_yield()
 
 
 @dataclass(slots=True)
