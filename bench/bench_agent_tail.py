@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 s")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.duration = 1, 1.0
+        args.rounds, args.duration, args.quiet_wait = 1, 1.0, 0.0
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     import importlib.util

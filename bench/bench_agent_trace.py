@@ -1,6 +1,6 @@
 """Which of the agent's requests are slow at c1, and what else ran at that moment.
 
-    python bench/trace_agent_tail.py [--tree DIR] [--seconds 8]
+    python bench/bench_agent_trace.py [--tree DIR] [--seconds 8] [--quick]
 
 Serves the peers harness's model (bench_agent_memory.peers_model) from `--tree`'s agent,
 plain HTTP, pinned to core 0, under a tracing wrapper that changes no agent file: it
@@ -10,7 +10,8 @@ wraps the app call, the protocol's `data_received`, the telemetry writer's `_flu
 client on core 1 times each request on the same clock. The report: latency percentiles,
 how the slowest 1 % split between reaching the event loop, the server and the way back,
 which periodic work they overlapped (against the share of all requests that did), the
-p99 if no request had met a writer chunk, and the writer's CPU between two yields.
+p99 if no request had met a writer chunk, and the writer's CPU between two yields; the
+figures go to bench/results/bench_agent_trace.json.
 """
 
 from __future__ import annotations
@@ -127,10 +128,11 @@ def spans(trace: dict[str, Any], key: str) -> np.ndarray[Any, Any]:
     return np.array([x[:2] for x in trace[key]], np.int64).reshape(-1, 2)
 
 
-def report(trace: dict[str, Any], times: list[tuple[int, int]]) -> None:
+def report(trace: dict[str, Any], times: list[tuple[int, int]]) -> dict[str, Any]:
     c = np.array(times, np.int64)
     lat = (c[:, 1] - c[:, 0]) / 1e3
-    pct = {p: np.percentile(lat, p) for p in (50, 90, 99, 99.9)}
+    pct = {p: float(np.percentile(lat, p)) for p in (50, 90, 99, 99.9)}
+    figures: dict[str, Any] = {"requests": len(c), **{f"p{p:g}_us": v for p, v in pct.items()}}
     print(f"{len(c)} requests: " + ", ".join(f"p{p:g} {v:.0f}" for p, v in pct.items())
           + f", max {lat.max():.0f} us")
     req = spans(trace, "req")
@@ -165,6 +167,8 @@ def report(trace: dict[str, Any], times: list[tuple[int, int]]) -> None:
         arr = spans(trace, key)
         hit = overlapping(arr)
         dur = (arr[:, 1] - arr[:, 0]) / 1e3 if len(arr) else np.zeros(1)
+        figures[f"slowest_1pct_overlapping_{key}"] = float(hit[slow].mean())
+        figures[f"all_overlapping_{key}"] = float(hit.mean())
         print(f"{key:8s} n {len(arr):5d}, wall p50 {np.median(dur):5.0f} max {dur.max():6.0f} "
               f"us; overlapped by {hit[slow].mean():5.1%} of the slowest 1 % vs "
               f"{hit.mean():5.1%} of all")
@@ -174,7 +178,8 @@ def report(trace: dict[str, Any], times: list[tuple[int, int]]) -> None:
     print("gc passes by generation (n, max us): "
           + ", ".join(f"{g}: {len(v)}, {max(v):.0f}" for g, v in sorted(gens.items())))
     writing = overlapping(spans(trace, "write"))
-    if writing.any():
+    if writing.any() and (~writing).any():
+        figures["p99_us_without_writer_chunks"] = float(np.percentile(lat[~writing], 99))
         met = lat[writing]
         print(f"requests that met a writer chunk: {writing.mean():.1%}, p50 "
               f"{np.percentile(met, 50):.0f} p90 {np.percentile(met, 90):.0f} p99 "
@@ -191,12 +196,14 @@ def report(trace: dict[str, Any], times: list[tuple[int, int]]) -> None:
         print(f"writer chunk CPU p50 {np.median((writes[:, 3] - writes[:, 2]) / 1e3):.0f} us; "
               "between yields (p50 per piece): "
               + ", ".join(f"{np.median(v):.0f}" for _, v in sorted(pieces.items())) + " us")
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, default=REPO, help="the agent checkout to trace")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s of requests")
     parser.add_argument("--serve-traced", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -207,8 +214,10 @@ def main() -> None:
         Path(out).write_text(json.dumps(client(int(port), path, Path(body_file).read_bytes(),
                                                args.seconds)))
         return
+    if args.quick:
+        args.seconds = 1.0
     sys.path.insert(0, str(REPO))
-    from bench.bench_agent import free_port, wait_ready
+    from bench.bench_agent import RESULTS_DIR, free_port, wait_ready
     from bench.bench_agent_memory import peers_model
     from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
 
@@ -239,15 +248,20 @@ def main() -> None:
             wait_ready(f"http://127.0.0.1:{port}/v2/models/peers/ready", proc)
             run = ["taskset", "-c", "1", sys.executable, __file__, "--client", str(port),
                    "/v2/models/peers/infer", str(tmp / "body.json")]
-            subprocess.run([*run, str(tmp / "warm.json"), "--seconds", "2"], check=True)
+            subprocess.run([*run, str(tmp / "warm.json"), "--seconds",
+                            str(min(2.0, args.seconds))], check=True)
             subprocess.run([*run, str(tmp / "client.json"), "--seconds", str(args.seconds)],
                            check=True)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
         print(f"tree {args.tree}, load average {os.getloadavg()[0]:.1f}")
-        report(json.loads((tmp / "trace.json").read_text()),
-               json.loads((tmp / "client.json").read_text()))
+        figures = report(json.loads((tmp / "trace.json").read_text()),
+                         json.loads((tmp / "client.json").read_text()))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "bench_agent_trace.json").write_text(json.dumps(
+        {"tree": str(args.tree), "seconds": args.seconds, "load": os.getloadavg()[0],
+         **figures}, indent=2))
 
 
 if __name__ == "__main__":
