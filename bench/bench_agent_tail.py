@@ -71,8 +71,9 @@ def wrk(url: str, conns: int, seconds: float, workdir: Path, pid: int) -> dict[s
                     f"-d{max(1, round(seconds))}s", "-s", str(workdir / "tail.lua"), url],
                    env=env, check=True, capture_output=True)
     doc = json.loads(out.read_text())
-    if doc["errors"]:
-        raise SystemExit(f"wrk saw {doc['errors']} errors on {url}")
+    if doc["errors"]:  # kept in the results (timeouts on a starved machine), not fatal
+        print(f"  wrk saw {doc['errors']} socket errors or timeouts at c{conns} on {url}",
+              flush=True)
     doc["req_s"] = doc["requests"] / (doc["duration_us"] / 1e6)
     doc["server_cpu_us_per_req"] = (cpu_seconds(pid) - cpu0) / max(doc["requests"], 1) * 1e6
     return doc
