@@ -423,6 +423,70 @@ def test_prediction_texts_of_a_chunk_match_each_request_alone() -> None:
             f"a:{e.first_id + k}" for e in chunk for k in range(e.rows)]
 
 
+@pytest.mark.parametrize("categories", [
+    ["0", "1"], ["1", "0", "7"], ["a", "b"], ["01", "1", "-1", "007", "x", "4095", "4096"],
+    ["3", "٣", "+3", " 3", "99999999999999999999"]])
+def test_integer_labels_bin_as_their_text_does(categories: list[str]) -> None:
+    """The small-integer fast path counts exactly what the text path counts."""
+    from edge_agent.contract.records import FeatureBaseline
+    from edge_agent.telemetry.histograms import feature_bins
+
+    bins = feature_bins(FeatureBaseline("__prediction__", "categorical",
+                                        [0] * (len(categories) + 1), 0, categories=categories))
+    rng = np.random.default_rng(0)
+    samples: list[np.ndarray] = [
+        rng.integers(0, 8, 1000), rng.integers(0, 3, 5).astype(np.uint8),
+        rng.integers(-2, 9, 100), np.array([4095, 4096, 0, 7, 1], np.int64),
+        np.array([], np.int64), rng.integers(0, 2, 50).astype(np.float32),
+        np.array([1.0, np.nan, 7.0, 0.0]), np.array([1.5, 1.0]), np.array([True, False])]
+    def by_text(values: np.ndarray) -> tuple[list[int], int]:  # the general path
+        nulls = 0
+        if values.dtype.kind == "f":
+            missing = np.isnan(values)
+            nulls, values = int(missing.sum()), values[~missing]
+            if np.all(values == np.round(values)):
+                values = values.astype(np.int64)
+        counts, text_nulls = bins._count_text(values)
+        return counts.tolist(), nulls + text_nulls
+
+    for values in samples:
+        counts, nulls = bins.count(values)
+        assert (counts.tolist(), nulls) == by_text(values), values
+    # and small non-negative integers do take the fast path
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(bins), "_count_text", lambda *_: pytest.fail("text path taken"))
+        assert bins.count(np.array([0, 1, 63], np.int64))[0].sum() == 3
+
+
+def test_one_pass_binning_of_a_wide_input_counts_what_each_feature_does() -> None:
+    """The columns of one 2-D input binned in one pass give each feature's own counts."""
+    edges = [[0.0, 10.0], [-1.0, 2.0], [], [0.5], [-5.0, 0.0, 5.0]]
+    baseline = Baseline.from_dict({"rows": 1, "features": [
+        {"name": f"f{i}", "kind": "numeric", "edges": e, "counts": [1] * (len(e) + 1),
+         "nulls": 0} for i, e in enumerate(edges)]})
+    binner = binner_for(baseline, [("X", (-1, len(edges)))])
+    assert binner is not None and binner.joint is not None
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=8, size=(300, len(edges))).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[:5] = [[10.0, -1.0, 0.0, 0.5, np.inf], [np.inf, 2.0, -np.inf, -0.0, 5.0],
+             [0.0, -1.5, np.nan, 0.49, 0.0], [-np.inf] * 5, [np.nan] * 5]
+    feeds = [{"X": x[i:i + 3]} for i in range(0, 300, 3)] + [{"other": x[:1]}]
+    text = x.astype(str).astype(object)
+    text[:, 2] = "abc"  # a column that is not numbers: counted one by one, as zeros
+    for batch in (feeds, feeds[:1], feeds[-1:], [{"X": x.astype(np.float64)}],
+                  [{"X": x.astype(object)}], [{"X": text}]):
+        one_pass = [(b.name, c.tolist(), n) for b, c, n in binner.feature_counts(batch)]
+        each = [(b.name, b.count(v)[0].tolist(), b.count(v)[1])
+                for b, v in binner.feature_values(batch)]
+        assert one_pass == each
+        if batch is feeds:
+            assert sum(sum(c) + n for _, c, n in one_pass) == 300 * len(edges)
+    # features by name (one input each) are counted one by one
+    by_name = binner_for(BASELINE, INPUTS)
+    assert by_name is not None and by_name.joint is None
+
+
 # --- against a live agent process ---------------------------------------------------------
 
 X = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1],

@@ -3,7 +3,7 @@
 Numeric bins: interior cut points c1..ck, bin 0 = (-inf, c1), bin i = [c_i, c_i+1),
 last = [ck, +inf); NaN is a null. Categorical: one bin per category plus a last
 "other" bin; None and "" are nulls. Counting is vectorised over a whole batch of
-requests (searchsorted / unique + bincount), in the telemetry writer thread.
+requests (searchsorted, a lookup table or unique, then bincount), in the telemetry writer thread.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class FeatureBins:
     edges: Array | None  # numeric features
     categories: dict[str, int] | None  # categorical features: category -> bin
     expected: Array | None = None  # the baseline's counts per bin, nulls last
+    # categorical: bin of each small non-negative integer 0..len-1 (the category whose
+    # text is str(i), else "other"), so integer labels skip the text conversion
+    int_bins: Array | None = None
 
     @property
     def size(self) -> int:
@@ -61,6 +64,18 @@ class FeatureBins:
             nulls, values = int(missing.sum()), values[~missing]
             if np.all(values == np.round(values)):
                 values = values.astype(np.int64)
+        table = self.int_bins
+        if (table is not None and values.dtype.kind in "iu" and values.size
+                and values.min() >= 0 and values.max() < table.shape[0]):
+            # the same bins as by text (str(i) of an integer is never ""), ~8x faster
+            return np.bincount(table[values], minlength=self.size), nulls
+        counts, text_nulls = self._count_text(values)
+        return counts, nulls + text_nulls
+
+    def _count_text(self, values: Array) -> tuple[Array, int]:
+        """Counts by each value's text: the general categorical path."""
+        assert self.categories is not None
+        nulls = 0
         if values.dtype.kind in "iub":
             # Whole numbers (class labels): counted as Python numbers, each distinct one
             # made text once. np.unique would sort them with numpy's SIMD sort, whose
@@ -84,8 +99,21 @@ def feature_bins(feature: FeatureBaseline) -> FeatureBins:
     if feature.kind == "numeric":
         return FeatureBins(feature.name, np.asarray(feature.edges or [], np.float64), None,
                            expected)
-    return FeatureBins(feature.name, None, {c: i for i, c in enumerate(feature.categories or [])},
-                       expected)
+    categories = {c: i for i, c in enumerate(feature.categories or [])}
+    return FeatureBins(feature.name, None, categories, expected, _int_bins(categories))
+
+
+INT_BINS_MAX = 4096  # integer categories above this are counted by their text
+
+
+def _int_bins(categories: dict[str, int]) -> Array:
+    """Bin of each integer 0..n-1 by its text: the category str(i) or the "other" bin."""
+    ints = [int(c) for c in categories if c.isdigit() and c.isascii() and str(int(c)) == c
+            and int(c) < INT_BINS_MAX]
+    table = np.full(max([64, *(i + 1 for i in ints)]), len(categories), np.intp)
+    for i in ints:
+        table[i] = categories[str(i)]
+    return table
 
 
 PSI_EPSILON = 1e-4  # as core.drift's: an empty bin counts as this share

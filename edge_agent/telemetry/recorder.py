@@ -23,12 +23,14 @@ does not wake four times a second for nothing.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -43,10 +45,12 @@ log = logging.getLogger(__name__)
 MAX_PENDING = 200_000  # records held in memory while the disk refuses writes
 # The writer shares the server's core and sleeps most of the time, so the scheduler lets
 # it run a whole flush before the event loop gets the core back: a flush of 1,000
-# requests (~8 ms) was the c1 p99. It commits in chunks and sleeps briefly between them,
-# so a request waits for one chunk (~0.5 ms) at most.
+# requests (~8 ms) was the c1 p99. It commits in chunks of CHUNK requests, and between
+# chunks and between the steps of one (every few features binned, the records, the
+# commit) it gives the core to the event loop if a request is waiting (`_yield_core`):
+# a request that arrived mid-chunk (~0.5-0.9 ms of CPU) waited for the rest of it, which
+# was the c1 p99 (docs/agent.md, "The latency tail").
 CHUNK = 64
-YIELD_S = 0.0002
 # A writer that finds this many queued is behind (the machine is busy): it writes bigger
 # chunks, whose fixed costs (a transaction, the windows' counts) are shared by more
 # requests (5.8 against 8.6 us of writer CPU per request, in-process).
@@ -58,6 +62,16 @@ BIG_CHUNK = 256
 # waits are counted (Recorder.backpressure, /metrics); no event is dropped. Measured
 # (bench_agent_memory's 5 s of c16 on 2 busy cores): 2-31 waits, 8-105 ms in all.
 MAX_QUEUED = 256
+# Windows has no sched_yield; there time.sleep(0) at least releases the GIL
+_sched_yield: Callable[[], None] = getattr(os, "sched_yield", None) or partial(time.sleep, 0)
+
+
+def _yield_core() -> None:
+    """Let a runnable event loop have the core: os.sched_yield releases the GIL and puts
+    this thread behind it; with nothing waiting it returns at once (a ~1 us syscall).
+    A short GIL switch interval does not do this: the loop, woken, waits for the core,
+    not for the GIL (measured)."""
+    _sched_yield()
 
 
 @dataclass(slots=True)
@@ -249,7 +263,7 @@ class Recorder:
         try:
             for start in range(0, max(count, 1), chunk):
                 if start:
-                    time.sleep(YIELD_S)
+                    _yield_core()
                 last = start + chunk >= count
                 self._write(self._take(min(chunk, count - start)), final or bool(cuts), last)
                 self._room.set()
@@ -264,12 +278,14 @@ class Recorder:
         except Exception:  # request records matter more than one batch of histograms
             log.exception("binning %d requests for histograms failed", len(events))
             touched = set()
+        _yield_core()
         now = time.time()
         closed = [k for k in self._windows
                   if last and (final or k[3] + self.window_s <= now)]
         recorded = [e for e in events if e.recorded]
         records = self._pending + [e.record() for e in recorded]
         records += self._answers(recorded, now)
+        _yield_core()
         records += [self._histogram(k, now) for k in closed]
         self._observe_drift(closed)
         if not records and not touched:
@@ -288,6 +304,7 @@ class Recorder:
             self._pending, self._pending_closed = records[-MAX_PENDING:], closed
             return
         self._pending, self._pending_closed = [], []
+        _yield_core()
         if self._on_flush is not None:
             self._on_flush(events, self.outbox.stats())
 
@@ -345,8 +362,11 @@ class Recorder:
             first = group[0]
             binner = first.binner
             assert binner is not None
-            for bins, counts, nulls in binner.feature_counts([e.feeds or {} for e in group]):
+            for i, (bins, counts, nulls) in enumerate(
+                    binner.feature_counts([e.feeds or {} for e in group]), 1):
                 touched.add(self._add(first, start, bins, counts, nulls))
+                if i % 3 == 0 and binner.joint is None:  # ~15 us each, one by one
+                    _yield_core()
             if binner.prediction is not None:
                 bins = binner.prediction
                 preds = [e.prediction for e in group if e.prediction is not None]
