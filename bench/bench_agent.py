@@ -9,7 +9,9 @@ adaptive batching (on by default: up to 16 requests that arrive together; the
 variants turn it off or let it wait 200 us), over TLS 1.3 (the default) and over
 plain HTTP (`--insecure-http`) for the cost of TLS, and a hand-written FastAPI +
 onnxruntime server on the same model and body (the baseline of issue 20; skipped when
-fastapi is not installed). Server pinned to core 0, wrk (1 thread) to core 1.
+fastapi is not installed). In-process, the ASGI app is also called with 16 requests in
+one event-loop turn (the adaptive batcher's c16 path: one session.run for the 16).
+Server pinned to core 0, wrk (1 thread) to core 1.
 
     python bench/bench_agent.py [--duration 10] [--quick]
 """
@@ -39,6 +41,7 @@ RESULTS = RESULTS_DIR / "bench_agent.json"
 COLUMNS = [f"f{i}" for i in range(8)]
 SERVER_CPU, LOAD_CPU = "0", "1"
 PLAIN_HTTP = ["--insecure-http"]
+TURN = 16  # requests in one event-loop turn (the in-process c16 case)
 TARGETS = {"overhead_p50_us_c1": 200, "req_s_c16": 4000, "rss_mb": 120, "ready_s": 2.0}
 
 
@@ -120,6 +123,12 @@ def in_process_us(agent_dir: Path, pub: Path, bodies: dict[str, Case], n: int = 
         await app({"type": "http", "method": "POST", "path": path, "query_string": b"",
                    "headers": headers}, receive, send)
 
+    async def turn(path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """16 requests that reach the app in one event-loop turn, as at c16: the protocol
+        counts them parsed, so the adaptive batcher gathers them into one run."""
+        app.arrivals.parsed = app.arrivals.started + TURN
+        await asyncio.gather(*(one(path, body, headers) for _ in range(TURN)))
+
     async def measure() -> dict[str, float]:
         out = {}
         for name, (path, body, hdrs) in bodies.items():
@@ -130,11 +139,32 @@ def in_process_us(agent_dir: Path, pub: Path, bodies: dict[str, Case], n: int = 
             for _ in range(n):
                 await one(path, body, headers)
             out[name] = (time.process_time() - start) / n * 1e6
+            for _ in range(500 // TURN):
+                await turn(path, body, headers)
+            runs = batched[0]
+            start = time.process_time()
+            for _ in range(n // TURN):
+                await turn(path, body, headers)
+            out[f"{name}_turn{TURN}"] = (time.process_time() - start) / (n // TURN * TURN) * 1e6
+            if batched[0] - runs != n // TURN:  # the case measures the batcher's path
+                raise SystemExit(f"{name}: {batched[0] - runs} batched runs for {n // TURN} "
+                                 f"turns of {TURN}")
         return out
 
+    import edge_agent.serving.batching as batching
+
+    batched = [0]
+    together = batching._run_together
+
+    def counted(*a: Any) -> None:
+        batched[0] += 1
+        together(*a)
+
+    batching._run_together = counted  # type: ignore[assignment]
     try:
         return asyncio.run(measure())
     finally:
+        batching._run_together = together  # type: ignore[assignment]
         app.recorder.close()
 
 
@@ -151,9 +181,10 @@ def stages_us(agent_dir: Path, pub: Path, body: bytes, n: int = 3000) -> dict[st
 
     ring = KeyRing(agent_dir / "keys")
     ring.trust(load_public_key(pub))
-    # flush_s: the writer only runs when told to, so its cost is measured apart
-    app = build_app(ServeOptions(agent_dir=agent_dir, token=None, keyring=ring,
-                                 flush_s=3600))
+    app = build_app(ServeOptions(agent_dir=agent_dir, token=None, keyring=ring))
+    # The writer thread stopped (a chunk queued would wake it): its flush is called here,
+    # so its cost is measured apart.
+    app.recorder.close()
     served = app.cache.get("rf", None)
     request = decode_infer_request(body, None)
     feeds, rows = bind_inputs(served.signature, request.inputs)
@@ -493,7 +524,13 @@ def report(raw: dict[str, float], floor: dict[str, Any], plain: dict[str, Any],
     print(f"HTTP floor (bare ASGI, same server): c1 p50 {floor['c1']['p50_us']:.0f} us, "
           f"{floor['c1']['req_s']:.0f} req/s; c16 {floor['c16']['req_s']:.0f} req/s")
     print("in-process (ASGI app called directly, CPU per request, telemetry included): " +
-          ", ".join(f"{k} {v:.0f} us" for k, v in in_process.items()))
+          ", ".join(f"{k} {v:.0f} us" for k, v in in_process.items()
+                    if not k.endswith(f"_turn{TURN}")))
+    print(f"in-process, {TURN} requests in one event-loop turn (the adaptive batcher's c16 "
+          "path, one session.run per turn), CPU per request: " +
+          ", ".join(f"{k} {in_process[f'{k}_turn{TURN}']:.0f} us "
+                    f"({in_process[f'{k}_turn{TURN}'] / in_process[k]:.2f}x one at a time)"
+                    for k in in_process if f"{k}_turn{TURN}" in in_process))
     print("OIP JSON, CPU per request by stage (in-process): " +
           ", ".join(f"{k} {v:.1f} us" for k, v in stages.items()) +
           f"; whole app call {in_process['oip_json']:.0f} us")

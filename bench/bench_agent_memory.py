@@ -7,10 +7,10 @@ Each agent (plain HTTP, `--insecure-http`) serves the peers harness's model
 ../shared/peers-serving/make_model.py builds it) from a folder it installed itself. Read
 from /proc: VmRSS after start and one request, the idle CPU (utime + stime) and
 voluntary context switches (wakeups) over `--idle-s`, VmRSS after `--load-s` of
-16-connection wrk load (a Python loop when wrk is missing), and smaps_rollup's anonymous
-and file-backed parts. `--baseline-tree` is a checkout of another commit (e.g. a
-`git worktree add --detach` of main): its agent runs from there with the same model, in
-alternating order, so the ratio is same-run.
+16-connection wrk load (a Python loop when wrk is missing) and that load's req/s, and
+smaps_rollup's anonymous and file-backed parts. `--baseline-tree` is a checkout of
+another commit (e.g. a `git worktree add --detach` of main): its agent runs from there
+with the same model, in alternating order, so the ratio is same-run.
 """
 
 from __future__ import annotations
@@ -94,17 +94,20 @@ def wakeups(pid: int) -> int:
     return total
 
 
-def load(url: str, body: bytes, seconds: float, workdir: Path) -> None:
+def load(url: str, body: bytes, seconds: float, workdir: Path) -> float:
+    """Requests per second served under the load."""
     if shutil.which("wrk"):
         lua = workdir / "post.lua"
         lua.write_text(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
                        "wrk.headers['Content-Type'] = 'application/json'\n")
-        subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds:g}s", "-s", str(lua), url],
-                       check=True, capture_output=True)
-        return
-    end = time.monotonic() + seconds
+        out = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds:g}s", "-s", str(lua), url],
+                             check=True, capture_output=True, text=True).stdout
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    end, n, t0 = time.monotonic() + seconds, 0, time.monotonic()
     while time.monotonic() < end:
         post(url, body)
+        n += 1
+    return n / (time.monotonic() - t0)
 
 
 def post(url: str, body: bytes) -> None:
@@ -139,7 +142,7 @@ def measure(tree: Path, bundle: Path, pub: Path, body: bytes, args: argparse.Nam
         elapsed = time.monotonic() - t0
         out["idle_cpu_pct"] = 100 * (cpu_seconds(proc.pid) - cpu0) / elapsed
         out["idle_wakeups_per_s"] = (wakeups(proc.pid) - wake0) / elapsed
-        load(infer, body, args.load_s, workdir)
+        out["load_req_s"] = load(infer, body, args.load_s, workdir)
         out.update({f"load_{k}": v for k, v in proc_figures(proc.pid).items()})
         return out
     finally:
@@ -185,10 +188,12 @@ def main() -> None:
         {"rounds": args.rounds, "idle_s": args.idle_s, "load_s": args.load_s,
          "baseline_tree": str(args.baseline_tree or ""), "results": results}, indent=2))
     if args.baseline_tree:
-        for k in ("start_rss_mb", "load_rss_mb"):
+        for k in ("start_rss_mb", "load_rss_mb", "load_req_s"):
             now = sum(r[k] for r in results["now"]) / len(results["now"])
             base = sum(r[k] for r in results["baseline"]) / len(results["baseline"])
-            print(f"{k}: now {now:.1f} MB vs baseline {base:.1f} MB (ratio {now / base:.3f})")
+            unit = "req/s" if k == "load_req_s" else "MB"
+            print(f"{k}: now {now:.1f} {unit} vs baseline {base:.1f} {unit} "
+                  f"(ratio {now / base:.3f})")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def build_app(options: ServeOptions) -> Any:
             metrics.load_failed(status.name)
     recorder = Recorder(outbox, window_s=options.window_s, flush_s=options.flush_s,
                         on_flush=metrics.observe, capturer=capturer)
+    metrics.track_backpressure(recorder.backpressure)
     recorder.start()
     cache = ServedCache(store)
     cache.warm()

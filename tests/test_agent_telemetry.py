@@ -16,7 +16,7 @@ from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
 from edge_agent.contract.records import Baseline
 from edge_agent.telemetry.histograms import binner_for
 from edge_agent.telemetry.outbox import Outbox, OutboxStats
-from edge_agent.telemetry.recorder import Recorder, RequestEvent
+from edge_agent.telemetry.recorder import BIG_CHUNK, MAX_QUEUED, Recorder, RequestEvent
 from tests.support.agents import (
     AgentProcess,
     http_connection,
@@ -251,6 +251,36 @@ def test_writer_flushes_in_batches_off_the_caller(tmp_path: Path) -> None:
     recorder.close()
 
 
+def test_a_full_queue_makes_requests_wait_for_the_writer_and_loses_none(
+        tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "t.sqlite")
+    recorder = Recorder(outbox, window_s=3600, flush_s=0.01)
+    recorder.start()
+    # the writer takes one chunk (at most BIG_CHUNK) before its commit blocks
+    n = MAX_QUEUED + BIG_CHUNK + 10
+
+    def submit_all() -> None:
+        for i in range(n):
+            recorder.submit(event(i))
+
+    submitter = threading.Thread(target=submit_all)
+    with outbox._lock:  # the writer cannot commit: a writer starved of the CPU
+        submitter.start()
+        # a waiting submitter resumes below half of MAX_QUEUED
+        wait_until(lambda: recorder._queue.qsize() > MAX_QUEUED // 2, 20, "a full queue")
+        submitter.join(0.2)  # a submitter that did not wait would be done by now
+        # and the queue would hold more than MAX_QUEUED
+        assert submitter.is_alive() and recorder._queue.qsize() <= MAX_QUEUED
+    submitter.join(30)
+    assert not submitter.is_alive()
+    recorder.close()
+    waits, waited_s = recorder.backpressure()
+    assert waits >= 1 and waited_s > 0
+    latencies = [r["latency_us"] for r in outbox.read(0, 10**9) if r["kind"] == "request"]
+    assert sorted(latencies) == [100 + i for i in range(n)]  # each request once
+    outbox.close()
+
+
 def test_histograms_use_the_baseline_bins_per_window(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "t.sqlite")
     recorder = Recorder(outbox, window_s=3600, flush_s=60)
@@ -335,6 +365,126 @@ def test_a_single_wide_input_maps_features_by_position(shape: tuple[int, ...]) -
     binner = binner_for(BASELINE, [("X", shape)])
     assert binner is not None
     assert [(c.input, c.column) for c in binner.columns] == [("X", 0), ("X", 1)]
+
+
+def test_columns_of_one_input_counted_together_match_counting_each_column() -> None:
+    baseline = Baseline.from_dict({"rows": 10, "features": [
+        {"name": "a", "kind": "numeric", "edges": [0.0, 10.0], "counts": [1, 1, 1],
+         "nulls": 0},
+        {"name": "b", "kind": "numeric", "edges": [-1.0, 0.5, 1.5, 2.0], "counts": [1] * 5,
+         "nulls": 0},
+        {"name": "c", "kind": "numeric", "edges": [3.0], "counts": [1, 1], "nulls": 0}]})
+    binner = binner_for(baseline, [("X", (-1, 3))])
+    assert binner is not None and binner.joint is not None
+    rng = np.random.default_rng(0)
+    # values at the cut points, NaN, infinities and ordinary numbers, per request
+    pool = np.array([0.0, 10.0, -1.0, 0.5, 2.0, 3.0, np.nan, np.inf, -np.inf, 1.5, -7.0, 11.0],
+                    np.float32)
+    feeds = [{"X": rng.choice(pool, size=(int(rng.integers(1, 4)), 3))} for _ in range(50)]
+    joint = [(b.name, c.tolist(), n) for b, c, n in binner.feature_counts(feeds)]
+    single = [(b.name, *b.count(v)) for b, v in binner.feature_values(feeds)]
+    assert joint == [(name, c.tolist(), n) for name, c, n in single]
+    assert sum(n for _, _, n in joint) > 0 and joint[1][1][1:3] != [0, 0]
+
+
+@pytest.mark.parametrize("values", [
+    np.array([1, 0, 1, 7, -2], np.int64), np.array([True, False, True]),
+    np.array([1.0, np.nan, 0.0, 1.0]), np.array([3, 200], np.uint8),
+    np.array(["1", "", "x", "0"], object)])
+def test_categorical_counts_match_the_categories_as_text(values: np.ndarray) -> None:
+    bins = binner_for(Baseline.from_dict({"rows": 3, "features": [], "prediction": {
+        "name": "__prediction__", "kind": "categorical", "categories": ["0", "1", "True"],
+        "counts": [1, 1, 1, 0], "nulls": 0}}), []).prediction  # type: ignore[union-attr]
+    assert bins is not None
+    present = [v for v in values.tolist() if v == v]  # NaN is a null
+    texts = [str(int(v)) if isinstance(v, float) else str(v) for v in present]
+    expected = [texts.count(c) for c in ("0", "1", "True")]
+    expected.append(len(texts) - sum(expected) - texts.count(""))
+    counts, nulls = bins.count(values)
+    assert counts.tolist() == expected and nulls == len(values) - len(texts) + texts.count("")
+
+
+def test_prediction_texts_of_a_chunk_match_each_request_alone() -> None:
+    from edge_agent.telemetry.predictions import predicted_texts, prediction_records
+
+    preds = [np.array([1, 0]), np.array([[1]]), np.array([True]), np.array([0.5, 2.0]),
+             np.array([b"yes"], "S3"), np.array([b"no!!"], "S4"), np.array([[1, 9], [0, 9]])]
+    events = [event(i, ts=100.0 + i, rows=p.shape[0], prediction=p, first_id=10 * i + 1)
+              for i, p in enumerate(preds)]
+    one_kind = [e for e in events if e.prediction is not None and e.prediction.dtype.kind == "i"
+                and e.prediction.size == e.rows]
+    for chunk in (events, one_kind):
+        records = prediction_records(chunk, "a:", 1.0)
+        predicted = [t for r in records for t in r["predicted"]]
+        expected = [t for e in chunk if e.prediction is not None
+                    for t in predicted_texts(e.prediction, e.rows)]
+        assert predicted == expected
+        assert [i for r in records for i in r["ids"]] == [
+            f"a:{e.first_id + k}" for e in chunk for k in range(e.rows)]
+
+
+@pytest.mark.parametrize("categories", [
+    ["0", "1"], ["1", "0", "7"], ["a", "b"], ["01", "1", "-1", "007", "x", "4095", "4096"],
+    ["3", "٣", "+3", " 3", "99999999999999999999"]])
+def test_integer_labels_bin_as_their_text_does(categories: list[str]) -> None:
+    """The small-integer fast path counts exactly what the text path counts."""
+    from edge_agent.contract.records import FeatureBaseline
+    from edge_agent.telemetry.histograms import feature_bins
+
+    bins = feature_bins(FeatureBaseline("__prediction__", "categorical",
+                                        [0] * (len(categories) + 1), 0, categories=categories))
+    rng = np.random.default_rng(0)
+    samples: list[np.ndarray] = [
+        rng.integers(0, 8, 1000), rng.integers(0, 3, 5).astype(np.uint8),
+        rng.integers(-2, 9, 100), np.array([4095, 4096, 0, 7, 1], np.int64),
+        np.array([], np.int64), rng.integers(0, 2, 50).astype(np.float32),
+        np.array([1.0, np.nan, 7.0, 0.0]), np.array([1.5, 1.0]), np.array([True, False])]
+    def by_text(values: np.ndarray) -> tuple[list[int], int]:  # the general path
+        nulls = 0
+        if values.dtype.kind == "f":
+            missing = np.isnan(values)
+            nulls, values = int(missing.sum()), values[~missing]
+            if np.all(values == np.round(values)):
+                values = values.astype(np.int64)
+        counts, text_nulls = bins._count_text(values)
+        return counts.tolist(), nulls + text_nulls
+
+    for values in samples:
+        counts, nulls = bins.count(values)
+        assert (counts.tolist(), nulls) == by_text(values), values
+    # and small non-negative integers do take the fast path
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(bins), "_count_text", lambda *_: pytest.fail("text path taken"))
+        assert bins.count(np.array([0, 1, 63], np.int64))[0].sum() == 3
+
+
+def test_one_pass_binning_of_a_wide_input_counts_what_each_feature_does() -> None:
+    """The columns of one 2-D input binned in one pass give each feature's own counts."""
+    edges = [[0.0, 10.0], [-1.0, 2.0], [], [0.5], [-5.0, 0.0, 5.0]]
+    baseline = Baseline.from_dict({"rows": 1, "features": [
+        {"name": f"f{i}", "kind": "numeric", "edges": e, "counts": [1] * (len(e) + 1),
+         "nulls": 0} for i, e in enumerate(edges)]})
+    binner = binner_for(baseline, [("X", (-1, len(edges)))])
+    assert binner is not None and binner.joint is not None
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=8, size=(300, len(edges))).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[:5] = [[10.0, -1.0, 0.0, 0.5, np.inf], [np.inf, 2.0, -np.inf, -0.0, 5.0],
+             [0.0, -1.5, np.nan, 0.49, 0.0], [-np.inf] * 5, [np.nan] * 5]
+    feeds = [{"X": x[i:i + 3]} for i in range(0, 300, 3)] + [{"other": x[:1]}]
+    text = x.astype(str).astype(object)
+    text[:, 2] = "abc"  # a column that is not numbers: counted one by one, as zeros
+    for batch in (feeds, feeds[:1], feeds[-1:], [{"X": x.astype(np.float64)}],
+                  [{"X": x.astype(object)}], [{"X": text}]):
+        one_pass = [(b.name, c.tolist(), n) for b, c, n in binner.feature_counts(batch)]
+        each = [(b.name, b.count(v)[0].tolist(), b.count(v)[1])
+                for b, v in binner.feature_values(batch)]
+        assert one_pass == each
+        if batch is feeds:
+            assert sum(sum(c) + n for _, c, n in one_pass) == 300 * len(edges)
+    # features by name (one input each) are counted one by one
+    by_name = binner_for(BASELINE, INPUTS)
+    assert by_name is not None and by_name.joint is None
 
 
 # --- against a live agent process ---------------------------------------------------------

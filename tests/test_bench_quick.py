@@ -17,7 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "bench").glob("bench_*.py"))
-NEEDS = {"bench_agent.py": "wrk", "bench_shadow.py": "wrk"}  # the load generator they run
+# the load generator they run
+NEEDS = {"bench_agent.py": "wrk", "bench_shadow.py": "wrk", "bench_agent_tail.py": "wrk"}
 
 
 def test_every_bench_script_is_covered() -> None:

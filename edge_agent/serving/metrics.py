@@ -61,10 +61,13 @@ class _RequestTallies:
         self._latency: dict[tuple[str, str], tuple[np.ndarray[Any, Any], float]] = {}
 
     def add(self, events: list[RequestEvent]) -> None:
-        tally = Tally((e.model, str(e.version), str(e.status)) for e in events)
-        by_version: dict[tuple[str, str], list[int]] = {}
+        # keyed by numbers, made text once per key rather than once per request
+        numbers = Tally((e.model, e.version, e.status) for e in events)
+        tally = {(m, str(v), str(s)): n for (m, v, s), n in numbers.items()}
+        by_number: dict[tuple[str, int], list[int]] = {}
         for e in events:
-            by_version.setdefault((e.model, str(e.version)), []).append(e.latency_us)
+            by_number.setdefault((e.model, e.version), []).append(e.latency_us)
+        by_version = {(m, str(v)): micros for (m, v), micros in by_number.items()}
         with self._lock:
             self._counts.update(tally)
             for key, micros in by_version.items():
@@ -101,6 +104,11 @@ class AgentMetrics:
         self._lock = threading.Lock()
         self._load_failures: Tally[str] = Tally()
         self._rejected: Tally[str] = Tally()
+        self._backpressure: Callable[[], tuple[int, float]] = lambda: (0, 0.0)
+
+    def track_backpressure(self, figures: Callable[[], tuple[int, float]]) -> None:
+        """Where to read the telemetry queue's back-pressure (waits, seconds waited)."""
+        self._backpressure = figures
 
     def observe(self, events: list[RequestEvent], _stats: OutboxStats) -> None:
         """The telemetry writer's flush hook: add a batch of finished requests."""
@@ -142,4 +150,12 @@ class AgentMetrics:
         lines += _family("outpost_telemetry_evicted_total", "counter",
                          "Telemetry records dropped by the outbox byte cap",
                          [_sample("outpost_telemetry_evicted_total", {}, stats.evicted)])
+        waits, waited_s = self._backpressure()
+        lines += _family("outpost_telemetry_backpressure_waits_total", "counter",
+                         "Requests that waited for the telemetry writer to catch up",
+                         [_sample("outpost_telemetry_backpressure_waits_total", {}, waits)])
+        lines += _family("outpost_telemetry_backpressure_seconds_total", "counter",
+                         "Seconds requests waited for the telemetry writer to catch up",
+                         [_sample("outpost_telemetry_backpressure_seconds_total", {},
+                                  waited_s)])
         return ("\n".join(lines) + "\n").encode()

@@ -3,11 +3,12 @@
 Numeric bins: interior cut points c1..ck, bin 0 = (-inf, c1), bin i = [c_i, c_i+1),
 last = [ck, +inf); NaN is a null. Categorical: one bin per category plus a last
 "other" bin; None and "" are nulls. Counting is vectorised over a whole batch of
-requests (searchsorted / unique + bincount), in the telemetry writer thread.
+requests (searchsorted, a lookup table or unique, then bincount), in the telemetry writer thread.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,9 @@ class FeatureBins:
     edges: Array | None  # numeric features
     categories: dict[str, int] | None  # categorical features: category -> bin
     expected: Array | None = None  # the baseline's counts per bin, nulls last
+    # categorical: bin of each small non-negative integer 0..len-1 (the category whose
+    # text is str(i), else "other"), so integer labels skip the text conversion
+    int_bins: Array | None = None
 
     @property
     def size(self) -> int:
@@ -60,10 +64,29 @@ class FeatureBins:
             nulls, values = int(missing.sum()), values[~missing]
             if np.all(values == np.round(values)):
                 values = values.astype(np.int64)
-        uniques, counts = np.unique(values.astype(str), return_counts=True)
+        table = self.int_bins
+        if (table is not None and values.dtype.kind in "iu" and values.size
+                and values.min() >= 0 and values.max() < table.shape[0]):
+            # the same bins as by text (str(i) of an integer is never ""), ~8x faster
+            return np.bincount(table[values], minlength=self.size), nulls
+        counts, text_nulls = self._count_text(values)
+        return counts, nulls + text_nulls
+
+    def _count_text(self, values: Array) -> tuple[Array, int]:
+        """Counts by each value's text: the general categorical path."""
+        assert self.categories is not None
+        nulls = 0
+        if values.dtype.kind in "iub":
+            # Whole numbers (class labels): counted as Python numbers, each distinct one
+            # made text once. np.unique would sort them with numpy's SIMD sort, whose
+            # code (~384 KB of the agent's resident memory) nothing else touches.
+            pairs = [(str(v), n) for v, n in Counter(values.tolist()).items()]
+        else:
+            uniques, counts = np.unique(values.astype(str), return_counts=True)
+            pairs = list(zip(uniques.tolist(), counts.tolist(), strict=True))
         out = np.zeros(self.size, np.int64)
         other = self.size - 1
-        for value, n in zip(uniques.tolist(), counts.tolist(), strict=True):
+        for value, n in pairs:
             if value == "":
                 nulls += n
             else:
@@ -76,8 +99,21 @@ def feature_bins(feature: FeatureBaseline) -> FeatureBins:
     if feature.kind == "numeric":
         return FeatureBins(feature.name, np.asarray(feature.edges or [], np.float64), None,
                            expected)
-    return FeatureBins(feature.name, None, {c: i for i, c in enumerate(feature.categories or [])},
-                       expected)
+    categories = {c: i for i, c in enumerate(feature.categories or [])}
+    return FeatureBins(feature.name, None, categories, expected, _int_bins(categories))
+
+
+INT_BINS_MAX = 4096  # integer categories above this are counted by their text
+
+
+def _int_bins(categories: dict[str, int]) -> Array:
+    """Bin of each integer 0..n-1 by its text: the category str(i) or the "other" bin."""
+    ints = [int(c) for c in categories if c.isdigit() and c.isascii() and str(int(c)) == c
+            and int(c) < INT_BINS_MAX]
+    table = np.full(max([64, *(i + 1 for i in ints)]), len(categories), np.intp)
+    for i in ints:
+        table[i] = categories[str(i)]
+    return table
 
 
 PSI_EPSILON = 1e-4  # as core.drift's: an empty bin counts as this share
@@ -106,9 +142,72 @@ class Column:
 
 
 @dataclass(frozen=True, slots=True)
+class NumericColumns:
+    """Numeric features that are columns of one 2-D input, counted together: a value's
+    bin is how many of its feature's cut points are at or below it (what searchsorted
+    with side="right" returns for sorted cut points), the cut points padded with NaN,
+    which is at or below nothing. One comparison and one bincount for all the columns
+    instead of five numpy calls per column: the writer's largest cost per chunk."""
+
+    columns: tuple[Column, ...]
+    index: Array  # the features' column numbers in the input
+    edges: Array  # features x most cut points, NaN-padded
+    offsets: Array  # each feature's first bin in the joint count
+    total: int
+
+    def counts(self, arr: Array) -> list[tuple[FeatureBins, Array, int]]:
+        """Each feature's bin counts and nulls; ValueError or TypeError if the values
+        are not numbers (the caller then counts column by column)."""
+        values = arr[:, self.index].astype(np.float64)
+        missing = np.isnan(values)
+        with np.errstate(all="ignore"):
+            bins = (self.edges <= values[:, :, None]).sum(axis=2)
+        joint = np.bincount((bins + self.offsets)[~missing], minlength=self.total)
+        nulls = missing.sum(axis=0).tolist()
+        ends = self.offsets.tolist() + [self.total]
+        return [(c.bins, joint[ends[i]:ends[i + 1]], nulls[i])
+                for i, c in enumerate(self.columns)]
+
+
+def numeric_columns(columns: Sequence[Column]) -> NumericColumns | None:
+    """The joint count of columns of one input, if all are numeric. It relies on what
+    Baseline checks: cut points finite and strictly increasing (searchsorted's premise)."""
+    if not columns or any(c.column is None or c.bins.edges is None for c in columns):
+        return None
+    edges = [c.bins.edges for c in columns]
+    width = max(len(e) for e in edges if e is not None)
+    padded = np.full((len(columns), width), np.nan)
+    for i, e in enumerate(edges):
+        assert e is not None
+        padded[i, :len(e)] = e
+    sizes = [c.bins.size for c in columns]
+    return NumericColumns(tuple(columns), np.asarray([c.column for c in columns]), padded,
+                          np.cumsum([0, *sizes[:-1]]), sum(sizes))
+
+
+@dataclass(frozen=True, slots=True)
 class Binner:
     columns: tuple[Column, ...]
     prediction: FeatureBins | None
+    joint: NumericColumns | None = None  # when every column is a numeric one of one input
+
+    def feature_counts(self, feeds: Sequence[Mapping[str, Array]]
+                       ) -> Iterator[tuple[FeatureBins, Array, int]]:
+        """Each feature's bin counts and nulls over a batch of requests."""
+        joint = self.joint
+        if joint is not None:
+            name = joint.columns[0].input
+            parts = [f[name] for f in feeds if name in f]
+            if parts:
+                try:
+                    arr = np.concatenate(parts)
+                    if arr.ndim == 2:
+                        yield from joint.counts(arr)
+                        return
+                except (TypeError, ValueError):
+                    pass  # counted column by column below, as any other input
+        for bins, values in self.feature_values(feeds):
+            yield (bins, *bins.count(values))
 
     def feature_values(self, feeds: Sequence[Mapping[str, Array]]
                        ) -> Iterator[tuple[FeatureBins, Array]]:
@@ -149,4 +248,5 @@ def binner_for(baseline: Baseline | None,
     prediction = feature_bins(baseline.prediction) if baseline.prediction else None
     if not columns and prediction is None:
         return None
-    return Binner(tuple(columns), prediction)
+    joint = numeric_columns(columns) if len({c.input for c in columns}) == 1 else None
+    return Binner(tuple(columns), prediction, joint)

@@ -2,7 +2,8 @@
 
 Requests never touch SQLite: they put a small event on a queue and a writer
 thread turns each batch into request records and histogram counts, committed
-in one transaction every ``flush_s`` seconds. Counts of the current window are
+in one transaction per chunk of requests, every ``flush_s`` seconds or as soon as a
+chunk is queued. Counts of the current window are
 saved with every flush (table ``open_windows``), so a kill -9 loses at most
 one flush interval of anything. A byte cap evicts the oldest records and
 leaves an ``evicted`` record saying which sequence numbers went.
@@ -10,6 +11,7 @@ leaves an ``evicted`` record saying which sequence numbers went.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -81,6 +83,34 @@ class OutboxStats:
     capture_evicted: int = 0  # captured rows dropped to keep under the capture cap
 
 
+# Rows per INSERT statement, at most: 64 records' 256 parameters stay under SQLite's
+# oldest limit on bound parameters (999).
+ROWS_PER_STATEMENT = 64
+
+
+@functools.cache
+def _statement(head: str, width: int, rows: int) -> str:
+    return head + ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, width: int, params: list[Any]) -> None:
+    """Insert rows of `width` values (flattened in params) with multi-row VALUES
+    statements. Not executemany: sqlite3 releases the GIL around every row's step, and
+    under load the writer thread then waits for the request thread to give it back once
+    per row, falls behind, and the events it has yet to write pile up in memory (issue
+    20). Statements hold 64, 32, 16, ... or 1 rows (the binary digits of the count), so
+    sqlite3's statement cache keeps 7 per table: one per row count held ~1.2 MB."""
+    rows = len(params) // width
+    start = 0
+    size = ROWS_PER_STATEMENT
+    while rows:
+        while size > rows:
+            size //= 2
+        end = start + size * width
+        conn.execute(_statement(head, width, size), params[start:end])
+        start, rows = end, rows - size
+
+
 class Outbox:
     """The SQLite file. Thread-safe: every call takes one lock around one connection."""
 
@@ -91,6 +121,10 @@ class Outbox:
         self._lock = threading.Lock()
         self._conn = connect(path)
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        # The writer only appends (and acks delete from the front): a page cache of 64 KB,
+        # not SQLite's default 2 MB, which an agent under load filled with pages it would
+        # not read again (issue 20: RSS with the model loaded).
+        self._conn.execute("PRAGMA cache_size=-64")
         MIGRATIONS.apply(self._conn)
         self._last_seq, self._evicted, self._capture_evicted = self._conn.execute(
             "SELECT last_seq, evicted, capture_evicted FROM state").fetchone()
@@ -147,15 +181,20 @@ class Outbox:
 
     def _insert(self, last_seq: int, records: list[dict[str, Any]]) -> int:
         """Number records from last_seq + 1 and insert them; returns the new last seq."""
-        rows = []
+        params: list[Any] = []
+        added = captured = 0
         for seq, record in enumerate(records, last_seq + 1):
             body = orjson.dumps(record).decode()
-            rows.append((seq, record["kind"], body, len(body) + ROW_OVERHEAD))
-        self._conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
-        self._backlog += len(rows)
-        self._bytes += sum(r[3] for r in rows)
-        self._capture_bytes += sum(r[3] for r in rows if r[1] == CAPTURE)
-        return last_seq + len(rows)
+            size = len(body) + ROW_OVERHEAD
+            kind = record["kind"]
+            params += (seq, kind, body, size)
+            added += size
+            captured += size if kind == CAPTURE else 0
+        _insert_rows(self._conn, "INSERT INTO records VALUES ", 4, params)
+        self._backlog += len(records)
+        self._bytes += added
+        self._capture_bytes += captured
+        return last_seq + len(records)
 
     def _evict_captures(self) -> int:
         """Drop the oldest captured rows until under 90% of the capture cap; how many went.
@@ -181,9 +220,10 @@ class Outbox:
 
     def _save_windows(self, windows: Mapping[WindowKey, tuple[Array, int]],
                       closed: Iterable[WindowKey]) -> None:
-        self._conn.executemany(
-            "INSERT OR REPLACE INTO open_windows VALUES (?, ?, ?, ?, ?, ?)",
-            [(*key, orjson.dumps(c.tolist()).decode(), n) for key, (c, n) in windows.items()])
+        params: list[Any] = []
+        for key, (c, n) in windows.items():
+            params += (*key, orjson.dumps(c.tolist()).decode(), n)
+        _insert_rows(self._conn, "INSERT OR REPLACE INTO open_windows VALUES ", 6, params)
         self._conn.executemany(
             "DELETE FROM open_windows WHERE model = ? AND version = ? AND feature = ? "
             "AND window_start = ?", list(closed))

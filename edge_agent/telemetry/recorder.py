@@ -10,6 +10,10 @@ and the rest of it, after a restart, as a second record for the same window.
 ``cut`` closes every open window at the next flush the same way, so a telemetry
 pull or a hub push sees the counts of all traffic served before it.
 
+Under load the batching wait ends as soon as a chunk is queued, and the queue is bounded
+(``MAX_QUEUED``): a request that finds it full waits for the writer (counted, never
+dropped), so a writer starved of CPU cannot grow the agent's memory.
+
 With nothing to write the thread sleeps: until a request or a record arrives (then it
 waits ``flush_s`` to batch, as before), until the earliest open window ends, or until a
 cut or ``close`` (written at once: someone waits for them), so an idle agent's writer
@@ -19,12 +23,14 @@ does not wake four times a second for nothing.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,10 +45,33 @@ log = logging.getLogger(__name__)
 MAX_PENDING = 200_000  # records held in memory while the disk refuses writes
 # The writer shares the server's core and sleeps most of the time, so the scheduler lets
 # it run a whole flush before the event loop gets the core back: a flush of 1,000
-# requests (~8 ms) was the c1 p99. It commits in chunks and sleeps briefly between them,
-# so a request waits for one chunk (~0.5 ms) at most.
+# requests (~8 ms) was the c1 p99. It commits in chunks of CHUNK requests, and between
+# chunks and between the steps of one (every few features binned, the records, the
+# commit) it gives the core to the event loop if a request is waiting (`_yield_core`):
+# a request that arrived mid-chunk (~0.5-0.9 ms of CPU) waited for the rest of it, which
+# was the c1 p99 (docs/agent.md, "The latency tail").
 CHUNK = 64
-YIELD_S = 0.0002
+# A writer that finds this many queued is behind (the machine is busy): it writes bigger
+# chunks, whose fixed costs (a transaction, the windows' counts) are shared by more
+# requests (5.8 against 8.6 us of writer CPU per request, in-process).
+BIG_CHUNK = 256
+# Back-pressure: with this many events queued a request waits (its thread, the event
+# loop, blocks) until the writer is down to half. Queued events hold their requests'
+# arrays (~1 KB each), and a writer that loses the race for the GIL fell seconds behind
+# under load: 10-20 MB more resident memory, kept by the heap after it caught up. The
+# waits are counted (Recorder.backpressure, /metrics); no event is dropped. Measured
+# (bench_agent_memory's 5 s of c16 on 2 busy cores): 2-31 waits, 8-105 ms in all.
+MAX_QUEUED = 256
+# Windows has no sched_yield; there time.sleep(0) at least releases the GIL
+_sched_yield: Callable[[], None] = getattr(os, "sched_yield", None) or partial(time.sleep, 0)
+
+
+def _yield_core() -> None:
+    """Let a runnable event loop have the core: os.sched_yield releases the GIL and puts
+    this thread behind it; with nothing waiting it returns at once (a ~1 us syscall).
+    A short GIL switch interval does not do this: the loop, woken, waits for the core,
+    not for the GIL (measured)."""
+    _sched_yield()
 
 
 @dataclass(slots=True)
@@ -89,8 +118,13 @@ class Recorder:
         self._cuts: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._wake = threading.Event()  # set when work arrives for an idle writer
-        self._urgent = threading.Event()  # a cut or close() waits: skip the batching wait
+        # skip the batching wait: a cut or close() waits, or a chunk's worth is queued
+        self._urgent = threading.Event()
         self._idle = False  # the writer sleeps on _wake (read by submitters)
+        self._batching = False  # the writer waits on _urgent to batch (read by submitters)
+        self._room = threading.Event()  # set by the writer after each chunk
+        self._waits = 0  # back-pressure: how many times a submit waited, and how long
+        self._waited_s = 0.0
         self._windows: dict[WindowKey, tuple[Array, int]] = outbox.open_windows()
         self._bins: dict[tuple[str, int, str], FeatureBins] = {}  # for the windows' PSI
         self._pending: list[dict[str, Any]] = []
@@ -104,6 +138,31 @@ class Recorder:
         self._queue.put(event)
         if self._idle:  # after the put: a writer going idle checks the queue after this flag
             self._wake.set()
+        elif self._batching and self._queue.qsize() >= CHUNK:
+            # Under load a chunk fills long before flush_s: writing it at once keeps the
+            # events held in memory to about a chunk (their arrays are ~1 KB each; a
+            # quarter second of c16 traffic was ~3 MB, and the heap kept the peak).
+            self._batching = False
+            self._urgent.set()
+        if self._queue.qsize() >= MAX_QUEUED and self._thread.is_alive():
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """Wait until the writer has the queue down to half of MAX_QUEUED (or has
+        stopped): back-pressure on the request path instead of unbounded memory."""
+        start = time.perf_counter()
+        self._urgent.set()
+        self._wake.set()
+        while self._queue.qsize() > MAX_QUEUED // 2 and self._thread.is_alive():
+            self._room.clear()
+            self._room.wait(0.01)  # set after each chunk; the timeout covers a race
+        self._waits += 1
+        self._waited_s += time.perf_counter() - start
+
+    def backpressure(self) -> tuple[int, float]:
+        """How many times a request waited for the writer to make room, and the seconds
+        spent waiting in all (read by /metrics)."""
+        return self._waits, self._waited_s
 
     def add_record(self, record: dict[str, Any]) -> None:
         """A finished record from another writer (the shadow), committed with the next flush."""
@@ -137,7 +196,10 @@ class Recorder:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._sleep_while_idle()
-            self._urgent.wait(self.flush_s)  # batch requests, unless a cut waits
+            self._batching = True  # before looking: a submit after this may end the wait
+            if self._queue.qsize() < CHUNK:
+                self._urgent.wait(self.flush_s)  # batch requests, unless a cut waits
+            self._batching = False
             self._urgent.clear()  # before the flush takes the cuts: a later one sets it again
             if self._stop.is_set():
                 break
@@ -170,13 +232,15 @@ class Recorder:
         except Exception:
             log.exception("telemetry flush failed")
 
-    def _drain(self) -> list[RequestEvent]:
+    def _take(self, n: int) -> list[RequestEvent]:
+        """Up to n queued events (only the writer takes, so n queued are there to take)."""
         events: list[RequestEvent] = []
         try:
-            while True:
+            for _ in range(n):
                 events.append(self._queue.get_nowait())
         except queue.Empty:
-            return events
+            pass
+        return events
 
     def _flush(self, final: bool) -> None:
         try:
@@ -187,13 +251,22 @@ class Recorder:
         cuts: list[threading.Event] = []
         while not self._cuts.empty():
             cuts.append(self._cuts.get_nowait())
-        events = self._drain()  # after the cuts: everything submitted before them
+        # After the cuts: everything submitted before them. Taken a chunk at a time, so
+        # each chunk's events are freed once written, not at the end of the flush.
+        count = self._queue.qsize()
+        chunk = BIG_CHUNK if count >= BIG_CHUNK else CHUNK
+        if not final and not cuts and count > chunk:
+            # Whole chunks only: the rest waits for the next (a chunk's fixed costs are
+            # most of the writer's; woken at every 64 queued, partial chunks doubled them).
+            # It is written at the latest flush_s later, or at once by a cut or close().
+            count -= count % chunk
         try:
-            for start in range(0, max(len(events), 1), CHUNK):
+            for start in range(0, max(count, 1), chunk):
                 if start:
-                    time.sleep(YIELD_S)
-                last = start + CHUNK >= len(events)
-                self._write(events[start:start + CHUNK], final or bool(cuts), last)
+                    _yield_core()
+                last = start + chunk >= count
+                self._write(self._take(min(chunk, count - start)), final or bool(cuts), last)
+                self._room.set()
         finally:
             for done in cuts:
                 done.set()
@@ -205,12 +278,14 @@ class Recorder:
         except Exception:  # request records matter more than one batch of histograms
             log.exception("binning %d requests for histograms failed", len(events))
             touched = set()
+        _yield_core()
         now = time.time()
         closed = [k for k in self._windows
                   if last and (final or k[3] + self.window_s <= now)]
         recorded = [e for e in events if e.recorded]
         records = self._pending + [e.record() for e in recorded]
         records += self._answers(recorded, now)
+        _yield_core()
         records += [self._histogram(k, now) for k in closed]
         self._observe_drift(closed)
         if not records and not touched:
@@ -229,6 +304,7 @@ class Recorder:
             self._pending, self._pending_closed = records[-MAX_PENDING:], closed
             return
         self._pending, self._pending_closed = [], []
+        _yield_core()
         if self._on_flush is not None:
             self._on_flush(events, self.outbox.stats())
 
@@ -286,19 +362,23 @@ class Recorder:
             first = group[0]
             binner = first.binner
             assert binner is not None
-            for bins, values in binner.feature_values([e.feeds or {} for e in group]):
-                touched.add(self._add(first, start, bins, [values]))
+            for i, (bins, counts, nulls) in enumerate(
+                    binner.feature_counts([e.feeds or {} for e in group]), 1):
+                touched.add(self._add(first, start, bins, counts, nulls))
+                if i % 3 == 0 and binner.joint is None:  # ~15 us each, one by one
+                    _yield_core()
             if binner.prediction is not None:
-                preds = [e.prediction.ravel() for e in group if e.prediction is not None]
-                touched.add(self._add(first, start, binner.prediction, preds, PREDICTION))
+                bins = binner.prediction
+                preds = [e.prediction for e in group if e.prediction is not None]
+                counts, nulls = bins.count(np.concatenate(preds, axis=None)) if preds else (
+                    np.zeros(bins.size, np.int64), 0)
+                touched.add(self._add(first, start, bins, counts, nulls, PREDICTION))
         return touched
 
-    def _add(self, event: RequestEvent, start: float, bins: FeatureBins, parts: list[Array],
-             name: str | None = None) -> WindowKey:
+    def _add(self, event: RequestEvent, start: float, bins: FeatureBins, counts: Array,
+             nulls: int, name: str | None = None) -> WindowKey:
         key = (event.model, event.version, name or bins.name, start)
         self._bins[key[:3]] = bins
-        counts, nulls = bins.count(np.concatenate(parts)) if parts else (
-            np.zeros(bins.size, np.int64), 0)
         old = self._windows.get(key)
         if old is not None and old[0].shape == counts.shape:
             counts, nulls = counts + old[0], nulls + old[1]
