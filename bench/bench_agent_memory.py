@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,31 @@ def peers_model() -> tuple[bytes, dict[str, Any], dict[str, Any], list[float]]:
                            "probabilities": pipe.predict_proba(sample).tolist()},
               "atol": 1e-4, "label_output": "label"}
     return onx.SerializeToString(), baseline, canary, x[16_000].tolist()
+
+
+@dataclass(frozen=True)
+class PeersSetup:
+    """The peers model signed as a bundle in a scratch folder, with its trust key and an
+    OIP JSON body of one row: what each agent bench serves."""
+
+    model: bytes  # the ONNX file's bytes (the FastAPI peer serves it as is)
+    bundle: Path
+    pub: Path
+    body: bytes
+
+
+def peers_setup(folder: Path) -> PeersSetup:
+    from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
+
+    model, baseline, canary, row = peers_model()
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8],
+                                   "data": row}]}).encode()
+    key = generate_signing_key()
+    pub = write_public_key(key.public_key(), folder / "trusted.pub")
+    bundle = write_bundle(folder / "peers-1.outpost", model="peers", version=1,
+                          model_bytes=model, baseline=baseline, canary=canary, key=key,
+                          task="classification", labels=["0", "1"])
+    return PeersSetup(model, bundle, pub, body)
 
 
 def proc_figures(pid: int) -> dict[str, float]:
@@ -159,20 +185,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.idle_s, args.load_s = 1, 2.0, 1.0
-    from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
-
-    model, baseline, canary, row = peers_model()
-    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8],
-                                   "data": row}]}).encode()
     trees = {"now": REPO} | ({"baseline": args.baseline_tree} if args.baseline_tree else {})
     results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        key = generate_signing_key()
-        pub = write_public_key(key.public_key(), tmp / "trusted.pub")
-        bundle = write_bundle(tmp / "peers-1.outpost", model="peers", version=1,
-                              model_bytes=model, baseline=baseline, canary=canary, key=key,
-                              task="classification", labels=["0", "1"])
+        peers = peers_setup(tmp)
+        bundle, pub, body = peers.bundle, peers.pub, peers.body
         for r in range(args.rounds):
             order = list(trees) if r % 2 == 0 else list(reversed(trees))
             for name in order:

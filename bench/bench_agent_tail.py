@@ -38,7 +38,7 @@ from bench.bench_agent import (  # noqa: E402
     stop,
     wait_ready,
 )
-from bench.bench_agent_memory import peers_model  # noqa: E402
+from bench.bench_agent_memory import peers_setup  # noqa: E402
 
 # shared/ sits beside the main checkout (worktrees are one level further down)
 PEERS = next((p / "shared" / "peers-serving" for p in REPO.parents
@@ -165,21 +165,13 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     import importlib.util
 
-    from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
-
-    model, baseline, canary, row = peers_model()
-    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32",
-                                   "data": row}]}).encode()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        (tmp / "body.json").write_bytes(body)
+        peers = peers_setup(tmp)
+        bundle, pub = peers.bundle, peers.pub
+        (tmp / "body.json").write_bytes(peers.body)
         (tmp / "tail.lua").write_text(LUA)
-        (tmp / "model.onnx").write_bytes(model)
-        key = generate_signing_key()
-        pub = write_public_key(key.public_key(), tmp / "trusted.pub")
-        bundle = write_bundle(tmp / "peers-1.outpost", model="peers", version=1,
-                              model_bytes=model, baseline=baseline, canary=canary, key=key,
-                              task="classification", labels=["0", "1"])
+        (tmp / "model.onnx").write_bytes(peers.model)
         servers: dict[str, Any] = {"agent": lambda: serve_agent(REPO, bundle, pub, tmp)}
         if args.baseline_tree:
             base = args.baseline_tree

@@ -218,20 +218,13 @@ def main() -> None:
         args.seconds = 1.0
     sys.path.insert(0, str(REPO))
     from bench.bench_agent import RESULTS_DIR, free_port, wait_ready
-    from bench.bench_agent_memory import peers_model
-    from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
+    from bench.bench_agent_memory import peers_setup
 
-    model, baseline, canary, row = peers_model()
-    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32",
-                                   "data": row}]}).encode()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        (tmp / "body.json").write_bytes(body)
-        key = generate_signing_key()
-        pub = write_public_key(key.public_key(), tmp / "trusted.pub")
-        bundle = write_bundle(tmp / "peers-1.outpost", model="peers", version=1,
-                              model_bytes=model, baseline=baseline, canary=canary, key=key,
-                              task="classification", labels=["0", "1"])
+        peers = peers_setup(tmp)
+        bundle, pub = peers.bundle, peers.pub
+        (tmp / "body.json").write_bytes(peers.body)
         env = dict(os.environ, PYTHONPATH=str(args.tree))
         agent = tmp / "agent"
         subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle), "--dir",
