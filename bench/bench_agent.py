@@ -81,6 +81,19 @@ def build_model(seed: int = 0) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
     return onx.SerializeToString(), baseline, canary
 
 
+def signed_bundle(folder: Path, name: str, model: bytes, baseline: dict[str, Any],
+                  canary: dict[str, Any], labels: list[str]) -> tuple[Path, Path]:
+    """`model` signed as version 1 of `name` in `folder`, with the trust key to install it."""
+    from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
+
+    key = generate_signing_key()
+    pub = write_public_key(key.public_key(), folder / "trusted.pub")
+    bundle = write_bundle(folder / f"{name}-1.outpost", model=name, version=1,
+                          model_bytes=model, baseline=baseline, canary=canary, key=key,
+                          task="classification", labels=labels)
+    return bundle, pub
+
+
 def raw_run_us(model: bytes, row: dict[str, np.ndarray[Any, Any]]) -> dict[str, float]:
     import onnxruntime as ort
 
@@ -456,8 +469,6 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     duration = 0.5 if args.quick else args.duration
 
-    from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
-
     model, baseline, canary = build_model()
     rng = np.random.default_rng(1)
     row = {c: rng.normal(size=(1, 1)).astype(np.float32) for c in COLUMNS}
@@ -466,11 +477,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        key = generate_signing_key()
-        pub = write_public_key(key.public_key(), tmp / "trusted.pub")
-        bundle = write_bundle(tmp / "rf-1.outpost", model="rf", version=1, model_bytes=model,
-                              baseline=baseline, canary=canary, key=key, task="classification",
-                              labels=["alarm", "normal"])
+        bundle, pub = signed_bundle(tmp, "rf", model, baseline, canary, ["alarm", "normal"])
         agent_dir = tmp / "agent"
         subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle), "--dir",
                         str(agent_dir), "--trust-key", str(pub)], check=True, cwd=REPO,

@@ -4,7 +4,8 @@
 
 Each agent (plain HTTP, `--insecure-http`) serves the peers harness's model
 (StandardScaler + RandomForest(50, depth 8), one FP32 [N, 8] input, as
-../shared/peers-serving/make_model.py builds it) from a folder it installed itself. Read
+../shared/peers-serving/make_model.py builds it; `--model columns`: bench_agent.py's model
+with one input per column, as the desktop exports it) from a folder it installed itself. Read
 from /proc: VmRSS after start and one request, the idle CPU (utime + stime) and
 voluntary context switches (wakeups) over `--idle-s`, VmRSS after `--load-s` of
 16-connection wrk load (a Python loop when wrk is missing) and that load's req/s, and
@@ -34,9 +35,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.bench_agent import (  # noqa: E402
+    COLUMNS,
     RESULTS_DIR,
+    build_model,
     cpu_seconds,
     free_port,
+    request_bodies,
+    signed_bundle,
     stop,
     wait_ready,
 )
@@ -79,28 +84,38 @@ def peers_model() -> tuple[bytes, dict[str, Any], dict[str, Any], list[float]]:
 
 
 @dataclass(frozen=True)
-class PeersSetup:
-    """The peers model signed as a bundle in a scratch folder, with its trust key and an
+class ServedModel:
+    """A bench model signed as a bundle in a scratch folder, with its trust key and an
     OIP JSON body of one row: what each agent bench serves."""
 
+    name: str  # the model's name in the agent's URLs
     model: bytes  # the ONNX file's bytes (the FastAPI peer serves it as is)
     bundle: Path
     pub: Path
     body: bytes
 
 
-def peers_setup(folder: Path) -> PeersSetup:
-    from edge_agent.contract.protocol import generate_signing_key, write_bundle, write_public_key
-
+def peers_setup(folder: Path) -> ServedModel:
+    """The peers harness's model: one FP32 [N, 8] input."""
     model, baseline, canary, row = peers_model()
     body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8],
                                    "data": row}]}).encode()
-    key = generate_signing_key()
-    pub = write_public_key(key.public_key(), folder / "trusted.pub")
-    bundle = write_bundle(folder / "peers-1.outpost", model="peers", version=1,
-                          model_bytes=model, baseline=baseline, canary=canary, key=key,
-                          task="classification", labels=["0", "1"])
-    return PeersSetup(model, bundle, pub, body)
+    bundle, pub = signed_bundle(folder, "peers", model, baseline, canary, ["0", "1"])
+    return ServedModel("peers", model, bundle, pub, body)
+
+
+def columns_setup(folder: Path) -> ServedModel:
+    """bench_agent.py's model, exported as the desktop exports a table's model: one ONNX
+    input per column (8 FP32 [N, 1] inputs)."""
+    model, baseline, canary = build_model()
+    rng = np.random.default_rng(1)
+    row = {c: rng.normal(size=(1, 1)).astype(np.float32) for c in COLUMNS}
+    body = request_bodies(row)["oip_json"][1]
+    bundle, pub = signed_bundle(folder, "rf", model, baseline, canary, ["alarm", "normal"])
+    return ServedModel("rf", model, bundle, pub, body)
+
+
+SETUPS = {"peers": peers_setup, "columns": columns_setup}
 
 
 def proc_figures(pid: int) -> dict[str, float]:
@@ -142,8 +157,9 @@ def post(url: str, body: bytes) -> None:
         resp.read()
 
 
-def measure(tree: Path, bundle: Path, pub: Path, body: bytes, args: argparse.Namespace,
-            workdir: Path) -> dict[str, float]:
+def measure(tree: Path, served: ServedModel, args: argparse.Namespace, workdir: Path
+            ) -> dict[str, float]:
+    bundle, pub, body = served.bundle, served.pub, served.body
     env = dict(os.environ, PYTHONPATH=str(tree))
     agent_dir = Path(tempfile.mkdtemp(dir=workdir))
     subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle), "--dir",
@@ -158,8 +174,8 @@ def measure(tree: Path, bundle: Path, pub: Path, body: bytes, args: argparse.Nam
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url + "/v2/models/peers/ready", proc)
-        infer = url + "/v2/models/peers/infer"
+        wait_ready(url + f"/v2/models/{served.name}/ready", proc)
+        infer = url + f"/v2/models/{served.name}/infer"
         post(infer, body)
         out = {f"start_{k}": v for k, v in proc_figures(proc.pid).items()}
         time.sleep(1.0)  # the request's aftermath (connection close), then the idle window
@@ -179,6 +195,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-tree", type=Path, help="a checkout of another commit")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--model", choices=SETUPS, default="peers",
+                        help="peers: one [N, 8] input; columns: the desktop's one input per "
+                             "column")
     parser.add_argument("--idle-s", type=float, default=20.0)
     parser.add_argument("--load-s", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 2 s idle")
@@ -189,12 +208,11 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        peers = peers_setup(tmp)
-        bundle, pub, body = peers.bundle, peers.pub, peers.body
+        served = SETUPS[args.model](tmp)
         for r in range(args.rounds):
             order = list(trees) if r % 2 == 0 else list(reversed(trees))
             for name in order:
-                figures = measure(trees[name], bundle, pub, body, args, tmp)
+                figures = measure(trees[name], served, args, tmp)
                 results[name].append(figures)
                 print(name, json.dumps({k: round(v, 2) for k, v in figures.items()}))
     for name, runs in results.items():
@@ -204,7 +222,8 @@ def main() -> None:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "bench_agent_memory.json").write_text(json.dumps(
         {"rounds": args.rounds, "idle_s": args.idle_s, "load_s": args.load_s,
-         "baseline_tree": str(args.baseline_tree or ""), "results": results}, indent=2))
+         "baseline_tree": str(args.baseline_tree or ""), "model": args.model,
+         "results": results}, indent=2))
     if args.baseline_tree:
         for k in ("start_rss_mb", "load_rss_mb", "load_req_s"):
             now = sum(r[k] for r in results["now"]) / len(results["now"])

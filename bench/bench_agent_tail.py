@@ -3,7 +3,9 @@
     python bench/bench_agent_tail.py [--baseline-tree DIR] [--rounds 3] [--duration 10]
 
 The peers harness's model and request (../shared/peers-serving: StandardScaler +
-RandomForest(50, depth 8), one FP32 [1, 8] input, V2 JSON), served by the agent of this
+RandomForest(50, depth 8), one FP32 [1, 8] input, V2 JSON; `--model columns`:
+bench_agent.py's RandomForest with one FP32 [1, 1] input per column, as the desktop exports
+a table's model, its FastAPI peer bench_agent.py's hand-written one), served by the agent of this
 tree (plain HTTP, histograms and prediction records on), by the agent of `--baseline-tree`
 (e.g. /work/main), and by the peers harness's `servers/fastapi_server.py` (uvicorn with
 httptools + uvloop; skipped when fastapi or the harness is missing). Each server is one
@@ -38,7 +40,7 @@ from bench.bench_agent import (  # noqa: E402
     stop,
     wait_ready,
 )
-from bench.bench_agent_memory import peers_setup  # noqa: E402
+from bench.bench_agent_memory import SETUPS, ServedModel  # noqa: E402
 
 # shared/ sits beside the main checkout (worktrees are one level further down)
 PEERS = next((p / "shared" / "peers-serving" for p in REPO.parents
@@ -79,8 +81,9 @@ def wrk(url: str, conns: int, seconds: float, workdir: Path, pid: int) -> dict[s
     return doc
 
 
-def serve_agent(tree: Path, bundle: Path, pub: Path, workdir: Path
+def serve_agent(tree: Path, served: ServedModel, workdir: Path
                 ) -> tuple[subprocess.Popen[bytes], str]:
+    bundle, pub = served.bundle, served.pub
     env = dict(os.environ, PYTHONPATH=str(tree))
     agent_dir = Path(tempfile.mkdtemp(dir=workdir))
     subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle), "--dir",
@@ -95,12 +98,19 @@ def serve_agent(tree: Path, bundle: Path, pub: Path, workdir: Path
                             env=env, cwd=tree, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url + "/v2/models/peers/ready", proc)
-    return proc, url + "/v2/models/peers/infer"
+    wait_ready(url + f"/v2/models/{served.name}/ready", proc)
+    return proc, url + f"/v2/models/{served.name}/infer"
 
 
-def serve_fastapi(model: Path) -> tuple[subprocess.Popen[bytes], str]:
+def serve_fastapi(model: Path, columns: bool) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    if columns:  # bench_agent.py's FastAPI server, written for that model's 8 inputs
+        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, sys.executable,
+                                 str(REPO / "bench" / "bench_agent.py"), "--fastapi-server",
+                                 str(model), "--port", str(port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        wait_ready(f"http://127.0.0.1:{port}/ready", proc)
+        return proc, f"http://127.0.0.1:{port}/infer"
     env = dict(os.environ, MODEL_ONNX=str(model))
     proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, sys.executable, "-m", "uvicorn",
                              "fastapi_server:app", "--app-dir", str(FASTAPI_SERVER.parent),
@@ -152,6 +162,9 @@ def main() -> None:
     parser.add_argument("--baseline-tree", type=Path, help="another checkout's agent, same run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--model", choices=SETUPS, default="peers",
+                        help="peers: one [N, 8] input; columns: the desktop's one input per "
+                             "column")
     parser.add_argument("--no-fastapi", action="store_true")
     parser.add_argument("--quiet-wait", type=float, default=120.0,
                         help="seconds to wait before each server for other jobs to use "
@@ -167,18 +180,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        peers = peers_setup(tmp)
-        bundle, pub = peers.bundle, peers.pub
-        (tmp / "body.json").write_bytes(peers.body)
+        served = SETUPS[args.model](tmp)
+        columns = args.model == "columns"
+        (tmp / "body.json").write_bytes(served.body)
         (tmp / "tail.lua").write_text(LUA)
-        (tmp / "model.onnx").write_bytes(peers.model)
-        servers: dict[str, Any] = {"agent": lambda: serve_agent(REPO, bundle, pub, tmp)}
+        (tmp / "model.onnx").write_bytes(served.model)
+        servers: dict[str, Any] = {"agent": lambda: serve_agent(REPO, served, tmp)}
         if args.baseline_tree:
             base = args.baseline_tree
-            servers["baseline"] = lambda: serve_agent(base, bundle, pub, tmp)
-        if (not args.no_fastapi and FASTAPI_SERVER.exists()
+            servers["baseline"] = lambda: serve_agent(base, served, tmp)
+        if (not args.no_fastapi and (columns or FASTAPI_SERVER.exists())
                 and importlib.util.find_spec("fastapi") is not None):
-            servers["fastapi"] = lambda: serve_fastapi(tmp / "model.onnx")
+            servers["fastapi"] = lambda: serve_fastapi(tmp / "model.onnx", columns)
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
         for r in range(args.rounds):
             order = list(servers) if r % 2 == 0 else list(reversed(servers))
@@ -212,7 +225,7 @@ def main() -> None:
                       + ", ".join(f"{x:.2f}" for x in ratio))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "bench_agent_tail.json").write_text(json.dumps(
-        {"rounds": args.rounds, "duration_s": args.duration,
+        {"rounds": args.rounds, "duration_s": args.duration, "model": args.model,
          "baseline_tree": str(args.baseline_tree or ""), "results": results}, indent=2))
 
 

@@ -2,7 +2,8 @@
 
     python bench/bench_agent_trace.py [--tree DIR] [--seconds 8] [--quick]
 
-Serves the peers harness's model (bench_agent_memory.peers_model) from `--tree`'s agent,
+Serves the peers harness's model (bench_agent_memory.peers_model; `--model columns`:
+bench_agent.py's, one input per column as the desktop exports it) from `--tree`'s agent,
 plain HTTP, pinned to core 0, under a tracing wrapper that changes no agent file: it
 wraps the app call, the protocol's `data_received`, the telemetry writer's `_flush`,
 `_write` and its core yields, the body-deadline and header-timeout timers, and adds a
@@ -203,6 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, default=REPO, help="the agent checkout to trace")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--model", choices=("peers", "columns"), default="peers",
+                        help="peers: one [N, 8] input; columns: the desktop's one input per "
+                             "column")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 s of requests")
     parser.add_argument("--serve-traced", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
@@ -218,13 +222,13 @@ def main() -> None:
         args.seconds = 1.0
     sys.path.insert(0, str(REPO))
     from bench.bench_agent import RESULTS_DIR, free_port, wait_ready
-    from bench.bench_agent_memory import peers_setup
+    from bench.bench_agent_memory import SETUPS
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        peers = peers_setup(tmp)
-        bundle, pub = peers.bundle, peers.pub
-        (tmp / "body.json").write_bytes(peers.body)
+        served = SETUPS[args.model](tmp)
+        bundle, pub = served.bundle, served.pub
+        (tmp / "body.json").write_bytes(served.body)
         env = dict(os.environ, PYTHONPATH=str(args.tree))
         agent = tmp / "agent"
         subprocess.run([sys.executable, "-m", "edge_agent", "install", str(bundle), "--dir",
@@ -238,9 +242,9 @@ def main() -> None:
              str(tmp / "token"), "--trust-key", str(pub), "--insecure-http", "--port",
              str(port)], env=env, cwd=args.tree, stderr=subprocess.DEVNULL)
         try:
-            wait_ready(f"http://127.0.0.1:{port}/v2/models/peers/ready", proc)
+            wait_ready(f"http://127.0.0.1:{port}/v2/models/{served.name}/ready", proc)
             run = ["taskset", "-c", "1", sys.executable, __file__, "--client", str(port),
-                   "/v2/models/peers/infer", str(tmp / "body.json")]
+                   f"/v2/models/{served.name}/infer", str(tmp / "body.json")]
             subprocess.run([*run, str(tmp / "warm.json"), "--seconds",
                             str(min(2.0, args.seconds))], check=True)
             subprocess.run([*run, str(tmp / "client.json"), "--seconds", str(args.seconds)],
@@ -253,7 +257,8 @@ def main() -> None:
                          json.loads((tmp / "client.json").read_text()))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "bench_agent_trace.json").write_text(json.dumps(
-        {"tree": str(args.tree), "seconds": args.seconds, "load": os.getloadavg()[0],
+        {"tree": str(args.tree), "model": args.model, "seconds": args.seconds,
+         "load": os.getloadavg()[0],
          **figures}, indent=2))
 
 

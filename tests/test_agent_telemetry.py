@@ -16,7 +16,13 @@ from edge_agent.contract.protocol import Ed25519PrivateKey, generate_signing_key
 from edge_agent.contract.records import Baseline
 from edge_agent.telemetry.histograms import binner_for
 from edge_agent.telemetry.outbox import Outbox, OutboxStats
-from edge_agent.telemetry.recorder import BIG_CHUNK, MAX_QUEUED, Recorder, RequestEvent
+from edge_agent.telemetry.recorder import (
+    BIG_CHUNK,
+    CHUNK,
+    MAX_QUEUED,
+    Recorder,
+    RequestEvent,
+)
 from tests.support.agents import (
     AgentProcess,
     http_connection,
@@ -278,6 +284,64 @@ def test_a_full_queue_makes_requests_wait_for_the_writer_and_loses_none(
     assert waits >= 1 and waited_s > 0
     latencies = [r["latency_us"] for r in outbox.read(0, 10**9) if r["kind"] == "request"]
     assert sorted(latencies) == [100 + i for i in range(n)]  # each request once
+    outbox.close()
+
+
+def test_a_pause_inside_a_write_keeps_it_atomic(tmp_path: Path) -> None:
+    """The writer gives up the core between a write's steps (inside the transaction): a
+    reader between them sees nothing of it, and a write cut short there leaves nothing."""
+    path = tmp_path / "t.sqlite"
+    outbox = Outbox(path)
+    other = sqlite3.connect(path)
+    seen: list[int] = []
+
+    def look() -> None:
+        seen.append(other.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    outbox.write([{"kind": "request", "n": i} for i in range(3)], pause=look)
+    assert seen == [0, 0] and all_seqs(outbox) == [1, 2, 3]
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        outbox.write([{"kind": "request", "n": 9}], pause=interrupted)
+    assert all_seqs(outbox) == [1, 2, 3] and outbox.stats().last_seq == 3
+    outbox.write([{"kind": "request", "n": 4}])
+    assert all_seqs(outbox) == [1, 2, 3, 4]
+    other.close()
+    outbox.close()
+
+
+@pytest.mark.parametrize("queued, pauses", [(0, True), (CHUNK, False)])
+def test_the_writer_pauses_between_steps_only_while_it_keeps_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queued: int, pauses: bool) -> None:
+    """Each feature pair, the records, the commit: the event loop may run between them
+    (c1 tail). With a chunk's worth still queued (c16) the writer skips those pauses, as
+    each one cost it a GIL switch interval while the queue grew to back-pressure."""
+    import edge_agent.telemetry.recorder as recorder_module
+
+    outbox = Outbox(tmp_path / "t.sqlite")
+    recorder = Recorder(outbox, window_s=3600, flush_s=60)
+    binner = binner_for(BASELINE, INPUTS)
+    feeds = {"temp": np.array([[1.0]], np.float32), "site": np.array([["a"]], object)}
+    for i in range(CHUNK):
+        recorder.submit(event(i, binner=binner, feeds=feeds, prediction=np.array([1])))
+    chunk = recorder._take(CHUNK)
+    for i in range(queued):  # left in the queue: the writer is behind
+        recorder.submit(event(i))
+    yields: list[str] = []
+    monkeypatch.setattr(recorder_module, "_sched_yield",
+                        lambda: yields.append(sys._getframe(2).f_code.co_name))
+    recorder._write(chunk, final=False, last=True)
+    # always: after the binning, after the records; only while keeping up: between the
+    # features, between the request records and the answers, inside the outbox write
+    assert yields.count("_write") == 3
+    # one feature pair (temp, site), the answers, inside the outbox write (two)
+    assert yields.count("_pause") == (4 if pauses else 0)
+    assert [r["latency_us"] for r in outbox.read(0, 10**9) if r["kind"] == "request"] == [
+        100 + i for i in range(CHUNK)]
+    recorder.close()
     outbox.close()
 
 

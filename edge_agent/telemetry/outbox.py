@@ -140,13 +140,17 @@ class Outbox:
 
     def write(self, records: list[dict[str, Any]],
               windows: Mapping[WindowKey, tuple[Array, int]] | None = None,
-              closed: Iterable[WindowKey] = ()) -> None:
-        """Append records (numbering them), save open windows, forget closed ones: atomically."""
+              closed: Iterable[WindowKey] = (), pause: Callable[[], None] | None = None
+              ) -> None:
+        """Append records (numbering them), save open windows, forget closed ones: atomically.
+        `pause` is called between the steps (the telemetry writer gives up the core there)."""
         def produce() -> list[dict[str, Any]]:
             self._save_windows(windows or {}, closed)
+            if pause is not None:
+                pause()
             return records
 
-        self._commit(produce)
+        self._commit(produce, pause)
 
     def write_counted(self, counter: str,
                       make: Callable[[int], list[dict[str, Any]]]) -> None:
@@ -162,12 +166,15 @@ class Outbox:
 
         self._commit(produce)
 
-    def _commit(self, produce: Callable[[], list[dict[str, Any]]]) -> None:
+    def _commit(self, produce: Callable[[], list[dict[str, Any]]],
+                pause: Callable[[], None] | None = None) -> None:
         with self._lock:
             saved = self._backlog, self._bytes, self._capture_bytes
             try:
                 with atomic(self._conn):
                     seq = self._insert(self._last_seq, produce())
+                    if pause is not None:
+                        pause()
                     captures = self._evict_captures()
                     evicted, seq = self._evict(seq)
                     self._conn.execute(
