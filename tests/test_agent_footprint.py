@@ -116,13 +116,33 @@ def _wakeups(pid: int) -> dict[str, int]:
     return counts
 
 
+def _quiet_window(pid: int, span: float, limit: float, most: int) -> dict[str, int]:
+    """Wakeups per thread over the first `span`-second window, ending within `limit` s,
+    with at most `most` of them; else over the last window seen. The process is only read
+    (/proc), never called, so sampling it wakes nothing there."""
+    start = time.monotonic()
+    samples = [(start, _wakeups(pid))]
+    while True:
+        time.sleep(0.25)  # the sampling cadence of a measurement, not a wait for a state
+        now, counts = time.monotonic(), _wakeups(pid)
+        samples.append((now, counts))
+        earlier = [c for t, c in samples if now - t >= span]
+        if earlier:
+            woke = {tid: counts[tid] - earlier[-1].get(tid, 0) for tid in counts
+                    if counts[tid] != earlier[-1].get(tid)}
+            if sum(woke.values()) <= most or now - start >= limit:
+                return woke
+
+
 def test_an_idle_agent_sleeps(tmp_path: Path) -> None:
     """With no traffic nothing wakes: before issue 20 uvicorn's main loop woke every
     0.1 s, the telemetry writer every 0.25 s and the shadow worker every second (~45
     wakeups in 3 s). The agent here serves a model with baseline histograms (an open
-    window) after one request; over a 4 s window (a measurement, not a wait) its threads
-    wake only for the last call's aftermath (its connection's close, the 1 s header check
-    that then finds no connection: 2-5 wakeups seen), so any timer of 2 Hz or more fails."""
+    window) after one request. The last calls leave an aftermath (their connections'
+    close, the 1 s header check that then finds no connection, GIL hand-offs with the
+    writer: 2-5 wakeups on a quiet machine, 8 seen once under CI load), so the measure is
+    a 4 s window once that has settled: a timer of 2 Hz or more wakes 8 times in every
+    such window, so no window of at most 4 comes within 20 s and the test fails."""
     key = generate_signing_key()
     bundle = make_tabular_bundle(tmp_path, key)
     with running_agent(tmp_path / "agent", trust_key=key) as agent:
@@ -134,8 +154,5 @@ def test_an_idle_agent_sleeps(tmp_path: Path) -> None:
         assert status == 200, doc
         wait_until(lambda: json_request(f"{agent.url}/v1/status", headers=agent.headers())[1]
                    ["telemetry"]["last_seq"] >= 2, 10, "the request's records written")
-        before = _wakeups(agent.proc.pid)
-        time.sleep(4.0)
-        after = _wakeups(agent.proc.pid)
-    woke = {tid: after[tid] - before.get(tid, 0) for tid in after if after[tid] != before.get(tid)}
-    assert sum(woke.values()) <= 6, woke
+        woke = _quiet_window(agent.proc.pid, span=4.0, limit=20.0, most=4)
+    assert sum(woke.values()) <= 4, woke
